@@ -1,0 +1,298 @@
+"""L-inf, untargeted gradient-sign attacks (SPEC section 6): one step loop, FGSM / BIM / PGD are its settings.
+
+Every attack ascends the cross-entropy of the model's logits w.r.t. its input,
+
+    x'_0 = Proj(x + start),   x'_{k+1} = Proj(x'_k + alpha * sign(g_k)),   g_k = grad_x CE(f(x'_k), y),
+
+where Proj clips to the L-inf ball ``|x' - x| <= eps`` and to pixels in [0, 1] (one clamp to
+``[max(x - eps, 0), min(x + eps, 1)]``, as in Madry et al.'s reference code). Budgets are in [0, 1] pixel units:
+the models normalise inside themselves. With ``centre_grad`` the gradient's mean over the pixels of each channel
+of each image is subtracted before the sign (the CRN paper's "L2 regularisation", its eq. 4).
+
+Labels: ``y="pred"`` (default) attacks the model's own clean predictions, which avoids label leaking; a tensor
+of true labels is the alternative. The loss is summed over the batch, so an image's gradient does not depend on
+the batch it is in.
+
+No side effects: ``x`` is never modified, the model's train/eval modes are restored afterwards, no gradient is
+accumulated into its parameters (``torch.autograd.grad`` w.r.t. the input only), and no global RNG is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedsafe.attacks.starts import uniform_start
+from fedsafe.precision import autocast, resolve_precision
+
+__all__ = [
+    "AttackResult",
+    "Labels",
+    "attack_in_batches",
+    "bim",
+    "centre_gradient",
+    "eval_mode",
+    "fgsm",
+    "iterative_attack",
+    "pgd",
+    "predict",
+    "resolve_labels",
+]
+
+Labels = torch.Tensor | Literal["pred"]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """What an attack returns.
+
+    Attributes:
+        x_adv: (B, C, H, W) adversarial images in [0, 1], dtype/device of ``x``.
+        delta: ``x_adv - x``.
+        labels: (B,) the labels whose cross-entropy was ascended.
+        forward_backward: forward+backward passes per image (= steps).
+        forwards: extra forward-only passes per image (1 when the labels were predicted, else 0).
+        seconds: wall-clock seconds of the whole call.
+    """
+
+    x_adv: torch.Tensor
+    delta: torch.Tensor
+    labels: torch.Tensor
+    forward_backward: int
+    forwards: int
+    seconds: float
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode for the block, then restore each one's previous mode."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def predict(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None, precision: str = "fp32"
+) -> torch.Tensor:
+    """The model's predicted labels (B,) int64 on ``x`` (eval mode, no grad; the mode is restored)."""
+    _check_images(x)
+    prec = resolve_precision(precision, x.device)
+    size = batch_size or max(1, x.shape[0])
+    with eval_mode(model), torch.no_grad(), autocast(prec, x.device.type):
+        return torch.cat([model(x[i : i + size]).argmax(1) for i in range(0, x.shape[0], size)])
+
+
+def resolve_labels(model: nn.Module, x: torch.Tensor, y: Labels, *, precision: str = "fp32") -> torch.Tensor:
+    """``y`` as an int64 (B,) tensor on ``x``'s device; ``"pred"`` means the model's clean predictions."""
+    if isinstance(y, str):
+        if y != "pred":
+            raise ValueError(f'labels must be "pred" or a tensor of class indices, got {y!r}')
+        return predict(model, x, precision=precision)
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
+        raise ValueError(f"labels must be an integer tensor of shape ({x.shape[0]},)")
+    return y.to(device=x.device, dtype=torch.long)
+
+
+def centre_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """Subtract from ``grad`` (B, C, *spatial) its mean over the pixels of each channel of each image."""
+    if grad.dim() < 3:
+        raise ValueError(f"gradient centring needs (B, C, *spatial) tensors, got shape {tuple(grad.shape)}")
+    return grad - grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
+
+
+def iterative_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    start: torch.Tensor | None = None,
+    centre_grad: bool = False,
+    precision: str = "fp32",
+) -> AttackResult:
+    """The step loop (module docstring) from ``start`` (a delta, default zero); see :func:`bim`."""
+    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    return _step_loop(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start,
+                      centre_grad=centre_grad, precision=precision)
+
+
+def _step_loop(model, x, y, *, eps, alpha, steps, start, centre_grad, precision) -> AttackResult:
+    _check_images(x)
+    prec = resolve_precision(precision, x.device)
+    t0 = time.perf_counter()
+    x = x.detach()
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    with eval_mode(model), torch.enable_grad():
+        labels = resolve_labels(model, x, y, precision=prec)
+        x_adv = x.clone() if start is None else torch.clamp(x + _check_start(start, x), lo, hi)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with autocast(prec, x.device.type):
+                loss = F.cross_entropy(model(x_adv), labels, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_adv)  # w.r.t. the input only: parameters get no .grad
+            if centre_grad:
+                grad = centre_gradient(grad)
+            x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), lo, hi)
+    return AttackResult(x_adv=x_adv, delta=x_adv - x, labels=labels, forward_backward=steps,
+                        forwards=int(isinstance(y, str)), seconds=time.perf_counter() - t0)
+
+
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    eps: float,
+    start: torch.Tensor | None = None,
+    centre_grad: bool = False,
+    precision: str = "fp32",
+) -> AttackResult:
+    """FGSM (Goodfellow et al. 2015, "Explaining and harnessing adversarial examples"), L-inf:
+    ``x' = clip01(x + eps * sign(grad_x CE(f(x), y)))`` -- one step of size eps from zero, or from ``start``
+    ("FGSM + CRN" when ``start`` is the cross-round noise).
+
+    Shapes: x (B, C, H, W) in [0, 1]; y (B,) int or ``"pred"``.
+
+    >>> from fedsafe.models.cnn import PaperCNN
+    >>> m = PaperCNN(num_classes=2, image_size=16, width=0.05)
+    >>> r = fgsm(m, torch.rand(4, 1, 16, 16), eps=0.03)
+    >>> bool(r.delta.abs().max() <= 0.03 + 1e-6), r.forward_backward
+    (True, 1)
+    """
+    _check_budget(eps=eps, alpha=None, steps=1)
+    return _step_loop(model, x, y, eps=eps, alpha=eps, steps=1, start=start,
+                      centre_grad=centre_grad, precision=precision)
+
+
+def bim(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    start: torch.Tensor | None = None,
+    centre_grad: bool = False,
+    precision: str = "fp32",
+) -> AttackResult:
+    """BIM / I-FGSM (Kurakin et al. 2017, "Adversarial examples in the physical world"), L-inf:
+    ``x'_{k+1} = Proj_eps(x'_k + alpha * sign(grad_x CE))``, ``steps`` steps from zero (or from ``start``).
+
+    Shapes: x (B, C, H, W) in [0, 1]; y (B,) int or ``"pred"``.
+
+    >>> from fedsafe.models.cnn import PaperCNN
+    >>> m = PaperCNN(num_classes=2, image_size=16, width=0.05)
+    >>> bim(m, torch.rand(4, 1, 16, 16), eps=0.03, alpha=0.01, steps=5).x_adv.shape
+    torch.Size([4, 1, 16, 16])
+    """
+    return iterative_attack(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start,
+                            centre_grad=centre_grad, precision=precision)
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    start: torch.Tensor | None = None,
+    centre_grad: bool = False,
+    generator: torch.Generator | None = None,
+    precision: str = "fp32",
+) -> AttackResult:
+    """PGD (Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks"), L-inf:
+    BIM from a uniform random start in the eps-ball drawn from ``generator``, or from a given ``start``
+    ("PGD-K + CRN"); ``generator`` is then unused.
+
+    Shapes: x (B, C, H, W) in [0, 1]; y (B,) int or ``"pred"``.
+
+    >>> from fedsafe.models.cnn import PaperCNN
+    >>> m = PaperCNN(num_classes=2, image_size=16, width=0.05)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> pgd(m, torch.rand(4, 1, 16, 16), eps=0.03, alpha=0.01, steps=5, generator=g).forward_backward
+    5
+    """
+    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    if start is None:
+        if generator is None:
+            raise ValueError("pgd draws its random start from an explicit generator: pass generator= or start=")
+        start = uniform_start(x, eps, generator)
+    return _step_loop(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start,
+                      centre_grad=centre_grad, precision=precision)
+
+
+def attack_in_batches(
+    attack: Callable[..., AttackResult],
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    batch_size: int,
+    start: torch.Tensor | None = None,
+    **kwargs,
+) -> AttackResult:
+    """Run ``attack(model, x_b, y_b, start=start_b, **kwargs)`` over consecutive batches and join the results.
+
+    ``y`` and ``start`` are sliced with ``x``; a ``generator`` in ``kwargs`` is consumed batch after batch, so the
+    result is reproducible for a fixed batch size. ``seconds`` is the sum over batches.
+
+    >>> from fedsafe.models.cnn import PaperCNN
+    >>> m = PaperCNN(num_classes=2, image_size=16, width=0.05)
+    >>> attack_in_batches(fgsm, m, torch.rand(5, 1, 16, 16), batch_size=2, eps=0.03).x_adv.shape
+    torch.Size([5, 1, 16, 16])
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if x.shape[0] == 0:
+        raise ValueError("cannot attack an empty batch")
+    parts = []
+    for i in range(0, x.shape[0], batch_size):
+        sl = slice(i, i + batch_size)
+        extra = {} if start is None else {"start": start[sl]}
+        parts.append(attack(model, x[sl], y if isinstance(y, str) else y[sl], **extra, **kwargs))
+    return AttackResult(
+        x_adv=torch.cat([p.x_adv for p in parts]),
+        delta=torch.cat([p.delta for p in parts]),
+        labels=torch.cat([p.labels for p in parts]),
+        forward_backward=parts[0].forward_backward,
+        forwards=parts[0].forwards,
+        seconds=sum(p.seconds for p in parts),
+    )
+
+
+def _check_budget(*, eps: float, alpha: float | None, steps: int) -> None:
+    if not 0 <= eps <= 1:
+        raise ValueError(f"eps is an L-inf budget in [0, 1] pixel units, got {eps}")
+    if alpha is not None and not 0 < alpha <= 1:
+        raise ValueError(f"alpha (step size) must be in (0, 1] pixel units, got {alpha}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError("x must be a non-empty floating tensor of shape (B, C, ...)")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError("pixels of x must be in [0, 1]: attack budgets are in pixel units")
+
+
+def _check_start(start: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(start, torch.Tensor) or start.shape != x.shape:
+        raise ValueError(f"start must be a delta tensor of the shape of x {tuple(x.shape)}")
+    return start.detach().to(device=x.device, dtype=x.dtype)

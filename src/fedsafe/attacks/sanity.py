@@ -1,0 +1,132 @@
+"""Sanity checks of an attack evaluation, after Carlini et al. 2019, "On evaluating adversarial robustness"
+(and AutoAttack's checks): each returns a list of warnings (empty = nothing suspicious).
+
+* The model must output logits: probabilities (rows in [0, 1] summing to 1) flatten the cross-entropy and
+  its gradient, which masks gradients and makes gradient attacks look weaker than they are.
+* The input gradient of the loss must not vanish for many samples (quantisation, saturation, a
+  non-differentiable preprocessing step: gradient masking).
+* ASR must be 0 at eps = 0, must not decrease when eps grows, and an unbounded-ish white-box attack
+  (large eps) must reach close to 100%.
+
+>>> check_outputs(torch.softmax(torch.randn(4, 3), 1))[0].startswith("model outputs look like probabilities")
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedsafe.attacks.iterative import Labels, eval_mode, predict, resolve_labels
+
+__all__ = [
+    "attack_success_rate",
+    "check_eps_curve",
+    "check_input_gradients",
+    "check_outputs",
+    "eps_sweep",
+    "run_sanity_checks",
+]
+
+
+def check_outputs(outputs: torch.Tensor, *, atol: float = 1e-4) -> list[str]:
+    """Warn when ``outputs`` (B, K) look like probabilities rather than logits."""
+    if outputs.dim() != 2:
+        raise ValueError(f"outputs must have shape (B, K), got {tuple(outputs.shape)}")
+    o = outputs.detach().double()
+    in_unit = bool(((o >= -atol) & (o <= 1 + atol)).all())
+    sums_to_one = bool(torch.allclose(o.sum(1), torch.ones_like(o[:, 0]), atol=atol * o.shape[1]))
+    if in_unit and sums_to_one:
+        return ["model outputs look like probabilities (rows in [0, 1] summing to 1), not logits: the "
+                "cross-entropy of probabilities has flattened gradients (gradient masking risk)"]
+    return []
+
+
+def check_input_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Labels = "pred",
+    *,
+    atol: float = 1e-10,
+    max_zero_fraction: float = 0.05,
+) -> list[str]:
+    """Warn when the input gradient of CE(f(x), y) is (near) zero (max |g| <= atol) for more than
+    ``max_zero_fraction`` of the samples. x (B, C, H, W) in [0, 1]."""
+    labels = resolve_labels(model, x, y)
+    x = x.detach().clone().requires_grad_(True)
+    with eval_mode(model), torch.enable_grad():
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
+    zero = grad.flatten(1).abs().amax(1) <= atol
+    frac = float(zero.double().mean())
+    if frac > max_zero_fraction:
+        return [f"the loss gradient w.r.t. the input is (near) zero for {int(zero.sum())} of {len(zero)} "
+                f"samples ({frac:.0%}): gradient masking; gradient attacks will underestimate the risk"]
+    return []
+
+
+def attack_success_rate(clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> float:
+    """Fraction of samples whose predicted label changes (white-box, on the attacked model itself)."""
+    if clean_pred.shape != adv_pred.shape or clean_pred.numel() == 0:
+        raise ValueError("clean and adversarial predictions must be non-empty and of one shape")
+    return float((clean_pred != adv_pred).double().mean())
+
+
+def eps_sweep(
+    attack_at_eps: Callable[[float], torch.Tensor],
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    eps_values: Sequence[float],
+) -> np.ndarray:
+    """White-box ASR of ``attack_at_eps(eps) -> x_adv`` on ``model`` for each eps.
+
+    >>> # eps_sweep(lambda e: fgsm(m, x, eps=e).x_adv, m, x, eps_values=[0, 0.03, 0.3])
+    """
+    clean = predict(model, x)
+    return np.array([attack_success_rate(clean, predict(model, attack_at_eps(e))) for e in eps_values])
+
+
+def check_eps_curve(
+    eps_values: Sequence[float],
+    asr: Sequence[float],
+    *,
+    tol: float = 0.02,
+    large_eps: float = 0.3,
+    min_asr_at_large_eps: float = 0.95,
+) -> list[str]:
+    """Warnings about an ASR-vs-eps curve (eps strictly increasing): ASR > 0 at eps = 0; ASR dropping by more
+    than ``tol`` as eps grows; ASR below ``min_asr_at_large_eps`` at the largest eps if it is >= ``large_eps``."""
+    eps, rate = np.asarray(eps_values, dtype=float), np.asarray(asr, dtype=float)
+    if eps.shape != rate.shape or eps.ndim != 1 or eps.size == 0 or np.any(np.diff(eps) <= 0):
+        raise ValueError("eps_values must be strictly increasing and match asr in length")
+    warnings = []
+    if eps[0] == 0 and rate[0] > 0:
+        warnings.append(f"ASR is {rate[0]:.1%} at eps = 0: the attack changes predictions without perturbing "
+                        "(randomness in the model or a bug)")
+    for i in np.flatnonzero(np.diff(rate) < -tol):
+        warnings.append(f"ASR decreases from {rate[i]:.1%} at eps={eps[i]:g} to {rate[i + 1]:.1%} at "
+                        f"eps={eps[i + 1]:g}: the attack is not converging (gradient masking or too few steps)")
+    if eps[-1] >= large_eps and rate[-1] < min_asr_at_large_eps:
+        warnings.append(f"white-box ASR is only {rate[-1]:.1%} at eps={eps[-1]:g}; a working attack should reach "
+                        f"about 100% at large eps")
+    return warnings
+
+
+def run_sanity_checks(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    attack_at_eps: Callable[[float], torch.Tensor] | None = None,
+    eps_values: Sequence[float] = (0.0, 0.01, 0.03, 0.1, 0.5),
+) -> list[str]:
+    """All the checks above on ``model`` and the attack set ``x``; the eps curve only if an attack is given."""
+    with eval_mode(model), torch.no_grad():
+        warnings = check_outputs(model(x))
+    warnings += check_input_gradients(model, x)
+    if attack_at_eps is not None:
+        warnings += check_eps_curve(eps_values, eps_sweep(attack_at_eps, model, x, eps_values=eps_values))
+    return warnings

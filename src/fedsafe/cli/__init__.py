@@ -1,0 +1,19 @@
+"""The ``fedsafe`` command. Sub-commands live one module a concept in this package."""
+
+from __future__ import annotations
+
+import typer
+
+from . import data as _data
+from . import privacy as _privacy
+from . import train as _train
+
+app = typer.Typer(help="fedsafe: attack and defend federated learning on medical images.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(_data.app, name="data", help="Read, check and download the data sets.")
+app.registered_commands += _train.app.registered_commands
+app.add_typer(_privacy.app, name="privacy", help="Differential-privacy calibration and accounting (NbAFL).")
+
+
+def main() -> None:
+    app()

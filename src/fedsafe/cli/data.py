@@ -1,0 +1,169 @@
+"""``fedsafe data``: check a data folder or file, and download the public sources."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ..data.download import SOURCES, DownloadError, download
+from ..data.medmnist import read_medmnist
+from ..data.pcam import PCAM_SPLITS
+from ..data.tasks import TASKS, load_task
+from ..data.types import DataReport
+from .console import fail, out, progress_bars
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+TOP_SIZES = 8
+
+
+def infer_task(path: Path) -> str:
+    """Guess the task of a data path: an npz's set name, an MRI folder (all four classes), a PCam folder.
+
+    Raises ValueError when the path is missing or its layout is not recognised.
+    """
+    if not path.exists():
+        raise ValueError(f"path not found: {path}")
+    if path.is_file():
+        if path.suffix == ".npz":
+            return re.sub(r"_\d+$", "", path.stem).lower()
+        raise ValueError(f"{path}: cannot tell the task of this file; pass --task")
+    if (path / "Training").is_dir() or (path / "Testing").is_dir():
+        return "brain-tumor-4class"
+    if any((path / f"camelyonpatch_level_2_split_{s}_x.h5").exists() for s in PCAM_SPLITS.values()):
+        return "pcam"
+    if (path / "breastmnist.npz").is_file():
+        return "breastmnist"
+    raise ValueError(f"{path}: not a known layout (MRI Training/Testing folders, PCam .h5 files, a MedMNIST npz); "
+                     f"pass --task ({', '.join(TASKS)})")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line, with rich markup escaped (file names may hold brackets)."""
+    return escape(" ".join(str(exc).split()))
+
+
+@app.command()
+def check(
+    path: Path | None = typer.Argument(None, help="Data folder or file (not needed for --task synthetic)."),
+    task: str | None = typer.Option(None, "--task", "-t",
+                                    help=f"Task to read as ({', '.join(TASKS)}); guessed if absent."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable file instead of skipping it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the data report as JSON."),
+    size: int = typer.Option(64, "--size", help="Square size images are resized to."),
+    channels: int = typer.Option(1, "--channels", help="1 (grey) or 3 (RGB)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache ($FEDSAFE_CACHE or "
+                                   "~/.cache/fedsafe by default)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode without reading or writing the cache."),
+    drop_conflicts: bool | None = typer.Option(None, "--drop-conflicts/--no-drop-conflicts",
+                                        help="Drop duplicates that carry different labels (default: per task)."),
+    max_per_split: int | None = typer.Option(None, "--max-per-split", help="Read at most N per official split "
+                                      "(breastmnist, pcam)."),
+) -> None:
+    """Read a data set as the training code will, and report counts, sizes, duplicates and unreadable files."""
+    try:
+        if task is None:
+            if path is None:
+                raise ValueError("give a PATH or --task synthetic")
+            task = infer_task(path)
+        with progress_bars() as progress:
+            if task in TASKS:
+                _, report = load_task(task, data_root=path, image_size=size, channels=channels, cache_dir=cache_dir,
+                                      strict=strict, progress=progress, max_per_split=max_per_split,
+                                      drop_conflicts=drop_conflicts, use_cache=not no_cache)
+            elif path is not None and path.suffix == ".npz":
+                _, report = read_medmnist(path, size=size, channels=channels, name=task, max_per_split=max_per_split,
+                                          drop_conflicts=bool(drop_conflicts), progress=progress)
+            else:
+                raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    except ValueError as exc:
+        raise fail(_one_line(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        show_report(report)
+
+
+def show_report(report: DataReport) -> None:
+    """Print a DataReport as rich tables."""
+    header = Text(report.task, style="bold")
+    header.append(" (")
+    header.append("synthetic", style="bold yellow") if report.synthetic else header.append("real")
+    header.append(f") from {report.source}")
+    out.print(header)
+    splits = list(report.counts)
+    classes = list(report.kept) or sorted({c for per in report.counts.values() for c in per})
+    counts = Table(title="Images per class and split (files read; kept after de-duplication and decoding)")
+    counts.add_column("class")
+    for split in splits:
+        counts.add_column(split, justify="right")
+    counts.add_column("total read", justify="right")
+    counts.add_column("kept", justify="right", style="bold")
+    for cls in classes:
+        row = [report.counts[s].get(cls, 0) for s in splits]
+        counts.add_row(Text(cls), *map(str, row), str(sum(row)), str(report.kept.get(cls, 0)))
+    totals = [sum(report.counts[s].values()) for s in splits]
+    counts.add_row("[bold]all[/]", *map(str, totals), str(sum(totals)), str(sum(report.kept.values())))
+    out.print(counts)
+
+    sizes = Table(title=f"Source image sizes ({len(report.sizes)} distinct)")
+    sizes.add_column("W x H")
+    sizes.add_column("images", justify="right")
+    ranked = sorted(report.sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+    for size, n in ranked[:TOP_SIZES]:
+        sizes.add_row(size, str(n))
+    if len(ranked) > TOP_SIZES:
+        sizes.add_row(f"... {len(ranked) - TOP_SIZES} other sizes", str(sum(n for _, n in ranked[TOP_SIZES:])))
+    out.print(sizes)
+
+    if report.duplicates:
+        dup = Table(title="Exact duplicates")
+        dup.add_column("count of")
+        dup.add_column("n", justify="right")
+        for key, n in report.duplicates.items():
+            dup.add_row(key.replace("_", " "), str(n))
+        out.print(dup)
+    if report.unreadable:
+        bad = Table(title=f"Unreadable files ({len(report.unreadable)}, skipped)")
+        bad.add_column("file", overflow="fold")
+        bad.add_column("error", overflow="fold")
+        for item in report.unreadable:
+            bad.add_row(Text(item["file"]), Text(item["error"]))
+        out.print(bad)
+    else:
+        out.print("unreadable files: none")
+    if report.preprocessing:
+        out.print(Text("preprocessing: " + ", ".join(f"{k}={v}" for k, v in report.preprocessing.items())))
+    for note in report.notes:
+        out.print(Text(f"note: {note}"))
+
+
+@app.command("download")
+def download_cmd(
+    name: str = typer.Argument(..., help=f"One of: {', '.join(SOURCES)}."),
+    to: Path = typer.Option(Path("data"), "--to", help="Folder to put the data in."),
+    base_url: str | None = typer.Option(None, "--base-url", envvar="FEDSAFE_DOWNLOAD_BASE",
+                                 help="Replace the source's base URL (a mirror, or a local server in tests)."),
+    commit: str | None = typer.Option(None, "--commit", help="brain-tumor-mri: download this commit's archive "
+                               "(e.g. 3ea9f4eae54c67e5bddbf6f7a73582967a5f5f79) instead of master."),
+    sha256: str | None = typer.Option(None, "--sha256", help="Expected sha256 of the downloaded file."),
+    force: bool = typer.Option(False, "--force", help="Replace data already in place."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Network timeout in seconds."),
+) -> None:
+    """Download a public data set, check its content, and put it in place (nothing is left on failure)."""
+    try:
+        with progress_bars() as progress:
+            result = download(name, to=to, base_url=base_url, commit=commit, expected_sha256=sha256, force=force,
+                              progress=progress, timeout=timeout)
+    except (ValueError, DownloadError) as exc:
+        raise fail(_one_line(exc)) from None
+    out.print(Text.assemble(("ok", "bold green"), f" {result.name} -> {result.path}"))
+    out.print(Text(f"url: {result.url}\nsha256: {result.sha256}\nmd5: {result.md5}"))
+    for line in result.checks:
+        out.print(Text(f"check: {line}"))

@@ -1,0 +1,185 @@
+"""``fedsafe privacy``: NbAFL noise calibration and what a run's noise really gives (SPEC section 4).
+
+``calibrate`` goes from a target (epsilon, delta) to the NbAFL noise, then asks the accountant what that noise
+gives and what noise the accountant itself would need. ``account`` goes from the noise a run used to its
+(epsilon, delta) per channel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+from rich.table import Table
+
+from ..privacy import (
+    ACCOUNTANTS,
+    PrivacyReport,
+    TargetNoise,
+    account_run,
+    calibrate_nbafl,
+    noise_for_target,
+)
+from .console import fail, out
+
+app = typer.Typer(no_args_is_help=True)
+
+# The CLI solves the inverse to 1e-4 (relative): the PLD accountant costs ~50 ms an evaluation.
+_INVERSE_RTOL = 1e-4
+
+
+def _num(x: float) -> str:
+    """Five significant digits: the tables must fit 80 columns."""
+    return "inf" if math.isinf(x) else f"{x:.5g}"
+
+
+def _check_accountant(accountant: str) -> str:
+    if accountant not in ACCOUNTANTS:
+        raise fail(f"--accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}.")
+    return accountant
+
+
+def _parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise fail(f"--weights must be comma-separated numbers, got {text!r}.") from None
+
+
+def _report_table(report: PrivacyReport, title: str) -> Table:
+    tab = Table(title=title)
+    for name in ("channel", "sens.", "std", "z", "eps RDP", "eps PLD"):
+        tab.add_column(name, justify="left" if name == "channel" else "right")
+    rows = [("uplink", report.uplink)]
+    if len(set(report.weights)) == 1:
+        rows.append(("downlink", report.downlink[0]))
+    else:
+        rows.extend((f"downlink c{ch.client}", ch) for ch in report.downlink)
+    for label, ch in rows:
+        tab.add_row(label, _num(ch.sensitivity), _num(ch.sigma), _num(ch.noise_multiplier),
+                    _num(ch.epsilon_rdp), _num(ch.epsilon_pld))
+    return tab
+
+
+def _print_report(report: PrivacyReport, title: str) -> None:
+    out.print(_report_table(report, title))
+    legend = f"uplink: each client against the {report.uplink.adversary}"
+    if report.num_clients > 1:
+        who = "each client" if len(set(report.weights)) == 1 else "client cI"
+        legend += f"; downlink: {who} against {report.downlink[0].adversary}"
+    out.print(f"{legend}. z = std / sens.", highlight=False)
+    for ch in (report.uplink, *report.downlink):
+        if ch.reason:
+            who = "uplink" if ch.client is None else f"downlink c{ch.client}"
+            out.print(f"{who}: {ch.reason}", highlight=False)
+    out.print(f"{report.accountant.upper()} (headline): epsilon uplink = {_num(report.epsilon_uplink)}, "
+              f"downlink (worst client) = {_num(report.epsilon_downlink)}, at delta = {report.delta:g} "
+              f"over T = {report.rounds} rounds; noise {report.noise}.", highlight=False)
+
+
+def _inverse(*, target_epsilon: float, delta: float, clip: float, m: int, rounds: int, clients: int,
+             weights: list[float] | None) -> list[TargetNoise]:
+    return [noise_for_target(target_epsilon=target_epsilon, delta=delta, clip=clip, min_local_size=m,
+                             rounds=rounds, num_clients=clients, weights=weights, accountant=accountant,
+                             rtol=_INVERSE_RTOL) for accountant in ACCOUNTANTS]
+
+
+def _print_inverse(needs: list[TargetNoise]) -> None:
+    first = needs[0]
+    out.print(f"Noise the accountants need for epsilon = {first.target_epsilon:g} at delta = {first.delta:g} "
+              f"over T = {first.rounds} rounds:", highlight=False)
+    tab = Table()
+    for name in ("accountant", "z", "s_U", "s_D"):
+        tab.add_column(name, justify="left" if name == "accountant" else "right")
+    for need in needs:
+        tab.add_row(need.accountant.upper(), _num(need.noise_multiplier), _num(need.sigma_uplink),
+                    _num(need.sigma_downlink))
+    out.print(tab)
+
+
+@app.command()
+def calibrate(
+    epsilon: float = typer.Option(..., "--epsilon", help="Target epsilon."),
+    delta: float = typer.Option(1e-5, "--delta", help="Target delta."),
+    clip: float = typer.Option(..., "--clip", help="C, the L2 clipping norm of the uploads."),
+    m: int = typer.Option(..., "--m", help="m, the size of the smallest local data set."),
+    exposures: int = typer.Option(None, "--L", help="L, uploads per client (default: T)."),
+    rounds: int = typer.Option(..., "--T", help="T, the number of rounds."),
+    clients: int = typer.Option(..., "--N", help="N, the number of clients."),
+    accountant: str = typer.Option("rdp", "--accountant", help="Headline accountant: rdp or pld."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """NbAFL noise for a target (epsilon, delta), and what the accountant says that noise really gives."""
+    accountant = _check_accountant(accountant)
+    try:
+        cal = calibrate_nbafl(epsilon=epsilon, delta=delta, clip=clip, min_local_size=m,
+                              exposures=rounds if exposures is None else exposures, rounds=rounds,
+                              num_clients=clients)
+        report = account_run(sigma_uplink=cal.sigma_uplink, sigma_downlink=cal.sigma_downlink, clip=clip,
+                             min_local_size=m, rounds=rounds, num_clients=clients, delta=delta,
+                             calibrated=True, accountant=accountant)
+        needs = _inverse(target_epsilon=epsilon, delta=delta, clip=clip, m=m, rounds=rounds, clients=clients,
+                         weights=None)
+        if as_json:
+            out.print_json(json.dumps({"nbafl": cal.to_dict(), "accountant": report.to_dict(),
+                                       "needed": [need.to_dict() for need in needs]}))
+            return
+        tab = Table(title="NbAFL calibration (Wei et al. 2020)")
+        tab.add_column("quantity")
+        tab.add_column("value", justify="right")
+        for label, value in [("c = sqrt(2 ln(1.25/delta))", cal.c), ("dS_U = 2C/m", cal.sensitivity_uplink),
+                             ("s_U (uplink std)", cal.sigma_uplink), ("s_D (downlink std)", cal.sigma_downlink)]:
+            tab.add_row(label, _num(value))
+        out.print(tab)
+        out.print(cal.note, highlight=False)
+        _print_report(report, "What this noise really gives (dp-accounting)")
+        if cal.exposures != cal.rounds:
+            out.print(f"The accountant assumes every client in every round: it composes over T = {rounds}, "
+                      f"not L = {cal.exposures} (conservative).", highlight=False)
+        _print_inverse(needs)
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+@app.command()
+def account(
+    sigma_up: float = typer.Option(..., "--sigma-up", help="s_U, std of each client's upload noise."),
+    sigma_down: float = typer.Option(0.0, "--sigma-down", help="s_D, std of each client's downlink noise."),
+    clip: float = typer.Option(None, "--clip", help="C, the L2 clipping norm (omit: no clipping)."),
+    m: int = typer.Option(..., "--m", help="m, the size of the smallest local data set."),
+    rounds: int = typer.Option(..., "--T", help="T, the number of rounds."),
+    clients: int = typer.Option(..., "--N", help="N, the number of clients."),
+    delta: float = typer.Option(1e-5, "--delta", help="The delta to report epsilon at."),
+    weights: str = typer.Option(None, "--weights", help="Aggregation weights p_i, e.g. 300,500,200."),
+    target_epsilon: float = typer.Option(None, "--target-epsilon",
+                                         help="Also print the noise needed for this epsilon."),
+    accountant: str = typer.Option("rdp", "--accountant", help="Headline accountant: rdp or pld."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """The (epsilon, delta) per channel that a run with these noises gives."""
+    accountant = _check_accountant(accountant)
+    p = _parse_weights(weights)
+    try:
+        report = account_run(sigma_uplink=sigma_up, sigma_downlink=sigma_down, clip=clip, min_local_size=m,
+                             rounds=rounds, num_clients=clients, delta=delta, weights=p, calibrated=False,
+                             accountant=accountant)
+        needs = []
+        if target_epsilon is not None:
+            if clip is None:
+                raise ValueError("--target-epsilon needs --clip: without clipping no noise is enough.")
+            needs = _inverse(target_epsilon=target_epsilon, delta=delta, clip=clip, m=m, rounds=rounds,
+                             clients=clients, weights=p)
+        if as_json:
+            data = report.to_dict()
+            if needs:
+                data["needed"] = [need.to_dict() for need in needs]
+            out.print_json(json.dumps(data))
+            return
+        _print_report(report, "Privacy of the run (dp-accounting)")
+        if needs:
+            _print_inverse(needs)
+    except ValueError as e:
+        raise fail(str(e)) from None

@@ -1,0 +1,221 @@
+"""Typed, validated, frozen experiment configuration (YAML in, YAML out).
+
+One ``ExperimentConfig`` is composed of parts (task, splits, model, train, federation, privacy, defense).
+A run starts from a *profile* (``cpu`` or ``paper``, shipped in ``fedsafe/profiles``), merges the user's YAML
+over it, then ``--set key=value`` overrides. Unknown or misspelt keys are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError", "ExperimentConfig", "PROFILES", "load_config", "parse_overrides", "config_hash", "to_yaml",
+]
+
+PROFILES = ("cpu", "paper")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a one-line message naming the file, key or value."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Part):
+    name: str = "synthetic"
+    data_root: str | None = None  # None: $FEDSAFE_DATA/<dataset>, ./data/<dataset>, ../shared/data/<dataset>
+    image_size: int = Field(64, ge=8, le=512)
+    channels: Literal[1, 3] = 1
+    cache_dir: str | None = None
+    strict: bool = False
+    synthetic_size: int = Field(1200, ge=50)
+
+
+class SplitConfig(_Part):
+    num_clients: int = Field(3, ge=1, le=10_000)
+    partition: Literal["shards", "dirichlet", "iid"] = "shards"
+    num_shards: int = Field(15, ge=1)
+    dirichlet_alpha: float = Field(0.5, gt=0)
+    client_test_size: int = Field(100, ge=1)
+    server_size: float = Field(0.1, gt=0)  # < 1: fraction of the pool; >= 1: a count
+    global_test_size: float = Field(0.15, gt=0)
+
+
+class ModelConfig(_Part):
+    name: str = "paper-cnn"
+    width: float = Field(0.25, gt=0, le=4)
+    dropout: float = Field(0.25, ge=0, lt=1)
+
+
+class TrainConfig(_Part):
+    rounds: int = Field(20, ge=1)
+    local_epochs: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(20.0, gt=0)
+    augment: bool = True
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    channels_last: bool = True
+    eval_every: int = Field(1, ge=0)  # 0: evaluate only after the last round
+    eval_batch_size: int = Field(256, ge=1)
+
+
+class FederationConfig(_Part):
+    weighted: bool = True  # FedAvg weights p_i = |D_i| / |D|; False: unweighted mean
+    downlink_noise: float = Field(0.0, ge=0)  # s_D, std of each client's own downlink noise
+    uplink_clip: float | None = Field(None, gt=0)  # C
+    uplink_noise: float = Field(0.0, ge=0)  # s_U
+    keep_received_rounds: int = Field(10, ge=0)  # received copies kept for CRN (last R rounds)
+
+
+class CalibrationConfig(_Part):
+    epsilon: float = Field(gt=0)
+    exposures: int | None = Field(None, ge=1)  # L; None: T (every client in every round)
+
+
+class PrivacyConfig(_Part):
+    delta: float = Field(1e-5, gt=0, lt=1)
+    calibrate: CalibrationConfig | None = None  # set s_U and s_D from NbAFL for this epsilon
+
+
+class DefenseConfig(_Part):
+    name: Literal["none", "adversarial-training", "fed-safe", "client-adversarial-training"] = "none"
+    fraction: float = Field(1.0, gt=0, le=1)
+    eps: float = Field(0.03, ge=0, le=1)
+    alpha: float | None = Field(None, gt=0)  # None: eps / 6 (authors)
+    steps: int = Field(6, ge=1)
+    random_start: bool = True
+    epochs: int = Field(1, ge=1)
+    lr: float | None = Field(None, gt=0)  # None: the local training lr
+    batch_size: int = Field(32, ge=1)
+
+
+class ExperimentConfig(_Part):
+    profile: str = "cpu"
+    seed: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+    task: TaskConfig = TaskConfig()
+    splits: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    federation: FederationConfig = FederationConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    defense: DefenseConfig = DefenseConfig()
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        if v not in PROFILES:
+            raise ValueError(f"unknown profile {v!r}; known: {', '.join(PROFILES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        s = self.splits
+        if s.partition == "shards" and s.num_shards % s.num_clients:
+            raise ValueError(f"splits.num_shards ({s.num_shards}) must be a multiple of splits.num_clients "
+                             f"({s.num_clients})")
+        if self.privacy.calibrate is not None and self.federation.uplink_clip is None:
+            raise ValueError("privacy.calibrate needs federation.uplink_clip (C) to be set")
+        return self
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _profile_dict(name: str) -> dict[str, Any]:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    text = resources.files("fedsafe.profiles").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["train.rounds=5", "task.name=glioma"]`` -> nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e.__class__.__name__})") from None
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is both a value and a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _one_line(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown key '{loc}'"
+    msg = first["msg"].removeprefix("Value error, ")
+    val = first.get("input")
+    shown = "" if isinstance(val, dict) else f" (got {val!r})"
+    return f"{origin}: {loc}: {msg}{shown}"
+
+
+def load_config(path: str | Path | None = None, *, profile: str | None = None,
+                overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Profile, then the YAML file, then ``key=value`` overrides. Raises ConfigError (one line) on bad input."""
+    user: dict[str, Any] = {}
+    origin = "config"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        try:
+            user = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML{where}") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of keys")
+    over = parse_overrides(overrides)
+    prof = over.get("profile") or profile or user.get("profile") or "cpu"
+    merged = _deep_merge(_deep_merge(_profile_dict(str(prof)), user), over)
+    merged["profile"] = prof
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, origin if not over else f"{origin} (with --set)")) from None
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else dict(cfg)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,305 @@
+"""Disjoint splits of one pooled, de-duplicated task: global test, server, client test and client train sets.
+
+SPEC section 1 ("Splits"): the papers count all images of a task, so Training and Testing are pooled and
+de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from that pool:
+
+1. a held-out global test set (stratified by class);
+2. the server data set used by the defences (stratified; disjoint from every attack set, unlike the
+   authors' code, which drew it from the test split);
+3. one attack/test set per client (paper: 100 images each; stratified);
+4. the rest: client training data, split over the clients by a partition of :mod:`fedsafe.data.partition`.
+
+All indices are positions in the pooled ``labels`` array.
+
+Example::
+
+    >>> import numpy as np
+    >>> labels = np.repeat([0, 1], [352, 927])      # de-duplicated meningioma task
+    >>> s = make_splits(labels, num_clients=3, server_size=0.1, global_test_size=0.1,
+    ...                 rng=np.random.default_rng(0))
+    >>> len(s.global_test), len(s.server), [len(t) for t in s.client_test]
+    (128, 128, [100, 100, 100])
+    >>> s.check_disjoint(); len(s.all_indices()) == len(labels)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedsafe.data.partition import AUTHORS_NUM_SHARDS, PARTITIONS
+from fedsafe.data.partition import partition as run_partition
+
+__all__ = ["Size", "Splits", "make_splits", "server_fraction", "stratified_counts"]
+
+logger = logging.getLogger(__name__)
+
+Size = int | float
+"""A set size: an int is a count, a float in [0, 1] a fraction of the whole pool (rounded)."""
+
+
+def _frozen_index(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.int64).reshape(-1)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Disjoint index sets over the pooled labels (positions in that array), plus notes on any shrinking.
+
+    ``client_test[i]`` is client i's attack/test set and ``client_train[i]`` its training data; both are
+    tuples with one read-only, sorted int64 array per client.
+    """
+
+    global_test: np.ndarray
+    server: np.ndarray
+    client_test: tuple[np.ndarray, ...]
+    client_train: tuple[np.ndarray, ...]
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.client_test) != len(self.client_train):
+            raise ValueError(
+                f"client_test has {len(self.client_test)} sets but client_train {len(self.client_train)}."
+            )
+        object.__setattr__(self, "global_test", _frozen_index(self.global_test))
+        object.__setattr__(self, "server", _frozen_index(self.server))
+        object.__setattr__(self, "client_test", tuple(_frozen_index(a) for a in self.client_test))
+        object.__setattr__(self, "client_train", tuple(_frozen_index(a) for a in self.client_train))
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.client_train)
+
+    def named_sets(self) -> dict[str, np.ndarray]:
+        """Every set by name: ``global_test``, ``server``, ``client{i}_test``, ``client{i}_train``."""
+        sets = {"global_test": self.global_test, "server": self.server}
+        sets.update({f"client{i}_test": a for i, a in enumerate(self.client_test)})
+        sets.update({f"client{i}_train": a for i, a in enumerate(self.client_train)})
+        return sets
+
+    def all_indices(self) -> np.ndarray:
+        """All indices of all sets, sorted (equals ``arange(len(pool))`` for splits from ``make_splits``)."""
+        return np.sort(np.concatenate(list(self.named_sets().values())))
+
+    def check_disjoint(self) -> None:
+        """Raise ``ValueError`` naming the sets if any index appears twice (within or across sets)."""
+        sets = self.named_sets()
+        names = list(sets)
+        flat = np.concatenate(list(sets.values()))
+        owner = np.repeat(np.arange(len(names)), [len(a) for a in sets.values()])
+        order = np.argsort(flat, kind="stable")
+        flat, owner = flat[order], owner[order]
+        dup = np.flatnonzero(flat[1:] == flat[:-1])
+        if dup.size:
+            index = int(flat[dup[0]])
+            holders = sorted({names[o] for o in owner[flat == index]})
+            raise ValueError(
+                f"Splits overlap: {dup.size} repeated indices; index {index} is in {', '.join(holders)}"
+                + (" (twice)." if len(holders) == 1 else ".")
+            )
+
+    def to_report(self, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Class counts per set (set name -> class name -> count), the ``splits`` of a ``DataReport``."""
+        labels = np.asarray(labels)
+        report = {}
+        for name, idx in self.named_sets().items():
+            counts = np.bincount(labels[idx], minlength=len(class_names))
+            report[name] = {c: int(k) for c, k in zip(class_names, counts, strict=True)}
+        return report
+
+
+def stratified_counts(k: int, pool_counts: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+    """Per-class counts of a stratified draw of ``k`` items, within +-1 of ``k * pool_counts / sum``.
+
+    Largest-remainder (Hamilton) apportionment in exact integer arithmetic; ties go to the lower class
+    index. If ``available`` caps a class below its share, the deficit moves to the other classes in the
+    same order (then the +-1 bound no longer holds for them).
+    """
+    pool_counts = np.asarray(pool_counts, dtype=np.int64)
+    total = int(pool_counts.sum())
+    avail = pool_counts if available is None else np.asarray(available, dtype=np.int64)
+    if k < 0 or k > int(avail.sum()):
+        raise ValueError(f"Cannot draw {k} items from {int(avail.sum())} available.")
+    if k == 0 or total == 0:
+        return np.zeros_like(pool_counts)
+    scaled = k * pool_counts
+    counts, rem = scaled // total, scaled % total
+    order = np.lexsort((np.arange(len(pool_counts)), -rem))
+    counts[order[: k - int(counts.sum())]] += 1
+    over = np.maximum(counts - avail, 0)
+    deficit = int(over.sum())
+    counts -= over
+    for c in order:
+        if deficit == 0:
+            break
+        extra = min(deficit, int(avail[c] - counts[c]))
+        counts[c] += extra
+        deficit -= extra
+    return counts
+
+
+def _resolve_size(name: str, size: Size, n: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be an int count or a float fraction, got {size!r}.")
+    if isinstance(size, float | np.floating):
+        if not 0.0 <= size <= 1.0:
+            raise ValueError(f"{name} as a fraction must lie in [0, 1], got {size}.")
+        return round(float(size) * n)
+    if size < 0:
+        raise ValueError(f"{name} must be >= 0, got {size}.")
+    return int(size)
+
+
+def _min_train(partition: str, num_clients: int, kwargs: Mapping[str, Any]) -> int:
+    """Fewest training items the partition accepts (so that no client or shard is empty)."""
+    if partition == "shards":
+        return max(num_clients, int(kwargs["num_shards"]))
+    if partition == "dirichlet":
+        return num_clients * max(1, int(kwargs.get("min_size", 1)))
+    return num_clients
+
+
+def make_splits(
+    labels: np.ndarray,
+    *,
+    num_clients: int,
+    client_test_size: Size = 100,
+    server_size: Size,
+    global_test_size: Size,
+    partition: str = "shards",
+    partition_kwargs: Mapping[str, Any] | None = None,
+    rng: np.random.Generator,
+) -> Splits:
+    """Split a pooled, de-duplicated task into disjoint global test, server, client test and train sets.
+
+    Sizes are int counts or float fractions of the whole pool. Each class's positions are shuffled once
+    with ``rng``; the global test set, the server set and then client 0, 1, ... test sets take their
+    stratified share (``stratified_counts`` against the whole pool's class proportions, so within +-1 of
+    proportional per class) from the front of those queues. What remains is the training data, split
+    over the clients by ``PARTITIONS[partition]`` with ``partition_kwargs`` and the same ``rng``
+    (``"shards"`` defaults to the authors' ``num_shards=15``).
+
+    Shrinking: if the held-out sets do not fit while leaving the partition its minimum (S items for
+    shards, N for iid, N * min_size for dirichlet), every held-out size is scaled by the same factor
+    ``budget / requested`` (rounded down) and a note says so. Sets never overlap.
+
+    Because the global test set is drawn first from per-class queues, it depends only on the seed and its
+    own size, not on the number of clients or the other sizes.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"labels must be a 1-d integer array, got shape {labels.shape}, {labels.dtype}.")
+    if isinstance(num_clients, bool) or not isinstance(num_clients, int | np.integer) or num_clients < 1:
+        raise ValueError(f"num_clients must be a positive integer, got {num_clients!r}.")
+    if partition not in PARTITIONS:
+        raise ValueError(f"Unknown partition {partition!r}; known: {', '.join(sorted(PARTITIONS))}.")
+    kwargs: dict[str, Any] = {"num_shards": AUTHORS_NUM_SHARDS} if partition == "shards" else {}
+    kwargs.update(partition_kwargs or {})
+
+    n = len(labels)
+    sizes = {
+        "global_test": _resolve_size("global_test_size", global_test_size, n),
+        "server": _resolve_size("server_size", server_size, n),
+        "client_test": _resolve_size("client_test_size", client_test_size, n),
+    }
+    min_train = _min_train(partition, num_clients, kwargs)
+    if n < min_train:
+        raise ValueError(f"A pool of {n} items is too small for the {partition!r} partition (needs {min_train}).")
+    notes: list[str] = []
+    budget = n - min_train
+    requested = sizes["global_test"] + sizes["server"] + num_clients * sizes["client_test"]
+    if requested > budget:
+        shrunk = {k: v * budget // requested for k, v in sizes.items()}
+        for key, old in sizes.items():
+            if shrunk[key] != old:
+                what = f"each of the {num_clients} client test sets" if key == "client_test" else f"the {key} set"
+                notes.append(
+                    f"Shrunk {what} from {old} to {shrunk[key]}: a pool of {n} cannot hold {requested} held-out "
+                    f"items and still leave at least {min_train} for the {partition!r} partition."
+                )
+        sizes = shrunk
+        for note in notes:
+            logger.warning(note)
+
+    classes, inverse = np.unique(labels, return_inverse=True)
+    pool_counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
+    queues = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
+    taken = np.zeros(len(classes), dtype=np.int64)
+
+    def draw(name: str, k: int) -> np.ndarray:
+        nonlocal taken
+        avail = pool_counts - taken
+        counts = stratified_counts(k, pool_counts, avail)
+        ideal = stratified_counts(k, pool_counts)
+        if not np.array_equal(counts, ideal):
+            notes.append(f"The {name} set is not exactly stratified: a class ran out ({counts.tolist()} drawn, "
+                         f"{ideal.tolist()} wanted for classes {classes.tolist()}).")
+        parts = [q[t : t + c] for q, t, c in zip(queues, taken, counts, strict=True)]
+        taken = taken + counts
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+    global_test = draw("global_test", sizes["global_test"])
+    server = draw("server", sizes["server"])
+    client_test = [draw(f"client{i}_test", sizes["client_test"]) for i in range(num_clients)]
+    train = np.sort(np.concatenate([q[t:] for q, t in zip(queues, taken, strict=True)]))
+    local = run_partition(partition, labels[train], num_clients, rng, **kwargs)
+    client_train = [train[p] for p in local]
+    return Splits(
+        global_test=np.sort(global_test), server=np.sort(server),
+        client_test=tuple(np.sort(t) for t in client_test), client_train=tuple(client_train),
+        notes=tuple(notes),
+    )
+
+
+def server_fraction(
+    server_idx: np.ndarray, f: float, rng: np.random.Generator, *, labels: np.ndarray
+) -> np.ndarray:
+    """A stratified fraction f of the server set (SPEC section 5: f in {0.1, 0.2, 0.3, 0.5, 0.7, 1.0}).
+
+    Selects exactly ``round(f * len(server_idx))`` indices (Python's ``round``). The server set is put in
+    one stratified random order: each class is shuffled with ``rng``, then the classes are interleaved by
+    always taking next the class furthest behind its share (integer arithmetic, ties to the lower class
+    index), so every prefix is within one item per class of proportional (exactly so for two classes).
+    The selection is the first ``round(f * len)`` of that order; hence, called with generators of the same
+    seed, smaller fractions give subsets of larger ones, and f = 1 gives the whole set.
+
+    Args:
+        server_idx: positions in ``labels`` of the server set.
+        f: fraction in (0, 1].
+        rng: the only source of randomness; a fresh generator of the same seed gives the same order.
+        labels: pooled labels that ``server_idx`` points into.
+
+    Returns:
+        The selected positions (a subset of ``server_idx``), sorted, int64.
+    """
+    if not 0.0 < f <= 1.0:
+        raise ValueError(f"The server fraction must lie in (0, 1], got {f}.")
+    server_idx = np.asarray(server_idx, dtype=np.int64).reshape(-1)
+    order = _stratified_order(np.asarray(labels)[server_idx], rng)
+    k = round(f * len(server_idx))
+    return np.sort(server_idx[order[:k]])
+
+
+def _stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``range(len(labels))`` whose every prefix is (nearly) class-proportional."""
+    n = len(labels)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
+    queues = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
+    taken = np.zeros(len(classes), dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    for step in range(n):
+        # deficit of class c after step+1 picks, scaled by n: (step+1) * counts[c] - n * taken[c]
+        deficit = (step + 1) * counts - n * taken
+        c = int(np.argmax(deficit))  # argmax returns the first maximum: ties go to the lower class
+        order[step] = queues[c][taken[c]]
+        taken[c] += 1
+    return order

@@ -1,0 +1,147 @@
+"""The tasks by name: one explicit registry, ``TASKS``, and :func:`load_task`.
+
+===================  ===============================================  ==========================
+task                 data_root                                        classes (label order)
+===================  ===============================================  ==========================
+meningioma           the brain-tumor-mri folder (or its parent)       no_tumor, meningioma_tumor
+glioma               the brain-tumor-mri folder                       no_tumor, glioma_tumor
+brain-tumor-4class   the brain-tumor-mri folder                       the four folders, a-z
+breastmnist          breastmnist.npz, or a folder holding it          malignant, normal+benign
+pcam                 the folder of the official PCam .h5 files        normal, tumor
+synthetic            none (embedded generator)                        no_tumor, tumor
+===================  ===============================================  ==========================
+
+Every real task pools its source's splits and removes exact duplicates (keeping the train copy);
+``origin`` in the table says where each image came from. Splitting into client, server and test sets
+is done elsewhere, by seed.
+
+Example::
+
+    table, report = load_task("meningioma", data_root=root, image_size=64, channels=1, cache_dir=tmp)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..progress import Progress
+from .cache import default_cache_dir
+from .medmnist import MEDMNIST_CLASSES, read_medmnist
+from .mri import MRI_SPLITS, MRI_TASKS, read_mri
+from .pcam import PCAM_CLASSES, read_pcam
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic
+from .types import DataReport, ImageTable
+
+__all__ = ["TaskSpec", "TASKS", "load_task"]
+
+log = logging.getLogger(__name__)
+
+_Loaded = tuple[ImageTable, DataReport]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: where its data comes from and what its labels mean.
+
+    source: the reader ("brain-tumor-mri", "medmnist", "pcam", "synthetic"); data_root: what the user must
+    point at (None for the embedded task); paper_size: the papers' input size, if the papers used the task;
+    drop_conflicts: default for duplicates carrying different labels (see ``dedup.py``).
+    """
+
+    name: str
+    source: str
+    class_names: tuple[str, ...]
+    description: str
+    data_root: str | None
+    paper_size: int | None = None
+    drop_conflicts: bool = False
+
+
+TASKS: dict[str, TaskSpec] = {
+    "meningioma": TaskSpec("meningioma", "brain-tumor-mri", MRI_TASKS["meningioma"],
+                           "brain MRI, meningioma vs no tumour (papers: 1437 images; 1279 after de-duplication)",
+                           "the brain-tumor-mri folder", paper_size=100),
+    "glioma": TaskSpec("glioma", "brain-tumor-mri", MRI_TASKS["glioma"],
+                       "brain MRI, glioma vs no tumour (papers: 1426 images; 1254 after de-duplication)",
+                       "the brain-tumor-mri folder", paper_size=100),
+    "brain-tumor-4class": TaskSpec("brain-tumor-4class", "brain-tumor-mri", MRI_TASKS["brain-tumor-4class"],
+                                   "brain MRI, four classes (3264 files; 3027 after de-duplication)",
+                                   "the brain-tumor-mri folder"),
+    "breastmnist": TaskSpec("breastmnist", "medmnist", MEDMNIST_CLASSES["breastmnist"],
+                            "breast ultrasound, MedMNIST v2, 28x28 grey (one duplicate pair with two labels is "
+                            "dropped by default)", "breastmnist.npz or a folder holding it", drop_conflicts=True),
+    "pcam": TaskSpec("pcam", "pcam", PCAM_CLASSES, "PatchCamelyon pathology patches, 96x96 RGB",
+                     "the folder of camelyonpatch_level_2_split_*_{x,y}.h5", paper_size=96),
+    "synthetic": TaskSpec("synthetic", "synthetic", SYNTHETIC_CLASSES,
+                          "embedded procedurally generated MRI-like slices (not real data)", None),
+}
+
+
+def load_task(
+    name: str, *, data_root: Path | str | None = None, image_size: int, channels: int,
+    cache_dir: Path | str | None = None, strict: bool = False, seed: int = 0, n_synthetic: int = 1200,
+    progress: Progress | None = None, max_per_split: int | None = None, drop_conflicts: bool | None = None,
+    use_cache: bool = True,
+) -> tuple[ImageTable, DataReport]:
+    """Read task ``name``: images (N, image_size, image_size, channels) uint8, labels (N,), and its DataReport.
+
+    cache_dir: where decoded MRI images are cached (None: ``default_cache_dir()``); ``use_cache=False``
+    decodes every time. strict: an unreadable file raises instead of being skipped. seed, n_synthetic:
+    the synthetic task only. max_per_split: read at most this many images of each official split
+    (breastmnist, pcam). drop_conflicts: None takes the task's default.
+
+    Raises ValueError for an unknown task (listing the known ones), a missing data_root (naming the path),
+    and whatever the reader rejects (a one-line message naming the file or key).
+    """
+    try:
+        spec = TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+    if max_per_split is not None and spec.source not in ("medmnist", "pcam"):
+        raise ValueError(f"max_per_split applies to tasks with official splits (breastmnist, pcam), not {name!r}")
+    drop = spec.drop_conflicts if drop_conflicts is None else drop_conflicts
+    if spec.source == "synthetic":
+        if data_root is not None:
+            log.info("task synthetic ignores data_root %s", data_root)
+        return make_synthetic(n_synthetic, size=image_size, channels=channels, seed=seed, progress=progress)
+
+    if data_root is None:
+        raise ValueError(f"task {name!r} needs data_root: {spec.data_root}")
+    root = Path(data_root).expanduser()
+    if not root.exists():
+        raise ValueError(f"data root not found: {root}")
+    loader = _LOADERS[spec.source]
+    cache = None if not use_cache else Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return loader(spec, root, size=image_size, channels=channels, cache_dir=cache, strict=strict,
+                  max_per_split=max_per_split, drop_conflicts=drop, progress=progress)
+
+
+def _load_mri(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
+              max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+    # accept the folder ``fedsafe data download brain-tumor-mri --to DIR`` wrote into, as for the npz sets
+    if not any((root / s).is_dir() for s in MRI_SPLITS) and (root / "brain-tumor-mri").is_dir():
+        root = root / "brain-tumor-mri"
+    return read_mri(root, spec.name, size=size, channels=channels, cache_dir=cache_dir, strict=strict,
+                    drop_conflicts=drop_conflicts, progress=progress)
+
+
+def _load_medmnist(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
+                   max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+    return read_medmnist(root, size=size, channels=channels, name=spec.name, max_per_split=max_per_split,
+                         drop_conflicts=drop_conflicts, progress=progress)
+
+
+def _load_pcam(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
+               max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+    return read_pcam(root, size=size, channels=channels, max_per_split=max_per_split,
+                     drop_conflicts=drop_conflicts, progress=progress)
+
+
+_LOADERS: dict[str, Callable[..., _Loaded]] = {
+    "brain-tumor-mri": _load_mri,
+    "medmnist": _load_medmnist,
+    "pcam": _load_pcam,
+}

@@ -1,0 +1,29 @@
+"""Defences by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import ExperimentConfig
+from ..federation.data import FederatedData
+from ..federation.hooks import Hooks
+from ..federation.simulator import FederationSpec
+
+__all__ = ["DEFENSES", "hooks_for"]
+
+
+def _none(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
+    return Hooks()
+
+
+DEFENSES: dict[str, Callable[[ExperimentConfig, FederatedData, FederationSpec], Hooks]] = {
+    "none": _none,
+}
+
+
+def hooks_for(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
+    try:
+        build = DEFENSES[cfg.defense.name]
+    except KeyError:
+        raise ValueError(f"defense.name: unknown defence {cfg.defense.name!r}; known: {', '.join(DEFENSES)}") from None
+    return build(cfg, data, spec)

@@ -1,0 +1,156 @@
+"""Local training of one client (SPEC section 3, step 2) and batched evaluation.
+
+Engine-independent: the in-process simulator and the Flower ClientApp both call ``local_train``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..precision import autocast
+from ..seeding import seed_for, torch_generator
+from .state import clone
+
+__all__ = ["LocalSpec", "LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",
+           "train_mode", "eval_mode"]
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]
+"""(model, x, y, generator) -> (loss, forward/backward passes per image spent on this batch)."""
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    """How a client trains locally. ``precision`` is already resolved ("fp32" or "bf16")."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    grad_clip: float | None = 20.0
+    augment: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class LocalStats:
+    loss: float
+    images: int
+    passes: int  # forward/backward passes over images (1 per image per epoch for plain training)
+    seconds: float
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+                       ) -> tuple[torch.Tensor, int]:
+    """Plain training: CE(f(x), y), one forward/backward pass per image."""
+    return F.cross_entropy(model(x), y), 1
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    was = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Set train mode, restoring the previous mode on exit."""
+    return _mode(model, True)
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Set eval mode, restoring the previous mode on exit."""
+    return _mode(model, False)
+
+
+def _optimizer(spec: LocalSpec, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr)
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; known: sgd, adam")
+
+
+def local_train(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: LocalSpec,
+    *,
+    seed: int,
+    round_: int,
+    client: int,
+    loss_fn: LossFn = cross_entropy_loss,
+    augment_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], LocalStats]:
+    """E epochs of mini-batch training from ``state`` on (x, y); returns the new state and statistics.
+
+    x: (N, C, H, W) float in [0, 1]; y: (N,) int64. The model's own parameters are overwritten with
+    ``state`` first. Shuffling and augmentation draw from generators derived from (seed, round, client);
+    dropout uses torch's default generator inside a forked RNG scope seeded the same way, so the caller's
+    global RNG is left exactly as it was and the result is reproducible.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"client {client}: training data must be non-empty with one label per image")
+    t0 = time.perf_counter()
+    model.load_state_dict(state)
+    gen = torch_generator(seed, "local-train", round_, client)
+    opt = _optimizer(spec, model.parameters())
+    n, total_loss, batches, passes = len(x), 0.0, 0, 0
+    with torch.random.fork_rng(devices=[]), train_mode(model):
+        torch.manual_seed(seed_for(seed, "dropout", round_, client))
+        for _ in range(spec.epochs):
+            order = torch.randperm(n, generator=gen)
+            for start in range(0, n, spec.batch_size):
+                idx = order[start:start + spec.batch_size]
+                xb, yb = x[idx], y[idx]
+                if spec.augment and augment_fn is not None:
+                    xb = augment_fn(xb, gen)
+                if spec.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                opt.zero_grad(set_to_none=True)
+                with autocast(spec.precision):
+                    loss, k = loss_fn(model, xb, yb, gen)
+                loss.backward()
+                if spec.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                opt.step()
+                total_loss += float(loss.detach())
+                batches += 1
+                passes += k * len(idx)
+    stats = LocalStats(loss=total_loss / max(batches, 1), images=n * spec.epochs, passes=passes,
+                       seconds=time.perf_counter() - t0)
+    return clone(model.state_dict()), stats
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, precision: str = "fp32",
+            channels_last: bool = False) -> torch.Tensor:
+    """Predicted labels (N,) of ``model`` on x (N, C, H, W) in [0, 1], in eval mode (restored after)."""
+    out = []
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(precision):
+                out.append(model(xb).argmax(1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw: object) -> float:
+    if len(y) == 0:
+        return float("nan")
+    return float((predict(model, x, **kw) == y).double().mean())

@@ -1,0 +1,96 @@
+"""Arithmetic over model state dicts: the maths of a federated round, engine-independent.
+
+A *state* is a mapping name -> tensor (a model's ``state_dict()``; fedsafe models keep their normalisation
+constants out of it, so every entry is a learnable weight). Functions return new states unless their name
+ends in ``_``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+import torch
+
+__all__ = ["State", "clone", "global_norm", "clip_", "clip", "add_gaussian", "fedavg", "max_abs_diff", "flatten"]
+
+State = "OrderedDict[str, torch.Tensor]"
+
+
+def clone(state: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    return OrderedDict((k, v.detach().clone()) for k, v in state.items())
+
+
+def flatten(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """All entries as one float64 vector, in the state's order."""
+    return torch.cat([v.detach().reshape(-1).to(torch.float64) for v in state.values()])
+
+
+def global_norm(state: Mapping[str, torch.Tensor]) -> float:
+    """||w||_2 over all entries (computed in float64)."""
+    return float(torch.sqrt(sum((v.detach().to(torch.float64) ** 2).sum() for v in state.values())))
+
+
+def clip_(state: Mapping[str, torch.Tensor], max_norm: float) -> float:
+    """In place: w <- w / max(1, ||w||_2 / C) (NbAFL uplink clipping). Returns the scale applied."""
+    if max_norm <= 0:
+        raise ValueError(f"clipping bound C must be > 0, got {max_norm}")
+    scale = 1.0 / max(1.0, global_norm(state) / max_norm)
+    if scale < 1.0:
+        for v in state.values():
+            v.mul_(scale)
+    return scale
+
+
+def clip(state: Mapping[str, torch.Tensor], max_norm: float) -> OrderedDict[str, torch.Tensor]:
+    out = clone(state)
+    clip_(out, max_norm)
+    return out
+
+
+def add_gaussian(state: Mapping[str, torch.Tensor], std: float, generator: torch.Generator) -> OrderedDict[
+        str, torch.Tensor]:
+    """w + n, n ~ N(0, std^2 I), drawn entry by entry in the state's order from ``generator``."""
+    if std < 0:
+        raise ValueError(f"noise std must be >= 0, got {std}")
+    out = clone(state)
+    if std == 0:
+        return out
+    for v in out.values():
+        noise = torch.randn(v.shape, generator=generator, dtype=torch.float32, device=v.device)
+        v.add_(noise.to(v.dtype), alpha=std)
+    return out
+
+
+def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float] | None = None) -> OrderedDict[
+        str, torch.Tensor]:
+    """Weighted average sum_i p_i w_i with p_i = weights_i / sum(weights) (McMahan et al. 2017).
+
+    ``weights=None`` is the unweighted mean. Accumulates in float64 and returns each entry's own dtype.
+    """
+    if not states:
+        raise ValueError("fedavg needs at least one state")
+    if weights is None:
+        weights = [1.0] * len(states)
+    if len(weights) != len(states):
+        raise ValueError(f"fedavg got {len(states)} states but {len(weights)} weights")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"fedavg weights must be >= 0 with a positive sum, got {list(weights)}")
+    keys = list(states[0].keys())
+    for s in states[1:]:
+        if list(s.keys()) != keys:
+            raise ValueError("fedavg: states have different keys")
+    total = float(sum(weights))
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for k in keys:
+        acc = torch.zeros_like(states[0][k], dtype=torch.float64)
+        for s, w in zip(states, weights, strict=True):
+            acc.add_(s[k].detach().to(torch.float64), alpha=float(w) / total)
+        out[k] = acc.to(states[0][k].dtype)
+    return out
+
+
+def max_abs_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    if list(a.keys()) != list(b.keys()):
+        raise ValueError("states have different keys")
+    return max(float((a[k].detach().double() - b[k].detach().double()).abs().max()) for k in a)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fedsafe.attacks import bim, fgsm
+from fedsafe.attacks.sanity import (
+    attack_success_rate,
+    check_eps_curve,
+    check_input_gradients,
+    check_outputs,
+    eps_sweep,
+    run_sanity_checks,
+)
+
+
+class Quantise(nn.Module):
+    """8-bit quantisation of the input: a classic source of zero gradients (gradient masking)."""
+
+    def forward(self, x):
+        return torch.round(x * 255) / 255
+
+
+def bim_at(model, x):
+    return lambda e: bim(model, x, eps=e, alpha=max(e / 4, 1e-3), steps=10).x_adv
+
+
+def test_normal_model_raises_no_warning(linear, x):
+    assert run_sanity_checks(linear, x, attack_at_eps=bim_at(linear, x)) == []
+
+
+def test_softmax_outputs_are_flagged(linear, x):
+    model = nn.Sequential(linear, nn.Softmax(dim=1))
+    warnings = run_sanity_checks(model, x)
+    assert any("probabilities" in w for w in warnings)
+    assert check_outputs(torch.randn(4, 3)) == []
+
+
+def test_zero_gradients_are_flagged(linear, x):
+    model = nn.Sequential(Quantise(), linear)
+    warnings = check_input_gradients(model, x)
+    assert len(warnings) == 1 and "zero" in warnings[0]
+    assert check_input_gradients(linear, x) == []
+    assert any("zero" in w for w in run_sanity_checks(model, x))
+
+
+def test_eps_zero_gives_zero_asr(cnn, x):
+    asr = eps_sweep(lambda e: fgsm(cnn, x, eps=e).x_adv, cnn, x, eps_values=[0.0])
+    assert asr.tolist() == [0.0]
+
+
+def test_masked_model_fails_the_large_eps_check(linear, x):
+    model = nn.Sequential(Quantise(), linear)
+    warnings = run_sanity_checks(model, x, attack_at_eps=bim_at(model, x))
+    assert any("large eps" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("asr", "fragment"),
+    [
+        ([0.1, 0.5, 0.9, 1.0], "eps = 0"),
+        ([0.0, 0.6, 0.3, 1.0], "decreases"),
+        ([0.0, 0.2, 0.4, 0.5], "large eps"),
+    ],
+)
+def test_eps_curve_checks_fire(asr, fragment):
+    warnings = check_eps_curve([0.0, 0.03, 0.1, 0.5], asr)
+    assert len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_eps_curve_good_and_tolerant():
+    assert check_eps_curve([0.0, 0.03, 0.1, 0.5], [0.0, 0.5, 0.49, 0.99]) == []  # a 1% dip is noise
+    assert check_eps_curve([0.0, 0.03], [0.0, 0.2]) == []  # no large eps: no claim about 100%
+
+
+def test_eps_curve_rejects_bad_input():
+    with pytest.raises(ValueError, match="increasing"):
+        check_eps_curve([0.1, 0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="length"):
+        check_eps_curve([0.0, 0.1], [0.0])
+
+
+def test_attack_success_rate():
+    assert attack_success_rate(torch.tensor([0, 1, 2, 1]), torch.tensor([0, 2, 2, 0])) == 0.5
+    with pytest.raises(ValueError):
+        attack_success_rate(torch.tensor([0]), torch.tensor([0, 1]))
+    assert np.isclose(attack_success_rate(torch.tensor([1]), torch.tensor([0])), 1.0)
