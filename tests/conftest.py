@@ -107,3 +107,14 @@ def small_counts(train: int = 3, test: int = 2) -> dict[str, dict[str, int]]:
 def image_writer():
     """``write_image(path, index, size=(w, h), fmt="JPEG")``: a small image with index-dependent bytes."""
     return write_image
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tests' models are tiny: one intra-op thread is fastest and avoids OpenMP spinning on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -60,7 +60,7 @@ class ModelConfig(_Part):
 
 class TrainConfig(_Part):
     rounds: int = Field(20, ge=1)
-    local_epochs: int = Field(2, ge=1)
+    local_epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adam"] = "adam"
     lr: float = Field(1e-3, gt=0)
@@ -103,6 +103,25 @@ class DefenseConfig(_Part):
     batch_size: int = Field(32, ge=1)
 
 
+class CrnConfig(_Part):
+    """Online cross-round noise (SPEC section 7): every client accumulates it on its own attack/test set,
+    so any client can play the attacker afterwards. It does not change training."""
+
+    enabled: bool = False
+    windows: tuple[int, ...] = (5, 10)  # R: CRN5, CRN10
+    eps: float = Field(0.05, gt=0, le=1)
+    alpha: float | None = Field(None, gt=0)  # None: eps / steps
+    steps: int | None = Field(None, ge=1)  # j; None: the number of local epochs (authors: j = E)
+    centre_grad: bool = True
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or min(v) < 1:
+            raise ValueError(f"windows must be a non-empty list of rounds >= 1, got {list(v)}")
+        return tuple(sorted(set(v)))
+
+
 class ExperimentConfig(_Part):
     profile: str = "cpu"
     seed: int = Field(0, ge=0)
@@ -114,6 +133,7 @@ class ExperimentConfig(_Part):
     federation: FederationConfig = FederationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     defense: DefenseConfig = DefenseConfig()
+    crn: CrnConfig = CrnConfig()
 
     @field_validator("profile")
     @classmethod
@@ -128,6 +148,8 @@ class ExperimentConfig(_Part):
         if s.partition == "shards" and s.num_shards % s.num_clients:
             raise ValueError(f"splits.num_shards ({s.num_shards}) must be a multiple of splits.num_clients "
                              f"({s.num_clients})")
+        if self.crn.enabled and max(self.crn.windows) > self.train.rounds:
+            raise ValueError(f"crn.windows ({list(self.crn.windows)}) cannot exceed train.rounds ({self.train.rounds})")
         if self.privacy.calibrate is not None and self.federation.uplink_clip is None:
             raise ValueError("privacy.calibrate needs federation.uplink_clip (C) to be set")
         return self

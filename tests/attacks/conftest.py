@@ -9,15 +9,6 @@ from torch import nn
 from fedsafe.models.cnn import PaperCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and avoids OpenMP spinning when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def seeded(factory, seed: int) -> nn.Module:
     """Build a module with a fixed seed; the global RNG state is restored afterwards."""
     with torch.random.fork_rng(devices=[]):

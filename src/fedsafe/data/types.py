@@ -29,7 +29,8 @@ class ImageTable:
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise ValueError(f"{self.name}: images must be (N,H,W,C) uint8, got {self.images.shape} {self.images.dtype}")
+            raise ValueError(
+                f"{self.name}: images must be (N,H,W,C) uint8, got {self.images.shape} {self.images.dtype}")
         if self.images.shape[0] != n or len(self.ids) != n or len(self.origin) != n:
             raise ValueError(f"{self.name}: images, labels, ids and origin differ in length")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
