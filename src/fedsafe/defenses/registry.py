@@ -26,4 +26,14 @@ def hooks_for(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) 
         build = DEFENSES[cfg.defense.name]
     except KeyError:
         raise ValueError(f"defense.name: unknown defence {cfg.defense.name!r}; known: {', '.join(DEFENSES)}") from None
-    return build(cfg, data, spec)
+    hooks = build(cfg, data, spec)
+    # -- online cross-round noise (SPEC 7): every client's CRN buffer, beside whatever defence is in use --
+    if cfg.crn.enabled:
+        import dataclasses
+
+        from ..attacks.crn_hook import CrnClientHook
+
+        if hooks.client is not None:
+            raise ValueError(f"crn.enabled: defence {cfg.defense.name!r} already has a client hook")
+        hooks = dataclasses.replace(hooks, client=CrnClientHook.from_config(cfg, data, spec))
+    return hooks

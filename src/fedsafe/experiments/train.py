@@ -120,7 +120,7 @@ def federation_spec(cfg: ExperimentConfig, data: FederatedData) -> FederationSpe
 class TrainOutcome:
     run_dir: RunDir
     result: SimulationResult | None
-    data: FederatedData
+    data: FederatedData | None  # None when skipped (already complete)
     seconds: float
     skipped: bool = False
 
@@ -144,10 +144,10 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
 
     rd = RunDir(Path(run_dir))
     _check_run_dir(rd, cfg)
-    t0 = time.perf_counter()
-    data = data if data is not None else prepare_data(cfg, progress=progress)
     if rd.is_complete():
         return TrainOutcome(run_dir=rd, result=None, data=data, seconds=0.0, skipped=True)
+    t0 = time.perf_counter()
+    data = data if data is not None else prepare_data(cfg, progress=progress)
     spec = federation_spec(cfg, data)
     rd.root.mkdir(parents=True, exist_ok=True)
     write_text(rd.config, to_yaml(cfg))
