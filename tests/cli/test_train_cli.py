@@ -22,6 +22,7 @@ def test_train_writes_a_complete_run_directory_and_skips_when_complete(tmp_path)
     assert 0.0 <= summary["global_acc"] <= 1.0
     privacy = json.loads((run / "privacy_report.json").read_text())
     assert privacy["sigma_downlink"] == 0.01 and privacy["noise"] == "hand-set"
+    assert privacy["defense_cost"]["server"]["passes"] == 0 and privacy["defense_cost"]["clients"]["passes"] > 0
     report = json.loads((run / "data_report.json").read_text())
     assert report["synthetic"] is True and set(report["splits"]) >= {"global_test", "server"}
     assert (run / "models" / "final" / "client_002.pt").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import attack as _attack
 from . import data as _data
 from . import privacy as _privacy
 from . import train as _train
@@ -12,6 +13,7 @@ app = typer.Typer(help="fedsafe: attack and defend federated learning on medical
                   pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(_data.app, name="data", help="Read, check and download the data sets.")
 app.registered_commands += _train.app.registered_commands
+app.registered_commands += _attack.app.registered_commands
 app.add_typer(_privacy.app, name="privacy", help="Differential-privacy calibration and accounting (NbAFL).")
 
 

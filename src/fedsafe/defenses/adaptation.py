@@ -49,6 +49,7 @@ __all__ = [
     "adversarial_finetune",
     "check_server_disjoint",
     "finetune_with",
+    "server_model",
     "server_subset",
 ]
 
@@ -179,7 +180,8 @@ def adversarial_finetune(
     docstring); returns the new state and its cost.
 
     Shapes: x (N, C, H, W) float in [0, 1]; y (N,) int64 true labels. The model's parameters are overwritten
-    with ``state`` first; ``state`` itself is not modified. A fresh optimiser is made for every call (the server
+    with ``state`` first; ``state`` itself is not modified (unless it is ``model.state_dict()`` itself, whose
+    tensors are the parameters being trained: pass a clone). A fresh optimiser is made for every call (the server
     keeps no optimiser state across rounds or clients). Streams are keyed by (seed, purpose, round_, client).
 
     Returns:
@@ -188,7 +190,7 @@ def adversarial_finetune(
 
     >>> from fedsafe.models.cnn import PaperCNN
     >>> m = PaperCNN(num_classes=2, in_channels=1, image_size=16, width=0.05)
-    >>> new, st = adversarial_finetune(m, m.state_dict(), torch.rand(6, 1, 16, 16), torch.tensor([0, 1] * 3),
+    >>> new, st = adversarial_finetune(m, clone(m.state_dict()), torch.rand(6, 1, 16, 16), torch.tensor([0, 1] * 3),
     ...     eps=0.03, alpha=0.005, steps=2, random_start=True, epochs=1, lr=1e-3, batch_size=4, optimizer="adam",
     ...     precision="fp32", channels_last=False, seed=0, round_=1, client=0)
     >>> st["server_passes"]
@@ -262,3 +264,11 @@ def check_server_disjoint(subset: Split, data: FederatedData) -> None:
         if shared:
             raise ValueError(f"the defence's server data shares {len(shared)} image(s) with the {where} set "
                              f"(e.g. {sorted(shared)[0]!r}); the server set must be disjoint from client data")
+
+
+def server_model(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> nn.Module:
+    """The server's own instance of the run's model (the simulator keeps its own), in the training memory format."""
+    from ..experiments.train import model_factory  # local: experiments imports the registry lazily
+
+    model = model_factory(cfg, len(data.class_names), data.in_channels)()
+    return model.to(memory_format=torch.channels_last) if spec.local.channels_last else model

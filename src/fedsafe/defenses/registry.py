@@ -8,6 +8,9 @@ from ..config import ExperimentConfig
 from ..federation.data import FederatedData
 from ..federation.hooks import Hooks
 from ..federation.simulator import FederationSpec
+from .adversarial_training import build_adversarial_training
+from .client_adversarial import build_client_adversarial_training
+from .fed_safe import build_fed_safe
 
 __all__ = ["DEFENSES", "hooks_for"]
 
@@ -18,6 +21,9 @@ def _none(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> H
 
 DEFENSES: dict[str, Callable[[ExperimentConfig, FederatedData, FederationSpec], Hooks]] = {
     "none": _none,
+    "adversarial-training": build_adversarial_training,
+    "fed-safe": build_fed_safe,
+    "client-adversarial-training": build_client_adversarial_training,
 }
 
 

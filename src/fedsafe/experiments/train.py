@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -164,6 +165,11 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
     result = sim.run(stop_after=stop_after)
     seconds = time.perf_counter() - t0
     if stop_after is None or stop_after >= cfg.train.rounds:
+        from ..defenses.cost import defence_cost_summary
+
+        privacy = json.loads(rd.privacy_report.read_text())
+        privacy["defense_cost"] = defence_cost_summary(result.metrics, defense=cfg.defense)
+        write_json(rd.privacy_report, privacy)
         final = result.metrics[-1]
         last_eval = [m for m in result.metrics if "global_acc" in m][-1]
         model = sim.model

@@ -1,0 +1,91 @@
+"""``fedsafe attack RUN_DIR``: every client attacks in turn from a trained run; print who fools whom."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .console import console, fail, out, progress_bars
+
+app = typer.Typer()
+
+
+def _floats(text: str | None, name: str) -> list[float | None]:
+    if text is None:
+        return [None]
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{name} must be a number or a comma-separated list of numbers, got {text!r}") from None
+    if not values:
+        raise fail(f"{name} is empty")
+    return values
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _print_result(res) -> None:
+    s, spec, m = res.summary, res.spec, res.matrices
+    step = "" if spec.attack == "fgsm" else f", alpha {spec.alpha:g}"
+    out.print(f"[bold]{spec.label}[/]: eps {spec.eps:g}{step}, start {spec.start}, seed {spec.seed}, labels "
+              f"{spec.labels}", highlight=False)
+    tab = Table(title="ASR (attacker x target)")
+    tab.add_column("attacker")
+    for c in range(m.asr.shape[1]):
+        tab.add_column(f"client {c}", justify="right")
+    for i, a in enumerate(m.attackers):
+        tab.add_row(f"client {a}", *[f"[bold]{_pct(v)}[/]" if c == a else _pct(v) for c, v in enumerate(m.asr[i])])
+    out.print(tab)
+    sources = sorted(set(res.record["start_source"].values()))
+    out.print(f"ASR self {_pct(s.asr_self)}  ASR avg (benign) {_pct(s.asr_avg_benign)}  AASR {_pct(s.aasr)}  "
+              f"AETR {_pct(s.aetr)}  clean acc {_pct(s.clean_acc)}  attack acc {_pct(s.attack_acc)}", highlight=False)
+    out.print(f"literal ASR (all n): self {_pct(s.asr_self_literal)}, avg (benign) {_pct(s.asr_avg_benign_literal)}, "
+              f"AASR {_pct(s.aasr_literal)};  {res.record['attack_seconds_per_batch']:.3f} s a batch of "
+              f"{res.record['batch_size']}, {spec.steps} forward/backward passes an image; start: "
+              f"{', '.join(sources)}", highlight=False)
+    out.print(f"written: {res.csv_path} and {res.json_path.name}", highlight=False)
+
+
+@app.command()
+def attack(
+    run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train)."),
+    attack_name: str = typer.Option("pgd", "--attack", "-a", help="fgsm, bim or pgd."),
+    eps: str = typer.Option("0.05", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: 0.01,0.03,0.05"),
+    alpha: str = typer.Option("0.001", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
+    steps: int = typer.Option(20, "--steps", "-k", help="Number of steps K (BIM/PGD)."),
+    start: str = typer.Option(None, "--start",
+                              help="zero, random or crnR (crn5, crn10); a list sweeps. Default: random for "
+                                   "PGD, zero otherwise."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random start."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
+    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
+    labels: str = typer.Option("pred", "--labels", help="pred (attacker's own predictions) or true."),
+    centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
+    sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
+) -> None:
+    """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
+    from ..experiments.train import torch_threads
+    from ..experiments.transfer import evaluate_transfer, load_run, sweep
+
+    starts = (start or ("random" if attack_name == "pgd" else "zero")).split(",")
+    try:
+        specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
+                      start=[s.strip() for s in starts], seed=seed, labels=labels, centre_grad=centre_grad)
+        with progress_bars() as prog:
+            ctx = load_run(run_dir, progress=prog)
+            with torch_threads(ctx.cfg.threads):
+                results = evaluate_transfer(ctx, specs, precision=precision, batch_size=batch_size, sanity=sanity,
+                                            progress=prog)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(" ".join(str(e).split())) from None
+    label = " \\[synthetic]" if ctx.data.synthetic else ""
+    console.print(f"{ctx.data.task}{label}: {ctx.num_clients} clients, {len(results)} attack configuration(s)")
+    for w in results[0].record["sanity_warnings"]:
+        console.print(f"[yellow]sanity check:[/] {w}", highlight=False)
+    for res in results:
+        _print_result(res)

@@ -1,0 +1,165 @@
+"""The fedsafe ServerApp (Flower Message API): drives :class:`fedsafe.flower.strategy.FedSafeStrategy` over the
+federation of the run's fedsafe config and leaves the same run directory as ``fedsafe train``:
+
+    config.yaml, data_report.json, splits.json, privacy_report.json      (before round 1)
+    models/global/round_XXXX.pt, models/received/... (last K rounds), metrics.json, checkpoint.pt  (every round)
+    models/final/client_YYY.pt                                           (the final downlink, round T + 1)
+    summary.json                                                         (last, when the run is complete)
+
+so ``fedsafe attack`` and ``fedsafe report`` read a Flower run unchanged. A run directory holding a checkpoint
+of the same config resumes from its last completed round (the client hooks' states are sent back to the
+clients with their first downlink); a complete one is left as it is.
+
+The run directory is on the machine of the SuperLink (the ServerApp runs there); its path comes from the run
+config (``run-dir``), set by ``fedsafe flower simulate`` / ``fedsafe flower run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+
+from .. import __version__
+from ..config import ExperimentConfig, to_yaml
+from ..federation.state import clone
+from ..runs.atomic import torch_load, write_json, write_text
+from ..runs.rundir import RunDir
+from .app import FlowerRun, decode_config, encode_config, load_run, set_threads, state_to_record
+from .strategy import FedSafeStrategy, discover_partitions
+
+__all__ = ["app", "serve", "ServeOutcome"]
+
+log = logging.getLogger(__name__)
+
+app = ServerApp()
+
+
+@dataclass(frozen=True)
+class ServeOutcome:
+    run_dir: RunDir
+    completed_round: int
+    seconds: float
+    skipped: bool = False
+    resumed_from: int = 0
+
+
+def _write_header(run: FlowerRun, rd: RunDir) -> None:
+    from ..privacy.report import privacy_report_for
+
+    rd.root.mkdir(parents=True, exist_ok=True)
+    write_text(rd.config, to_yaml(run.cfg))
+    write_json(rd.data_report, run.data.report.to_dict())
+    write_json(rd.splits, run.data.split_ids())
+    write_json(rd.privacy_report, privacy_report_for(run.cfg, run.data, run.spec))
+
+
+def _load_checkpoint(rd: RunDir, run: FlowerRun) -> dict[str, Any] | None:
+    if not rd.checkpoint.is_file():
+        return None
+    ck = torch_load(rd.checkpoint)
+    if ck.get("num_clients") != run.data.num_clients or ck.get("rounds") != run.spec.rounds:
+        raise ValueError(f"{rd.checkpoint}: checkpoint is for a different federation "
+                         f"({ck.get('num_clients')} clients, {ck.get('rounds')} rounds)")
+    return ck
+
+
+def _write_summary(run: FlowerRun, rd: RunDir, strategy: FedSafeStrategy, *, seconds: float, resumed_from: int,
+                   engine: str) -> None:
+    cfg, data, spec, model = run.cfg, run.data, run.spec, run.model
+    last_eval = [m for m in strategy.metrics if "global_acc" in m][-1]
+    final = strategy.final_row or {}
+    write_json(rd.summary, {
+        "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
+        "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "model": {"name": cfg.model.name, "width": cfg.model.width, "image_size": cfg.task.image_size,
+                  "channels": data.in_channels, "parameters": sum(p.numel() for p in model.parameters()),
+                  "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
+        "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
+        "global_test_size": len(data.global_test), "global_acc": last_eval["global_acc"],
+        "client_final_acc": final.get("client_final_acc"), "seconds": seconds,
+        "resumed_from_round": resumed_from, "engine": engine,
+    })
+
+
+def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop_after: int = 0,
+          round_timeout: float = 3600.0, connect_timeout: float = 600.0, engine: str = "flower") -> ServeOutcome:
+    """Run (or resume, or skip if complete) the federation of ``cfg`` on ``grid``, writing ``run_dir``.
+
+    Raises ClientFailure (a client missing or failing), ValueError / ConfigError (a run directory of another
+    config or federation).
+    """
+    from ..experiments.train import _check_run_dir, model_factory
+
+    t_start = time.perf_counter()
+    rd = RunDir(Path(run_dir)) if run_dir else None
+    if rd is not None:
+        _check_run_dir(rd, cfg)
+        if rd.is_complete():
+            log.info("%s is already complete: nothing to do", rd.root)
+            return ServeOutcome(run_dir=rd, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
+    run = load_run(encode_config(cfg))
+    spec, data = run.spec, run.data
+    model = model_factory(cfg, len(data.class_names), data.in_channels)()
+    if spec.local.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    global_state = clone(model.state_dict())
+    client_states, metrics, start = None, [], 1
+    if rd is not None:
+        _write_header(run, rd)
+        ck = _load_checkpoint(rd, run)
+        if ck is not None:
+            start = int(ck["round"]) + 1
+            global_state, client_states, metrics = ck["global_state"], ck["client_states"], list(ck["metrics"])
+            log.info("resuming from round %d of %d", start, spec.rounds)
+    last = spec.rounds if not stop_after else min(int(stop_after), spec.rounds)
+    nodes = discover_partitions(grid, data, timeout=connect_timeout)
+    log.info("%d clients connected; partitions mapped to nodes", len(nodes))
+    strategy = FedSafeStrategy(spec=spec, data=data, nodes=nodes, model=model, server_hook=run.hooks.server,
+                               run_dir=rd, first_round=start, client_states=client_states, metrics=metrics)
+    if start <= last:
+        strategy.start(grid=grid, initial_arrays=state_to_record(global_state), num_rounds=last - start + 1,
+                       timeout=round_timeout)
+    elif start == spec.rounds + 1:  # killed during the final downlink: only that is left
+        replies = grid.send_and_receive(strategy.configure_evaluate(0, state_to_record(global_state), ConfigRecord(),
+                                                                    grid), timeout=round_timeout)
+        strategy.aggregate_evaluate(0, replies)
+    seconds = time.perf_counter() - t_start
+    done = max(start - 1, min(last, spec.rounds))
+    if rd is not None and last == spec.rounds:
+        _write_summary(run, rd, strategy, seconds=seconds, resumed_from=start - 1, engine=engine)
+    return ServeOutcome(run_dir=rd, completed_round=done, seconds=seconds, resumed_from=start - 1)
+
+
+def _configure_logging() -> None:
+    # The ServerApp process is an entry point: its log lines reach the `flwr run --stream` console.
+    root = logging.getLogger("fedsafe")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("fedsafe %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The ServerApp entry point: everything comes from the run config (see :mod:`fedsafe.flower.app`)."""
+    _configure_logging()
+    rc = context.run_config
+    set_threads(rc)
+    cfg = decode_config(str(rc.get("fedsafe-config", "")))
+    run_dir = str(rc.get("run-dir", "")) or None
+    if run_dir is None:
+        log.warning("no run-dir in the run config: the run is kept in memory only")
+    outcome = serve(grid, cfg, run_dir, stop_after=int(rc.get("stop-after", 0) or 0),
+                    round_timeout=float(rc.get("round-timeout", 3600.0)), engine=str(rc.get("engine", "flower")))
+    log.info("fedsafe run finished: round %d of %d, %.1f s, run directory %s", outcome.completed_round,
+             cfg.train.rounds, outcome.seconds, outcome.run_dir.root if outcome.run_dir else "-")

@@ -1,0 +1,68 @@
+"""``fedsafe attack RUN_DIR`` end to end: a tiny synthetic run trained with online CRN, then attacked."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fedsafe.cli import app
+
+TINY = ["--set", "task.image_size=16", "--set", "task.synthetic_size=300", "--set", "model.width=0.04",
+        "--set", "splits.client_test_size=20", "--set", "train.local_epochs=1", "--set", "train.rounds=3",
+        "--set", "train.precision=fp32", "--set", "federation.downlink_noise=0.01",
+        "--set", "crn.enabled=true", "--set", "crn.windows=[1,2]", "--set", "federation.keep_received_rounds=2"]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("attack-cli") / "run"
+    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY])
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def test_attack_prints_the_asr_matrix_and_averages_and_writes_csv_json(run_dir):
+    # Act
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--attack", "pgd", "--eps", "0.05", "--alpha", "0.01",
+                                 "--steps", "1", "--start", "crn2"])
+    # Assert
+    assert r.exit_code == 0, r.output
+    text = flat(r.output)
+    assert "PGD-1+CRN2" in text and "ASR (attacker x target)" in text
+    assert "AASR" in text and "ASR avg (benign)" in text and "AETR" in text
+    assert "crn-online" in text  # eps and the CRN settings equal the run's: the online buffers are used
+    files = sorted((run_dir / "attacks").glob("pgd1-crn2-*"))
+    assert [f.suffix for f in files] == [".csv", ".json"]
+    table = pd.read_csv(files[0])
+    assert len(table) == 9 and set(table.columns) >= {"attacker", "target", "asr", "aetr", "grad_cosine"}
+    record = json.loads(files[1].read_text())
+    assert record["synthetic"] is True and record["label"] == "PGD-1+CRN2"
+
+
+def test_a_sweep_over_eps_and_alpha_in_one_call(run_dir):
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--attack", "bim", "--eps", "0.01,0.03",
+                                 "--alpha", "0.005,0.01", "--steps", "2", "--no-sanity"])
+    assert r.exit_code == 0, r.output
+    assert "4 attack configuration(s)" in flat(r.output)
+    assert flat(r.output).count("ASR (attacker x target)") == 4
+
+
+def test_bad_input_is_a_one_line_error(run_dir, tmp_path):
+    for args, message in [
+        (["--start", "crn"], "start must be zero, random or crnR"),
+        (["--eps", "a,b"], "--eps must be a number"),
+        (["--attack", "cw"], "unknown attack 'cw'"),
+        (["--start", "crn3"], "round_0001"),  # the run kept the last 2 rounds only
+    ]:
+        r = CliRunner().invoke(app, ["attack", str(run_dir), "--no-sanity", *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert message in flat(r.output) and r.output.count("error:") == 1
+    r = CliRunner().invoke(app, ["attack", str(tmp_path)])
+    assert r.exit_code == 2 and "not a fedsafe run directory" in flat(r.output)

@@ -1,0 +1,51 @@
+"""Every defence is built by name from the config; unknown names are rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedsafe.config import DefenseConfig
+from fedsafe.defenses.adaptation import PgdLoss
+from fedsafe.defenses.adversarial_training import AdversarialTrainingHook
+from fedsafe.defenses.fed_safe import FedSafeHook
+from fedsafe.defenses.registry import DEFENSES, hooks_for
+from fedsafe.experiments.train import federation_spec
+from fedsafe.federation.client import cross_entropy_loss
+
+from ._helpers import make_cfg, tiny
+
+EXPECTED = {
+    "none": (type(None), cross_entropy_loss),
+    "adversarial-training": (AdversarialTrainingHook, cross_entropy_loss),
+    "fed-safe": (FedSafeHook, cross_entropy_loss),
+    "client-adversarial-training": (type(None), PgdLoss),
+}
+
+
+def test_the_registry_holds_every_configurable_defence():
+    assert set(DEFENSES) == set(EXPECTED) == set(DefenseConfig.model_fields["name"].annotation.__args__)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_defence_builds_by_name(name):
+    cfg = make_cfg(name, downlink_noise=0.0 if name == "adversarial-training" else 0.01)
+    data = tiny.tiny_data()
+    hooks = hooks_for(cfg, data, federation_spec(cfg, data))
+    server_type, loss = EXPECTED[name]
+    assert isinstance(hooks.server, server_type)
+    assert hooks.loss_fn is loss if not isinstance(loss, type) else isinstance(hooks.loss_fn, loss)
+    if hooks.server is not None:
+        assert hooks.server.name == name
+
+
+def test_unknown_defence_is_rejected_by_name():
+    cfg = make_cfg("none")
+    cfg = cfg.model_copy(update={"defense": DefenseConfig.model_construct(name="bogus")})
+    data = tiny.tiny_data()
+    with pytest.raises(ValueError, match="unknown defence 'bogus'"):
+        hooks_for(cfg, data, federation_spec(cfg, data))
+
+
+def test_the_config_rejects_an_unknown_defence_too():
+    with pytest.raises(ValueError):
+        make_cfg("bogus")

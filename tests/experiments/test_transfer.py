@@ -1,0 +1,183 @@
+"""Transfer evaluation from a run directory, on a tiny 3-client federation trained with online CRN."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsafe.attacks import pgd, predict, uniform_start
+from fedsafe.attacks.crn_hook import CrnClientHook
+from fedsafe.config import load_config, to_yaml
+from fedsafe.experiments.transfer import AttackSpec, evaluate_transfer, load_run, parse_start, sweep, tidy
+from fedsafe.federation.client import LocalSpec
+from fedsafe.federation.hooks import Hooks
+from fedsafe.federation.simulator import Simulator
+from fedsafe.metrics import summarise, transfer_matrices, transfer_row
+from fedsafe.runs.atomic import write_json, write_text
+from fedsafe.runs.rundir import RunDir
+from fedsafe.seeding import torch_generator
+
+_spec = importlib.util.spec_from_file_location("_tiny_fed", Path(__file__).parents[1] / "federation" / "_tiny.py")
+_tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tiny)
+
+ROUNDS, KEEP, EPS = 4, 3, 0.05
+CRN = dict(windows=(1, 3), eps=EPS, steps=2)  # alpha: eps / steps
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A complete run whose models learned the task (100% clean accuracy): config.yaml (matching the CRN
+    settings), splits.json, final models, checkpoint."""
+    data = _tiny.tiny_data()
+    rd = RunDir(tmp_path_factory.mktemp("transfer-run"))
+    cfg = load_config(overrides=[f"train.rounds={ROUNDS}", "train.local_epochs=3", "crn.enabled=true",
+                                 "crn.windows=[1,3]", f"crn.eps={EPS}", "crn.steps=2",
+                                 f"federation.keep_received_rounds={KEEP}"])
+    write_text(rd.config, to_yaml(cfg))
+    write_json(rd.splits, data.split_ids())
+    hook = CrnClientHook(model_factory=_tiny.tiny_model, attack_sets=[s.x for s in data.client_test],
+                         total_rounds=ROUNDS, **CRN)
+    local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, augment=False, precision="fp32")
+    Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP, local=local), data=data,
+              model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), run_dir=rd).run()
+    return rd.root
+
+
+def context(run_dir):
+    return load_run(run_dir, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
+
+
+METRICS = ["clean_acc", "attack_acc", "asr", "asr_literal", "aetr", "n_correct", "n_aetr", "grad_cosine"]
+
+
+def test_one_row_per_attacker_and_target_and_self_asr_matches_a_hand_made_pgd(run_dir):
+    # Arrange
+    ctx = context(run_dir)
+    spec = AttackSpec(attack="pgd", eps=0.2, alpha=0.05, steps=3, start="random", seed=5)
+    # Act
+    (res,) = evaluate_transfer(ctx, spec, write=False, sanity=False)
+    # Assert: the shape of the tidy table
+    f = res.frame
+    cells = sorted(zip(f.attacker, f.target, strict=True))
+    assert len(f) == 9 and cells == [(m, c) for m in range(3) for c in range(3)]
+    assert (f.self == (f.attacker == f.target)).all()
+    assert set(f.start_source) == {"random"} and (f.fb_passes_per_image == 3).all()
+    # ... and every cell of attacker 1 against an independent recomputation
+    x, y, models = ctx.data.client_test[1].x, ctx.data.client_test[1].y, ctx.models
+    start = uniform_start(x, 0.2, torch_generator(5, "attack-start", 1))
+    x_adv = pgd(models[1], x, eps=0.2, alpha=0.05, steps=3, start=start).x_adv
+    clean = np.stack([predict(m, x).numpy() for m in models])
+    adv = np.stack([predict(m, x_adv).numpy() for m in models])
+    expected = transfer_row(clean, adv, y.numpy(), attacker=1)
+    got = f[f.attacker == 1].sort_values("target")
+    np.testing.assert_array_equal(got.asr.to_numpy(), expected.asr)
+    np.testing.assert_array_equal(got.aetr.to_numpy(), expected.aetr)
+    np.testing.assert_array_equal(got.clean_acc.to_numpy(), expected.clean_acc)
+    assert expected.asr[1] > 0 and not np.isnan(expected.aetr).all()  # the attack does something here
+    np.testing.assert_equal(dataclasses.asdict(res.summary), dataclasses.asdict(summarise(res.matrices)))
+
+
+def test_crn_start_uses_the_online_buffer_when_settings_match_and_replays_otherwise(run_dir):
+    ctx = context(run_dir)
+    online = evaluate_transfer(ctx, AttackSpec(attack="pgd", eps=EPS, alpha=0.001, steps=1, start="crn3"),
+                               write=False, sanity=False)[0]
+    assert set(online.frame.start_source) == {"crn-online"}
+    assert (online.frame.crn_passes_per_image == 3 * 2).all()
+    # Forget the online buffers: the same attack from replayed CRN gives the very same numbers
+    replayed = evaluate_transfer(dataclasses.replace(context(run_dir), client_states=None),
+                                 AttackSpec(attack="pgd", eps=EPS, alpha=0.001, steps=1, start="crn3"),
+                                 write=False, sanity=False)[0]
+    assert set(replayed.frame.start_source) == {"crn-replayed"}
+    pd.testing.assert_frame_equal(online.frame[METRICS], replayed.frame[METRICS])
+    # Another eps than the run's: replayed at that eps
+    other = evaluate_transfer(ctx, AttackSpec(attack="fgsm", eps=0.03, start="crn1"), write=False, sanity=False)[0]
+    assert set(other.frame.start_source) == {"crn-replayed"}
+
+
+def test_crn_window_longer_than_the_kept_rounds_names_the_missing_file(run_dir):
+    with pytest.raises(FileNotFoundError, match="round_0001"):
+        evaluate_transfer(context(run_dir), AttackSpec(attack="pgd", steps=1, start="crn4"), write=False,
+                          sanity=False)
+
+
+def test_eps_zero_changes_nothing(run_dir):
+    (res,) = evaluate_transfer(context(run_dir), AttackSpec(attack="bim", eps=0.0, alpha=0.01, steps=2,
+                                                            start="crn3"), write=False, sanity=False)
+    assert (res.frame.asr_literal == 0).all()
+    assert (res.frame.clean_acc == res.frame.attack_acc).all()
+
+
+def test_sweep_writes_csv_and_json_per_configuration(run_dir):
+    # Arrange
+    specs = sweep("pgd", eps=[0.01, 0.05], alpha=[0.005, 0.01], steps=2, start="zero")
+    # Act
+    results = evaluate_transfer(context(run_dir), specs)
+    # Assert
+    assert len(results) == 4 and len({r.key for r in results}) == 4
+    table = tidy(results)
+    assert len(table) == 4 * 9 and set(table.eps) == {0.01, 0.05} and set(table.alpha) == {0.005, 0.01}
+    for r in results:
+        back = pd.read_csv(r.csv_path)
+        assert len(back) == 9 and np.allclose(back.asr_literal, r.frame.asr_literal)
+        record = json.loads(r.json_path.read_text())
+        assert record["summary"]["aasr"] == pytest.approx(r.summary.aasr, nan_ok=True)
+        assert record["attack"]["eps"] == r.spec.eps and record["precision"] == "fp32"
+        assert isinstance(record["sanity_warnings"], list)
+        assert np.array(record["matrices"]["asr_literal"]).shape == (3, 3)
+    assert (Path(run_dir) / "attacks" / "sanity.json").is_file()  # sanity checks ran once for the run
+
+
+def test_seed_reproduces_the_random_start_and_another_seed_changes_it(run_dir):
+    ctx = context(run_dir)
+
+    def run(seed):
+        spec = AttackSpec(attack="pgd", eps=0.3, alpha=0.05, steps=1, start="random", seed=seed)
+        return evaluate_transfer(ctx, spec, write=False, sanity=False)[0]
+
+    a, b, c = run(1), run(1), run(2)
+    pd.testing.assert_frame_equal(a.frame[METRICS], b.frame[METRICS])
+    assert a.key != c.key
+
+
+def test_data_that_differ_from_splits_json_are_refused(run_dir):
+    data = _tiny.tiny_data()
+    bad = dataclasses.replace(data, client_test=(data.client_test[1], *data.client_test[1:]))
+    with pytest.raises(ValueError, match="client 0's test set differs from .*splits.json"):
+        load_run(run_dir, data=bad, model_factory=_tiny.tiny_model)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        load_run(tmp_path, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
+
+
+def test_attack_spec_validation_and_names():
+    assert AttackSpec(attack="fgsm", alpha=0.3, steps=9).steps == 1
+    assert AttackSpec(attack="fgsm", start="crn10").label == "FGSM+CRN10"
+    assert AttackSpec(attack="pgd", steps=1, start="crn10").label == "PGD-1+CRN10"
+    assert AttackSpec(attack="pgd", steps=40).label == "PGD-40"
+    assert parse_start("crn5") == 5 and parse_start("zero") is None
+    with pytest.raises(ValueError, match="start"):
+        AttackSpec(start="crn")
+    with pytest.raises(ValueError, match="unknown attack"):
+        AttackSpec(attack="cw")
+    with pytest.raises(ValueError, match="alpha"):
+        AttackSpec(attack="pgd", alpha=None)
+    with pytest.raises(ValueError, match="eps"):
+        AttackSpec(eps=2.0)
+
+
+def test_transfer_matrices_from_the_frame_agree_with_the_result(run_dir):
+    (res,) = evaluate_transfer(context(run_dir), AttackSpec(attack="fgsm", eps=0.1, start="zero"), write=False,
+                               sanity=False)
+    asr = res.frame.pivot(index="attacker", columns="target", values="asr").to_numpy()
+    np.testing.assert_array_equal(asr, res.matrices.asr)
+    again = transfer_matrices([transfer_row(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(2), attacker=0)])
+    assert summarise(again).aasr == 0.0  # nothing changes: ASR 0
