@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from fedsafe.cli import app
@@ -66,3 +67,29 @@ def test_bad_input_is_a_one_line_error(run_dir, tmp_path):
         assert message in flat(r.output) and r.output.count("error:") == 1
     r = CliRunner().invoke(app, ["attack", str(tmp_path)])
     assert r.exit_code == 2 and "not a fedsafe run directory" in flat(r.output)
+
+
+def test_online_crn_of_a_trained_run_equals_its_replay_with_the_runs_own_model(run_dir):
+    """End to end through ``fedsafe train`` (hooks_for wires the CRN hook) and the run's own model factory."""
+    from fedsafe.attacks.crn_hook import crn_state_from, replay_crn
+    from fedsafe.experiments.transfer import load_run
+    from fedsafe.runs.atomic import torch_load
+
+    ctx = load_run(run_dir)
+    states = torch_load(run_dir / "checkpoint.pt")["client_states"]
+    for i in range(3):
+        online = crn_state_from(states[i], 2)
+        replayed = replay_crn(run_dir, client=i, window=2, eps=online.eps, steps=online.steps, alpha=online.alpha,
+                              x=ctx.data.client_test[i].x)
+        assert online.rounds == 2 and online.steps == 1  # j = E = train.local_epochs
+        assert torch.equal(online.delta, replayed)
+
+
+def test_crn_tables_command_prints_both_tables_and_writes_markdown(run_dir):
+    r = CliRunner().invoke(app, ["crn-tables", str(run_dir), "--windows", "1,2"])
+    assert r.exit_code == 0, r.output
+    text = flat(r.output)
+    assert "Table I" in text and "Table II: AETR" in text and "32.99%" in text  # the paper's PGD-40 AASR
+    assert (run_dir / "attacks" / "crn_tables.md").is_file()
+    bad = CliRunner().invoke(app, ["crn-tables", str(run_dir), "--windows", "1,x"])
+    assert bad.exit_code == 2 and "--windows must be" in flat(bad.output)

@@ -181,3 +181,65 @@ def test_transfer_matrices_from_the_frame_agree_with_the_result(run_dir):
     np.testing.assert_array_equal(asr, res.matrices.asr)
     again = transfer_matrices([transfer_row(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(2), attacker=0)])
     assert summarise(again).aasr == 0.0  # nothing changes: ASR 0
+
+
+# -- the CRN paper's tables from a run, and the papers' numbers ---------------------------------------------------
+
+
+def test_crn_tables_put_the_papers_numbers_beside_ours(run_dir):
+    from fedsafe.experiments.crn_tables import crn_tables
+
+    # Act: the tiny run has 4 rounds, so CRN1 / CRN3 stand in for CRN5 / CRN10 and PGD-2 / PGD-4 for PGD-20 / 40
+    tables = crn_tables(context(run_dir), windows=(1, 3), pgd_steps=(2, 40), table_2_steps=2, alpha=0.01)
+    # Assert
+    assert list(tables.table_1.attack) == ["PGD-1+CRN3", "PGD-2", "PGD-40"]
+    paper = tables.table_1.aasr_paper.tolist()  # the paper's numbers only where the settings are the paper's
+    assert np.isnan(paper[0]) and np.isnan(paper[1]) and paper[2] == 0.3299
+    assert tables.table_1.seconds_paper.iloc[2] == 6.794 and tables.table_1.acc_paper.iloc[2] == 0.8412
+    assert list(zip(tables.table_2.attack, tables.table_2.start, strict=True)) == [
+        ("FGSM", "vanilla"), ("FGSM", "crn1"), ("FGSM", "crn3"), ("PGD-2", "vanilla"), ("PGD-2", "crn1"),
+        ("PGD-2", "crn3")]
+    assert tables.table_2.aetr_paper.iloc[0] == 0.848 and np.isnan(tables.table_2.aetr_paper.iloc[3])
+    assert set(tables.claims) >= {"crn1_aasr_above_pgd40", "FGSM_crn3_raises_aetr"}
+    assert "| PGD-1+CRN3 |" in tables.markdown and "32.99%" in tables.markdown
+    assert "beats PGD-40 at a fraction of its cost" in tables.markdown
+    assert tables.path.read_text() == tables.markdown
+
+
+def test_paper_numbers_are_transcribed_with_their_sources():
+    from fedsafe.experiments.paper_numbers import (
+        PAPER_NUMBERS,
+        crn_table_1,
+        crn_table_2,
+        fedsafe_table_1,
+        fedsafe_table_2,
+        lookup,
+    )
+
+    t1 = crn_table_1("Meningioma")
+    assert {k: (v["ACC"].value, v["AASR"].value, v["time"].value) for k, v in t1.items()} == {
+        "PGD-1+CRN10": (0.8412, 0.6392, 0.217), "PGD-20": (0.8412, 0.2752, 3.423), "PGD-40": (0.8412, 0.3299, 6.794)}
+    assert crn_table_1("Pathology")["PGD-40"]["time"].value == 10.843
+    glioma = crn_table_2("Glioma")
+    assert glioma[("FGSM", "CRN5")].value == 0.8706 and "garbled" in glioma[("FGSM", "CRN5")].note
+    assert glioma[("PGD", "CRN5")].text == "83.64%%" and "garbled" in glioma[("PGD", "CRN5")].note
+    assert len(fedsafe_table_1("MRI")) == 4 * 2 * 2 and len(fedsafe_table_2("Pathology")) == 5 * 2
+    assert lookup(paper="fed-safe", table="Table 1", dataset="MRI", row="step 0.05",
+                  column="distributed noise: ASR avg").value == 0.15
+    # The printed averages of Fed-Safe Table 2 are the means of the four eps rows (to the printed rounding)
+    for ds in ("Pathology", "MRI"):
+        for col in ("ASR avg, no DP", "ASR avg, DP"):
+            cells = [p.value for p in fedsafe_table_2(ds) if p.column == col and p.row != "Average"]
+            avg = lookup(paper="fed-safe", table="Table 2", dataset=ds, row="Average", column=col).value
+            assert abs(sum(cells) / 4 - avg) <= 0.0001
+    assert all(p.source and "line" in p.source for p in PAPER_NUMBERS)
+
+
+def test_true_labels_and_bf16_precision_are_options_and_are_recorded(run_dir):
+    ctx = context(run_dir)
+    (res,) = evaluate_transfer(ctx, AttackSpec(attack="bim", eps=0.1, alpha=0.02, steps=2, start="zero",
+                                               labels="true"), precision="bf16", write=False, sanity=False)
+    assert set(res.frame.precision) == {"bf16"} and res.record["precision"] == "bf16"
+    assert set(res.frame.labels) == {"true"} and (res.frame.forward_passes_per_image == 0).all()
+    assert res.key != AttackSpec(attack="bim", eps=0.1, alpha=0.02, steps=2, start="zero", labels="true").key(
+        precision="fp32", batch_size=100, crn_precision="fp32")

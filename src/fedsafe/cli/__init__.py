@@ -6,7 +6,11 @@ import typer
 
 from . import attack as _attack
 from . import data as _data
+from . import demo as _demo
+from . import flower as _flower
 from . import privacy as _privacy
+from . import report as _report
+from . import reproduce as _reproduce
 from . import train as _train
 
 app = typer.Typer(help="fedsafe: attack and defend federated learning on medical images.", no_args_is_help=True,
@@ -14,7 +18,11 @@ app = typer.Typer(help="fedsafe: attack and defend federated learning on medical
 app.add_typer(_data.app, name="data", help="Read, check and download the data sets.")
 app.registered_commands += _train.app.registered_commands
 app.registered_commands += _attack.app.registered_commands
+app.registered_commands += _reproduce.app.registered_commands
+app.registered_commands += _report.app.registered_commands
+app.registered_commands += _demo.app.registered_commands
 app.add_typer(_privacy.app, name="privacy", help="Differential-privacy calibration and accounting (NbAFL).")
+app.add_typer(_flower.app, name="flower", help="Run on Flower: simulation, or TLS-authenticated SuperLink/SuperNodes.")
 
 
 def main() -> None:

@@ -89,3 +89,37 @@ def attack(
         console.print(f"[yellow]sanity check:[/] {w}", highlight=False)
     for res in results:
         _print_result(res)
+
+
+@app.command("crn-tables")
+def crn_tables_command(
+    run_dir: Path = typer.Argument(..., help="A complete run directory trained with crn.enabled."),
+    eps: float = typer.Option(0.05, "--eps", help="L-inf budget (paper: 0.05)."),
+    alpha: float = typer.Option(0.001, "--alpha", help="PGD step size (paper: 0.001)."),
+    windows: str = typer.Option("5,10", "--windows", help="CRN windows R (paper: 5,10)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of PGD's random start."),
+    dataset: str = typer.Option("Meningioma", "--paper-dataset", help="The paper's row: Meningioma, Glioma, "
+                                                                       "Pathology."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
+) -> None:
+    """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""
+    from rich.markdown import Markdown
+
+    from ..experiments.crn_tables import crn_tables
+    from ..experiments.train import torch_threads
+    from ..experiments.transfer import load_run
+
+    try:
+        ws = tuple(int(w) for w in windows.split(","))
+    except ValueError:
+        raise fail(f"--windows must be a comma-separated list of integers, got {windows!r}") from None
+    try:
+        with progress_bars() as prog:
+            ctx = load_run(run_dir, progress=prog)
+            with torch_threads(ctx.cfg.threads):
+                tables = crn_tables(ctx, windows=ws, eps=eps, alpha=alpha, seed=seed, dataset=dataset,
+                                    precision=precision, progress=prog)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise fail(" ".join(str(e).strip("'\"").split())) from None
+    out.print(Markdown(tables.markdown))
+    console.print(f"written: {tables.path}")

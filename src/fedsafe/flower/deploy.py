@@ -35,8 +35,8 @@ from typing import Any
 
 __all__ = [
     "CertPaths", "make_certs", "make_node_keys", "flower_env", "flower_bin", "free_port", "FlowerProcess",
-    "ProcessSet", "superlink_argv", "supernode_argv", "write_flower_config", "register_node", "flwr_run",
-    "tree_pss_bytes", "descendants", "PeakMemory", "deploy", "DeployOutcome", "DEFAULT_SUPERLINK_PORT",
+    "ProcessSet", "superlink_argv", "supernode_argv", "write_flower_config", "register_node", "register_nodes",
+    "flwr_run", "tree_pss_bytes", "descendants", "PeakMemory", "deploy", "DeployOutcome", "DEFAULT_SUPERLINK_PORT",
     "DEFAULT_SUPERNODE_PORT",
 ]
 
@@ -246,6 +246,16 @@ def register_node(public_key: str | Path, *, env: Mapping[str, str], connection:
     return res.stdout.strip()
 
 
+def register_nodes(public_keys: Sequence[str | Path], *, env: Mapping[str, str], connection: str = FEDERATION,
+                   timeout: float = 60.0, parallel: int = 4) -> list[str]:
+    """:func:`register_node` for several keys, a few at a time (each call is a ``flwr`` process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(lambda k: register_node(k, env=env, connection=connection, timeout=timeout),
+                             public_keys))
+
+
 def flwr_run(app_dir: str | Path, run_config: Mapping[str, Any], *, env: Mapping[str, str], log_path: str | Path,
              connection: str = FEDERATION, federation_config: str | None = None, timeout: float | None = None,
              on_line: Callable[[str], None] | None = None) -> int:
@@ -308,23 +318,29 @@ class FlowerProcess:
     def log_tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def stop(self, grace: float = 15.0) -> int | None:
+    def terminate(self) -> list[int]:
+        """Send SIGTERM to the process's group; returns the descendants seen just before (see :meth:`stop`)."""
+        if self.popen.poll() is not None:
+            return []
+        family = descendants(self.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        return family
+
+    def stop(self, grace: float = 15.0, family: Sequence[int] | None = None) -> int | None:
         """SIGTERM to the process's group, SIGKILL after ``grace`` s. Flower starts its helpers in sessions of
         their own (they exit when their parent does): the descendants seen before the stop are waited for and,
         if still alive after the grace period, killed by PID."""
-        family = descendants(self.pid) if self.popen.poll() is None else []
-        if self.popen.poll() is None:
+        family = list(family) if family is not None else self.terminate()
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait(5)
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(5)
         deadline = time.monotonic() + grace
         while (alive := [p for p in family if _alive(p)]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
         for p in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p, signal.SIGKILL)
@@ -346,9 +362,12 @@ class FlowerProcess:
 
 @dataclass
 class ProcessSet:
-    """Processes started together and stopped together (reverse order), by PID, whatever happens."""
+    """Processes started together and stopped together, by PID, whatever happens: first all but the first one
+    at once (the SuperNodes), then the first (the SuperLink); each gets ``grace`` seconds after SIGTERM (see
+    :meth:`FlowerProcess.stop`)."""
 
     processes: list[FlowerProcess] = field(default_factory=list)
+    grace: float = 15.0
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], log_path: str | Path,
               cwd: str | Path | None = None) -> FlowerProcess:
@@ -363,8 +382,12 @@ class ProcessSet:
         return proc
 
     def stop_all(self) -> None:
-        for p in reversed(self.processes):
-            p.stop()
+        later = self.processes[1:]
+        families = [p.terminate() for p in later]
+        for p, family in zip(later, families, strict=True):
+            p.stop(self.grace, family)
+        if self.processes:
+            self.processes[0].stop(self.grace)
 
     def __enter__(self) -> ProcessSet:
         return self
@@ -476,8 +499,7 @@ def deploy(cfg: Any, run_dir: str | Path, *, certs_dir: str | Path | None = None
         link = procs.start("superlink", superlink_argv(host=host, port=port, database=work / "superlink.db",
                                                        certs=certs), env=env, log_path=work / "superlink.log")
         link.wait_port(host, port)
-        for i in range(n):
-            register_node(certs.node_pub(i), env=env)
+        register_nodes([certs.node_pub(i) for i in range(n)], env=env)
         nodes = []
         for i in range(n):
             node_port = free_port("127.0.0.1")

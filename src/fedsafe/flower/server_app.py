@@ -73,9 +73,17 @@ def _load_checkpoint(rd: RunDir, run: FlowerRun) -> dict[str, Any] | None:
 
 def _write_summary(run: FlowerRun, rd: RunDir, strategy: FedSafeStrategy, *, seconds: float, resumed_from: int,
                    engine: str) -> None:
+    """As ``fedsafe train`` ends a run: the defence's cost into the privacy report, then summary.json."""
+    import json
+
+    from ..defenses.cost import defence_cost_summary
+
     cfg, data, spec, model = run.cfg, run.data, run.spec, run.model
-    last_eval = [m for m in strategy.metrics if "global_acc" in m][-1]
     final = strategy.final_row or {}
+    privacy = json.loads(rd.privacy_report.read_text())
+    privacy["defense_cost"] = defence_cost_summary([*strategy.metrics, final], defense=cfg.defense)
+    write_json(rd.privacy_report, privacy)
+    last_eval = [m for m in strategy.metrics if "global_acc" in m][-1]
     write_json(rd.summary, {
         "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
         "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
@@ -144,7 +152,7 @@ def _configure_logging() -> None:
     root = logging.getLogger("fedsafe")
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("fedsafe %(levelname)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("fedsafe %(asctime)s %(levelname)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 

@@ -85,7 +85,7 @@ def simulate(cfg: ExperimentConfig, run_dir: str | Path, *, cpus_per_client: int
                                                        certs=None, supernode_auth=False, simulation=True),
                            env=env, log_path=work / "superlink.log")
         link.wait_port("127.0.0.1", port)
-        with PeakMemory([link.pid]) as mem:
+        with PeakMemory([link.pid], interval=2.0) as mem:  # each sample reads smaps of ~20 processes
             rc = flwr_run(app_dir, run_config, env=env, log_path=log_path, federation_config=federation,
                           timeout=timeout, on_line=on_line)
     seconds = time.perf_counter() - t0

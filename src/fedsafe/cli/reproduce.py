@@ -1,0 +1,80 @@
+"""``fedsafe reproduce NAME``: one command per table and figure of the papers (trains what is not cached)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from .console import console, fail, out, progress_bars
+
+app = typer.Typer()
+
+_STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly": "yellow", "undetermined": "dim"}
+
+
+def print_written(written) -> None:
+    """The tables, verdicts and file paths of one reproduction on one task."""
+    built = written.built
+    out.rule(f"{written.reproduction} — {written.task}")
+    for t in built.tables:
+        tab = RichTable(title=t.title, title_justify="left")
+        for c in t.frame.columns:
+            tab.add_column(str(c), overflow="fold")
+        for row in t.frame.itertuples(index=False):
+            tab.add_row(*[escape(str(v)) for v in row])
+        out.print(tab)
+        for n in t.notes:
+            out.print(f"[dim]{escape(n)}[/]", highlight=False)
+    for v in built.verdicts:
+        style = _STATUS_STYLE.get(v.status, "")
+        out.print(f"- {escape(v.claim)}: [bold {style}]{v.status}[/]. {escape(v.evidence)}", highlight=False)
+    out.print(f"written: {written.markdown} (and CSVs, figures, verdicts.json in {written.folder})", highlight=False)
+
+
+@app.command()
+def reproduce(
+    name: str = typer.Argument(..., help="fedsafe-table1, fedsafe-table2, fedsafe-fig3, crn-table1, crn-table2, "
+                                         "crn-fig2, crn-fig3, or all."),
+    task: list[str] = typer.Option(None, "--task", "-t", help="meningioma (default), glioma, brain-tumor-4class, "
+                                                              "breastmnist, pcam, synthetic; repeatable."),
+    profile: str = typer.Option("cpu", "--profile", "-p", help="cpu or paper."),
+    seeds: int = typer.Option(1, "--seeds", help="Run every table over seeds 0..N-1 (mean ± std)."),
+    results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory (runs are cached in "
+                                                                           "RESULTS/runs)."),
+    quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides, e.g. task.data_root=DIR."),
+    precision: str = typer.Option("fp32", "--precision", help="Precision of the attack evaluation: fp32 or bf16."),
+    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write RESULTS/report.html at the end."),
+) -> None:
+    """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
+    numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
+    from ..config import ConfigError, load_config
+    from ..experiments.reproduce import Options, execute, plan
+    from ..experiments.train import torch_threads
+
+    tasks = task or ["meningioma"]
+    try:
+        options = Options(profile=profile, seeds=seeds, quick=quick, overrides=tuple(set_), precision=precision,
+                          batch_size=batch_size)
+        threads = load_config(profile=profile, overrides=list(set_)).threads
+        with torch_threads(threads), progress_bars() as prog:
+            p = plan([name], tasks=tasks, results=results, options=options, progress=prog)
+            for line in p.describe():
+                console.print(line, highlight=False)
+            if dry_run:
+                return
+            written = execute(p, progress=prog)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        raise fail(" ".join(str(e).split())) from None
+    for w in written:
+        print_written(w)
+    if report:
+        from ..report.html import write_report
+
+        path = write_report(results, results / "report.html")
+        console.print(f"report: {path}", highlight=False)
