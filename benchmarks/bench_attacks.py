@@ -4,7 +4,9 @@
 
 Prints:
   1. PGD-K wall time over K times one input-gradient pass (forward + backward w.r.t. the input, what a plain
-     PyTorch loop needs per step) on the same batch, for each K (target <= 1.10: the loop adds little);
+     PyTorch loop needs per step) on the same batch, for each K (target <= 1.10: the loop adds little); the K
+     reference passes are timed back to back, beside the PGD-K, so that a load burst on a shared machine hits
+     both alike;
   2. PGD-40 attack time over PGD-1+CRN10 attack time (the CRN paper, Table I: 6.794 s / 0.217 s, about 31x),
      and, to be honest about it, the CRN10 cost that was paid during training instead (R * j passes an image).
 The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes) on a batch of ``--batch``

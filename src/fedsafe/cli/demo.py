@@ -46,7 +46,7 @@ def demo(
     from ..experiments.train import torch_threads
 
     try:
-        threads = load_config(profile="cpu", overrides=list(set_)).threads
+        threads = load_config(profile="cpu", overrides=[*DEMO_OVERRIDES, *set_]).threads
         with torch_threads(threads), progress_bars() as prog:
             p = demo_plan(results, tiny=tiny, overrides=tuple(set_), progress=prog)
             for line in p.describe()[1:]:

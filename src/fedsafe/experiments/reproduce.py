@@ -191,6 +191,11 @@ def fmt_seconds(x: float, std: float = math.nan) -> str:
     return f"{x:.3f}" + (f" ± {std:.3f}" if not math.isnan(std) and std > 0 else "")
 
 
+def _ptext(number: Any) -> str:
+    """A paper's cell as printed (a PaperNumber's text), or "—" where the paper has none."""
+    return "—" if number is None else str(number.text)
+
+
 def _paper(value: float | None, fmt: Callable[[float, float], str] = fmt_pct) -> str:
     return "—" if value is None else fmt(value, math.nan)
 
@@ -271,11 +276,11 @@ def _build_crn_t1(inp: BuildInput) -> Built:
         p = paper.get("PGD-1+CRN10" if label.startswith("PGD-1+CRN") else label, {})
         rows.append({
             "attack": label, "ACC": cell(r._asdict(), "clean_acc"),
-            "ACC (paper)": _paper(p["ACC"].value if "ACC" in p else None),
-            "AASR": cell(r._asdict(), "aasr"), "AASR (paper)": _paper(p["AASR"].value if "AASR" in p else None),
+            "ACC (paper)": _ptext(p.get("ACC")),
+            "AASR": cell(r._asdict(), "aasr"), "AASR (paper)": _ptext(p.get("AASR")),
             "ASR benign": cell(r._asdict(), "asr_avg_benign"), "ASR self": cell(r._asdict(), "asr_self"),
             "s/batch": cell(r._asdict(), "seconds_per_batch", fmt_seconds),
-            "s/batch (paper, GPU)": _paper(p["time"].value if "time" in p else None, fmt_seconds),
+            "s/batch (paper, GPU)": _ptext(p.get("time")),
             "passes/image": str(int(inp.summary[inp.summary.row == label].fb_passes_per_image.iloc[0])),
             "CRN passes/image (training)": str(int(inp.summary[inp.summary.row == label].crn_passes_per_image.iloc[0])),
         })
@@ -326,7 +331,7 @@ def _build_crn_t2(inp: BuildInput) -> Built:
         d = r._asdict()
         p = paper.get((r.attack_name, "Vanilla" if r.start_name == "vanilla" else r.start_name.upper()))
         rows.append({"attack": r.attack_name if r.attack_name == "FGSM" else f"PGD-{steps[r.attack_name]}",
-                     "start": r.start_name, "AETR": cell(d, "aetr"), "AETR (paper)": _paper(p.value if p else None),
+                     "start": r.start_name, "AETR": cell(d, "aetr"), "AETR (paper)": _ptext(p),
                      "ASR benign": cell(d, "asr_avg_benign"), "ASR self": cell(d, "asr_self"),
                      "AASR": cell(d, "aasr")})
     table = Table("CRN Table II: average error transfer rate (AETR), eps 0.05", pd.DataFrame(rows),
@@ -655,25 +660,25 @@ def _final_norm(info: dict[str, Any]) -> float:
 def _build_fs_t2(inp: BuildInput) -> Built:
     agg = aggregate(inp.summary, ["dp", "eps_value"])
     ds = _dataset(inp.task, "fed-safe")
-    paper: dict[tuple[str, str], float] = {}
+    paper: dict[tuple[str, str], Any] = {}
     if ds in ("MRI", "Pathology"):
-        paper = {(p.row, p.column): p.value for p in fedsafe_table_2(ds)}
+        paper = {(p.row, p.column): p for p in fedsafe_table_2(ds)}
     elif ds == "Glioma":
         g = lookup(paper="fed-safe", table="text", dataset="Glioma", row="every eps", column="ASR avg, DP")
-        paper = {(f"eps {e:g}", "ASR avg, DP"): g.value for e in FS_TABLE2_EPS}
+        paper = {(f"eps {e:g}", "ASR avg, DP"): g for e in FS_TABLE2_EPS}
     idx = {(r.dp, r.eps_value): r._asdict() for r in agg.itertuples()}
     rows = []
     for e in FS_TABLE2_EPS:
         row = f"eps {e:g}"
         rows.append({"eps": f"{e:g}",
                      "avg ASR, no DP": cell(idx[("no DP", e)], "asr_avg_benign") if ("no DP", e) in idx else "n/a",
-                     "(paper)": _paper(paper.get((row, "ASR avg, no DP"))),
+                     "(paper)": _ptext(paper.get((row, "ASR avg, no DP"))),
                      "avg ASR, DP": cell(idx[("DP", e)], "asr_avg_benign") if ("DP", e) in idx else "n/a",
-                     "(paper) ": _paper(paper.get((row, "ASR avg, DP")))})
+                     "(paper) ": _ptext(paper.get((row, "ASR avg, DP")))})
     means = {dp: agg[agg.dp == dp].asr_avg_benign_mean.mean() for dp in ("no DP", "DP")}
     rows.append({"eps": "Average", "avg ASR, no DP": fmt_pct(means["no DP"]),
-                 "(paper)": _paper(paper.get(("Average", "ASR avg, no DP"))), "avg ASR, DP": fmt_pct(means["DP"]),
-                 "(paper) ": _paper(paper.get(("Average", "ASR avg, DP")))})
+                 "(paper)": _ptext(paper.get(("Average", "ASR avg, no DP"))), "avg ASR, DP": fmt_pct(means["DP"]),
+                 "(paper) ": _ptext(paper.get(("Average", "ASR avg, DP")))})
     dp_info, nodp_info = inp.runs.get("DP", {}), inp.runs.get("no DP", {})
     fed = (dp_info.get("config") or {}).get("federation", {})
     norm = _final_norm(dp_info)
@@ -696,8 +701,8 @@ def _build_fs_t2(inp: BuildInput) -> Built:
              for e in FS_TABLE2_EPS if ("DP", e) in idx and ("no DP", e) in idx]
     ptxt = ""
     if ("Average", "ASR avg, no DP") in paper:
-        ptxt = (f"average {fmt_pct(paper[('Average', 'ASR avg, no DP')])} -> "
-                f"{fmt_pct(paper[('Average', 'ASR avg, DP')])} ({ds}).")
+        ptxt = (f"average {paper[('Average', 'ASR avg, no DP')].text} -> "
+                f"{paper[('Average', 'ASR avg, DP')].text} ({ds}).")
     elif ds == "Glioma":
         ptxt = "Glioma: ASR 0.0 with DP at every eps (text)."
     accs = {dp: inp.summary[inp.summary.dp == dp].groupby("seed")[["clean_acc"]].first() for dp in ("no DP", "DP")}
@@ -755,7 +760,8 @@ def _build_fs_fig3(inp: BuildInput) -> Built:
                   ("AT: adversarial training; DN: distributed noise (Fed-Safe). The fraction f selects that share of "
                    "the server data set for adaptation. The paper gives Figure 3 as a plot; its text gives one number "
                    "per dataset (DN at 20%: pathology 12.2%, meningioma 9.7%, glioma 0.0%). The attack is not stated: "
-                   f"PGD-{FS_ATTACK_STEPS}, eps {FS_TABLE1_EPS}, alpha {FS_FIG3_ALPHA} here.",))
+                   f"PGD-{FS_ATTACK_STEPS}, eps {FS_TABLE1_EPS}, alpha {FS_FIG3_ALPHA} here.",
+                   *_no_paper_note(inp.task, "fed-safe", "Figure 3")))
     curves = {m: (list(g.fraction), list(g.asr_avg_benign_mean)) for m, g in agg.groupby("method", sort=False)}
     comps = [Comparison(f"{100 * f:g}%", idx[(DN, f)]["asr_avg_benign_mean"], idx[(AT, f)]["asr_avg_benign_mean"],
                         idx[(DN, f)]["asr_avg_benign_std"], idx[(AT, f)]["asr_avg_benign_std"])

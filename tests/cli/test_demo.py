@@ -1,0 +1,45 @@
+"""``fedsafe demo`` (tiny), and the reproduce / report commands' console behaviour."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from fedsafe.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_tiny_writes_the_report_and_says_where(tmp_path):
+    res = runner.invoke(app, ["demo", "--tiny", "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = tmp_path / "demo" / "report.html"
+    assert report.is_file() and report.stat().st_size > 10_000
+    text = " ".join(res.output.split())
+    assert "Report:" in text and "report.html" in text
+    assert "fedsafe reproduce crn-table1 --task meningioma" in text  # how to run the same on real data
+    assert "Transfer from a malicious client" in text and "PGD-1+CRN10" in text
+    assert "synthetic" in text and "not real data" in text
+    # a second demo reuses the cached runs and attacks
+    again = runner.invoke(app, ["demo", "--tiny", "--results", str(tmp_path)])
+    assert again.exit_code == 0 and "2 not yet cached" not in " ".join(again.output.split())
+
+
+def test_reproduce_dry_run_prints_the_cost_and_trains_nothing(tmp_path):
+    res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "synthetic", "--quick", "--dry-run",
+                              "--results", str(tmp_path), "--set", "task.synthetic_size=150",
+                              "--set", "task.image_size=16"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "One seed: 1 training run(s), 1 not yet cached" in text and "QUICK" in text
+    assert not (tmp_path / "runs").exists()
+
+
+def test_reproduce_names_a_missing_data_path(tmp_path):
+    res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "glioma", "--results", str(tmp_path),
+                              "--set", f"task.data_root={tmp_path / 'nowhere'}"])
+    assert res.exit_code == 2 and "nowhere" in " ".join(res.output.split())
+
+
+def test_report_of_a_directory_without_results_fails_cleanly(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "neither a results directory" in " ".join(res.output.split())
