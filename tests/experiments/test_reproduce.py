@@ -209,3 +209,13 @@ def test_aggregate_mean_std_over_seeds_and_markdown():
     assert math.isnan(agg.loc["b", "asr_self_std"]) and agg.loc["a", "seeds"] == 2
     md = markdown_table(pd.DataFrame({"x": ["a|b"], "y": ["1"]}))
     assert md.splitlines() == ["| x | y |", "|---|---|", "| a\\|b | 1 |"]
+
+
+def test_task_all_takes_the_paper_tasks_whose_data_is_present(tmp_path):
+    from fedsafe.experiments.reproduce import PAPER_TASKS, expand_tasks
+
+    tasks, skipped = expand_tasks(["all", "synthetic"], Options(overrides=(f"task.data_root={tmp_path / 'no'}",)))
+    assert tasks == ("synthetic",) and set(skipped) == set(PAPER_TASKS)
+    assert all(str(tmp_path / "no") in why for why in skipped.values())
+    tasks, skipped = expand_tasks(["all"], Options(overrides=(f"task.data_root={tmp_path}",)))
+    assert tasks == PAPER_TASKS and not skipped

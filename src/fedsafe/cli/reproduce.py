@@ -39,7 +39,8 @@ def reproduce(
     name: str = typer.Argument(..., help="fedsafe-table1, fedsafe-table2, fedsafe-fig3, crn-table1, crn-table2, "
                                          "crn-fig2, crn-fig3, or all."),
     task: list[str] = typer.Option(None, "--task", "-t", help="meningioma (default), glioma, brain-tumor-4class, "
-                                                              "breastmnist, pcam, synthetic; repeatable."),
+                                                              "breastmnist, pcam, synthetic, or all (every paper "
+                                                              "task whose data is present); repeatable."),
     profile: str = typer.Option("cpu", "--profile", "-p", help="cpu or paper."),
     seeds: int = typer.Option(1, "--seeds", help="Run every table over seeds 0..N-1 (mean ± std)."),
     results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory (runs are cached in "
@@ -54,13 +55,15 @@ def reproduce(
     """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
     from ..config import ConfigError, load_config
-    from ..experiments.reproduce import Options, execute, plan
+    from ..experiments.reproduce import Options, execute, expand_tasks, plan
     from ..experiments.train import torch_threads
 
-    tasks = task or ["meningioma"]
     try:
         options = Options(profile=profile, seeds=seeds, quick=quick, overrides=tuple(set_), precision=precision,
                           batch_size=batch_size)
+        tasks, skipped = expand_tasks(task or ["meningioma"], options)
+        for t, why in skipped.items():
+            console.print(f"[yellow]skipping {t}:[/] {escape(why)}", highlight=False)
         threads = load_config(profile=profile, overrides=list(set_)).threads
         with torch_threads(threads), progress_bars() as prog:
             p = plan([name], tasks=tasks, results=results, options=options, progress=prog)

@@ -63,9 +63,9 @@ from .transfer import AttackSpec
 from .verdicts import Comparison, Verdict, compare, fmt_pct, trend
 
 __all__ = [
-    "GROUPS", "QUICK_OVERRIDES", "REPRODUCTIONS", "TASK_NAMES", "BuildInput", "Built", "Measurement", "Options",
-    "Plan", "PlannedRun", "Reproduction", "Table", "Written", "accuracy_verdict", "aggregate", "cell", "execute",
-    "fmt_frac", "fmt_seconds", "markdown_table", "plan", "resolve", "run_label",
+    "GROUPS", "PAPER_TASKS", "QUICK_OVERRIDES", "REPRODUCTIONS", "TASK_NAMES", "BuildInput", "Built", "Measurement",
+    "Options", "Plan", "PlannedRun", "Reproduction", "Table", "Written", "accuracy_verdict", "aggregate", "cell",
+    "execute", "expand_tasks", "fmt_frac", "fmt_seconds", "markdown_table", "plan", "resolve", "run_label",
 ]
 
 log = logging.getLogger(__name__)
@@ -918,6 +918,26 @@ def _check_task(task: str, cfg: ExperimentConfig) -> None:
                          f"--set task.data_root=PATH or $FEDSAFE_DATA, or see `fedsafe data download`")
 
 
+PAPER_TASKS = ("meningioma", "glioma", "brain-tumor-4class", "breastmnist", "pcam")
+
+
+def expand_tasks(tasks: Sequence[str], options: Options = Options()) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``all`` -> every task of ``PAPER_TASKS`` whose data is present; returns (tasks, {skipped task: why})."""
+    out: dict[str, None] = {}
+    skipped: dict[str, str] = {}
+    for t in tasks:
+        if t != "all":
+            out[t] = None
+            continue
+        for name in PAPER_TASKS:
+            root = task_data_root(_base_config(name, 0, options))
+            if root is not None and not root.exists():
+                skipped[name] = f"no data at {root}"
+            else:
+                out[name] = None
+    return tuple(out), skipped
+
+
 def _macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
     key = (cfg.model.name, cfg.model.width, cfg.task.image_size, cfg.task.channels, cfg.task.name)
     if key not in memo:
@@ -999,12 +1019,7 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
                     jobs.append(Job(rep.name, task, seed, m, rdirs[m.training]))
     # estimates: MACs of every run at a speed measured on the finished runs of this plan (or a rough default)
     work = {rd: 3 * _passes(r.cfg, cache.task_size(r.cfg)) * _macs_per_image(r.cfg, macs) for rd, r in runs.items()}
-    measured = []
-    for rd, r in runs.items():
-        if r.trained:
-            secs = _run_seconds(rd)
-            if secs and secs > 0:
-                measured.append(work[rd] / secs)
+    measured = _measured_speeds(cache, macs)
     speed = statistics.median(measured) if measured else _DEFAULT_MACS_PER_SECOND
     source = (f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} finished run(s)" if measured else
               f"a rough {speed / 1e9:.0f} GMAC/s (no finished run to measure yet)")
@@ -1018,11 +1033,23 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
                 cached_evals=cached, eval_estimates=est, speed_source=source)
 
 
-def _run_seconds(rd: Path) -> float | None:
-    try:
-        return float(json.loads(RunDir(rd).summary.read_text())["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _measured_speeds(cache: RunCache, macs: dict) -> list[float]:
+    """MAC/s of every finished run under ``RESULTS/runs``: the work :func:`_passes` counts for it over the
+    seconds it took (its task's size from its data report)."""
+    import yaml
+
+    speeds = []
+    for rd in sorted(cache.runs.glob("*/summary.json")) if cache.runs.is_dir() else []:
+        r = RunDir(rd.parent)
+        try:
+            cfg = ExperimentConfig.model_validate(yaml.safe_load(r.config.read_text()))
+            seconds = float(json.loads(r.summary.read_text())["seconds"])
+            n = sum(json.loads(r.data_report.read_text())["kept"].values())
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        if seconds > 0 and n > 0 and cfg.task.name in TASKS:
+            speeds.append(3 * _passes(cfg, n) * _macs_per_image(cfg, macs) / seconds)
+    return speeds
 
 
 # -- execution --------------------------------------------------------------------------------------------------

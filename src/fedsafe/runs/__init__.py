@@ -1,0 +1,1 @@
+"""fedsafe.runs"""
