@@ -310,3 +310,12 @@ def test_cli_account_rejects_bad_weights(cli_app) -> None:
 
     assert result.exit_code == 2
     assert "weights must have one entry per client" in result.output
+
+
+def test_pld_falls_back_to_the_rdp_bound_where_dp_accounting_overflows():
+    from fedsafe.privacy.accountant import gaussian_epsilon
+
+    rdp = gaussian_epsilon(5e-4, steps=20, delta=1e-5, accountant="rdp")
+    pld = gaussian_epsilon(5e-4, steps=20, delta=1e-5, accountant="pld")
+    assert math.isfinite(rdp) and rdp > 1e5
+    assert pld <= rdp

@@ -114,9 +114,14 @@ def epsilon_from_history(history: History, *, delta: float, accountant: str = "r
     # The PLD grid step scales with the answer: 1e-4 absolute is needlessly slow at epsilon ~ 1e3 (minutes)
     # and too coarse at epsilon ~ 1e-4.
     pld = pld_privacy_accountant.PLDAccountant(value_discretization_interval=_PLD_RELATIVE_STEP * eps_rdp)
-    for z, steps in events:
-        pld.compose(dp_accounting.GaussianDpEvent(z), steps)
-    return float(pld.get_epsilon(delta))
+    try:
+        for z, steps in events:
+            pld.compose(dp_accounting.GaussianDpEvent(z), steps)
+        return float(pld.get_epsilon(delta))
+    except OverflowError:
+        # dp-accounting's PLD overflows for noise multipliers below ~1e-3 (epsilon ~ 1e6): there the privacy
+        # is void anyway, and the RDP bound (still a valid upper bound) is reported instead.
+        return eps_rdp
 
 
 def gaussian_epsilon(noise_multiplier: float, *, steps: int, delta: float, accountant: str = "rdp") -> float:
