@@ -32,7 +32,8 @@ from ..runs.atomic import write_json, write_text
 from ..runs.rundir import RunDir
 from ..seeding import numpy_rng, seed_for
 
-__all__ = ["default_data_root", "prepare_data", "model_factory", "federation_spec", "train", "TrainOutcome"]
+__all__ = ["default_data_root", "prepare_data", "model_factory", "federation_spec", "train", "TrainOutcome",
+           "check_run_dir", "write_run_header", "write_run_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ class TrainOutcome:
     skipped: bool = False
 
 
-def _check_run_dir(rd: RunDir, cfg: ExperimentConfig) -> None:
+def check_run_dir(rd: RunDir, cfg: ExperimentConfig) -> None:
+    """Refuse a run directory that holds a run of another config (one-line ConfigError)."""
     if not rd.config.is_file():
         return
     try:
@@ -137,24 +139,57 @@ def _check_run_dir(rd: RunDir, cfg: ExperimentConfig) -> None:
         raise ConfigError(f"{rd.root}: holds a run with a different config; choose another --run-dir")
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = None,
-          progress: Progress | None = None, stop_after: int | None = None, data: FederatedData | None = None
-          ) -> TrainOutcome:
-    """Train (or resume, or skip if complete) the federation of ``cfg`` into ``run_dir``."""
+def write_run_header(rd: RunDir, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> None:
+    """The files a run writes before round 1 (both engines): config, data report, splits, privacy report."""
     from ..privacy.report import privacy_report_for  # local: keeps import of the accountant off start-up
 
-    rd = RunDir(Path(run_dir))
-    _check_run_dir(rd, cfg)
-    if rd.is_complete():
-        return TrainOutcome(run_dir=rd, result=None, data=data, seconds=0.0, skipped=True)
-    t0 = time.perf_counter()
-    data = data if data is not None else prepare_data(cfg, progress=progress)
-    spec = federation_spec(cfg, data)
     rd.root.mkdir(parents=True, exist_ok=True)
     write_text(rd.config, to_yaml(cfg))
     write_json(rd.data_report, data.report.to_dict())
     write_json(rd.splits, data.split_ids())
     write_json(rd.privacy_report, privacy_report_for(cfg, data, spec))
+
+
+def write_run_summary(rd: RunDir, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec, model: nn.Module,
+                      metrics: list[dict[str, object]], *, seconds: float, resumed_from: int,
+                      extra: dict[str, object] | None = None) -> None:
+    """How a complete run ends (both engines): the defence's cost into the privacy report, then summary.json.
+
+    ``metrics`` are the per-round rows followed by the final-downlink row.
+    """
+    from ..defenses.cost import defence_cost_summary
+
+    privacy = json.loads(rd.privacy_report.read_text())
+    privacy["defense_cost"] = defence_cost_summary(metrics, defense=cfg.defense)
+    write_json(rd.privacy_report, privacy)
+    final = metrics[-1]
+    last_eval = [m for m in metrics if "global_acc" in m][-1]
+    write_json(rd.summary, {
+        "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
+        "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "model": {"name": cfg.model.name, "width": cfg.model.width, "image_size": cfg.task.image_size,
+                  "channels": data.in_channels, "parameters": sum(p.numel() for p in model.parameters()),
+                  "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
+        "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
+        "global_test_size": len(data.global_test), "global_acc": last_eval["global_acc"],
+        "client_final_acc": final.get("client_final_acc"), "seconds": seconds,
+        "resumed_from_round": resumed_from, **(extra or {}),
+    })
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = None,
+          progress: Progress | None = None, stop_after: int | None = None, data: FederatedData | None = None
+          ) -> TrainOutcome:
+    """Train (or resume, or skip if complete) the federation of ``cfg`` into ``run_dir``."""
+    rd = RunDir(Path(run_dir))
+    check_run_dir(rd, cfg)
+    if rd.is_complete():
+        return TrainOutcome(run_dir=rd, result=None, data=data, seconds=0.0, skipped=True)
+    t0 = time.perf_counter()
+    data = data if data is not None else prepare_data(cfg, progress=progress)
+    spec = federation_spec(cfg, data)
+    write_run_header(rd, cfg, data, spec)
     if hooks is None:
         from ..defenses.registry import hooks_for
 
@@ -165,26 +200,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
     result = sim.run(stop_after=stop_after)
     seconds = time.perf_counter() - t0
     if stop_after is None or stop_after >= cfg.train.rounds:
-        from ..defenses.cost import defence_cost_summary
-
-        privacy = json.loads(rd.privacy_report.read_text())
-        privacy["defense_cost"] = defence_cost_summary(result.metrics, defense=cfg.defense)
-        write_json(rd.privacy_report, privacy)
-        final = result.metrics[-1]
-        last_eval = [m for m in result.metrics if "global_acc" in m][-1]
-        model = sim.model
-        write_json(rd.summary, {
-            "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
-            "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "model": {"name": cfg.model.name, "width": cfg.model.width, "image_size": cfg.task.image_size,
-                      "channels": data.in_channels, "parameters": sum(p.numel() for p in model.parameters()),
-                      "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
-            "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
-            "global_test_size": len(data.global_test), "global_acc": last_eval["global_acc"],
-            "client_final_acc": final["client_final_acc"], "seconds": seconds,
-            "resumed_from_round": result.resumed_from,
-        })
+        write_run_summary(rd, cfg, data, spec, sim.model, result.metrics, seconds=seconds,
+                          resumed_from=result.resumed_from)
     return TrainOutcome(run_dir=rd, result=result, data=data, seconds=seconds)
 
 

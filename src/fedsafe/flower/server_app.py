@@ -17,7 +17,6 @@ config (``run-dir``), set by ``fedsafe flower simulate`` / ``fedsafe flower run`
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,9 @@ import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from .. import __version__
-from ..config import ExperimentConfig, to_yaml
+from ..config import ExperimentConfig
 from ..federation.state import clone
-from ..runs.atomic import torch_load, write_json, write_text
+from ..runs.atomic import torch_load
 from ..runs.rundir import RunDir
 from .app import FlowerRun, decode_config, encode_config, load_run, set_threads, state_to_record
 from .strategy import FedSafeStrategy, discover_partitions
@@ -51,16 +49,6 @@ class ServeOutcome:
     resumed_from: int = 0
 
 
-def _write_header(run: FlowerRun, rd: RunDir) -> None:
-    from ..privacy.report import privacy_report_for
-
-    rd.root.mkdir(parents=True, exist_ok=True)
-    write_text(rd.config, to_yaml(run.cfg))
-    write_json(rd.data_report, run.data.report.to_dict())
-    write_json(rd.splits, run.data.split_ids())
-    write_json(rd.privacy_report, privacy_report_for(run.cfg, run.data, run.spec))
-
-
 def _load_checkpoint(rd: RunDir, run: FlowerRun) -> dict[str, Any] | None:
     if not rd.checkpoint.is_file():
         return None
@@ -71,33 +59,6 @@ def _load_checkpoint(rd: RunDir, run: FlowerRun) -> dict[str, Any] | None:
     return ck
 
 
-def _write_summary(run: FlowerRun, rd: RunDir, strategy: FedSafeStrategy, *, seconds: float, resumed_from: int,
-                   engine: str) -> None:
-    """As ``fedsafe train`` ends a run: the defence's cost into the privacy report, then summary.json."""
-    import json
-
-    from ..defenses.cost import defence_cost_summary
-
-    cfg, data, spec, model = run.cfg, run.data, run.spec, run.model
-    final = strategy.final_row or {}
-    privacy = json.loads(rd.privacy_report.read_text())
-    privacy["defense_cost"] = defence_cost_summary([*strategy.metrics, final], defense=cfg.defense)
-    write_json(rd.privacy_report, privacy)
-    last_eval = [m for m in strategy.metrics if "global_acc" in m][-1]
-    write_json(rd.summary, {
-        "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
-        "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "model": {"name": cfg.model.name, "width": cfg.model.width, "image_size": cfg.task.image_size,
-                  "channels": data.in_channels, "parameters": sum(p.numel() for p in model.parameters()),
-                  "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
-        "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
-        "global_test_size": len(data.global_test), "global_acc": last_eval["global_acc"],
-        "client_final_acc": final.get("client_final_acc"), "seconds": seconds,
-        "resumed_from_round": resumed_from, "engine": engine,
-    })
-
-
 def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop_after: int = 0,
           round_timeout: float = 3600.0, connect_timeout: float = 600.0, engine: str = "flower") -> ServeOutcome:
     """Run (or resume, or skip if complete) the federation of ``cfg`` on ``grid``, writing ``run_dir``.
@@ -105,12 +66,12 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
     Raises ClientFailure (a client missing or failing), ValueError / ConfigError (a run directory of another
     config or federation).
     """
-    from ..experiments.train import _check_run_dir, model_factory
+    from ..experiments.train import check_run_dir, model_factory, write_run_header, write_run_summary
 
     t_start = time.perf_counter()
     rd = RunDir(Path(run_dir)) if run_dir else None
     if rd is not None:
-        _check_run_dir(rd, cfg)
+        check_run_dir(rd, cfg)
         if rd.is_complete():
             log.info("%s is already complete: nothing to do", rd.root)
             return ServeOutcome(run_dir=rd, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
@@ -122,7 +83,7 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
     global_state = clone(model.state_dict())
     client_states, metrics, start = None, [], 1
     if rd is not None:
-        _write_header(run, rd)
+        write_run_header(rd, run.cfg, run.data, run.spec)
         ck = _load_checkpoint(rd, run)
         if ck is not None:
             start = int(ck["round"]) + 1
@@ -143,7 +104,8 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
     seconds = time.perf_counter() - t_start
     done = max(start - 1, min(last, spec.rounds))
     if rd is not None and last == spec.rounds:
-        _write_summary(run, rd, strategy, seconds=seconds, resumed_from=start - 1, engine=engine)
+        write_run_summary(rd, run.cfg, run.data, run.spec, run.model, [*strategy.metrics, strategy.final_row or {}],
+                          seconds=seconds, resumed_from=start - 1, extra={"engine": engine})
     return ServeOutcome(run_dir=rd, completed_round=done, seconds=seconds, resumed_from=start - 1)
 
 

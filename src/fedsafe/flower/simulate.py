@@ -56,13 +56,13 @@ def simulate(cfg: ExperimentConfig, run_dir: str | Path, *, cpus_per_client: int
     Raises:
         RuntimeError: the run did not complete (the message has the tail of the log).
     """
-    from ..experiments.train import _check_run_dir
+    from ..experiments.train import check_run_dir
     from ..runs.rundir import RunDir
 
     if cpus_per_client < 1:
         raise ValueError(f"cpus_per_client must be >= 1, got {cpus_per_client}")
     rd = RunDir(Path(run_dir).resolve())
-    _check_run_dir(rd, cfg)
+    check_run_dir(rd, cfg)
     if rd.is_complete():
         return SimulationOutcome(run_dir=rd.root, complete=True, skipped=True, returncode=0, seconds=0.0,
                                  peak_memory_bytes=0, log_path=None)
