@@ -272,3 +272,19 @@ def server_model(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpe
 
     model = model_factory(cfg, len(data.class_names), data.in_channels)()
     return model.to(memory_format=torch.channels_last) if spec.local.channels_last else model
+
+
+def server_hook_inputs(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> dict[str, object]:
+    """What both server defences are built from: the fraction ``cfg.defense.fraction`` of ``data.server``
+    (checked disjoint from every client's and the global test data), the run's model, the adaptation settings."""
+    subset = server_subset(data.server, cfg.defense.fraction, seed=cfg.seed)
+    check_server_disjoint(subset, data)
+    return {"model": server_model(cfg, data, spec), "x": subset.x, "y": subset.y,
+            "adaptation": adaptation_spec(cfg, spec), "seed": cfg.seed}
+
+
+def check_server_data(x: torch.Tensor, y: torch.Tensor, *, defence: str) -> None:
+    """A server defence needs non-empty adaptation data with one label per image."""
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"{defence} needs non-empty server data with one label per image")
+

@@ -20,14 +20,7 @@ from ..federation.data import FederatedData
 from ..federation.hooks import Hooks, HookStats
 from ..federation.simulator import FederationSpec
 from ..federation.state import clone
-from .adaptation import (
-    AdaptationSpec,
-    adaptation_spec,
-    check_server_disjoint,
-    finetune_with,
-    server_model,
-    server_subset,
-)
+from .adaptation import AdaptationSpec, check_server_data, finetune_with, server_hook_inputs
 
 __all__ = ["AdversarialTrainingHook", "build_adversarial_training"]
 
@@ -48,8 +41,7 @@ class AdversarialTrainingHook:
 
     def __init__(self, *, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adaptation: AdaptationSpec,
                  seed: int) -> None:
-        if len(x) == 0 or len(x) != len(y):
-            raise ValueError("adversarial training needs non-empty server data with one label per image")
+        check_server_data(x, y, defence="adversarial training")
         self.model, self.x, self.y, self.adaptation, self.seed = model, x, y, adaptation, seed
 
     def after_aggregation(self, global_state: Mapping[str, torch.Tensor], *, round_: int
@@ -70,8 +62,5 @@ def build_adversarial_training(cfg: ExperimentConfig, data: FederatedData, spec:
             f"defense 'adversarial-training' sends every client the same model, so it cannot be combined with "
             f"downlink noise (s_D = {spec.downlink_noise:g}, from federation.downlink_noise or privacy.calibrate); "
             f"set federation.downlink_noise to 0 and drop privacy.calibrate, or use defense 'fed-safe'")
-    subset = server_subset(data.server, cfg.defense.fraction, seed=cfg.seed)
-    check_server_disjoint(subset, data)
-    hook = AdversarialTrainingHook(model=server_model(cfg, data, spec), x=subset.x, y=subset.y,
-                                   adaptation=adaptation_spec(cfg, spec), seed=cfg.seed)
+    hook = AdversarialTrainingHook(**server_hook_inputs(cfg, data, spec))  # type: ignore[arg-type]
     return Hooks(server=hook)

@@ -21,14 +21,7 @@ from ..config import ExperimentConfig
 from ..federation.data import FederatedData
 from ..federation.hooks import Hooks, HookStats
 from ..federation.simulator import FederationSpec
-from .adaptation import (
-    AdaptationSpec,
-    adaptation_spec,
-    check_server_disjoint,
-    finetune_with,
-    server_model,
-    server_subset,
-)
+from .adaptation import AdaptationSpec, check_server_data, finetune_with, server_hook_inputs
 
 __all__ = ["FedSafeHook", "build_fed_safe"]
 
@@ -49,8 +42,7 @@ class FedSafeHook:
 
     def __init__(self, *, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adaptation: AdaptationSpec,
                  seed: int) -> None:
-        if len(x) == 0 or len(x) != len(y):
-            raise ValueError("fed-safe needs non-empty server data with one label per image")
+        check_server_data(x, y, defence="fed-safe")
         self.model, self.x, self.y, self.adaptation, self.seed = model, x, y, adaptation, seed
 
     def after_aggregation(self, global_state: Mapping[str, torch.Tensor], *, round_: int
@@ -67,8 +59,5 @@ class FedSafeHook:
 def build_fed_safe(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
     """The registry's builder: the fraction ``cfg.defense.fraction`` of ``data.server``, the run's model. Downlink
     noise is whatever the federation sets (s_D = 0 gives a per-client adaptation of identical copies)."""
-    subset = server_subset(data.server, cfg.defense.fraction, seed=cfg.seed)
-    check_server_disjoint(subset, data)
-    hook = FedSafeHook(model=server_model(cfg, data, spec), x=subset.x, y=subset.y,
-                       adaptation=adaptation_spec(cfg, spec), seed=cfg.seed)
+    hook = FedSafeHook(**server_hook_inputs(cfg, data, spec))  # type: ignore[arg-type]
     return Hooks(server=hook)
