@@ -23,7 +23,7 @@ Randomness: the batch order, PGD random starts and dropout each come from their 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ from torch import nn
 from ..attacks.iterative import pgd
 from ..config import ExperimentConfig
 from ..data.splits import server_fraction
-from ..federation.client import train_mode
+from ..federation.client import make_optimizer, train_mode
 from ..federation.data import FederatedData, Split
 from ..federation.hooks import HookStats
 from ..federation.simulator import FederationSpec
@@ -145,14 +145,6 @@ def adaptation_spec(cfg: ExperimentConfig, spec: FederationSpec) -> AdaptationSp
                           grad_clip=local.grad_clip, precision=local.precision, channels_last=local.channels_last)
 
 
-def _optimizer(name: str, params: Iterator[nn.Parameter], *, lr: float, momentum: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adam")
-
-
 def adversarial_finetune(
     model: nn.Module,
     state: Mapping[str, torch.Tensor],
@@ -205,7 +197,7 @@ def adversarial_finetune(
     model.load_state_dict(state)
     order_gen = torch_generator(seed, f"{purpose}-order", round_, client)
     start_gen = torch_generator(seed, f"{purpose}-pgd-start", round_, client)
-    opt = _optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum)
+    opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum)
     n, passes = len(x), 0
     with torch.random.fork_rng(devices=[]), train_mode(model):
         torch.manual_seed(seed_for(seed, f"{purpose}-dropout", round_, client))

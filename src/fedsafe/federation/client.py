@@ -19,7 +19,7 @@ from ..seeding import seed_for, torch_generator
 from .state import clone
 
 __all__ = ["LocalSpec", "LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",
-           "train_mode", "eval_mode"]
+           "train_mode", "eval_mode", "make_optimizer"]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]
 """(model, x, y, generator) -> (loss, forward/backward passes per image spent on this batch)."""
@@ -74,12 +74,14 @@ def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     return _mode(model, False)
 
 
-def _optimizer(spec: LocalSpec, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr)
-    raise ValueError(f"unknown optimizer {spec.optimizer!r}; known: sgd, adam")
+def make_optimizer(name: str, params: Iterator[nn.Parameter], *, lr: float, momentum: float = 0.0
+                   ) -> torch.optim.Optimizer:
+    """A fresh optimiser by name (``sgd`` or ``adam``), as local training and server fine-tuning use it."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adam")
 
 
 def local_train(
@@ -107,7 +109,7 @@ def local_train(
     t0 = time.perf_counter()
     model.load_state_dict(state)
     gen = torch_generator(seed, "local-train", round_, client)
-    opt = _optimizer(spec, model.parameters())
+    opt = make_optimizer(spec.optimizer, model.parameters(), lr=spec.lr, momentum=spec.momentum)
     n, total_loss, batches, passes = len(x), 0.0, 0, 0
     with torch.random.fork_rng(devices=[]), train_mode(model):
         torch.manual_seed(seed_for(seed, "dropout", round_, client))

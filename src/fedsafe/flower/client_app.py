@@ -27,7 +27,7 @@ from flwr.clientapp import ClientApp
 
 from ..federation.client import accuracy, local_train
 from ..federation.round import uplink
-from .app import load_run, partition_fingerprint, record_to_state, set_threads, state_to_record
+from .app import FlowerRun, load_run, partition_fingerprint, record_to_state, set_threads, state_to_record
 
 __all__ = ["app", "STATE_KEY"]
 
@@ -50,12 +50,21 @@ def _should_eval(spec, round_: int) -> bool:
     return round_ == spec.rounds or (spec.eval_every > 0 and round_ % spec.eval_every == 0)
 
 
-@app.query()
-def query(msg: Message, context: Context) -> Message:
-    """Which partition this node holds, how many training images, and a fingerprint of its image ids."""
+def _node(context: Context, msg: Message | None = None) -> tuple[FlowerRun, int]:
+    """This node's run (config, data, model, hooks) and partition; refuses a message addressed to another one."""
     set_threads(context.run_config)
     run = load_run(str(context.run_config["fedsafe-config"]))
     i = run.partition(context.node_config)
+    if msg is not None and int(msg.content["config"]["partition-id"]) != i:
+        raise ValueError(f"message for partition {msg.content['config']['partition-id']} reached the node of "
+                         f"partition {i}")
+    return run, i
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Which partition this node holds, how many training images, and a fingerprint of its image ids."""
+    run, i = _node(context)
     content = RecordDict({
         "metrics": MetricRecord({"partition-id": i, "num-examples": len(run.data.client_train[i])}),
         "info": ConfigRecord({"fingerprint": partition_fingerprint(run.data, i)}),
@@ -66,13 +75,8 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of local training from the received copy (module docstring)."""
-    set_threads(context.run_config)
-    run = load_run(str(context.run_config["fedsafe-config"]))
-    i = run.partition(context.node_config)
-    cfg_rec = msg.content["config"]
-    t = int(cfg_rec["fedsafe-round"])
-    if int(cfg_rec["partition-id"]) != i:
-        raise ValueError(f"message for partition {cfg_rec['partition-id']} reached the node of partition {i}")
+    run, i = _node(context, msg)
+    t = int(msg.content["config"]["fedsafe-round"])
     received = record_to_state(msg.content["arrays"])
     s, hooks = run.spec, run.hooks
 
@@ -104,11 +108,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """The final downlink: this client's final model; reports its accuracy on the client's own test set."""
-    set_threads(context.run_config)
-    run = load_run(str(context.run_config["fedsafe-config"]))
-    i = run.partition(context.node_config)
-    if int(msg.content["config"]["partition-id"]) != i:
-        raise ValueError(f"message for partition {msg.content['config']['partition-id']} reached partition {i}")
+    run, i = _node(context, msg)
     final = record_to_state(msg.content["arrays"])
     acc = _acc(run, final, run.data.client_test[i])
     return Message(RecordDict({"metrics": MetricRecord({"partition-id": i, "final-acc": acc})}), reply_to=msg)
