@@ -34,6 +34,19 @@ def test_reproduce_dry_run_prints_the_cost_and_trains_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_reproduce_takes_groups_and_comma_separated_names(tmp_path):
+    common = ["--task", "synthetic", "--quick", "--dry-run", "--results", str(tmp_path),
+              "--set", "task.synthetic_size=150", "--set", "task.image_size=16"]
+    res = runner.invoke(app, ["reproduce", "fedsafe", *common])
+    assert res.exit_code == 0, res.output
+    assert "fedsafe-table1, fedsafe-table2, fedsafe-fig3 on synthetic" in " ".join(res.output.split())
+    res = runner.invoke(app, ["reproduce", "crn-table1, fedsafe-table2", *common])
+    assert res.exit_code == 0, res.output
+    assert "crn-table1, fedsafe-table2 on synthetic" in " ".join(res.output.split())
+    res = runner.invoke(app, ["reproduce", "crn-table1,nope", *common])
+    assert res.exit_code == 2 and "unknown reproduction 'nope'" in " ".join(res.output.split())
+
+
 def test_reproduce_names_a_missing_data_path(tmp_path):
     res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "glioma", "--results", str(tmp_path),
                               "--set", f"task.data_root={tmp_path / 'nowhere'}"])

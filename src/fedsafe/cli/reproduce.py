@@ -37,7 +37,8 @@ def print_written(written) -> None:
 @app.command()
 def reproduce(
     name: str = typer.Argument(..., help="fedsafe-table1, fedsafe-table2, fedsafe-fig3, crn-table1, crn-table2, "
-                                         "crn-fig2, crn-fig3, or all."),
+                                         "crn-fig2, crn-fig3; a group: fedsafe (the three Fed-Safe ones), crn "
+                                         "(the four CRN ones), all; or several, comma-separated."),
     task: list[str] = typer.Option(None, "--task", "-t", help="meningioma (default), glioma, brain-tumor-4class, "
                                                               "breastmnist, pcam, synthetic, or all (every paper "
                                                               "task whose data is present); repeatable."),
@@ -66,7 +67,8 @@ def reproduce(
             console.print(f"[yellow]skipping {t}:[/] {escape(why)}", highlight=False)
         threads = load_config(profile=profile, overrides=list(set_)).threads
         with torch_threads(threads), progress_bars() as prog:
-            p = plan([name], tasks=tasks, results=results, options=options, progress=prog)
+            names = [n.strip() for n in name.split(",") if n.strip()]
+            p = plan(names, tasks=tasks, results=results, options=options, progress=prog)
             for line in p.describe():
                 console.print(line, highlight=False)
             if dry_run:

@@ -76,7 +76,10 @@ QUICK_OVERRIDES = ("train.rounds=10", "train.local_epochs=1")
 
 METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
            "aasr_literal", "clean_acc", "attack_acc", "seconds_per_batch", "global_acc", "client_acc")
-_DEFAULT_MACS_PER_SECOND = 10e9  # a rough CPU figure, replaced by one measured on finished runs when there are any
+_DEFAULT_MACS_PER_SECOND = 60e9
+"""A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
+any (2-core AVX512-BF16 CPU, cpu profile, bf16 training + fp32 channels-last attacks: 79 GMAC/s measured on the
+meningioma CRN run)."""
 
 # -- what a reproduction is ------------------------------------------------------------------------------------
 
@@ -801,7 +804,11 @@ REPRODUCTIONS: dict[str, Reproduction] = {
     "crn-fig3": Reproduction("crn-fig3", "CRN Figure 3: ASR vs budget eps", "crn", _crn_trainings,
                              _crn_fig3_measurements, _build_crn_fig3, "3 clients, downlink noise 0.01, online CRN"),
 }
-GROUPS: dict[str, tuple[str, ...]] = {"all": tuple(REPRODUCTIONS)}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all": tuple(REPRODUCTIONS),
+    "fedsafe": tuple(n for n in REPRODUCTIONS if n.startswith("fedsafe-")),  # the Fed-Safe paper
+    "crn": tuple(n for n in REPRODUCTIONS if n.startswith("crn-")),  # the CRN paper
+}
 
 
 def resolve(names: Iterable[str | Reproduction]) -> tuple[Reproduction, ...]:

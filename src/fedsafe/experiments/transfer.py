@@ -57,7 +57,7 @@ from ..config import ExperimentConfig
 from ..federation.data import FederatedData
 from ..metrics.alignment import gradient_cosine
 from ..metrics.transfer import TransferMatrices, TransferSummary, summarise, transfer_matrices, transfer_row
-from ..precision import resolve_precision
+from ..precision import resolve_precision, to_channels_last
 from ..progress import Progress, report
 from ..runs.atomic import torch_load, write_json, write_text
 from ..runs.rundir import RunDir
@@ -209,7 +209,7 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
     missing = [rd.final_model(i) for i in range(data.num_clients) if not rd.final_model(i).is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: missing: the run is not complete (train it to the end first)")
-    factory = model_factory or factory_of(cfg, len(data.class_names), data.in_channels)
+    factory = model_factory or _attack_factory(cfg, factory_of(cfg, len(data.class_names), data.in_channels))
     models = []
     for i in range(data.num_clients):
         model = factory()
@@ -223,6 +223,15 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
             states = list(ck["client_states"])
     return RunContext(run_dir=rd, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=total,
                       client_states=states)
+
+
+def _attack_factory(cfg: ExperimentConfig, make: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    """The run's models in the memory format it trained in: channels-last weights make the input-gradient passes
+    of the attacks ~1.6x faster on this CPU (fp32, width 0.25, 64x64x1: 152 -> 253 images/s), the numbers the same
+    up to float rounding."""
+    if not cfg.train.channels_last:
+        return make
+    return lambda: to_channels_last(make())
 
 
 def _check_splits(rd: RunDir, data: FederatedData) -> None:
@@ -295,13 +304,18 @@ def _start(ctx: RunContext, spec: AttackSpec, attacker: int, x: torch.Tensor, cr
 
 # -- sanity checks --------------------------------------------------------------------------------------------
 
-SANITY_EPS = (0.0, 0.01, 0.03, 0.1, 0.5)
+SANITY_EPS = (0.0, 0.03, 0.5)
+SANITY_STEPS = 5
+"""The once-per-run eps curve: BIM-5 with step eps/2.5 (it can cross the ball) at eps 0 (must give 0%), a small
+eps and a large one (must give ~100%): 3 x 100 images x 12 passes a client (~1/4 of a PGD-40 evaluation)."""
 
 
 def _sanity_attack(model: nn.Module, x: torch.Tensor, precision: str) -> Callable[[float], torch.Tensor]:
-    def attack(eps: float) -> torch.Tensor:  # BIM-10, step eps/4 (eps = 0: the clamp keeps x)
-        alpha = eps / 4 if eps > 0 else 1e-3
-        return iterative_attack(model, x, "pred", eps=eps, alpha=alpha, steps=10, precision=precision).x_adv
+    def attack(eps: float) -> torch.Tensor:  # eps = 0: one step, the clamp keeps x
+        if eps == 0:
+            return iterative_attack(model, x, "pred", eps=0.0, alpha=1e-3, steps=1, precision=precision).x_adv
+        return iterative_attack(model, x, "pred", eps=eps, alpha=eps / 2.5, steps=SANITY_STEPS,
+                                precision=precision).x_adv
 
     return attack
 
@@ -320,7 +334,8 @@ def sanity_warnings(ctx: RunContext, *, precision: str = "fp32", cache: bool = T
                                    eps_values=SANITY_EPS):
             warnings.append(f"client {i}: {w}")
     if cache:
-        stored[precision] = {"warnings": warnings, "eps_values": list(SANITY_EPS), "attack": "BIM-10, alpha eps/4"}
+        stored[precision] = {"warnings": warnings, "eps_values": list(SANITY_EPS),
+                           "attack": f"BIM-{SANITY_STEPS}, alpha eps/2.5"}
         write_json(path, stored)
     return warnings
 
