@@ -262,8 +262,7 @@ def server_model(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpe
     """The server's own instance of the run's model (the simulator keeps its own), in the training memory format."""
     from ..experiments.train import model_factory  # local: experiments imports the registry lazily
 
-    model = model_factory(cfg, len(data.class_names), data.in_channels)()
-    return model.to(memory_format=torch.channels_last) if spec.local.channels_last else model
+    return model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
 
 
 def server_hook_inputs(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> dict[str, object]:

@@ -26,7 +26,7 @@ from ..federation.data import FederatedData, build_federated_data
 from ..federation.hooks import Hooks
 from ..federation.simulator import FederationSpec, SimulationResult, Simulator
 from ..models import build_model
-from ..precision import resolve_precision
+from ..precision import resolve_precision, to_channels_last
 from ..progress import Progress
 from ..runs.atomic import write_json, write_text
 from ..runs.rundir import RunDir
@@ -79,14 +79,18 @@ def prepare_data(cfg: ExperimentConfig, *, progress: Progress | None = None) -> 
     return build_federated_data(table, report, splits)
 
 
-def model_factory(cfg: ExperimentConfig, num_classes: int, in_channels: int) -> Callable[[], nn.Module]:
-    """A factory of the configured model with a deterministic initialisation from the seed."""
+def model_factory(cfg: ExperimentConfig, num_classes: int, in_channels: int, *,
+                  layout: bool = False) -> Callable[[], nn.Module]:
+    """A factory of the configured model with a deterministic initialisation from the seed; ``layout=True``: in
+    the memory format the run trains in (channels-last if ``train.channels_last``; ~1.6x faster input-gradient
+    passes on this CPU, values unchanged)."""
 
     def make() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed_for(cfg.seed, "model-init"))
-            return build_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
-                               image_size=cfg.task.image_size, width=cfg.model.width, dropout=cfg.model.dropout)
+            model = build_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
+                                image_size=cfg.task.image_size, width=cfg.model.width, dropout=cfg.model.dropout)
+        return to_channels_last(model) if layout and cfg.train.channels_last else model
 
     return make
 

@@ -196,7 +196,5 @@ def load_run(config_text: str) -> FlowerRun:
     cfg = decode_config(config_text)
     data = prepare_data(cfg)
     spec = federation_spec(cfg, data)
-    model = model_factory(cfg, len(data.class_names), data.in_channels)()
-    if spec.local.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
     return FlowerRun(cfg=cfg, data=data, spec=spec, hooks=hooks_for(cfg, data, spec), model=model)

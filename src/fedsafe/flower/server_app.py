@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -77,9 +76,7 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
             return ServeOutcome(run_dir=rd, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
     run = load_run(encode_config(cfg))
     spec, data = run.spec, run.data
-    model = model_factory(cfg, len(data.class_names), data.in_channels)()
-    if spec.local.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
     global_state = clone(model.state_dict())
     client_states, metrics, start = None, [], 1
     if rd is not None:
