@@ -258,7 +258,7 @@ def check_server_disjoint(subset: Split, data: FederatedData) -> None:
                              f"(e.g. {sorted(shared)[0]!r}); the server set must be disjoint from client data")
 
 
-def server_model(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> nn.Module:
+def server_model(cfg: ExperimentConfig, data: FederatedData) -> nn.Module:
     """The server's own instance of the run's model (the simulator keeps its own), in the training memory format."""
     from ..experiments.train import model_factory  # local: experiments imports the registry lazily
 
@@ -270,7 +270,7 @@ def server_hook_inputs(cfg: ExperimentConfig, data: FederatedData, spec: Federat
     (checked disjoint from every client's and the global test data), the run's model, the adaptation settings."""
     subset = server_subset(data.server, cfg.defense.fraction, seed=cfg.seed)
     check_server_disjoint(subset, data)
-    return {"model": server_model(cfg, data, spec), "x": subset.x, "y": subset.y,
+    return {"model": server_model(cfg, data), "x": subset.x, "y": subset.y,
             "adaptation": adaptation_spec(cfg, spec), "seed": cfg.seed}
 
 

@@ -303,10 +303,8 @@ eps and a large one (must give ~100%): 3 x 100 images x 12 passes a client (~1/4
 
 def _sanity_attack(model: nn.Module, x: torch.Tensor, precision: str) -> Callable[[float], torch.Tensor]:
     def attack(eps: float) -> torch.Tensor:  # eps = 0: one step, the clamp keeps x
-        if eps == 0:
-            return iterative_attack(model, x, "pred", eps=0.0, alpha=1e-3, steps=1, precision=precision).x_adv
-        return iterative_attack(model, x, "pred", eps=eps, alpha=eps / 2.5, steps=SANITY_STEPS,
-                                precision=precision).x_adv
+        steps, alpha = (1, 1e-3) if eps == 0 else (SANITY_STEPS, eps / 2.5)
+        return iterative_attack(model, x, "pred", eps=eps, alpha=alpha, steps=steps, precision=precision).x_adv
 
     return attack
 
