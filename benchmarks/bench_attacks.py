@@ -1,33 +1,98 @@
-"""Attack benchmark: the cost of the step loop, and what CRN saves at attack time, as ratios measured in one run.
+"""Attack benchmark: the CPU cost of the step loop, EOT's cost, what CRN saves at attack time, and the allocator,
+as ratios measured in one run.
 
     python benchmarks/bench_attacks.py [--width 0.25] [--size 64] [--batch 100] [--steps 1,10,40] [--repeats 5]
+                                       [--eot-samples 4] [--eot-steps 5] [--malloc tuned|default]
 
 Prints:
-  1. PGD-K wall time over K times one input-gradient pass (forward + backward w.r.t. the input, what a plain
-     PyTorch loop needs per step) on the same batch, for each K (target <= 1.10: the loop adds little); the K
-     reference passes are timed back to back, beside the PGD-K, so that a load burst on a shared machine hits
-     both alike;
-  2. PGD-40 attack time over PGD-1+CRN10 attack time (the CRN paper, Table I: 6.794 s / 0.217 s, about 31x),
-     and, to be honest about it, the CRN10 cost that was paid during training instead (R * j passes an image).
-The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes) on a batch of ``--batch``
-synthetic images. Timings interleave the compared variants and keep the best of ``--repeats`` (shared machines).
+  1. the input-gradient pass on channels-last vs NCHW strides (why the loop keeps x_adv channels-last);
+  2. for each K: PGD-K with the step loop as it is (``after``) and as it was before issue 13 (``before``, kept
+     below verbatim), beside K plain channels-last input-gradient passes; the step efficiency = plain pass time
+     over one ``after`` step (target >= 0.95), the before/after speed-up, and how far the two loops' images differ
+     (float rounding of different convolution kernels: a few sign flips of near-zero gradient components);
+  3. EOT-PGD with K noisy copies over K times PGD of the same steps (target <= 1.10: the noise and
+     ``functional_call`` add little to the K passes);
+  4. PGD-40 over PGD-1+CRN10 at attack time (the CRN paper, Table I: 6.794 s / 0.217 s, about 31x), and the CRN
+     cost paid during training instead;
+  5. the allocator, in child processes of a fixed PGD-10 each: {before, after} loop x {default, tuned} glibc
+     malloc, with their user / sys CPU time;
+  6. this process's user and sys CPU time (``resource.getrusage``), sys as a share (target < 10%).
+
+The allocator (measured in 5): the activations of one pass are tens of MiB each (41 MiB for the first convolution
+at width 0.25, 64x64, batch 100), above glibc's largest dynamic mmap threshold (32 MiB), so every pass mmaps them
+fresh, the kernel zero-fills every page on first touch, and ``free`` unmaps them again; what stays in the heap is
+trimmed back to the kernel at each free of its top. Setting both thresholds (``mallopt`` below, or the environment
+``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647`` before Python starts) keeps the freed
+blocks in the process for the next pass: page faults fall ~50x and sys time to ~0. Either alone does not help
+(measured: mmap threshold alone 14% sys, trim alone 27%). It is a process setting, so it belongs to the entry
+point (the CLI), not to a library function; the cost is that the peak heap is not returned to the kernel until
+the process exits. PyTorch's own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``) fails an
+internal assert in the oneDNN convolutions, so it is not an option.
+
+The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes, channels-last as it trains) on a
+batch of ``--batch`` synthetic images with the channels-last strides the data pipeline gives one-channel images.
+Timings interleave the compared variants and keep the best of ``--repeats`` (shared machines); ratios are also
+given as the median over repeats of adjacent pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from fedsafe.attacks import CrnState, pgd, predict, uniform_start
+from fedsafe.attacks import CrnState, eot_pgd, eval_mode, pgd, predict, uniform_start
 from fedsafe.config import load_config
-from fedsafe.experiments.train import model_factory, prepare_data
-from fedsafe.precision import autocast, resolve_precision
+from fedsafe.models.registry import build_model
+from fedsafe.precision import autocast, resolve_precision, to_channels_last
 from fedsafe.seeding import torch_generator
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
+
+
+def tune_glibc_malloc(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31) - 1) -> bool:
+    """Keep freed blocks below ``mmap_threshold`` bytes in the heap and never trim it (glibc ``mallopt``
+    M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1); False where this is not glibc or it refused."""
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, mmap_threshold)) and bool(libc.mallopt(-1, trim_threshold))
+    except (OSError, AttributeError):
+        return False
+
+
+def pgd_before(model, x, y, *, eps, alpha, steps, generator, centre_grad=False, precision="fp32") -> torch.Tensor:
+    """PGD through the step loop as it was before issue 13 (fedsafe 1f93257), verbatim but for the labels, which
+    are given: out-of-place updates, so for one-channel input x_adv takes NCHW strides after the first op."""
+    start = uniform_start(x, eps, generator)
+    x = x.detach()
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    with eval_mode(model), torch.enable_grad():
+        x_adv = torch.clamp(x + start, lo, hi)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with autocast(precision, x.device.type):
+                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            if centre_grad:
+                grad = grad - grad.mean(dim=(2, 3), keepdim=True)
+            x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), lo, hi)
+    return x_adv
 
 
 def input_gradient(model, x, y, precision: str) -> torch.Tensor:
@@ -63,6 +128,57 @@ def paired(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def setup(a: argparse.Namespace):
+    """The cpu profile's model in its training layout, synthetic images with the pipeline's strides, labels."""
+    cfg = load_config(profile="cpu", overrides=[f"model.width={a.width}", f"task.image_size={a.size}"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(cfg.model.name, num_classes=2, in_channels=1, image_size=a.size, width=a.width,
+                            dropout=cfg.model.dropout).eval()
+    if cfg.train.channels_last:
+        model = to_channels_last(model)
+    x = torch.rand(a.batch, 1, a.size, a.size, generator=torch.Generator().manual_seed(0))
+    x = with_strides(x, channels_last=True)  # as ``to_tensor`` gives one-channel images
+    return cfg, model, x, predict(model, x)  # the labels are computed once, outside every timed call
+
+
+def child(a: argparse.Namespace) -> None:
+    """One fixed workload (PGD-``--child-steps`` with the ``--child`` loop) and its CPU times, as a JSON line."""
+    torch.set_num_threads(a.threads)
+    _, model, x, y = setup(a)
+    precision = resolve_precision(a.precision)
+
+    def run(steps: int) -> None:
+        kw = {"eps": a.eps, "alpha": a.alpha, "steps": steps, "generator": torch_generator(0, "attack-start", 0),
+              "precision": precision}
+        (pgd_before if a.child == "before" else pgd)(model, x, y, **kw)
+
+    run(2)  # warm-up: kernels for this shape, the heap
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run(a.child_steps)
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"step_s": wall / a.child_steps, "user": r1.ru_utime - r0.ru_utime,
+                      "sys": r1.ru_stime - r0.ru_stime, "minflt": r1.ru_minflt - r0.ru_minflt}))
+
+
+def run_child(a: argparse.Namespace, loop: str, malloc: str) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    if malloc == "tuned":
+        env.update(MALLOC_ENV)
+    args = [sys.executable, __file__, "--child", loop, "--child-steps", str(a.child_steps), "--width", str(a.width),
+            "--size", str(a.size), "--batch", str(a.batch), "--threads", str(a.threads), "--precision", a.precision]
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=float, default=0.25)
@@ -73,66 +189,108 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.001)
     ap.add_argument("--crn-window", type=int, default=10)
     ap.add_argument("--crn-steps", type=int, default=5, help="j, CRN steps a round (authors: E; cpu profile: 5)")
+    ap.add_argument("--eot-samples", type=int, default=4, help="K, noisy copies a step of EOT-PGD")
+    ap.add_argument("--eot-steps", type=int, default=5)
+    ap.add_argument("--eot-std", type=float, default=0.01, help="s_D (does not change the cost)")
     ap.add_argument("--precision", default="fp32", help="fp32 (the evaluation default), bf16 or auto")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="this process's glibc malloc: tuned (the measured setting) or as it comes")
+    ap.add_argument("--child-steps", type=int, default=10, help="PGD steps of each allocator child process")
+    ap.add_argument("--child", choices=("before", "after"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child:
+        child(a)
+        return
+    tuned = tune_glibc_malloc() if a.malloc == "tuned" else False
     torch.set_num_threads(a.threads)
     ks = sorted({int(k) for k in a.steps.split(",")} | {1, 40})
     precision = resolve_precision(a.precision)
-
-    cfg = load_config(profile="cpu", overrides=[f"model.width={a.width}", f"task.image_size={a.size}",
-                                                f"splits.client_test_size={a.batch}"])
-    data = prepare_data(cfg)
-    model = model_factory(cfg, len(data.class_names), data.in_channels)().eval()
-    x = data.client_test[0].x[: a.batch]
-    y = predict(model, x)  # the labels are computed once, outside every timed call
+    cfg, model, x, y = setup(a)
     gen = lambda: torch_generator(0, "attack-start", 0)  # noqa: E731
-    # CRN10 accumulated as during training (here: the same model for every round; the cost, not the values, matter)
-    crn = CrnState.zeros(x, eps=a.eps, steps=a.crn_steps)
+    crn = CrnState.zeros(x, eps=a.eps, steps=a.crn_steps)  # CRN10 as during training (one model: the cost matters)
     for _ in range(a.crn_window):
         crn.absorb(model, x)
-    print(f"model {cfg.model.name} width {a.width}, {a.size}x{a.size}x{data.in_channels}, batch {len(x)} "
-          f"({data.task}{' [synthetic]' if data.synthetic else ''}), precision {precision}, {a.threads} threads, "
-          f"best of {a.repeats}")
+    print(f"{cpu_name()}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {a.threads} threads; "
+          f"model {cfg.model.name} width {a.width}, {a.size}x{a.size}x1, batch {len(x)} [synthetic], "
+          f"channels_last {cfg.train.channels_last}, precision {precision}; glibc malloc "
+          f"{'tuned' if tuned else 'as it comes'}; best of {a.repeats}")
 
-    # The reference passes run on the tensor PGD starts from, so that both see the same memory layout: on a CPU
-    # the conv kernels are faster for channels-last strides (which grey (N, 1, H, W) images from ``to_tensor``
-    # happen to have, and ``x + delta`` does not), and that is not the step loop's overhead.
+    # 1. memory layout of the input, on the tensor PGD starts from
     x0 = (x + uniform_start(x, a.eps, gen())).clamp(0, 1)
-
-    def passes(k: int) -> None:  # k input-gradient passes back to back: the reference a PGD-K is compared with
-        for _ in range(k):
-            input_gradient(model, x0, y, precision)
-
-    fns: dict[str, Callable[[], object]] = {}
-    for k in ks:  # each PGD-K beside its own reference of the same length, so a load burst hits both alike
-        fns[f"grad{k}"] = lambda k=k: passes(k)
-        fns[f"pgd{k}"] = (lambda k=k: pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=k, generator=gen(),
-                                          precision=precision))
-    fns["pgd1+crn"] = lambda: pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=1, start=crn.delta,
-                                  precision=precision)
-    timings({k: fns[k] for k in ("grad1", "pgd1", "pgd1+crn")}, 1)  # warm-up: kernels for this shape, allocator
-    runs = timings(fns, a.repeats)
-    t = {k: min(v) for k, v in runs.items()}
-
-    print(f"one input-gradient pass: {t['grad1'] * 1e3:.1f} ms a batch")
     xs = {"cl": with_strides(x0, True), "nchw": with_strides(x0, False)}
     layout = timings({k: lambda v=v: input_gradient(model, v, y, precision) for k, v in xs.items()}, a.repeats)
-    print(f"  (memory layout, not part of the targets: the same pass on channels-last strides "
-          f"{min(layout['cl']) * 1e3:.1f} ms, on NCHW strides {min(layout['nchw']) * 1e3:.1f} ms)")
+    print(f"1. one input-gradient pass: channels-last strides {min(layout['cl']) * 1e3:.1f} ms, NCHW strides "
+          f"{min(layout['nchw']) * 1e3:.1f} ms ({min(layout['nchw']) / min(layout['cl']):.2f}x)")
+
+    # 2. the step loop, before and after, beside plain channels-last passes of the same count
+    def passes(k: int) -> None:
+        for _ in range(k):
+            input_gradient(model, xs["cl"], y, precision)
+
+    def attack(loop, k: int):
+        return loop(model, x, y, eps=a.eps, alpha=a.alpha, steps=k, generator=gen(), precision=precision)
+
+    fns: dict[str, Callable[[], object]] = {}
     for k in ks:
-        print(f"PGD-{k}: {t[f'pgd{k}']:.3f} s; {k} input-gradient passes: {t[f'grad{k}']:.3f} s; ratio "
-              f"{t[f'pgd{k}'] / t[f'grad{k}']:.3f} best-of, {paired(runs[f'pgd{k}'], runs[f'grad{k}']):.3f} median "
-              f"of adjacent pairs (target <= 1.10)")
-    ratio = t["pgd40"] / t["pgd1+crn"]  # best-of; the median of adjacent pairs is printed beside it
-    print(f"PGD-40 {t['pgd40']:.3f} s / PGD-1+CRN{a.crn_window} {t['pgd1+crn']:.3f} s = {ratio:.1f}x at attack time "
-          f"(median of pairs {paired(runs['pgd40'], runs['pgd1+crn']):.1f}x; CRN paper Table I, meningioma: "
+        fns[f"grad{k}"] = lambda k=k: passes(k)
+        fns[f"after{k}"] = lambda k=k: attack(pgd, k)
+        fns[f"before{k}"] = lambda k=k: attack(pgd_before, k)
+    fns["pgd1+crn"] = lambda: pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=1, start=crn.delta,
+                                  precision=precision)
+    timings({k: fns[k] for k in ("grad1", "after1", "before1", "pgd1+crn")}, 1)  # warm-up
+    runs = timings(fns, a.repeats)
+    t = {k: min(v) for k, v in runs.items()}
+    print("2. step loop: PGD-K 'after' (this loop) and 'before' (the loop before issue 13) vs K plain "
+          "channels-last passes")
+    for k in ks:
+        after, before, grad = t[f"after{k}"], t[f"before{k}"], t[f"grad{k}"]
+        print(f"   PGD-{k}: after {after:.3f} s ({after / k * 1e3:.1f} ms a step), before {before:.3f} s, "
+              f"{k} plain passes {grad:.3f} s; step efficiency (plain / after) {grad / after:.3f} best-of, "
+              f"{paired(runs[f'grad{k}'], runs[f'after{k}']):.3f} median of pairs (target >= 0.95); "
+              f"speed-up before/after {before / after:.2f}x ({paired(runs[f'before{k}'], runs[f'after{k}']):.2f}x)")
+    k = max(ks)
+    diff = (attack(pgd, k).x_adv - attack(pgd_before, k)).abs()
+    print(f"   PGD-{k} images, after vs before: max |diff| {float(diff.max()):.2g}, pixels differing "
+          f"{float((diff > 0).double().mean()):.3%} (float rounding of the two layouts' kernels)")
+
+    # 3. EOT-PGD-K over K x PGD of the same steps
+    ke, se = a.eot_samples, a.eot_steps
+    eot_fns = {
+        "eot": lambda: eot_pgd(model, x, y, eps=a.eps, alpha=a.alpha, steps=se, samples=ke, noise_std=a.eot_std,
+                               generator=gen(), precision=precision),
+        "pgdK": lambda: [attack(pgd, se) for _ in range(ke)],
+    }
+    timings(eot_fns, 1)
+    er = timings(eot_fns, a.repeats)
+    print(f"3. EOT-PGD-{se} with K = {ke}: {min(er['eot']):.3f} s; {ke} x PGD-{se}: {min(er['pgdK']):.3f} s; ratio "
+          f"{min(er['eot']) / min(er['pgdK']):.3f} best-of, {paired(er['eot'], er['pgdK']):.3f} median of pairs "
+          f"(target <= 1.10); {ke * se} forward/backward passes an image")
+
+    # 4. CRN at attack time
+    ratio = t["after40"] / t["pgd1+crn"]
+    print(f"4. PGD-40 {t['after40']:.3f} s / PGD-1+CRN{a.crn_window} {t['pgd1+crn']:.3f} s = {ratio:.1f}x at attack "
+          f"time (median of pairs {paired(runs['after40'], runs['pgd1+crn']):.1f}x; CRN paper Table I, meningioma: "
           f"6.794 / 0.217 = {6.794 / 0.217:.1f}x)")
     paid = a.crn_window * a.crn_steps
-    print(f"  ... CRN{a.crn_window} was paid during training: {a.crn_window} rounds x {a.crn_steps} steps = {paid} "
+    print(f"   ... CRN{a.crn_window} was paid during training: {a.crn_window} rounds x {a.crn_steps} steps = {paid} "
           f"forward/backward passes an image, so PGD-1+CRN{a.crn_window} costs {paid + 1} passes in all against "
           f"PGD-40's 40: the saving is at attack time only.")
+
+    # 5. the allocator, in fresh processes (glibc reads its environment once, at start)
+    print(f"5. allocator: PGD-{a.child_steps} in a fresh process each (step time; user, sys CPU s; page faults)")
+    for loop, malloc in (("before", "default"), ("after", "default"), ("before", "tuned"), ("after", "tuned")):
+        c = run_child(a, loop, malloc)
+        share = c["sys"] / max(c["user"] + c["sys"], 1e-9)
+        print(f"   loop {loop:6s} malloc {malloc:7s}: {c['step_s'] * 1e3:6.1f} ms a step; user {c['user']:.2f} s, "
+              f"sys {c['sys']:.2f} s ({share:.1%} sys); {c['minflt']} minor page faults")
+
+    # 6. this process
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    share = r.ru_stime / (r.ru_utime + r.ru_stime)
+    print(f"6. this process: user {r.ru_utime:.1f} s, sys {r.ru_stime:.1f} s: sys {share:.1%} of its CPU time "
+          f"(target < 10%)")
 
 
 if __name__ == "__main__":

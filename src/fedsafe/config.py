@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,8 @@ class ConfigError(ValueError):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no bool for an int ("rounds: true"), no string for a number; finite numbers only (".inf" refused)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Part):
@@ -40,6 +42,14 @@ class TaskConfig(_Part):
     cache_dir: str | None = None
     strict: bool = False
     synthetic_size: int = Field(1200, ge=50)
+    # identical files with different labels: "error" stops, "drop" drops every copy; None: the task's default
+    # (error; breastmnist: drop, its one known pair)
+    label_conflicts: Literal["error", "drop"] | None = None
+    # near-duplicate grouping (SPEC 1, data/neardup.py): a pHash Hamming distance finds candidate pairs, a mean
+    # |difference| at 256x256 grey in [0, 1] below the threshold confirms them; each group stays in one split
+    near_duplicates: bool = True
+    near_duplicate_threshold: float = Field(0.02, gt=0, le=1)
+    near_duplicate_hash_distance: int = Field(14, ge=0, le=64)
 
 
 class SplitConfig(_Part):
@@ -49,6 +59,9 @@ class SplitConfig(_Part):
     dirichlet_alpha: float = Field(0.5, gt=0)
     client_test_size: int = Field(100, ge=1)
     server_size: float = Field(0.1, gt=0)  # < 1: fraction of the pool; >= 1: a count
+    # size the server set so that it holds this fraction of the largest client's training set (SPEC 5: the defences'
+    # f is relative to |D_i|); None: server_size as given
+    server_for_fraction: float | None = Field(None, gt=0, le=1)
     global_test_size: float = Field(0.15, gt=0)
 
 
@@ -71,6 +84,15 @@ class TrainConfig(_Part):
     channels_last: bool = True
     eval_every: int = Field(1, ge=0)  # 0: evaluate only after the last round
     eval_batch_size: int = Field(256, ge=1)
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    compile: bool = False  # torch.compile the model for local training and server adaptation (opt-in)
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return v
 
 
 class FederationConfig(_Part):
@@ -79,6 +101,15 @@ class FederationConfig(_Part):
     uplink_clip: float | None = Field(None, gt=0)  # C
     uplink_noise: float = Field(0.0, ge=0)  # s_U
     keep_received_rounds: int = Field(10, ge=0)  # received copies kept for CRN (last R rounds)
+    # aggregation of the accepted uploads (SPEC 3): FedAvg, or a robust rule (never a silent default)
+    aggregator: Literal["fedavg", "median", "trimmed-mean", "krum", "multi-krum"] = "fedavg"
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5)  # trimmed-mean: share cut at each end, per coordinate
+    byzantine: int = Field(0, ge=0)  # krum / multi-krum: clients assumed malicious (f)
+    multi_krum_m: int | None = Field(None, ge=1)  # multi-krum: uploads averaged (None: n - f)
+    # upload screening: a non-finite upload is always rejected; an update norm above norm_factor x the median is
+    # handled by norm_action (None: no norm check)
+    norm_factor: float | None = Field(None, gt=1)
+    norm_action: Literal["flag", "clip", "reject"] = "flag"
 
 
 class CalibrationConfig(_Part):
@@ -92,8 +123,13 @@ class PrivacyConfig(_Part):
 
 
 class DefenseConfig(_Part):
-    name: Literal["none", "adversarial-training", "fed-safe", "client-adversarial-training"] = "none"
-    fraction: float = Field(1.0, gt=0, le=1)
+    name: Literal["none", "adversarial-training", "fed-safe", "client-adversarial-training",
+                  "adversarial-training-shared"] = "none"
+    # f: client i's copy is adapted on round(f * |D_i|) server images (SPEC 5; paper: "20% of the training samples")
+    fraction: float = Field(0.2, gt=0, le=1)
+    # where the server's adaptation examples come from: its own server set, or (a labelled, leaky variant that the
+    # authors' code amounts to) the clients' attack sets themselves
+    adaptation_data: Literal["server", "attack-sets"] = "server"
     eps: float = Field(0.03, ge=0, le=1)
     alpha: float | None = Field(None, gt=0)  # None: eps / 6 (authors)
     steps: int = Field(6, ge=1)
@@ -108,7 +144,7 @@ class CrnConfig(_Part):
     so any client can play the attacker afterwards. It does not change training."""
 
     enabled: bool = False
-    windows: tuple[int, ...] = (5, 10)  # R: CRN5, CRN10
+    windows: tuple[int, ...] = Field((5, 10), strict=False)  # R: CRN5, CRN10
     eps: float = Field(0.05, gt=0, le=1)
     alpha: float | None = Field(None, gt=0)  # None: eps / steps
     steps: int | None = Field(None, ge=1)  # j; None: the number of local epochs (authors: j = E)
@@ -150,9 +186,40 @@ class ExperimentConfig(_Part):
                              f"({s.num_clients})")
         if self.crn.enabled and max(self.crn.windows) > self.train.rounds:
             raise ValueError(f"crn.windows ({list(self.crn.windows)}) cannot exceed train.rounds ({self.train.rounds})")
+        if self.crn.enabled and self.federation.keep_received_rounds < max(self.crn.windows):
+            raise ValueError(f"federation.keep_received_rounds ({self.federation.keep_received_rounds}) must be at "
+                             f"least the largest CRN window ({max(self.crn.windows)}): CRN is replayed from the kept "
+                             "copies")
+        f = self.federation
+        if f.aggregator in ("krum", "multi-krum") and s.num_clients < 2 * f.byzantine + 3:
+            raise ValueError(f"federation.aggregator {f.aggregator} tolerates byzantine={f.byzantine} clients only "
+                             f"with at least {2 * f.byzantine + 3} clients (splits.num_clients={s.num_clients})")
+        if self.defense.name == "adversarial-training" and f.downlink_noise > 0:
+            raise ValueError("defense adversarial-training adapts the clean global model (s_D = 0); with "
+                             f"federation.downlink_noise={f.downlink_noise:g} use defense fed-safe")
         if self.privacy.calibrate is not None and self.federation.uplink_clip is None:
             raise ValueError("privacy.calibrate needs federation.uplink_clip (C) to be set")
         return self
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number (YAML 1.1 reads it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                 |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML with :class:`_Loader` (safe; YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,7 +250,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if not all(parts):
             raise ConfigError(f"--set {item!r}: empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = read_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: value is not valid YAML ({e.__class__.__name__})") from None
         node = out
@@ -215,7 +282,7 @@ def load_config(path: str | Path | None = None, *, profile: str | None = None,
         path = Path(path)
         origin = str(path)
         try:
-            user = yaml.safe_load(path.read_text()) or {}
+            user = read_yaml(path.read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
         except yaml.YAMLError as e:

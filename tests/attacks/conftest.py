@@ -25,6 +25,14 @@ def tiny_linear(seed: int = 0, *, in_channels: int = 3, num_classes: int = 3) ->
     return seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 16 * 16, num_classes)), seed)
 
 
+def small_cnn(seed: int = 3, *, in_channels: int = 1, num_classes: int = 3) -> nn.Module:
+    """A two-convolution CNN whose random initialisation already gives varied predictions (the PaperCNN at this
+    size predicts one class everywhere and no attack moves it, so it cannot show a working attack)."""
+    return seeded(lambda: nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, num_classes)), seed)
+
+
 def images(n: int = 6, *, channels: int = 3, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, channels, 16, 16, generator=g, dtype=dtype)
@@ -56,6 +64,11 @@ def make_cnn():
 @pytest.fixture
 def make_linear():
     return tiny_linear
+
+
+@pytest.fixture
+def make_small_cnn():
+    return small_cnn
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from fedsafe.attacks.crn_hook import CrnClientHook, crn_key, crn_state_from, rep
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.state import max_abs_diff
-from fedsafe.runs.atomic import torch_load
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.store import RunFileError
 
 _spec = importlib.util.spec_from_file_location("_tiny_fed", Path(__file__).parents[1] / "federation" / "_tiny.py")
 _tiny = importlib.util.module_from_spec(_spec)
@@ -29,17 +28,22 @@ def make_hook(data, **kw) -> CrnClientHook:
     return CrnClientHook(**args)
 
 
-def simulate(data, run_dir=None, hook=None, stop_after=None):
+def simulate(data, store=None, hook=None, stop_after=None):
     sim = Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP), data=data,
-                    model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), run_dir=run_dir)
+                    model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), store=store)
     return sim.run(stop_after=stop_after)
+
+
+def replay(store, client, window, x):
+    received = store.received_window(client, range(ROUNDS - window + 1, ROUNDS + 1))
+    return replay_crn(received, x, eps=EPS, steps=STEPS, model_factory=_tiny.tiny_model)
 
 
 @pytest.fixture(scope="module")
 def crn_run(tmp_path_factory):
     """A tiny 3-client federation of 4 rounds with online CRN1 and CRN3, kept in a run directory."""
     data = _tiny.tiny_data()
-    rd = RunDir(tmp_path_factory.mktemp("crn-run"))
+    rd = _tiny.tiny_store(tmp_path_factory.mktemp("crn-run"))
     result = simulate(data, rd, make_hook(data))
     return data, rd, result
 
@@ -47,13 +51,12 @@ def crn_run(tmp_path_factory):
 def test_online_equals_replayed_bit_for_bit(crn_run):
     # Arrange: the online buffers as checkpointed
     data, rd, _ = crn_run
-    states = torch_load(rd.checkpoint)["client_states"]
+    states = rd.load_checkpoint().client_states
     for i in range(data.num_clients):
         for w in WINDOWS:
             online = crn_state_from(states[i], w)
             # Act
-            replayed = replay_crn(rd.root, client=i, window=w, eps=EPS, steps=STEPS, x=data.client_test[i].x,
-                                  model_factory=_tiny.tiny_model)
+            replayed = replay(rd, i, w, data.client_test[i].x)
             # Assert
             assert online.rounds == w
             assert torch.equal(online.delta, replayed)
@@ -64,16 +67,15 @@ def test_online_equals_replayed_bit_for_bit(crn_run):
 
 def test_windows_differ_and_clients_differ(crn_run):
     _, rd, _ = crn_run
-    states = torch_load(rd.checkpoint)["client_states"]
+    states = rd.load_checkpoint().client_states
     assert not torch.equal(states[0]["crn1.delta"], states[0]["crn3.delta"])
     assert not torch.equal(states[0]["crn3.delta"][:5], states[1]["crn3.delta"][:5])
 
 
 def test_replay_names_the_missing_copy_when_the_run_kept_fewer_rounds(crn_run):
     data, rd, _ = crn_run
-    with pytest.raises(FileNotFoundError, match=r"round_0001.*kept rounds 2\.\.4"):
-        replay_crn(rd.root, client=0, window=4, eps=EPS, steps=STEPS, x=data.client_test[0].x,
-                   model_factory=_tiny.tiny_model)
+    with pytest.raises(RunFileError, match=r"round_0001.*kept rounds 2\.\.4"):
+        replay(rd, 0, 4, data.client_test[0].x)
 
 
 def test_crn_does_not_change_training(crn_run):
@@ -85,10 +87,10 @@ def test_crn_does_not_change_training(crn_run):
 
 def test_resumed_run_has_bit_identical_buffers(crn_run, tmp_path):
     data, rd, _ = crn_run
-    rd2 = RunDir(tmp_path / "resumed")
+    rd2 = _tiny.tiny_store(tmp_path / "resumed")
     simulate(data, rd2, make_hook(data), stop_after=2)  # killed after round 2 (one window already open)
     simulate(data, rd2, make_hook(data))  # a fresh hook resumes from the checkpoint
-    a, b = torch_load(rd.checkpoint)["client_states"], torch_load(rd2.checkpoint)["client_states"]
+    a, b = rd.load_checkpoint().client_states, rd2.load_checkpoint().client_states
     for sa, sb in zip(a, b, strict=True):
         assert sa.keys() == sb.keys()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -120,14 +122,14 @@ def test_bad_windows_are_rejected():
         make_hook(data, windows=(5,))
 
 
-def test_hooks_for_adds_the_crn_hook_when_enabled():
+def test_build_hooks_adds_the_crn_hook_when_enabled():
+    from fedsafe.build import build_hooks
     from fedsafe.config import load_config
-    from fedsafe.defenses.registry import hooks_for
 
     data, spec = _tiny.tiny_data(), _tiny.tiny_spec(rounds=ROUNDS)
-    off = hooks_for(load_config(overrides=["train.rounds=4"]), data, spec)
-    on = hooks_for(load_config(overrides=["train.rounds=4", "crn.enabled=true", "crn.windows=[2,4]",
-                                          "train.local_epochs=3"]), data, spec)
+    off = build_hooks(load_config(overrides=["train.rounds=4"]), data, spec)
+    on = build_hooks(load_config(overrides=["train.rounds=4", "crn.enabled=true", "crn.windows=[2,4]",
+                                            "train.local_epochs=3"]), data, spec)
     assert off.client is None
     assert isinstance(on.client, CrnClientHook)
     assert (on.client.windows, on.client.steps, on.client.eps, on.client.precision) == ((2, 4), 3, 0.05, "fp32")

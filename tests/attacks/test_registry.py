@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from fedsafe.attacks import ATTACKS, bim, fgsm, get_attack, pgd
+from fedsafe.attacks import (
+    ADAPTIVE_ATTACKS,
+    ATTACKS,
+    bim,
+    ensemble_pgd,
+    eot_pgd,
+    fgsm,
+    get_adaptive_attack,
+    get_attack,
+    pgd,
+)
 
 
 def test_registry_names_the_three_attacks():
@@ -14,3 +24,13 @@ def test_registry_names_the_three_attacks():
 def test_unknown_attack_lists_the_known_ones():
     with pytest.raises(ValueError, match="bim, fgsm, pgd"):
         get_attack("cw")
+
+
+def test_adaptive_attacks_are_kept_apart():
+    assert sorted(ADAPTIVE_ATTACKS) == ["ensemble-pgd", "eot-pgd"]
+    assert ADAPTIVE_ATTACKS["ensemble-pgd"] is ensemble_pgd
+    assert get_adaptive_attack("eot-pgd") is eot_pgd
+    with pytest.raises(ValueError, match="ensemble-pgd, eot-pgd"):
+        get_adaptive_attack("pgd")
+    with pytest.raises(ValueError, match="bim, fgsm, pgd"):
+        get_attack("eot-pgd")  # a runner that has only the final model cannot pick them by name

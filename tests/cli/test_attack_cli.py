@@ -70,17 +70,18 @@ def test_bad_input_is_a_one_line_error(run_dir, tmp_path):
 
 
 def test_online_crn_of_a_trained_run_equals_its_replay_with_the_runs_own_model(run_dir):
-    """End to end through ``fedsafe train`` (hooks_for wires the CRN hook) and the run's own model factory."""
+    """End to end through ``fedsafe train`` (build_hooks wires the CRN hook) and the run's own model factory."""
     from fedsafe.attacks.crn_hook import crn_state_from, replay_crn
+    from fedsafe.build import model_factory
     from fedsafe.experiments.transfer import load_run
-    from fedsafe.runs.atomic import torch_load
 
     ctx = load_run(run_dir)
-    states = torch_load(run_dir / "checkpoint.pt")["client_states"]
+    states = ctx.store.load_checkpoint().client_states
     for i in range(3):
         online = crn_state_from(states[i], 2)
-        replayed = replay_crn(run_dir, client=i, window=2, eps=online.eps, steps=online.steps, alpha=online.alpha,
-                              x=ctx.data.client_test[i].x)
+        received = ctx.store.received_window(i, range(ctx.total_rounds - 1, ctx.total_rounds + 1))
+        replayed = replay_crn(received, ctx.data.client_test[i].x, model_factory=model_factory(ctx.cfg, ctx.data),
+                              eps=online.eps, steps=online.steps, alpha=online.alpha)
         assert online.rounds == 2 and online.steps == 1  # j = E = train.local_epochs
         assert torch.equal(online.delta, replayed)
 

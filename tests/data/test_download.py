@@ -226,3 +226,58 @@ def test_cli_download_ok_and_failure(served, breastmnist_npz, tmp_path):
     assert missing.exit_code == 2 and "dermamnist.npz" in missing.output
     assert unknown.exit_code == 2 and "unknown data set 'imagenet'" in unknown.output
     assert _leftovers(tmp_path / "d") == ["breastmnist.npz", "breastmnist.npz.download.json"]
+
+
+# --- issue 11.7: a file as --to, and an HTML page served as an npz -----------------------------------------
+
+
+def test_to_an_existing_file_is_a_one_line_error(tmp_path):
+    target = tmp_path / "data.txt"
+    target.write_text("not a folder")
+
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        download("breastmnist", to=target, base_url="http://127.0.0.1:9")
+    result = CliRunner().invoke(app, ["download", "breastmnist", "--to", str(target)], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 2
+    assert str(target) in result.output and "is a file, not a folder" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert target.read_text() == "not a folder"
+
+
+def test_an_html_page_served_as_npz_is_named_as_such(served, tmp_path):
+    folder, base = served
+    (folder / "breastmnist.npz").write_bytes(
+        b"<!DOCTYPE html>\n<html><head><title>Log in</title></head><body>Sign in to continue</body></html>\n")
+
+    with pytest.raises(DownloadError) as info:
+        download("breastmnist", to=tmp_path / "d", base_url=base)
+    result = CliRunner().invoke(app, ["download", "breastmnist", "--to", str(tmp_path / "e"), "--base-url", base])
+
+    for message in (str(info.value), result.output):
+        assert "HTML page, not an npz archive" in " ".join(message.split())
+        assert "pickle" not in message
+    assert result.exit_code == 2
+    assert _leftovers(tmp_path / "d") == [] and _leftovers(tmp_path / "e") == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "empty"), (b"\x93NUMPY\x01\x00 rest", "single .npy array"), (b"\x1f\x8b\x08 gz", "gzip"),
+    (b'{"error": "not found"}', "not an npz (zip) archive"),
+])
+def test_other_non_npz_files_are_described(tmp_path, content, expected):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+
+    with pytest.raises(DownloadError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        check_npz(path, "x.npz")
+
+
+def test_an_npz_with_pickled_objects_is_refused_without_suggesting_pickles(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, train_images=np.array([{"a": 1}], dtype=object), train_labels=np.zeros(1, np.uint8))
+
+    with pytest.raises(DownloadError) as info:
+        check_npz(path, "objects.npz")
+
+    assert "pickled Python objects" in str(info.value) and "allow_pickle" not in str(info.value)

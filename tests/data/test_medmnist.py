@@ -116,3 +116,13 @@ def test_missing_file_or_folder_entry(tmp_path):
         read_medmnist(tmp_path / "nope.npz", size=28, channels=1)
     with pytest.raises(ValueError, match="no breastmnist.npz"):
         read_medmnist(tmp_path, size=28, channels=1, name="breastmnist")
+
+
+def test_an_html_page_saved_as_npz_is_named_as_such(tmp_path):
+    path = tmp_path / "breastmnist.npz"
+    path.write_bytes(b"<html><body>503 Service Unavailable</body></html>")
+
+    with pytest.raises(ValueError, match="HTML page, not an npz archive") as info:
+        read_medmnist(path, size=28, channels=1)
+
+    assert "pickle" not in str(info.value)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from fedsafe.build import build_hooks, federation_spec, model_factory
 from fedsafe.config import ExperimentConfig
-from fedsafe.defenses.registry import hooks_for
-from fedsafe.experiments.train import federation_spec, model_factory
 from fedsafe.federation.simulator import SimulationResult, Simulator
 
 _spec = importlib.util.spec_from_file_location("_tiny_fed_defenses",
@@ -26,7 +25,7 @@ def make_cfg(defense: str = "fed-safe", *, seed: int = 7, rounds: int = 2, downl
         "task": {"image_size": 16, "channels": 1},
         "model": {"name": "paper-cnn", "width": 0.04, "dropout": 0.25},
         "train": {"rounds": rounds, "local_epochs": 1, "batch_size": 8, "optimizer": "adam", "lr": 1e-3,
-                  "augment": False, "precision": "fp32", "channels_last": False, "grad_clip": 20.0},
+                  "augment": False, "precision": "fp32", "channels_last": False, "grad_clip": 20.0, "device": "cpu"},
         "federation": {"downlink_noise": downlink_noise, "uplink_clip": 50.0, "uplink_noise": 0.001,
                        "keep_received_rounds": 1},
         "privacy": privacy or {},
@@ -34,10 +33,10 @@ def make_cfg(defense: str = "fed-safe", *, seed: int = 7, rounds: int = 2, downl
     })
 
 
-def simulate(cfg: ExperimentConfig, data=None) -> SimulationResult:
-    """Build the hooks by name and run the federation of ``cfg`` on the tiny data, in memory."""
+def simulate(cfg: ExperimentConfig, data=None, store=None) -> SimulationResult:
+    """Build the hooks by name and run the federation of ``cfg`` on the tiny data (in memory unless ``store``)."""
     data = data if data is not None else tiny.tiny_data()
     spec = federation_spec(cfg, data)
-    sim = Simulator(spec=spec, data=data, model_factory=model_factory(cfg, len(data.class_names), data.in_channels),
-                    hooks=hooks_for(cfg, data, spec))
+    sim = Simulator(spec=spec, data=data, model_factory=model_factory(cfg, data), hooks=build_hooks(cfg, data, spec),
+                    store=store)
     return sim.run()

@@ -6,9 +6,10 @@ import torch
 
 from fedsafe.defenses.adaptation import PgdLoss
 from fedsafe.defenses.client_adversarial import madry_loss
-from fedsafe.defenses.registry import hooks_for
-from fedsafe.experiments.train import federation_spec
-from fedsafe.federation.client import LocalSpec, local_train
+from fedsafe.build import build_hooks as hooks_for
+from fedsafe.build import federation_spec
+from fedsafe.federation.client import local_train
+from fedsafe.federation.spec import LocalSpec
 from fedsafe.federation.state import clone, max_abs_diff
 
 from ._helpers import make_cfg, simulate, tiny

@@ -12,12 +12,14 @@ IMAGES = sum(len(s) for s in tiny.tiny_data().client_train)
 
 
 def test_fed_safe_cost_sums_server_adaptations_including_the_final_downlink():
-    cfg = make_cfg("fed-safe")  # 2 rounds, 3 clients, steps 2, 6 server images, 1 epoch
+    cfg = make_cfg("fed-safe", fraction=0.3)  # 2 rounds, 3 clients, steps 2, f |D_i| = 7, 10, 12 images, 1 epoch
     s = defence_cost_summary(simulate(cfg).metrics, defense=cfg.defense)
-    assert s["name"] == "fed-safe" and s["fraction"] == 0.5 and s["alpha"] == pytest.approx(0.005)
+    assert s["name"] == "fed-safe" and s["fraction"] == 0.3 and s["alpha"] == pytest.approx(0.005)
+    images = sum(round(0.3 * len(c)) for c in tiny.tiny_data().client_train)  # 7 + 10 + 12, one adaptation each
+    assert images == 29
     assert s["server"]["adaptations"] == 3 * 3
-    assert s["server"]["passes"] == 3 * 3 * (2 + 1) * 6
-    assert s["server"]["images"] == 3 * 3 * 6
+    assert s["server"]["passes"] == 3 * (2 + 1) * images
+    assert s["server"]["images"] == 3 * images
     assert s["server"]["seconds"] > 0
     assert s["clients"] == {"passes": 2.0 * IMAGES, "seconds": pytest.approx(s["clients"]["seconds"]),
                             "extra_passes": 0.0}

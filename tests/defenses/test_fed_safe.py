@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from fedsafe.defenses.adaptation import adaptation_spec, adversarial_finetune, server_subset
-from fedsafe.defenses.fed_safe import FedSafeHook
-from fedsafe.defenses.registry import hooks_for
-from fedsafe.experiments.train import federation_spec
+from fedsafe.build import build_hooks, federation_spec, model_factory
+from fedsafe.defenses.adaptation import adaptation_local_spec, adversarial_finetune, pgd_loss, server_subsets
+from fedsafe.defenses.fed_safe import CopyAdaptationHook
 from fedsafe.federation.round import downlink_copy
+from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.state import max_abs_diff
 
 from ._helpers import make_cfg, simulate, tiny
+
+F = 0.3  # f |D_i| = 7, 10, 12 server images for the tiny clients of 24, 32 and 40 images
 
 
 def test_clients_final_models_differ_from_each_other():
@@ -23,17 +25,18 @@ def test_clients_final_models_differ_from_each_other():
 
 
 def test_final_model_is_the_adapted_noisy_copy_composed_by_hand():
-    """Final model of client i = adversarial_finetune(w_T + n_i) with the key (seed, "fed-safe", T + 1, i)."""
-    cfg = make_cfg("fed-safe")
+    """Final model of client i = adversarial_finetune(w_T + n_i) on round(f |D_i|) server images, with the key
+    (seed, "fed-safe", T + 1, i)."""
+    cfg = make_cfg("fed-safe", fraction=F)
     data = tiny.tiny_data()
     r = simulate(cfg, data)
     spec = federation_spec(cfg, data)
-    a, sub, model = adaptation_spec(cfg, spec), server_subset(data.server, 0.5, seed=7), tiny.tiny_model()
+    counts = [round(F * len(c)) for c in data.client_train]
+    subs, model = server_subsets(data.server, counts, seed=7), tiny.tiny_model()
+    local, loss = adaptation_local_spec(cfg.defense, spec.local), pgd_loss(cfg.defense, "fp32")
     for i in range(data.num_clients):
         noisy = downlink_copy(r.global_state, std=0.01, seed=7, round_=cfg.train.rounds + 1, client=i)
-        ref, _ = adversarial_finetune(model, noisy, sub.x, sub.y, eps=a.eps, alpha=a.alpha, steps=a.steps,
-                                      random_start=True, epochs=1, lr=a.lr, batch_size=8, optimizer="adam",
-                                      precision="fp32", channels_last=False, grad_clip=20.0, seed=7,
+        ref, _ = adversarial_finetune(model, noisy, subs[i].x, subs[i].y, local=local, loss=loss, seed=7,
                                       round_=cfg.train.rounds + 1, client=i, purpose="fed-safe")
         assert max_abs_diff(r.final_models[i], ref) == 0.0
         assert max_abs_diff(r.final_models[i], noisy) > 0  # the adaptation did change the copy
@@ -42,28 +45,29 @@ def test_final_model_is_the_adapted_noisy_copy_composed_by_hand():
 def test_global_model_is_not_adapted():
     cfg = make_cfg("fed-safe")
     data = tiny.tiny_data()
-    hooks = hooks_for(cfg, data, federation_spec(cfg, data))
+    hooks = build_hooks(cfg, data, federation_spec(cfg, data))
     state = tiny.tiny_model().state_dict()
     kept, cost = hooks.server.after_aggregation(state, round_=1)
     assert max_abs_diff(kept, state) == 0.0 and cost == {}
 
 
-def test_adaptation_uses_the_chosen_fraction_of_the_server_set():
-    cfg = make_cfg("fed-safe", fraction=0.5)
+def test_each_client_is_adapted_on_f_times_its_own_training_size():
+    cfg = make_cfg("fed-safe", fraction=F)
     data = tiny.tiny_data()
-    hook = hooks_for(cfg, data, federation_spec(cfg, data)).server
-    assert isinstance(hook, FedSafeHook)
-    assert len(hook.x) == round(0.5 * len(data.server)) == 6
-    sub = server_subset(data.server, 0.5, seed=cfg.seed)
-    assert torch.equal(hook.x, sub.x) and torch.equal(hook.y, sub.y)
+    hook = build_hooks(cfg, data, federation_spec(cfg, data)).server
+    assert isinstance(hook, CopyAdaptationHook)
+    assert [len(s) for s in hook.subsets] == [7, 10, 12]
+    assert set(hook.subsets[0].ids) <= set(hook.subsets[1].ids) <= set(hook.subsets[2].ids)  # nested
+    ref = server_subsets(data.server, [7, 10, 12], seed=cfg.seed)
+    assert all(torch.equal(h.x, r.x) and h.ids == r.ids for h, r in zip(hook.subsets, ref, strict=True))
 
 
 def test_server_cost_is_recorded_per_round_and_for_the_final_downlink():
-    cfg = make_cfg("fed-safe")
+    cfg = make_cfg("fed-safe", fraction=F)
     r = simulate(cfg)
-    per_adaptation = (2 + 1) * 6 * 1  # (steps + 1) * round(f * 12) * epochs
+    passes = (2 + 1) * (7 + 10 + 12) * 1  # (steps + 1) * sum_i round(f |D_i|) * epochs
     for row in r.metrics:  # rounds 1..T and the final downlink T + 1: one adaptation per client each
-        assert row["defense_server_passes"] == 3 * per_adaptation
+        assert row["defense_server_passes"] == passes
         assert row["defense_server_adaptations"] == 3
         assert row["defense_server_seconds"] > 0
 
@@ -87,22 +91,18 @@ def test_caller_global_rng_is_untouched():
 
 def test_a_resumed_run_ends_bit_identical(tmp_path):
     """The hook keeps no state across rounds: stopping after round 1 and resuming with new hooks changes nothing."""
-    from fedsafe.experiments.train import model_factory
-    from fedsafe.federation.simulator import Simulator
-    from fedsafe.runs.rundir import RunDir
-
     cfg = make_cfg("fed-safe", rounds=3)
     data = tiny.tiny_data()
     spec = federation_spec(cfg, data)
 
-    def sim(run_dir=None):
-        return Simulator(spec=spec, data=data, model_factory=model_factory(cfg, 2, 1),
-                         hooks=hooks_for(cfg, data, spec), run_dir=run_dir)
+    def sim(store=None):
+        return Simulator(spec=spec, data=data, model_factory=model_factory(cfg, data),
+                         hooks=build_hooks(cfg, data, spec), store=store)
 
     whole = sim().run()
-    rd = RunDir(tmp_path / "run")
-    sim(rd).run(stop_after=1)
-    resumed = sim(rd).run()
+    store = tiny.tiny_store(tmp_path / "run")
+    sim(store).run(stop_after=1)
+    resumed = sim(store).run()
     assert resumed.resumed_from == 1
     for x, y in zip(whole.final_models, resumed.final_models, strict=True):
         assert max_abs_diff(x, y) == 0.0

@@ -6,18 +6,20 @@ import pytest
 
 from fedsafe.config import DefenseConfig
 from fedsafe.defenses.adaptation import PgdLoss
-from fedsafe.defenses.adversarial_training import AdversarialTrainingHook
-from fedsafe.defenses.fed_safe import FedSafeHook
-from fedsafe.defenses.registry import DEFENSES, hooks_for
-from fedsafe.experiments.train import federation_spec
+from fedsafe.defenses.adversarial_training import SharedAdversarialTrainingHook
+from fedsafe.defenses.fed_safe import CopyAdaptationHook
+from fedsafe.build import build_hooks as hooks_for
+from fedsafe.build import federation_spec
+from fedsafe.defenses.registry import DEFENSES
 from fedsafe.federation.client import cross_entropy_loss
 
 from ._helpers import make_cfg, tiny
 
 EXPECTED = {
     "none": (type(None), cross_entropy_loss),
-    "adversarial-training": (AdversarialTrainingHook, cross_entropy_loss),
-    "fed-safe": (FedSafeHook, cross_entropy_loss),
+    "adversarial-training": (CopyAdaptationHook, cross_entropy_loss),
+    "fed-safe": (CopyAdaptationHook, cross_entropy_loss),
+    "adversarial-training-shared": (SharedAdversarialTrainingHook, cross_entropy_loss),
     "client-adversarial-training": (type(None), PgdLoss),
 }
 
@@ -28,7 +30,7 @@ def test_the_registry_holds_every_configurable_defence():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_defence_builds_by_name(name):
-    cfg = make_cfg(name, downlink_noise=0.0 if name == "adversarial-training" else 0.01)
+    cfg = make_cfg(name, downlink_noise=0.0 if name.startswith("adversarial-training") else 0.01)
     data = tiny.tiny_data()
     hooks = hooks_for(cfg, data, federation_spec(cfg, data))
     server_type, loss = EXPECTED[name]

@@ -23,12 +23,17 @@ CHANGES = {
     "task.channels": "task.channels=3",
     "task.strict": "task.strict=true",
     "task.synthetic_size": "task.synthetic_size=600",
+    "task.label_conflicts": "task.label_conflicts=drop",
+    "task.near_duplicates": "task.near_duplicates=false",
+    "task.near_duplicate_threshold": "task.near_duplicate_threshold=0.05",
+    "task.near_duplicate_hash_distance": "task.near_duplicate_hash_distance=4",
     "splits.num_clients": "splits.num_clients=5",
     "splits.partition": "splits.partition=iid",
     "splits.num_shards": "splits.num_shards=30",
     "splits.dirichlet_alpha": "splits.dirichlet_alpha=0.1",
     "splits.client_test_size": "splits.client_test_size=50",
     "splits.server_size": "splits.server_size=0.2",
+    "splits.server_for_fraction": "splits.server_for_fraction=1.0",
     "splits.global_test_size": "splits.global_test_size=0.2",
     "model.name": None,  # one model registered: nothing to change it to (covered by the completeness test)
     "model.width": "model.width=0.5",
@@ -43,11 +48,19 @@ CHANGES = {
     "train.augment": "train.augment=false",
     "train.precision": "train.precision=fp32",
     "train.channels_last": "train.channels_last=false",
+    "train.device": None,  # resolved to its type (cpu / cuda): only one of them on a CPU-only machine
+    "train.compile": "train.compile=true",
     "federation.weighted": "federation.weighted=false",
     "federation.downlink_noise": "federation.downlink_noise=0.01",
     "federation.uplink_clip": "federation.uplink_clip=50",
     "federation.uplink_noise": "federation.uplink_noise=0.001",
     "federation.keep_received_rounds": "federation.keep_received_rounds=5",
+    "federation.aggregator": "federation.aggregator=median",
+    "federation.trim_fraction": "federation.trim_fraction=0.2",
+    "federation.byzantine": "federation.byzantine=1",
+    "federation.multi_krum_m": "federation.multi_krum_m=2",
+    "federation.norm_factor": "federation.norm_factor=10",
+    "federation.norm_action": "federation.norm_action=reject",
     "privacy.delta": "privacy.delta=0.0001",
     "privacy.calibrate": "privacy.calibrate={epsilon: 1.0}",
     "defense.name": "defense.name=fed-safe",
@@ -59,6 +72,7 @@ CHANGES = {
     "defense.epochs": "defense.epochs=2",
     "defense.lr": "defense.lr=0.01",
     "defense.batch_size": "defense.batch_size=8",
+    "defense.adaptation_data": "defense.adaptation_data=attack-sets",
     "crn.enabled": "crn.enabled=true",
     "crn.windows": "crn.windows=[5]",
     "crn.eps": "crn.eps=0.03",
@@ -87,10 +101,22 @@ def test_every_config_field_is_classified():
 
 
 @pytest.mark.parametrize("field", [k for k, v in CHANGES.items() if v is not None])
-def test_key_changes_with_every_determining_field(field):
+def test_key_changes_with_every_determining_field(field, monkeypatch):
     needs = NEEDS.get(field, [])
-    base = load_config(profile="cpu", overrides=needs)
-    changed = load_config(profile="cpu", overrides=[*needs, CHANGES[field]])
+    if field == "train.precision":
+        # What `auto` resolves to depends on the CPU (bf16 only with AMX / AVX512-BF16), so compare explicitly
+        # different resolved precisions, and check `auto` under both answers of the CPU probe.
+        base = load_config(profile="cpu", overrides=[*needs, "train.precision=fp32"])
+        changed = load_config(profile="cpu", overrides=[*needs, "train.precision=bf16"])
+        auto = load_config(profile="cpu", overrides=[*needs, "train.precision=auto"])
+        auto_keys = {}
+        for fast_bf16 in (True, False):
+            monkeypatch.setattr("fedsafe.precision.cpu_has_fast_bf16", lambda fast_bf16=fast_bf16: fast_bf16)
+            auto_keys[fast_bf16] = run_key(auto, FP)
+        assert auto_keys[True] == run_key(changed, FP) and auto_keys[False] == run_key(base, FP)
+    else:
+        base = load_config(profile="cpu", overrides=needs)
+        changed = load_config(profile="cpu", overrides=[*needs, CHANGES[field]])
     assert determining(changed) != determining(base)
     assert run_key(changed, FP) != run_key(base, FP)
 

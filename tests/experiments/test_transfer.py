@@ -13,14 +13,14 @@ import pytest
 
 from fedsafe.attacks import pgd, predict, uniform_start
 from fedsafe.attacks.crn_hook import CrnClientHook
-from fedsafe.config import load_config, to_yaml
+from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.experiments.transfer import AttackSpec, evaluate_transfer, load_run, parse_start, sweep, tidy
-from fedsafe.federation.client import LocalSpec
+from fedsafe.federation.spec import LocalSpec
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
 from fedsafe.metrics import summarise, transfer_matrices, transfer_row
 from fedsafe.runs.atomic import write_json, write_text
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.store import RunStore
 from fedsafe.seeding import torch_generator
 
 _spec = importlib.util.spec_from_file_location("_tiny_fed", Path(__file__).parents[1] / "federation" / "_tiny.py")
@@ -36,17 +36,18 @@ def run_dir(tmp_path_factory) -> Path:
     """A complete run whose models learned the task (100% clean accuracy): config.yaml (matching the CRN
     settings), splits.json, final models, checkpoint."""
     data = _tiny.tiny_data()
-    rd = RunDir(tmp_path_factory.mktemp("transfer-run"))
     cfg = load_config(overrides=[f"train.rounds={ROUNDS}", "train.local_epochs=3", "crn.enabled=true",
                                  "crn.windows=[1,3]", f"crn.eps={EPS}", "crn.steps=2",
                                  f"federation.keep_received_rounds={KEEP}"])
+    store = RunStore(tmp_path_factory.mktemp("transfer-run"), config_hash=config_hash(cfg))
+    rd = store.dir
     write_text(rd.config, to_yaml(cfg))
     write_json(rd.splits, data.split_ids())
     hook = CrnClientHook(model_factory=_tiny.tiny_model, attack_sets=[s.x for s in data.client_test],
                          total_rounds=ROUNDS, **CRN)
     local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, augment=False, precision="fp32")
     Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP, local=local), data=data,
-              model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), run_dir=rd).run()
+              model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), store=store).run()
     return rd.root
 
 

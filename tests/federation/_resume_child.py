@@ -5,11 +5,12 @@ import sys
 import torch
 
 from fedsafe.federation.simulator import Simulator
-from fedsafe.runs.rundir import RunDir
 
 sys.path.insert(0, sys.argv[2])
-from _tiny import tiny_data, tiny_model, tiny_spec  # noqa: E402
+from _tiny import tiny_data, tiny_model, tiny_spec, tiny_store  # noqa: E402
 
 torch.set_num_threads(1)
-Simulator(spec=tiny_spec(rounds=int(sys.argv[3]), keep_received=3), data=tiny_data(), model_factory=tiny_model,
-          run_dir=RunDir(sys.argv[1])).run()
+store = tiny_store(sys.argv[1])
+with store.lock():
+    Simulator(spec=tiny_spec(rounds=int(sys.argv[3]), keep_received=3), data=tiny_data(), model_factory=tiny_model,
+              store=store).run()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from fedsafe.data.types import DataReport
-from fedsafe.federation.client import LocalSpec
 from fedsafe.federation.data import FederatedData, Split
-from fedsafe.federation.simulator import FederationSpec
+from fedsafe.federation.spec import FederationSpec, LocalSpec
 from fedsafe.models import PaperCNN
 
 
@@ -34,6 +33,16 @@ def tiny_model() -> PaperCNN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return PaperCNN(num_classes=2, in_channels=1, image_size=16, width=0.04)
+
+
+TINY_HASH = "tiny-federation-test-hash"
+"""The config hash the tests' run stores carry (the tiny federation has no ExperimentConfig)."""
+
+
+def tiny_store(root):
+    from fedsafe.runs.store import RunStore
+
+    return RunStore(root, config_hash=TINY_HASH)
 
 
 def tiny_spec(rounds: int = 3, **kw: object) -> FederationSpec:

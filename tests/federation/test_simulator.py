@@ -12,17 +12,14 @@ from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.round import aggregate, downlink_copy, uplink
 from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.state import max_abs_diff
-from fedsafe.runs.atomic import torch_load
-from fedsafe.runs.rundir import RunDir
-
-from ._tiny import tiny_data, tiny_model, tiny_spec
+from ._tiny import tiny_data, tiny_model, tiny_spec, tiny_store
 
 HERE = Path(__file__).parent
 
 
 def _run(rounds=3, run_dir=None, hooks=None, data=None, **kw):
     return Simulator(spec=tiny_spec(rounds=rounds, **kw), data=data or tiny_data(), model_factory=tiny_model,
-                     hooks=hooks, run_dir=run_dir).run()
+                     hooks=hooks, store=run_dir).run()
 
 
 def test_same_seed_gives_bit_identical_results():
@@ -103,8 +100,9 @@ def test_hooks_are_called_and_client_state_persists_across_rounds():
 
 
 def test_run_dir_contents(tmp_path):
-    rd = RunDir(tmp_path / "run")
-    _run(rounds=4, run_dir=rd, keep_received=2)
+    store = tiny_store(tmp_path / "run")
+    rd = store.dir
+    _run(rounds=4, run_dir=store, keep_received=2)
     assert [p.name for p in sorted((rd.root / "models" / "global").iterdir())] == [
         f"round_{t:04d}.pt" for t in range(1, 5)]
     assert rd.received_rounds() == [3, 4]  # only the last K rounds are kept
@@ -112,9 +110,9 @@ def test_run_dir_contents(tmp_path):
 
 
 def test_stop_and_resume_equals_uninterrupted(tmp_path):
-    full = _run(rounds=4, run_dir=RunDir(tmp_path / "a"))
-    rd = RunDir(tmp_path / "b")
-    part = Simulator(spec=tiny_spec(rounds=4), data=tiny_data(), model_factory=tiny_model, run_dir=rd).run(
+    full = _run(rounds=4, run_dir=tiny_store(tmp_path / "a"))
+    rd = tiny_store(tmp_path / "b")
+    part = Simulator(spec=tiny_spec(rounds=4), data=tiny_data(), model_factory=tiny_model, store=rd).run(
         stop_after=2)
     assert part.final_models == []
     resumed = _run(rounds=4, run_dir=rd)
@@ -126,7 +124,7 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path):
 
 
 def test_checkpoint_for_another_federation_is_refused(tmp_path):
-    rd = RunDir(tmp_path / "run")
+    rd = tiny_store(tmp_path / "run")
     _run(rounds=2, run_dir=rd)
     with pytest.raises(ValueError, match="different federation"):
         _run(rounds=3, run_dir=rd)
@@ -135,12 +133,14 @@ def test_checkpoint_for_another_federation_is_refused(tmp_path):
 @pytest.mark.timeout(180)
 def test_kill_minus_9_at_any_point_then_resume_is_bit_identical(tmp_path):
     rounds = 6
-    ref_dir = RunDir(tmp_path / "ref")
+    ref = tiny_store(tmp_path / "ref")
+    ref_dir = ref.dir
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(HERE / "_resume_child.py")]
     subprocess.run([*cmd, str(ref_dir.root), str(HERE), str(rounds)], check=True, env=env, timeout=120)
     for delay in (1.5, 2.5):  # kill at different points of the run
-        rd = RunDir(tmp_path / f"killed-{delay}")
+        store = tiny_store(tmp_path / f"killed-{delay}")
+        rd = store.dir
         proc = subprocess.Popen([*cmd, str(rd.root), str(HERE), str(rounds)], env=env)
         try:
             deadline = time.monotonic() + 60
@@ -152,9 +152,10 @@ def test_kill_minus_9_at_any_point_then_resume_is_bit_identical(tmp_path):
             proc.kill()
             proc.wait()
         if rd.checkpoint.is_file():
-            assert torch_load(rd.checkpoint)["round"] >= 1  # never a half-written checkpoint
+            assert store.load_checkpoint().round >= 1  # never a half-written checkpoint
         subprocess.run([*cmd, str(rd.root), str(HERE), str(rounds)], check=True, env=env, timeout=120)
+        assert not list(rd.root.rglob(".*.tmp"))  # stale temporary files were cleaned
         for c in range(3):
-            assert max_abs_diff(torch_load(ref_dir.final_model(c)), torch_load(rd.final_model(c))) == 0.0
+            assert max_abs_diff(ref.load_final(c), store.load_final(c)) == 0.0
         for t in range(1, rounds + 1):
-            assert max_abs_diff(torch_load(ref_dir.global_model(t)), torch_load(rd.global_model(t))) == 0.0
+            assert max_abs_diff(ref.load_global(t), store.load_global(t)) == 0.0

@@ -283,7 +283,9 @@ def test_cli_account_prints_the_epsilon_of_each_channel(cli_app) -> None:
     assert result.exit_code == 0, result.output
     report = account_run(sigma_uplink=0.5, sigma_downlink=0.02, clip=1.0, min_local_size=50, rounds=30,
                          num_clients=3, weights=[300, 500, 200], delta=1e-5)
-    for ch in (report.uplink, *report.downlink):
+    unconditional = account_run(sigma_uplink=0.5, sigma_downlink=0.02, clip=1.0, min_local_size=50, rounds=30,
+                                num_clients=3, weights=[300, 500, 200], delta=1e-5, sensitivity="unconditional")
+    for ch in (report.uplink, *report.downlink, unconditional.uplink, *unconditional.downlink):
         assert f"{ch.epsilon_rdp:.5g}" in result.output
         assert f"{ch.epsilon_pld:.5g}" in result.output
     assert "downlink c2" in result.output and "noise hand-set" in result.output
@@ -299,7 +301,10 @@ def test_cli_account_without_clipping_says_inf(cli_app) -> None:
 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["epsilon_uplink"] == "inf" and "no clipping" in data["uplink"]["reason"]
+    for sensitivity in ("nbafl", "unconditional"):
+        report = data["accountant"][sensitivity]
+        assert report["epsilon_uplink"] == "inf" and "no clipping" in report["uplink"]["reason"]
+        assert report["dp"] is None
 
 
 def test_cli_account_rejects_bad_weights(cli_app) -> None:

@@ -122,10 +122,15 @@ def test_cli_calibrate_prints_nbafl_noise_and_what_it_gives(cli_app) -> None:
     assert "4.8448" in result.output  # c
     report = account_run(sigma_uplink=10 * C_1E5, sigma_downlink=0.0, clip=10.0, min_local_size=100, rounds=50,
                          num_clients=3, delta=1e-5)
-    for eps in (report.uplink.epsilon_rdp, report.uplink.epsilon_pld, report.epsilon_downlink):
+    unconditional = account_run(sigma_uplink=10 * C_1E5, sigma_downlink=0.0, clip=10.0, min_local_size=100,
+                                rounds=50, num_clients=3, delta=1e-5, sensitivity="unconditional")
+    for eps in (report.uplink.epsilon_rdp, report.uplink.epsilon_pld, report.epsilon_downlink,
+                unconditional.uplink.epsilon_rdp, unconditional.uplink.epsilon_pld, unconditional.epsilon_downlink):
         assert f"{eps:.5g}" in result.output
+    assert "NbAFL sensitivity 2C/m" in result.output and "unconditional sensitivity 2C" in result.output
     z_rdp = gaussian_noise_multiplier(1.0, steps=50, delta=1e-5, rtol=1e-4)
-    assert f"{z_rdp * 0.2:.5g}" in result.output  # the s_U the RDP accountant needs for epsilon = 1
+    assert f"{z_rdp * 0.2:.5g}" in result.output  # the s_U the RDP accountant needs for epsilon = 1 (2C/m)
+    assert f"{z_rdp * 20:.5g}" in result.output  # and under the unconditional 2C
 
 
 def test_cli_calibrate_json_has_both_directions(cli_app) -> None:
@@ -137,9 +142,19 @@ def test_cli_calibrate_json_has_both_directions(cli_app) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["nbafl"]["sigma_uplink"] == pytest.approx(gaussian_constant(1e-5) * 20 * (2 / 50) / 0.5)
-    assert data["accountant"]["noise"] == "calibrated"
-    assert data["accountant"]["epsilon_uplink"] < 0.5  # NbAFL's linear-in-L noise is conservative
-    assert [need["accountant"] for need in data["needed"]] == ["rdp", "pld"]
+    nbafl, unconditional = data["accountant"]["nbafl"], data["accountant"]["unconditional"]
+    assert nbafl["noise"] == unconditional["noise"] == "calibrated"
+    assert nbafl["epsilon_uplink"] < 0.5  # NbAFL's linear-in-L noise is conservative (under its own sensitivity)
+    assert unconditional["epsilon_uplink"] > nbafl["epsilon_uplink"]  # 2C is m = 50 times 2C/m
+    assert nbafl["sensitivity"] == "nbafl" and "2C/m" in nbafl["neighbouring"]
+    assert unconditional["sensitivity"] == "unconditional" and "2C " in unconditional["neighbouring"]
+    assert nbafl["dp"].startswith("DP (epsilon") and nbafl["dp"].endswith("NbAFL sensitivity 2C/m)")
+    assert unconditional["dp"].endswith("unconditional sensitivity 2C)")  # epsilon ~ 5.6 <= 10 here too
+    for sensitivity in ("nbafl", "unconditional"):
+        assert [need["accountant"] for need in data["needed"][sensitivity]] == ["rdp", "pld"]
+        assert all(need["sensitivity"] == sensitivity for need in data["needed"][sensitivity])
+    assert data["needed"]["unconditional"][0]["sigma_uplink"] == pytest.approx(
+        50 * data["needed"]["nbafl"][0]["sigma_uplink"])
 
 
 def test_cli_calibrate_rejects_bad_input_with_one_line(cli_app) -> None:

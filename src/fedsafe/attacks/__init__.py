@@ -1,26 +1,36 @@
 """Inference-time attacks (SPEC sections 6-7): L-inf gradient-sign attacks as functions over tensors, their
-start points, cross-round noise, and sanity checks of an evaluation."""
+start points, cross-round noise, the insider's adaptive attacks (EOT over downlink noise, surrogate ensembles),
+and sanity / gradient-masking checks of an evaluation."""
 
 from fedsafe.attacks.crn import CrnState, crn_absorbs_round, crn_alpha, crn_replay, crn_update
+from fedsafe.attacks.ensemble import ensemble_gradient, ensemble_pgd
+from fedsafe.attacks.eot import eot_gradient, eot_pgd, noisy_parameters
 from fedsafe.attacks.iterative import (
     AttackResult,
+    GradientFn,
     attack_in_batches,
     bim,
     centre_gradient,
     eval_mode,
     fgsm,
+    input_gradient,
+    input_memory_format,
     iterative_attack,
     pgd,
     predict,
     resolve_labels,
 )
-from fedsafe.attacks.registry import ATTACKS, get_attack
+from fedsafe.attacks.masking import MaskingReport, masking_checks, step_rule
+from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.attacks.starts import project_start, uniform_start, zero_start
 
 __all__ = [
+    "ADAPTIVE_ATTACKS",
     "ATTACKS",
     "AttackResult",
     "CrnState",
+    "GradientFn",
+    "MaskingReport",
     "attack_in_batches",
     "bim",
     "centre_gradient",
@@ -28,14 +38,24 @@ __all__ = [
     "crn_alpha",
     "crn_replay",
     "crn_update",
+    "ensemble_gradient",
+    "ensemble_pgd",
+    "eot_gradient",
+    "eot_pgd",
     "eval_mode",
     "fgsm",
+    "get_adaptive_attack",
     "get_attack",
+    "input_gradient",
+    "input_memory_format",
     "iterative_attack",
+    "masking_checks",
+    "noisy_parameters",
     "pgd",
     "predict",
     "project_start",
     "resolve_labels",
+    "step_rule",
     "uniform_start",
     "zero_start",
 ]

@@ -10,31 +10,27 @@ state under ``crn<R>.<field>`` (the fields of :meth:`CrnState.to_state_dict`, pl
 they are checkpointed with the run and a resumed run ends bit-identical. The final downlink (round T + 1,
 the client's final model) is not absorbed: the attack itself starts from that model.
 
-Replay. :func:`replay_crn` runs the same :func:`fedsafe.attacks.crn.crn_replay` over the copies saved in
-``models/received/round_t/client_i.pt`` for the last R rounds; with the same settings it equals the online
-buffer bit for bit, and it lets a sweep over eps, alpha or R reuse one training run.
+Replay. :func:`replay_crn` runs the same :func:`fedsafe.attacks.crn.crn_replay` over the copies a run kept of the
+last R rounds (the caller reads them from the run directory); with the same settings it equals the online buffer
+bit for bit, and it lets a sweep over eps, alpha or R reuse one training run.
 
 Precision: fp32 by default (the online and replayed buffers must agree exactly); "bf16" is allowed.
 
->>> # hook = CrnClientHook.from_config(cfg, data, spec)   # wired by defenses.registry.hooks_for
->>> # Hooks(client=hook); after the run: checkpoint["client_states"][i]["crn10.delta"]
+>>> # hook = fedsafe.build.crn_hook(cfg, data, spec)   # wired by fedsafe.build.build_hooks
+>>> # Hooks(client=hook); after the run: checkpoint.client_states[i]["crn10.delta"]
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
-import yaml
 from torch import nn
 
-from ..runs.atomic import torch_load
-from ..runs.rundir import RunDir
 from .crn import CrnState, crn_absorbs_round, crn_alpha, crn_replay
 
-__all__ = ["CrnClientHook", "crn_key", "crn_state_from", "replay_crn", "run_model_factory"]
+__all__ = ["CrnClientHook", "crn_key", "crn_state_from", "replay_crn"]
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +92,6 @@ class CrnClientHook:
         self.precision, self.batch_size = precision, batch_size
         self._model: nn.Module | None = None
 
-    @classmethod
-    def from_config(cls, cfg, data, spec, *, precision: str = "fp32") -> CrnClientHook:
-        """The hook of ``cfg.crn`` for the federation ``data`` (attack sets: ``data.client_test[i].x``)."""
-        from ..experiments.train import model_factory  # local: experiments imports the defences registry
-
-        c = cfg.crn
-        return cls(model_factory=model_factory(cfg, len(data.class_names), data.in_channels),
-                   attack_sets=[s.x for s in data.client_test], total_rounds=spec.rounds, windows=c.windows,
-                   eps=c.eps, steps=c.steps or cfg.train.local_epochs, alpha=c.alpha, centre_grad=c.centre_grad,
-                   precision=precision)
-
     def _load(self, received: Mapping[str, torch.Tensor]) -> nn.Module:
         if self._model is None:
             self._model = self.model_factory()
@@ -140,88 +125,28 @@ class CrnClientHook:
         return new
 
 
-def run_model_factory(run_dir: str | Path, *, num_classes: int | None = None,
-                      in_channels: int | None = None) -> Callable[[], nn.Module]:
-    """The model factory of the run in ``run_dir`` (its ``config.yaml``); the number of classes and input
-    channels are read from client 0's final model if not given (the last layer's bias / first conv's weight)."""
-    from ..config import ExperimentConfig
-    from ..experiments.train import model_factory
-
-    rd = RunDir(Path(run_dir))
-    if not rd.config.is_file():
-        raise FileNotFoundError(f"{rd.config}: no config.yaml: not a fedsafe run directory")
-    cfg = ExperimentConfig.model_validate(yaml.safe_load(rd.config.read_text()))
-    if num_classes is None or in_channels is None:
-        state = _load_state(_first_existing(rd))
-        weights = [v for v in state.values() if v.dim() == 4]
-        num_classes = num_classes or int(list(state.values())[-1].shape[0])
-        in_channels = in_channels or int(weights[0].shape[1])
-    return model_factory(cfg, num_classes, in_channels)
-
-
-def _first_existing(rd: RunDir) -> Path:
-    if rd.final_model(0).is_file():
-        return rd.final_model(0)
-    rounds = rd.received_rounds()
-    if rounds:
-        return rd.received(rounds[-1], 0)
-    raise FileNotFoundError(f"{rd.root}: no final or received model to read the model's shape from")
-
-
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing")
-    return torch_load(path)
-
-
-def _total_rounds(rd: RunDir) -> int:
-    if rd.checkpoint.is_file():
-        return int(torch_load(rd.checkpoint)["rounds"])
-    if rd.config.is_file():
-        return int(yaml.safe_load(rd.config.read_text())["train"]["rounds"])
-    raise FileNotFoundError(f"{rd.root}: neither checkpoint.pt nor config.yaml: cannot tell the number of rounds")
-
-
 def replay_crn(
-    run_dir: str | Path,
+    received: Iterable[Mapping[str, torch.Tensor]],
+    x: torch.Tensor,
     *,
-    client: int,
-    window: int,
+    model_factory: Callable[[], nn.Module],
     eps: float,
     steps: int,
-    x: torch.Tensor,
     alpha: float | None = None,
     centre_grad: bool = True,
-    model_factory: Callable[[], nn.Module] | None = None,
-    total_rounds: int | None = None,
     precision: str = "fp32",
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """The CRN delta of client ``client`` on its attack set ``x`` over the last ``window`` rounds, replayed from
-    ``RUN/models/received/round_t/client_i.pt`` (t = T - R + 1 .. T, oldest first).
+    """The CRN delta of a client on its attack set ``x`` after absorbing ``received`` (the state dicts of the copies
+    it received in the last R rounds, oldest first), each loaded into one model from ``model_factory``.
 
-    ``model_factory`` defaults to the run's own (:func:`run_model_factory`); ``total_rounds`` (T) to the
-    checkpoint's. With the settings of the online hook the result equals its buffer bit for bit.
-    Raises FileNotFoundError naming the first missing copy if the run kept fewer than R rounds.
+    With the settings of the online hook the result equals its buffer bit for bit.
     """
-    rd = RunDir(Path(run_dir))
-    total = _total_rounds(rd) if total_rounds is None else int(total_rounds)
-    if not 1 <= window <= total:
-        raise ValueError(f"CRN window must be in [1, {total}] (the run's rounds), got {window}")
-    paths = [rd.received(t, client) for t in range(total - window + 1, total + 1)]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        kept = rd.received_rounds()
-        held = f"rounds {kept[0]}..{kept[-1]}" if kept else "no rounds"
-        raise FileNotFoundError(f"CRN{window} replay needs the received copies of rounds {total - window + 1}.."
-                                f"{total}, but {missing[0]} is missing (the run kept {held}; raise "
-                                f"federation.keep_received_rounds)")
-    factory = model_factory or run_model_factory(rd.root, in_channels=int(x.shape[1]))
-    model = factory()
+    model = model_factory()
 
     def models():
-        for p in paths:
-            model.load_state_dict(torch_load(p))
+        for state in received:
+            model.load_state_dict(state)
             yield model
 
     return crn_replay(models(), x, eps=eps, steps=steps, alpha=alpha, centre_grad=centre_grad, precision=precision,

@@ -15,13 +15,25 @@ the batch it is in.
 
 No side effects: ``x`` is never modified, the model's train/eval modes are restored afterwards, no gradient is
 accumulated into its parameters (``torch.autograd.grad`` w.r.t. the input only), and no global RNG is used.
+
+The loop takes its ascent direction from a gradient function ``g(x_adv, labels)``: the model's own input
+gradient by default (:func:`input_gradient`); the adaptive attacks pass the mean gradient over noisy copies of
+the model (:mod:`fedsafe.attacks.eot`) or over several models (:mod:`fedsafe.attacks.ensemble`).
+
+CPU cost (issue 13): the perturbed image is kept in the memory format the model's first convolution wants
+(:func:`input_memory_format`; channels-last strides for a channels-last model, even for one channel, where
+``.contiguous(memory_format=torch.channels_last)`` is a no-op and any out-of-place op returns NCHW strides:
+1.6x slower convolutions on a CPU), and it, the clipping bounds and the sign buffer are allocated once and
+updated in place. The other cost measured in ``benchmarks/bench_attacks.py`` is the process's allocator (glibc
+returns every activation above its 32 MiB mmap ceiling to the kernel and faults it back in on the next pass):
+that is a process setting for the entry point, documented there, not something a library function changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,12 +46,15 @@ from fedsafe.precision import autocast, resolve_precision
 
 __all__ = [
     "AttackResult",
+    "GradientFn",
     "Labels",
     "attack_in_batches",
     "bim",
     "centre_gradient",
     "eval_mode",
     "fgsm",
+    "input_gradient",
+    "input_memory_format",
     "iterative_attack",
     "pgd",
     "predict",
@@ -47,6 +62,9 @@ __all__ = [
 ]
 
 Labels = torch.Tensor | Literal["pred"]
+GradientFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``g(x_adv, labels) -> direction``: x_adv (B, C, H, W) (not modified), labels (B,) int64 -> (B, C, H, W), the
+vector whose sign the step loop follows (a new tensor, or one the function no longer uses)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,8 @@ class AttackResult:
         x_adv: (B, C, H, W) adversarial images in [0, 1], dtype/device of ``x``.
         delta: ``x_adv - x``.
         labels: (B,) the labels whose cross-entropy was ascended.
-        forward_backward: forward+backward passes per image (= steps).
+        forward_backward: forward+backward passes per image (= steps x gradient evaluations a step: 1 for
+            FGSM / BIM / PGD, K for EOT over K noisy copies, R for an ensemble of R models).
         forwards: extra forward-only passes per image (1 when the labels were predicted, else 0).
         seconds: wall-clock seconds of the whole call.
     """
@@ -111,6 +130,52 @@ def centre_gradient(grad: torch.Tensor) -> torch.Tensor:
     return grad - grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
 
 
+def input_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    precision: str = "fp32",
+    parameters: Mapping[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``grad_x sum_b CE(f(x_b; w), labels_b)`` (B, C, H, W), w.r.t. the input only (no parameter gets a .grad).
+
+    ``parameters``: name -> tensor replacing the model's own parameters for this pass
+    (``torch.func.functional_call``: the module is not modified; buffers stay the module's). The model's mode is
+    the caller's (the attacks run it inside :func:`eval_mode`); the forward pass runs under ``precision``'s autocast.
+
+    >>> m = nn.Linear(3, 2)
+    >>> input_gradient(m, torch.rand(4, 3), torch.zeros(4, dtype=torch.long)).shape
+    torch.Size([4, 3])
+    """
+    x = x.detach().requires_grad_(True)  # an alias: the caller's tensor is neither copied nor modified
+    with torch.enable_grad(), autocast(precision, x.device.type):
+        logits = model(x) if parameters is None else torch.func.functional_call(model, dict(parameters), (x,))
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)  # w.r.t. the input only: parameters get no .grad
+    return grad
+
+
+def input_memory_format(model: nn.Module) -> torch.memory_format:
+    """The memory format the model's first 2-D convolution wants its input in: ``torch.channels_last`` when its
+    weight has channels-last strides, ``torch.contiguous_format`` when it has NCHW strides, judged on the first
+    convolution whose weight tells the two apart (a (O, 1, 1, 1) weight fits both); ``torch.preserve_format``
+    for a model without 2-D convolutions.
+
+    >>> from fedsafe.precision import to_channels_last
+    >>> input_memory_format(to_channels_last(nn.Sequential(nn.Conv2d(1, 4, 3)))) == torch.channels_last
+    True
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            w = module.weight
+            o, c, h, k = w.shape
+            is_cl, is_nchw = w.stride() == (c * h * k, 1, k * c, c), w.stride() == (c * h * k, h * k, k, 1)
+            if is_cl != is_nchw:
+                return torch.channels_last if is_cl else torch.contiguous_format
+    return torch.preserve_format
+
+
 def iterative_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -122,31 +187,61 @@ def iterative_attack(
     start: torch.Tensor | None = None,
     centre_grad: bool = False,
     precision: str = "fp32",
+    gradient: GradientFn | None = None,
+    gradients_per_step: int = 1,
+    models: Sequence[nn.Module] = (),
 ) -> AttackResult:
-    """The step loop (module docstring) from ``start`` (a delta, default zero); see :func:`bim`."""
+    """The step loop (module docstring) from ``start`` (a delta, default zero); see :func:`bim`.
+
+    ``gradient``: the direction function (default: ``model``'s own input gradient under ``precision``);
+    ``gradients_per_step``: the forward+backward passes an image it costs, for the result's cost count;
+    ``models``: further modules ``gradient`` evaluates, run in eval mode with ``model`` (modes restored). The labels
+    are resolved on ``model`` and ``x_adv`` takes its :func:`input_memory_format`, whatever the gradient function.
+    """
     _check_budget(eps=eps, alpha=alpha, steps=steps)
-    return _step_loop(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start,
-                      centre_grad=centre_grad, precision=precision)
+    if isinstance(gradients_per_step, bool) or not isinstance(gradients_per_step, int) or gradients_per_step < 1:
+        raise ValueError(f"gradients_per_step must be an integer >= 1, got {gradients_per_step!r}")
+    return _step_loop(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start, centre_grad=centre_grad,
+                      precision=precision, gradient=gradient, gradients_per_step=gradients_per_step,
+                      models=tuple(models))
 
 
-def _step_loop(model, x, y, *, eps, alpha, steps, start, centre_grad, precision) -> AttackResult:
+def _step_loop(model, x, y, *, eps, alpha, steps, start, centre_grad, precision, gradient=None,
+               gradients_per_step=1, models=()) -> AttackResult:
+    """The loop; ``models``: further modules the gradient function evaluates, put in eval mode with ``model``."""
     _check_images(x)
     prec = resolve_precision(precision, x.device)
     t0 = time.perf_counter()
     x = x.detach()
-    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
-    with eval_mode(model), torch.enable_grad():
+    fmt = input_memory_format(model) if x.dim() == 4 else torch.preserve_format
+    with contextlib.ExitStack() as stack:
+        for m in dict.fromkeys((model, *models)):  # each module once, in order
+            stack.enter_context(eval_mode(m))
+        stack.enter_context(torch.enable_grad())
         labels = resolve_labels(model, x, y, precision=prec)
-        x_adv = x.clone() if start is None else torch.clamp(x + _check_start(start, x), lo, hi)
+        if gradient is None:
+            def gradient(x_adv, lab):
+                return input_gradient(model, x_adv, lab, precision=prec)
+        # buffers in the model's input format, allocated once and updated in place; the values are those of
+        # lo = (x - eps).clamp(min=0), hi = (x + eps).clamp(max=1), x_adv = clamp(x + start, lo, hi)
+        lo = torch.empty_like(x, memory_format=fmt).copy_(x).sub_(eps).clamp_(min=0)
+        hi = torch.empty_like(x, memory_format=fmt).copy_(x).add_(eps).clamp_(max=1)
+        x_adv = torch.empty_like(x, memory_format=fmt).copy_(x)
+        if start is not None:
+            x_adv.add_(_check_start(start, x)).clamp_(lo, hi)
+        direction = torch.empty_like(x_adv)
+        dims = tuple(range(2, x.dim()))
         for _ in range(steps):
-            x_adv.requires_grad_(True)
-            with autocast(prec, x.device.type):
-                loss = F.cross_entropy(model(x_adv), labels, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)  # w.r.t. the input only: parameters get no .grad
+            grad = gradient(x_adv, labels)
             if centre_grad:
-                grad = centre_gradient(grad)
-            x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), lo, hi)
-    return AttackResult(x_adv=x_adv, delta=x_adv - x, labels=labels, forward_backward=steps,
+                if grad.dim() < 3:
+                    raise ValueError(f"gradient centring needs (B, C, *spatial) tensors, got shape {tuple(grad.shape)}")
+                torch.sub(grad, grad.mean(dim=dims, keepdim=True), out=direction).sign_()
+            else:
+                torch.sign(grad, out=direction)
+            del grad  # free it before the next forward pass allocates
+            x_adv.add_(direction, alpha=alpha).clamp_(lo, hi)  # alpha * sign is exact: same values as x + alpha * s
+    return AttackResult(x_adv=x_adv, delta=x_adv - x, labels=labels, forward_backward=steps * gradients_per_step,
                         forwards=int(isinstance(y, str)), seconds=time.perf_counter() - t0)
 
 

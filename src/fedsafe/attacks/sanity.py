@@ -7,6 +7,10 @@
   non-differentiable preprocessing step: gradient masking).
 * ASR must be 0 at eps = 0, must not decrease when eps grows, and an unbounded-ish white-box attack
   (large eps) must reach close to 100%.
+* ASR must not decrease when the attack takes more steps (:func:`check_steps_curve`).
+
+:mod:`fedsafe.attacks.masking` runs the eps and steps curves of one attack and collects these warnings into a
+report with flags.
 
 >>> check_outputs(torch.softmax(torch.randn(4, 3), 1))[0].startswith("model outputs look like probabilities")
 True
@@ -15,6 +19,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,12 +28,19 @@ from torch import nn
 
 from fedsafe.attacks.iterative import Labels, eval_mode, predict, resolve_labels
 
+T = TypeVar("T")
+
 __all__ = [
+    "asr_sweep",
     "attack_success_rate",
     "check_eps_curve",
     "check_input_gradients",
     "check_outputs",
+    "check_steps_curve",
+    "drop_warnings",
     "eps_sweep",
+    "eps_zero_warnings",
+    "large_eps_warnings",
     "run_sanity_checks",
 ]
 
@@ -75,6 +87,22 @@ def attack_success_rate(clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> flo
     return float((clean_pred != adv_pred).double().mean())
 
 
+def asr_sweep(
+    attack_at: Callable[[T], torch.Tensor],
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    values: Sequence[T],
+) -> np.ndarray:
+    """White-box ASR of ``attack_at(v) -> x_adv`` on ``model`` for each ``v`` of ``values`` (an eps, a number of
+    steps, ...): (len(values),) float64.
+
+    >>> # asr_sweep(lambda k: bim(m, x, eps=0.03, alpha=0.03 / k, steps=k).x_adv, m, x, values=[1, 5, 20])
+    """
+    clean = predict(model, x)
+    return np.array([attack_success_rate(clean, predict(model, attack_at(v))) for v in values])
+
+
 def eps_sweep(
     attack_at_eps: Callable[[float], torch.Tensor],
     model: nn.Module,
@@ -82,12 +110,11 @@ def eps_sweep(
     *,
     eps_values: Sequence[float],
 ) -> np.ndarray:
-    """White-box ASR of ``attack_at_eps(eps) -> x_adv`` on ``model`` for each eps.
+    """White-box ASR of ``attack_at_eps(eps) -> x_adv`` on ``model`` for each eps (:func:`asr_sweep`).
 
     >>> # eps_sweep(lambda e: fgsm(m, x, eps=e).x_adv, m, x, eps_values=[0, 0.03, 0.3])
     """
-    clean = predict(model, x)
-    return np.array([attack_success_rate(clean, predict(model, attack_at_eps(e))) for e in eps_values])
+    return asr_sweep(attack_at_eps, model, x, values=eps_values)
 
 
 def check_eps_curve(
@@ -100,20 +127,47 @@ def check_eps_curve(
 ) -> list[str]:
     """Warnings about an ASR-vs-eps curve (eps strictly increasing): ASR > 0 at eps = 0; ASR dropping by more
     than ``tol`` as eps grows; ASR below ``min_asr_at_large_eps`` at the largest eps if it is >= ``large_eps``."""
-    eps, rate = np.asarray(eps_values, dtype=float), np.asarray(asr, dtype=float)
-    if eps.shape != rate.shape or eps.ndim != 1 or eps.size == 0 or np.any(np.diff(eps) <= 0):
-        raise ValueError("eps_values must be strictly increasing and match asr in length")
-    warnings = []
+    eps, rate = _curve(eps_values, asr, "eps_values")
+    return (eps_zero_warnings(eps, rate) + drop_warnings(eps, rate, tol=tol, name="eps")
+            + large_eps_warnings(eps, rate, large_eps=large_eps, min_asr=min_asr_at_large_eps))
+
+
+def check_steps_curve(steps_values: Sequence[int], asr: Sequence[float], *, tol: float = 0.02) -> list[str]:
+    """Warnings about an ASR-vs-steps curve at one eps (steps strictly increasing): ASR dropping by more than
+    ``tol`` when the attack takes more steps (Carlini et al. 2019, section 4.5: more iterations must not weaken
+    an iterative attack; if they do, its gradients are not a reliable guide)."""
+    steps, rate = _curve(steps_values, asr, "steps_values")
+    return drop_warnings(steps, rate, tol=tol, name="steps")
+
+
+def eps_zero_warnings(eps: np.ndarray, rate: np.ndarray) -> list[str]:
+    """The eps-curve check "ASR is 0 at eps = 0" alone (a curve as :func:`check_eps_curve` validates it)."""
     if eps[0] == 0 and rate[0] > 0:
-        warnings.append(f"ASR is {rate[0]:.1%} at eps = 0: the attack changes predictions without perturbing "
-                        "(randomness in the model or a bug)")
-    for i in np.flatnonzero(np.diff(rate) < -tol):
-        warnings.append(f"ASR decreases from {rate[i]:.1%} at eps={eps[i]:g} to {rate[i + 1]:.1%} at "
-                        f"eps={eps[i + 1]:g}: the attack is not converging (gradient masking or too few steps)")
-    if eps[-1] >= large_eps and rate[-1] < min_asr_at_large_eps:
-        warnings.append(f"white-box ASR is only {rate[-1]:.1%} at eps={eps[-1]:g}; a working attack should reach "
-                        f"about 100% at large eps")
-    return warnings
+        return [f"ASR is {rate[0]:.1%} at eps = 0: the attack changes predictions without perturbing "
+                "(randomness in the model or a bug)"]
+    return []
+
+
+def large_eps_warnings(eps: np.ndarray, rate: np.ndarray, *, large_eps: float, min_asr: float) -> list[str]:
+    """The eps-curve check "about 100% at a large eps" alone (a curve as :func:`check_eps_curve` validates it)."""
+    if eps[-1] >= large_eps and rate[-1] < min_asr:
+        return [f"white-box ASR is only {rate[-1]:.1%} at eps={eps[-1]:g}; a working attack should reach "
+                f"about 100% at large eps"]
+    return []
+
+
+def drop_warnings(values: np.ndarray, rate: np.ndarray, *, tol: float, name: str) -> list[str]:
+    """The check "ASR does not drop by more than ``tol`` as ``name`` grows" alone, on a validated curve."""
+    return [f"ASR decreases from {rate[i]:.1%} at {name}={values[i]:g} to {rate[i + 1]:.1%} at "
+            f"{name}={values[i + 1]:g}: the attack is not converging (gradient masking or too few steps)"
+            for i in np.flatnonzero(np.diff(rate) < -tol)]
+
+
+def _curve(values: Sequence[float], asr: Sequence[float], name: str) -> tuple[np.ndarray, np.ndarray]:
+    v, rate = np.asarray(values, dtype=float), np.asarray(asr, dtype=float)
+    if v.shape != rate.shape or v.ndim != 1 or v.size == 0 or np.any(np.diff(v) <= 0):
+        raise ValueError(f"{name} must be strictly increasing and match asr in length")
+    return v, rate
 
 
 def run_sanity_checks(

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ..data.download import SOURCES, DownloadError, download
 from ..data.medmnist import read_medmnist
+from ..data.neardup import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, NearDuplicateSettings
 from ..data.pcam import PCAM_SPLITS
 from ..data.tasks import TASKS, load_task
 from ..data.types import DataReport
@@ -21,6 +22,7 @@ from .console import fail, out, progress_bars
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 TOP_SIZES = 8
+TOP_PAIRS = 6
 
 
 def infer_task(path: Path) -> str:
@@ -65,21 +67,32 @@ def check(
                                         help="Drop duplicates that carry different labels (default: per task)."),
     max_per_split: int | None = typer.Option(None, "--max-per-split", help="Read at most N per official split "
                                       "(breastmnist, pcam)."),
+    near_duplicates: bool = typer.Option(True, "--near-duplicates/--no-near-duplicates",
+                                         help="Group near-duplicates (task.near_duplicates)."),
+    near_threshold: float = typer.Option(DEFAULT_THRESHOLD, "--near-threshold", help="Mean |difference| in [0, 1] "
+                                         "at 256x256 grey below which two images are near-duplicates."),
+    near_hash_distance: int = typer.Option(DEFAULT_HASH_DISTANCE, "--near-hash-distance",
+                                           help="pHash bits two candidate near-duplicates may differ in."),
 ) -> None:
-    """Read a data set as the training code will, and report counts, sizes, duplicates and unreadable files."""
+    """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates and
+    unreadable files."""
     try:
         if task is None:
             if path is None:
                 raise ValueError("give a PATH or --task synthetic")
             task = infer_task(path)
+        near = NearDuplicateSettings(threshold=near_threshold, hash_distance=near_hash_distance)
         with progress_bars() as progress:
             if task in TASKS:
                 _, report = load_task(task, data_root=path, image_size=size, channels=channels, cache_dir=cache_dir,
                                       strict=strict, progress=progress, max_per_split=max_per_split,
-                                      drop_conflicts=drop_conflicts, use_cache=not no_cache)
+                                      drop_conflicts=drop_conflicts, use_cache=not no_cache,
+                                      near_duplicates=near_duplicates, near_duplicate_threshold=near.threshold,
+                                      near_duplicate_hash_distance=near.hash_distance)
             elif path is not None and path.suffix == ".npz":
                 _, report = read_medmnist(path, size=size, channels=channels, name=task, max_per_split=max_per_split,
-                                          drop_conflicts=bool(drop_conflicts), progress=progress)
+                                          drop_conflicts=bool(drop_conflicts), progress=progress,
+                                          near_duplicates=near if near_duplicates else None)
             else:
                 raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     except ValueError as exc:
@@ -129,6 +142,7 @@ def show_report(report: DataReport) -> None:
         for key, n in report.duplicates.items():
             dup.add_row(key.replace("_", " "), str(n))
         out.print(dup)
+    show_near_duplicates(report.near_duplicates)
     if report.unreadable:
         bad = Table(title=f"Unreadable files ({len(report.unreadable)}, skipped)")
         bad.add_column("file", overflow="fold")
@@ -142,6 +156,35 @@ def show_report(report: DataReport) -> None:
         out.print(Text("preprocessing: " + ", ".join(f"{k}={v}" for k, v in report.preprocessing.items())))
     for note in report.notes:
         out.print(Text(f"note: {note}"))
+
+
+def show_near_duplicates(near: dict[str, object]) -> None:
+    """Print the near-duplicate counts of a DataReport and a few example pairs."""
+    if not near:
+        return
+    if not near.get("computed"):
+        out.print(Text(f"near-duplicates: not searched ({near.get('note', 'no grouping')})"))
+        return
+    out.print(Text(f"near-duplicates: {near.get('method', '')}"))
+    counts = Table(title="Near-duplicates (each group stays in one split)")
+    counts.add_column("count of")
+    counts.add_column("n", justify="right")
+    for key in ("groups", "images_in_groups", "mixed_label_groups", "largest_group", "candidate_pairs",
+                "confirmed_pairs"):
+        if key in near:
+            counts.add_row(key.replace("_", " "), str(near[key]))
+    out.print(counts)
+    examples = list(near.get("examples") or [])[:TOP_PAIRS]
+    if examples:
+        pairs = Table(title="Example near-duplicate pairs (smallest to largest difference)")
+        pairs.add_column("image", overflow="fold")
+        pairs.add_column("near-duplicate of", overflow="fold")
+        pairs.add_column("mean |diff|", justify="right")
+        pairs.add_column("pHash bits", justify="right")
+        for e in examples:
+            pairs.add_row(Text(str(e["a"])), Text(str(e["b"])), f"{float(e['difference']):.4f}",
+                          str(e["hash_distance"]))
+        out.print(pairs)
 
 
 @app.command("download")

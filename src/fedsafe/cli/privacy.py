@@ -2,7 +2,8 @@
 
 ``calibrate`` goes from a target (epsilon, delta) to the NbAFL noise, then asks the accountant what that noise
 gives and what noise the accountant itself would need. ``account`` goes from the noise a run used to its
-(epsilon, delta) per channel.
+(epsilon, delta) per channel. Both print every number under both sensitivities (SPEC section 4): NbAFL's 2C/m
+and the unconditional 2C, each table naming its own, with the "DP" label where epsilon <= 10 at delta <= 1e-5.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from rich.table import Table
 
 from ..privacy import (
     ACCOUNTANTS,
+    DP_MAX_DELTA,
+    DP_MAX_EPSILON,
+    SENSITIVITIES,
     PrivacyReport,
     TargetNoise,
-    account_run,
+    account_run_both,
     calibrate_nbafl,
     noise_for_target,
 )
@@ -65,7 +69,7 @@ def _report_table(report: PrivacyReport, title: str) -> Table:
 
 
 def _print_report(report: PrivacyReport, title: str) -> None:
-    out.print(_report_table(report, title))
+    out.print(_report_table(report, f"{title}: {SENSITIVITIES[report.sensitivity][0]}"))
     legend = f"uplink: each client against the {report.uplink.adversary}"
     if report.num_clients > 1:
         who = "each client" if len(set(report.weights)) == 1 else "client cI"
@@ -78,26 +82,41 @@ def _print_report(report: PrivacyReport, title: str) -> None:
     out.print(f"{report.accountant.upper()} (headline): epsilon uplink = {_num(report.epsilon_uplink)}, "
               f"downlink (worst client) = {_num(report.epsilon_downlink)}, at delta = {report.delta:g} "
               f"over T = {report.rounds} rounds; noise {report.noise}.", highlight=False)
+    verdict = report.dp or (f"not DP (that needs epsilon <= {DP_MAX_EPSILON:g} at delta <= {DP_MAX_DELTA:g}; "
+                            f"{SENSITIVITIES[report.sensitivity][0]})")
+    out.print(f"Neighbouring: {report.neighbouring}. Label: {verdict}.", highlight=False)
+
+
+def _print_reports(reports: dict[str, PrivacyReport], title: str) -> None:
+    for report in reports.values():
+        _print_report(report, title)
 
 
 def _inverse(*, target_epsilon: float, delta: float, clip: float, m: int, rounds: int, clients: int,
-             weights: list[float] | None) -> list[TargetNoise]:
-    return [noise_for_target(target_epsilon=target_epsilon, delta=delta, clip=clip, min_local_size=m,
-                             rounds=rounds, num_clients=clients, weights=weights, accountant=accountant,
-                             rtol=_INVERSE_RTOL) for accountant in ACCOUNTANTS]
+             weights: list[float] | None) -> dict[str, list[TargetNoise]]:
+    """Per sensitivity, the noise each accountant needs (s_U calibrated, s_D on top of it)."""
+    return {sensitivity: [noise_for_target(target_epsilon=target_epsilon, delta=delta, clip=clip, min_local_size=m,
+                                           rounds=rounds, num_clients=clients, weights=weights,
+                                           accountant=accountant, sensitivity=sensitivity, rtol=_INVERSE_RTOL)
+                          for accountant in ACCOUNTANTS] for sensitivity in SENSITIVITIES}
 
 
-def _print_inverse(needs: list[TargetNoise]) -> None:
-    first = needs[0]
+def _print_inverse(needs: dict[str, list[TargetNoise]]) -> None:
+    first = next(iter(needs.values()))[0]
     out.print(f"Noise the accountants need for epsilon = {first.target_epsilon:g} at delta = {first.delta:g} "
               f"over T = {first.rounds} rounds:", highlight=False)
     tab = Table()
-    for name in ("accountant", "z", "s_U", "s_D"):
-        tab.add_column(name, justify="left" if name == "accountant" else "right")
-    for need in needs:
-        tab.add_row(need.accountant.upper(), _num(need.noise_multiplier), _num(need.sigma_uplink),
-                    _num(need.sigma_downlink))
+    for name in ("sensitivity", "accountant", "z", "s_U", "s_D"):
+        tab.add_column(name, justify="left" if name in ("sensitivity", "accountant") else "right")
+    for sensitivity, rows in needs.items():
+        for need in rows:
+            tab.add_row(SENSITIVITIES[sensitivity][0], need.accountant.upper(), _num(need.noise_multiplier),
+                        _num(need.sigma_uplink), _num(need.sigma_downlink))
     out.print(tab)
+
+
+def _needs_json(needs: dict[str, list[TargetNoise]]) -> dict[str, list[dict[str, object]]]:
+    return {sensitivity: [need.to_dict() for need in rows] for sensitivity, rows in needs.items()}
 
 
 @app.command()
@@ -118,14 +137,16 @@ def calibrate(
         cal = calibrate_nbafl(epsilon=epsilon, delta=delta, clip=clip, min_local_size=m,
                               exposures=rounds if exposures is None else exposures, rounds=rounds,
                               num_clients=clients)
-        report = account_run(sigma_uplink=cal.sigma_uplink, sigma_downlink=cal.sigma_downlink, clip=clip,
-                             min_local_size=m, rounds=rounds, num_clients=clients, delta=delta,
-                             calibrated=True, accountant=accountant)
+        reports = account_run_both(sigma_uplink=cal.sigma_uplink, sigma_downlink=cal.sigma_downlink, clip=clip,
+                                   min_local_size=m, rounds=rounds, num_clients=clients, delta=delta,
+                                   calibrated=True, accountant=accountant)
         needs = _inverse(target_epsilon=epsilon, delta=delta, clip=clip, m=m, rounds=rounds, clients=clients,
                          weights=None)
         if as_json:
-            out.print_json(json.dumps({"nbafl": cal.to_dict(), "accountant": report.to_dict(),
-                                       "needed": [need.to_dict() for need in needs]}))
+            out.print_json(json.dumps({
+                "nbafl": cal.to_dict(),
+                "accountant": {name: report.to_dict() for name, report in reports.items()},
+                "needed": _needs_json(needs)}))
             return
         tab = Table(title="NbAFL calibration (Wei et al. 2020)")
         tab.add_column("quantity")
@@ -135,7 +156,7 @@ def calibrate(
             tab.add_row(label, _num(value))
         out.print(tab)
         out.print(cal.note, highlight=False)
-        _print_report(report, "What this noise really gives (dp-accounting)")
+        _print_reports(reports, "What this noise really gives")
         if cal.exposures != cal.rounds:
             out.print(f"The accountant assumes every client in every round: it composes over T = {rounds}, "
                       f"not L = {cal.exposures} (conservative).", highlight=False)
@@ -159,26 +180,26 @@ def account(
     accountant: str = typer.Option("rdp", "--accountant", help="Headline accountant: rdp or pld."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """The (epsilon, delta) per channel that a run with these noises gives."""
+    """The (epsilon, delta) per channel that a run with these noises gives, under both sensitivities."""
     accountant = _check_accountant(accountant)
     p = _parse_weights(weights)
     try:
-        report = account_run(sigma_uplink=sigma_up, sigma_downlink=sigma_down, clip=clip, min_local_size=m,
-                             rounds=rounds, num_clients=clients, delta=delta, weights=p, calibrated=False,
-                             accountant=accountant)
-        needs = []
+        reports = account_run_both(sigma_uplink=sigma_up, sigma_downlink=sigma_down, clip=clip, min_local_size=m,
+                                   rounds=rounds, num_clients=clients, delta=delta, weights=p, calibrated=False,
+                                   accountant=accountant)
+        needs: dict[str, list[TargetNoise]] = {}
         if target_epsilon is not None:
             if clip is None:
                 raise ValueError("--target-epsilon needs --clip: without clipping no noise is enough.")
             needs = _inverse(target_epsilon=target_epsilon, delta=delta, clip=clip, m=m, rounds=rounds,
                              clients=clients, weights=p)
         if as_json:
-            data = report.to_dict()
+            data: dict[str, object] = {"accountant": {name: report.to_dict() for name, report in reports.items()}}
             if needs:
-                data["needed"] = [need.to_dict() for need in needs]
+                data["needed"] = _needs_json(needs)
             out.print_json(json.dumps(data))
             return
-        _print_report(report, "Privacy of the run (dp-accounting)")
+        _print_reports(reports, "Privacy of the run")
         if needs:
             _print_inverse(needs)
     except ValueError as e:

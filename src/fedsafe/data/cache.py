@@ -38,8 +38,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READER_VERSION = 1
-"""Bump when decoding or resizing changes, so old entries are not used."""
+READER_VERSION = 2
+"""Bump when decoding or resizing changes, so old entries are not used (2: 16-bit and float sources scaled)."""
 
 
 def default_cache_dir() -> Path:

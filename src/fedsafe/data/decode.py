@@ -5,6 +5,20 @@ Colour: C = 1 is PIL mode "L" (ITU-R 601-2 luma, L = 0.299 R + 0.587 G + 0.114 B
 bilinear kernel by the scale factor when shrinking, so the downscale is antialiased (area-like).
 Non-square sources are stretched to the square, as the papers' preprocessing does.
 
+Pixel depth (:func:`to_8bit`): every source is first mapped to 8 bits, so that 0 is black and 255 white
+whatever the file's mode, and [0, 1] pixel units mean the same for every file:
+
+* 8-bit modes ("L", "P", "RGB", "CMYK", "YCbCr", "LA", "RGBA", "1", ...) are converted by Pillow; an alpha
+  channel is ignored (the colour stored under it is used), "1" gives 0 / 255;
+* 16-bit modes ("I;16", "I;16B", "I;16L", "I;16N"; what 16-bit PNG and TIFF files open as) are scaled by
+  the 16-bit range: v8 = round(v16 / 257), so 0 -> 0, 65535 -> 255 and 257 k -> k exactly;
+* 32-bit integer mode "I" is read as 16-bit data (how Pillow also holds 16-bit grey): values must lie in
+  [0, 65535] and are scaled by 1/257;
+* 32-bit float mode "F": values in [0, 1] are scaled by 255, else values in [0, 255] are kept, else values
+  in [0, 65535] are scaled by 1/257 (first range that holds every pixel);
+* anything else (NaN or infinite values, negative values, integers above 65535) has no known range: the
+  file is unreadable (``UnmappableImageError``, skipped and named like a corrupt file), never a blank image.
+
 Unreadable files (corrupt, truncated, not an image) are skipped and named in the result, with the
 error; ``strict=True`` raises a ValueError naming the file instead. Pillow's process-wide
 ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never changed, so truncated JPEGs fail rather than half-decode.
@@ -27,18 +41,58 @@ from PIL import Image
 from ..progress import Progress, report
 
 __all__ = [
-    "DECODE_ERRORS", "RESAMPLE", "RESAMPLE_NAME", "DecodeResult", "check_size_channels", "to_square", "decode_image",
-    "decode_files", "resize_images",
+    "DECODE_ERRORS", "RESAMPLE", "RESAMPLE_NAME", "DecodeResult", "UnmappableImageError", "check_size_channels",
+    "to_8bit", "to_square", "decode_image", "decode_files", "resize_images",
 ]
 
 log = logging.getLogger(__name__)
 
 RESAMPLE = Image.Resampling.BILINEAR
 RESAMPLE_NAME = "PIL bilinear (antialiased when shrinking)"
+
+
+class UnmappableImageError(ValueError):
+    """A file that decodes but whose pixel values have no known range (NaN, negative, above 16 bits)."""
+
+
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
 )
 _MODES = {1: "L", 3: "RGB"}
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_FLOAT_RANGES: tuple[tuple[float, float], ...] = ((1.0, 255.0), (255.0, 1.0), (65535.0, 1.0 / 257.0))
+"""(upper end of the range, scale to 8 bits) tried in order for mode "F" (lower end 0)."""
+
+
+def _grey8(values: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """Map a decoded image of any mode to an 8-bit mode (rules in the module docstring).
+
+    High-depth grey modes ("I;16*", "I", "F") come back as mode "L"; other modes are returned unchanged
+    (Pillow converts them to "L" / "RGB" exactly). Raises UnmappableImageError when no rule applies.
+    """
+    mode = image.mode
+    if mode in _SIXTEEN_BIT or mode.startswith("I"):
+        values = np.asarray(image).astype(np.int64)
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise UnmappableImageError(f"mode {mode} pixel values span [{lo}, {hi}], outside the 16-bit range "
+                                       "[0, 65535]: no known range to map to [0, 1]")
+        return _grey8(values / 257.0)
+    if mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise UnmappableImageError("mode F holds NaN or infinite values: no known range to map to [0, 1]")
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        for top, scale in _FLOAT_RANGES:
+            if lo >= 0.0 and hi <= top:
+                return _grey8(values * scale)
+        raise UnmappableImageError(f"mode F pixel values span [{lo:g}, {hi:g}], inside none of [0, 1], [0, 255], "
+                                   "[0, 65535]: no known range to map to [0, 1]")
+    return image
 
 
 def check_size_channels(size: int, channels: int) -> None:
@@ -50,10 +104,17 @@ def check_size_channels(size: int, channels: int) -> None:
 
 
 def to_square(image: Image.Image, *, size: int, channels: int) -> np.ndarray:
-    """Convert a PIL image to (size, size, channels) uint8 (colour first, then resize)."""
+    """Convert a PIL image of any mode to (size, size, channels) uint8 (depth, then colour, then resize).
+
+    Raises UnmappableImageError (a ValueError) when the pixel values cannot be mapped (see :func:`to_8bit`).
+    """
     mode = _MODES[channels]
+    image = to_8bit(image)
     if image.mode != mode:
-        image = image.convert(mode)
+        try:
+            image = image.convert(mode)
+        except ValueError:  # modes Pillow converts only to RGB ("LAB", "La")
+            image = image.convert("RGB").convert(mode)
     if image.size != (size, size):
         image = image.resize((size, size), RESAMPLE)
     array = np.asarray(image, dtype=np.uint8)

@@ -3,8 +3,10 @@
 Items with the same content hash form a group. One copy of each group is kept: the first in
 ``origin_priority`` order ("train" before "val" before "test"), ties broken by input order; so when
 Training and Testing are pooled, a file present in both is kept as its Training copy. A group whose
-copies carry different labels is an error (``ValueError`` naming the files); with
-``drop_conflicts=True`` every copy of such a group is dropped instead, and the result says so.
+copies carry different labels is an error (``ValueError`` naming the files and the setting
+``task.label_conflicts=drop``); with ``drop_conflicts=True`` every copy of such a group is dropped
+instead, and the result says so. Callers remove unreadable files first, so that two empty files (or two
+error pages saved as .jpg) in two class folders are not taken for one image with two labels.
 
 Counts reported (SPEC section 1; the shared brain-tumour copy, all four classes, gives 88 / 93 / 80):
 
@@ -33,6 +35,8 @@ __all__ = ["ORIGIN_PRIORITY", "DedupResult", "deduplicate"]
 log = logging.getLogger(__name__)
 
 ORIGIN_PRIORITY: tuple[str, ...] = ("train", "val", "test")
+CONFLICTS_SHOWN = 3
+"""Conflicting groups named in the error message."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,15 @@ def deduplicate(
             continue
         keep.append(min(members, key=lambda i: (_rank(origins[i], origin_priority), i)))
     if conflicts and not drop_conflicts:
-        first = conflicts[0]
-        pairs = ", ".join(f"{f} (label {lab})" for f, lab in zip(first["files"], first["labels"], strict=True))
+        shown = "; ".join(
+            ", ".join(f"{f} (label {lab})" for f, lab in zip(c["files"], c["labels"], strict=True))
+            for c in conflicts[:CONFLICTS_SHOWN]
+        )
+        more = f" and {len(conflicts) - CONFLICTS_SHOWN} more" if len(conflicts) > CONFLICTS_SHOWN else ""
         raise ValueError(
-            f"{len(conflicts)} group(s) of identical images carry different labels, e.g. {pairs}; "
-            "set drop_conflicts (CLI: --drop-conflicts) to drop every copy of such groups"
+            f"{len(conflicts)} group(s) of identical images carry different labels: {shown}{more}; to drop every "
+            "copy of such groups, set task.label_conflicts=drop (commands with --set: "
+            "--set task.label_conflicts=drop; fedsafe data check: --drop-conflicts)"
         )
     if conflicts:
         log.warning("dropped %d duplicate group(s) with conflicting labels", len(conflicts))

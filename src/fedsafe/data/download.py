@@ -45,6 +45,7 @@ from PIL import Image
 
 from ..progress import Progress, report
 from .decode import DECODE_ERRORS
+from .medmnist import not_npz_reason, npz_load_error
 from .mri import IMAGE_SUFFIXES
 
 __all__ = [
@@ -219,6 +220,12 @@ def check_npz(path: Path, name: str = "npz") -> list[str]:
     Returns the checks passed. Raises DownloadError naming the key at fault.
     """
     try:
+        reason = not_npz_reason(path)
+    except OSError as exc:
+        raise DownloadError(f"{name}: cannot read the downloaded file ({exc})") from exc
+    if reason is not None:
+        raise DownloadError(f"{name}: {reason}")
+    try:
         with np.load(path, allow_pickle=False) as data:
             shapes = []
             for split in _NPZ_SPLITS:
@@ -235,7 +242,7 @@ def check_npz(path: Path, name: str = "npz") -> list[str]:
                                         f"({len(images)},) or ({len(images)}, K)")
                 shapes.append(f"{split} {len(images)}")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DownloadError(f"{name}: not a readable npz file ({exc})") from exc
+        raise DownloadError(f"{name}: {npz_load_error(path, exc)}") from exc
     return [f"keys and shapes load ({', '.join(shapes)})"]
 
 
@@ -246,12 +253,19 @@ def download(
 ) -> DownloadResult:
     """Download source ``name`` into folder ``to``, check it, and put it in place.
 
-    Returns a DownloadResult. Raises ValueError for an unknown name, DownloadError when the target exists
-    (unless ``force``), the download fails, or a check fails (the partial download is removed).
+    Returns a DownloadResult. Raises ValueError for an unknown name or a ``to`` that is a file (or cannot be
+    made a folder), DownloadError when the target exists (unless ``force``), the download fails, or a check
+    fails (the partial download is removed).
     """
     url = source_url(name, base_url=base_url, commit=commit)
     to = Path(to).expanduser()
-    to.mkdir(parents=True, exist_ok=True)
+    if to.exists() and not to.is_dir():
+        raise ValueError(f"{to} is a file, not a folder: the download target (--to) must be a folder to put the "
+                         "data in")
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot make the folder {to} for the download: {exc.strerror or exc}") from exc
     if name == "brain-tumor-mri":
         return _download_mri(url, to, expected_counts or MRI_EXPECTED_COUNTS, expected_sha256, force, progress,
                              timeout)

@@ -9,6 +9,9 @@ Exact duplicates (identical pixel arrays) are removed as for the MRI files, the 
 (then "val", then "test"). The shared BreastMNIST copy holds one such pair, and it carries two labels
 (train[115] malignant, test[76] normal+benign): with ``drop_conflicts=True`` both copies go.
 
+Near-duplicates (``neardup.py``) are grouped on the kept source arrays, in grey at their own size (sets
+above ``neardup.MAX_IMAGES`` images are not searched: every image its own group, with a note).
+
 Example::
 
     table, report = read_medmnist("breastmnist.npz", size=28, channels=1, drop_conflicts=True)
@@ -29,9 +32,13 @@ import numpy as np
 from ..progress import Progress
 from .decode import RESAMPLE_NAME, check_size_channels, resize_images
 from .dedup import deduplicate
+from .neardup import NearDuplicateSettings, group_arrays
 from .types import DataReport, ImageTable
 
-__all__ = ["MEDMNIST_SPLITS", "MEDMNIST_CLASSES", "find_medmnist_file", "load_npz_arrays", "read_medmnist"]
+__all__ = [
+    "MEDMNIST_SPLITS", "MEDMNIST_CLASSES", "find_medmnist_file", "not_npz_reason", "npz_load_error",
+    "load_npz_arrays", "read_medmnist",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,47 @@ def find_medmnist_file(path: Path | str, name: str) -> Path:
     raise ValueError(f"MedMNIST file or folder not found: {path}")
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<meta", b"<title")
+
+
+def not_npz_reason(path: Path) -> str | None:
+    """Why ``path`` is not an npz archive, judged from its first bytes; None when it starts like one (a zip).
+
+    Names the usual culprits: an HTML page (a login, error or redirect page saved under the data's name),
+    an empty file, a single .npy array, a gzip file.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        return None
+    text = head.lstrip().lower()
+    if not head:
+        return "the file is empty, not an npz archive"
+    if text.startswith(_HTML_STARTS) or b"<html" in text:
+        return ("the file is an HTML page, not an npz archive (a login, error or redirect page saved in place of "
+                "the data?)")
+    if head.startswith(b"\x93NUMPY"):
+        return "the file is a single .npy array, not an npz archive of named arrays"
+    if head.startswith(b"\x1f\x8b"):
+        return "the file is gzip-compressed, not an npz archive (gunzip it first?)"
+    return f"the file is not an npz (zip) archive (it starts with {head[:12]!r})"
+
+
+def npz_load_error(path: Path, exc: BaseException) -> str:
+    """A one-line reason why ``np.load(path, allow_pickle=False)`` failed, that never suggests allowing pickles."""
+    try:
+        reason = not_npz_reason(path)
+    except OSError as os_exc:
+        return f"cannot read the file ({os_exc.strerror or os_exc})"
+    if reason is not None:
+        return reason
+    if "pickle" in str(exc):
+        return "it holds pickled Python objects (object arrays), which are never loaded; MedMNIST npz files hold " \
+               "plain uint8 and integer arrays"
+    return f"not a readable npz archive ({type(exc).__name__}: {exc})"
+
+
 def _name_from_file(path: Path) -> str:
     return re.sub(r"_\d+$", "", path.stem).lower()
 
@@ -90,7 +138,9 @@ def load_npz_arrays(
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
+        raise ValueError(f"{path}: {npz_load_error(path, exc)}") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: {not_npz_reason(path) or 'not an npz archive of named arrays'}")
     with data:
         for split in splits:
             arrays = []
@@ -123,7 +173,8 @@ def load_npz_arrays(
 def read_medmnist(
     path: Path | str, *, size: int, channels: int, name: str | None = None,
     splits: Sequence[str] = MEDMNIST_SPLITS, max_per_split: int | None = None, deduplicate_images: bool = True,
-    drop_conflicts: bool = False, progress: Progress | None = None,
+    drop_conflicts: bool = False, near_duplicates: NearDuplicateSettings | None = NearDuplicateSettings(),
+    progress: Progress | None = None,
 ) -> tuple[ImageTable, DataReport]:
     """Read a MedMNIST npz (or the folder holding ``<name>.npz``) into a pooled ImageTable.
 
@@ -168,8 +219,16 @@ def read_medmnist(
             notes.append(f"duplicate with conflicting labels dropped: {', '.join(c['files'])} "
                          f"(labels {', '.join(c['labels'])})")
     images = _resize_list([raw[i] for i in keep], size=size, channels=channels, progress=progress)
+    sources = np.stack([raw[i] for i in keep]) if len(keep) else np.zeros((0, size, size), np.uint8)
+    near = group_arrays(sources, near_duplicates, progress=progress)
     table = ImageTable(images=images, labels=labels[keep], class_names=class_names,
-                       ids=tuple(ids[i] for i in keep), origin=tuple(origins[i] for i in keep), name=name)
+                       ids=tuple(ids[i] for i in keep), origin=tuple(origins[i] for i in keep), name=name,
+                       groups=near.groups)
+    near_summary = near.summary(table.labels, table.ids)
+    notes.append(near.note or f"near-duplicates: {near.counts['groups']} group(s) hold "
+                              f"{near.counts['images_in_groups']} of {len(table)} images "
+                              f"({near_summary['mixed_label_groups']} with mixed labels); splits keep each group "
+                              "inside one set")
     for label, cls in enumerate(class_names):
         if not np.any(table.labels == label):
             log.warning("%s: class %r has no images", file, cls)
@@ -182,6 +241,7 @@ def read_medmnist(
                        "colour": "L (ITU-R 601-2 luma)" if channels == 1 else "RGB",
                        "pooled": list(arrays), "deduplicated": deduplicate_images,
                        "max_per_split": max_per_split},
+        near_duplicates=near_summary,
     )
     return table, report
 

@@ -16,6 +16,7 @@ Example::
 
     files = list_mri_files(root, "meningioma")     # [MriFile(path, origin, class_name, label, sha256), ...]
     table, report = read_mri(root, "meningioma", size=64, channels=1, cache_dir=cache)
+    table.groups                                   # (K,) near-duplicate group of each image
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..progress import Progress, report
 from .cache import cached_decode
 from .decode import RESAMPLE_NAME, check_size_channels, decode_files
 from .dedup import deduplicate
+from .neardup import OFF_NOTE, NearDuplicateSettings, cached_near_duplicates, singletons
 from .types import DataReport, ImageTable
 
 __all__ = [
@@ -129,12 +131,18 @@ def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = N
 
 def read_mri(
     root: Path | str, task: str, *, size: int, channels: int, cache_dir: Path | None = None, strict: bool = False,
-    drop_conflicts: bool = False, progress: Progress | None = None,
+    drop_conflicts: bool = False, near_duplicates: NearDuplicateSettings | None = NearDuplicateSettings(),
+    progress: Progress | None = None,
 ) -> tuple[ImageTable, DataReport]:
-    """Read an MRI task: list, hash, pool Training + Testing, de-duplicate, decode (through the cache).
+    """Read an MRI task: list, hash, decode (through the cache), pool Training + Testing, de-duplicate, group.
 
-    Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256 and
-    origin "train"/"test" (where the kept copy came from: Training wins), and the DataReport.
+    Order matters: every distinct file content is decoded first, so unreadable files (empty, truncated, an
+    HTML page saved as .jpg, pixel values without a known range) are skipped, counted and named before
+    de-duplication and never form a duplicate group; exact de-duplication then runs on the readable files;
+    near-duplicates are grouped last (``neardup.py``; ``near_duplicates=None`` leaves every image alone).
+
+    Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256, origin
+    "train"/"test" (where the kept copy came from: Training wins) and near-duplicate groups; and the DataReport.
     ``cache_dir=None`` decodes without caching. Raises ValueError for a missing root, an unknown task,
     label conflicts among duplicates (unless ``drop_conflicts``), an unreadable file under ``strict``,
     or a class left empty after reading.
@@ -143,26 +151,42 @@ def read_mri(
     classes = _task_classes(task)
     check_size_channels(size, channels)
     files = list_mri_files(root, task, progress=progress)
-    dd = deduplicate([f.sha256 for f in files], [f.label for f in files], [f.origin for f in files],
-                     names=[str(f.path) for f in files], drop_conflicts=drop_conflicts)
-    kept = [files[i] for i in dd.keep]
-    paths = [f.path for f in kept]
-    hashes = [f.sha256 for f in kept]
+
+    first_of: dict[str, int] = {}
+    for i, f in enumerate(files):
+        first_of.setdefault(f.sha256, i)
+    distinct = [files[i] for i in first_of.values()]
+    paths = [f.path for f in distinct]
+    hashes = [f.sha256 for f in distinct]
     if cache_dir is None:
         decoded, hit = decode_files(paths, size=size, channels=channels, strict=strict, progress=progress), False
     else:
         decoded, hit = cached_decode(paths, hashes, task=task, size=size, channels=channels,
                                      cache_dir=Path(cache_dir), strict=strict, progress=progress)
-    ok = [kept[i] for i in decoded.ok]
-    labels = np.array([f.label for f in ok], dtype=np.int64)
+    row_of = {hashes[k]: r for r, k in enumerate(decoded.ok.tolist())}
+    hash_of_path = {str(p): h for p, h in zip(paths, hashes, strict=True)}
+    error_of = {hash_of_path[u["file"]]: u["error"] for u in decoded.unreadable}
+    readable = [f for f in files if f.sha256 in row_of]
+    unreadable = [{"file": str(f.path), "error": error_of.get(f.sha256, "unreadable")}
+                  for f in files if f.sha256 not in row_of]
+
+    dd = deduplicate([f.sha256 for f in readable], [f.label for f in readable], [f.origin for f in readable],
+                     names=[str(f.path) for f in readable], drop_conflicts=drop_conflicts)
+    kept = [readable[i] for i in dd.keep]
+    labels = np.array([f.label for f in kept], dtype=np.int64)
     for label, cls in enumerate(classes):
         if not np.any(labels == label):
             raise ValueError(f"{root}: class {cls!r} is empty after reading (every file unreadable or dropped)")
-    table = ImageTable(images=decoded.images, labels=labels, class_names=classes,
-                       ids=tuple(f.sha256 for f in ok), origin=tuple(f.origin for f in ok), name=task)
+    images = decoded.images[np.array([row_of[f.sha256] for f in kept], dtype=np.int64)]
+    if near_duplicates is None:
+        near = singletons(len(kept), OFF_NOTE)
+    else:
+        near = cached_near_duplicates([f.path for f in kept], [f.sha256 for f in kept], near_duplicates,
+                                      cache_dir=cache_dir, task=task, progress=progress)
+    table = ImageTable(images=images, labels=labels, class_names=classes, ids=tuple(f.sha256 for f in kept),
+                       origin=tuple(f.origin for f in kept), name=task, groups=near.groups)
 
-    size_of = {f.sha256: s for f, s in zip(ok, decoded.sizes, strict=True)}
-    sizes = Counter(size_of[f.sha256] for f in files if f.sha256 in size_of)
+    sizes = Counter(decoded.sizes[row_of[f.sha256]] for f in readable)
     counts: dict[str, dict[str, int]] = {}
     for origin in MRI_SPLITS.values():
         per_class = Counter(f.class_name for f in files if f.origin == origin)
@@ -170,21 +194,37 @@ def read_mri(
             counts[origin] = {cls: per_class.get(cls, 0) for cls in classes}
     notes = [
         "Training and Testing pooled (SPEC section 1, Splits); origin tells where each kept file came from",
-        f"exact duplicates (sha256 of file bytes) removed: {dd.counts['removed']} of {len(files)} files; "
-        "the Training copy is kept",
+        f"exact duplicates (sha256 of file bytes) removed: {dd.counts['removed']} of {len(readable)} readable "
+        "files; the Training copy is kept",
         "images read from the cache " + str(cache_dir) if hit else
         "images decoded" + ("" if cache_dir is None else f" and cached in {cache_dir}"),
     ]
+    if unreadable:
+        notes.append(f"{len(unreadable)} unreadable file(s) ({len(error_of)} distinct contents) skipped before "
+                     "de-duplication: they form no duplicate group and no label conflict")
     if dd.conflicts:
-        notes.append(f"{len(dd.conflicts)} duplicate group(s) with conflicting labels dropped entirely")
-    if decoded.unreadable:
-        notes.append(f"{len(decoded.unreadable)} unreadable file(s) skipped (and any byte-identical copies)")
+        named = "; ".join(" = ".join(c["files"]) for c in dd.conflicts[:3])
+        notes.append(f"{len(dd.conflicts)} duplicate group(s) with conflicting labels dropped entirely "
+                     f"(task.label_conflicts=drop): {named}" + (" ..." if len(dd.conflicts) > 3 else ""))
+    names = [str(f.path.relative_to(root)) for f in kept]
+    near_summary = near.summary(labels, names)
+    if near.settings is not None:
+        notes.append(f"near-duplicates: {near.counts['groups']} group(s) hold {near.counts['images_in_groups']} "
+                     f"of {len(kept)} images ({near_summary['mixed_label_groups']} with mixed labels); splits keep "
+                     "each group inside one set" + (" (grouping read from the cache)" if near.cached else ""))
+    else:
+        notes.append(near.note)
+    flat = images.reshape(len(images), -1)
+    blank = int(np.sum(flat.min(axis=1) == flat.max(axis=1))) if len(images) else 0
+    if blank:
+        notes.append(f"{blank} image(s) are a single grey level after decoding: check those files")
     report_ = DataReport(
-        task=task, source=str(root), counts=counts, sizes=dict(sizes.most_common()),
-        unreadable=list(decoded.unreadable), duplicates=dict(dd.counts), kept=table.class_counts(), notes=notes,
+        task=task, source=str(root), counts=counts, sizes=dict(sizes.most_common()), unreadable=unreadable,
+        duplicates=dict(dd.counts), kept=table.class_counts(), notes=notes,
         preprocessing={"size": size, "channels": channels, "resample": RESAMPLE_NAME,
                        "colour": "L (ITU-R 601-2 luma)" if channels == 1 else "RGB",
                        "pooled": list(counts), "deduplicated": True},
+        near_duplicates=near_summary,
     )
     log.info("%s: %d images kept of %d files", task, len(table), len(files))
     return table, report_

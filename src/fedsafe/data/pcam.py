@@ -29,6 +29,7 @@ import numpy as np
 from ..progress import Progress, report
 from .decode import RESAMPLE_NAME, check_size_channels, resize_images
 from .dedup import deduplicate
+from .neardup import NearDuplicateSettings, group_arrays
 from .types import DataReport, ImageTable
 
 __all__ = ["PCAM_CLASSES", "PCAM_SPLITS", "PcamSplit", "pcam_file", "read_pcam_split", "read_pcam"]
@@ -114,12 +115,14 @@ def read_pcam_split(
 def read_pcam(
     root: Path | str, *, size: int = 96, channels: int = 3, max_per_split: int | None = None,
     splits: Sequence[str] = tuple(PCAM_SPLITS), deduplicate_images: bool = True, drop_conflicts: bool = False,
-    progress: Progress | None = None,
+    near_duplicates: NearDuplicateSettings | None = NearDuplicateSettings(), progress: Progress | None = None,
 ) -> tuple[ImageTable, DataReport]:
     """Read the PCam splits under ``root`` into a pooled ImageTable and its DataReport.
 
-    ids are "pcam:<split>:<row>", origin the official split. Raises ValueError for a missing folder,
-    file or key, or bad shapes.
+    ids are "pcam:<split>:<row>", origin the official split. Near-duplicates are grouped on the resized
+    images in grey when there are at most ``neardup.MAX_IMAGES`` (e.g. with ``max_per_split``); the full
+    set (327,680 patches) is not searched (every image its own group, with a note). Raises ValueError for a
+    missing folder, file or key, or bad shapes.
     """
     root = Path(root)
     if not root.is_dir():
@@ -144,8 +147,14 @@ def read_pcam(
         dd = deduplicate(hashes, labels, origins, names=ids, drop_conflicts=drop_conflicts)
         keep, duplicates = dd.keep, dict(dd.counts)
         notes.append(f"exact duplicates (identical pixels) removed: {dd.counts['removed']} of {len(labels)}")
+    near = group_arrays(images[keep], near_duplicates, progress=progress)
     table = ImageTable(images=images[keep], labels=labels[keep], class_names=PCAM_CLASSES,
-                       ids=tuple(ids[i] for i in keep), origin=tuple(origins[i] for i in keep), name="pcam")
+                       ids=tuple(ids[i] for i in keep), origin=tuple(origins[i] for i in keep), name="pcam",
+                       groups=near.groups)
+    near_summary = near.summary(table.labels, table.ids)
+    notes.append(near.note or f"near-duplicates: {near.counts['groups']} group(s) hold "
+                              f"{near.counts['images_in_groups']} of {len(table)} images; splits keep each group "
+                              "inside one set")
     counts = {s: dict(zip(PCAM_CLASSES, (int(k) for k in np.bincount(p.labels, minlength=2)), strict=True))
               for s, p in parts.items()}
     report_ = DataReport(
@@ -154,5 +163,6 @@ def read_pcam(
         preprocessing={"size": size, "channels": channels, "resample": RESAMPLE_NAME,
                        "colour": "L (ITU-R 601-2 luma)" if channels == 1 else "RGB", "pooled": list(parts),
                        "deduplicated": deduplicate_images, "max_per_split": max_per_split},
+        near_duplicates=near_summary,
     )
     return table, report_

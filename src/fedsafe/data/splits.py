@@ -11,6 +11,13 @@ de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from t
 
 All indices are positions in the pooled ``labels`` array.
 
+Near-duplicate groups (SPEC section 1; ``groups=``, e.g. ``ImageTable.groups``): every group lands whole in
+one set, so no held-out image has a copy in training data, in the server set or in another client's set.
+Sets are then filled with whole groups: a group that would overshoot a class's count is passed over (it
+stays in line for the next sets, and otherwise ends in the training data), so sizes stay exact while
+enough groups fit; a set that whole groups cannot fill exactly is named in ``notes``.
+:func:`straddling_groups` counts the groups that a ``Splits`` cuts (0 for splits made with those groups).
+
 Example::
 
     >>> import numpy as np
@@ -21,6 +28,11 @@ Example::
     (128, 128, [100, 100, 100])
     >>> s.check_disjoint(); len(s.all_indices()) == len(labels)
     True
+    >>> groups = np.arange(len(labels)); groups[1] = 0          # items 0 and 1: one picture twice
+    >>> g = make_splits(labels, num_clients=3, server_size=0.1, global_test_size=0.1, groups=groups,
+    ...                 rng=np.random.default_rng(0))
+    >>> straddling_groups(g, groups)
+    0
 """
 
 from __future__ import annotations
@@ -32,10 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from fedsafe.data.partition import AUTHORS_NUM_SHARDS, PARTITIONS
+from fedsafe.data.partition import AUTHORS_NUM_SHARDS, PARTITIONS, group_numbers
 from fedsafe.data.partition import partition as run_partition
 
-__all__ = ["Size", "Splits", "make_splits", "server_fraction", "stratified_counts"]
+__all__ = [
+    "Size", "Splits", "make_splits", "server_fraction", "straddling_groups", "stratified_counts", "twins_elsewhere",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +191,7 @@ def make_splits(
     partition: str = "shards",
     partition_kwargs: Mapping[str, Any] | None = None,
     rng: np.random.Generator,
+    groups: np.ndarray | None = None,
 ) -> Splits:
     """Split a pooled, de-duplicated task into disjoint global test, server, client test and train sets.
 
@@ -193,6 +208,11 @@ def make_splits(
 
     Because the global test set is drawn first from per-class queues, it depends only on the seed and its
     own size, not on the number of clients or the other sizes.
+
+    groups: (n,) near-duplicate group ids (None: every item alone). The queues then hold groups (each under
+    its majority label) and each set takes whole groups from their front, passing over a group that would
+    overshoot a class's count; the partition keeps groups whole too. No group is split between two sets.
+    With groups of one item each, the splits equal those of ``groups=None``.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
@@ -230,9 +250,41 @@ def make_splits(
             logger.warning(note)
 
     classes, inverse = np.unique(labels, return_inverse=True)
-    pool_counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
-    queues = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
-    taken = np.zeros(len(classes), dtype=np.int64)
+    inverse = inverse.reshape(-1)
+    num_classes = len(classes)
+    pool_counts = np.bincount(inverse, minlength=num_classes).astype(np.int64)
+    numbers = group_numbers(groups, n)
+    num_groups = int(numbers.max()) + 1 if n else 0
+    # class counts of each group, and the class it queues under (majority, ties to the lower class)
+    group_counts = np.bincount(numbers * num_classes + inverse, minlength=num_groups * num_classes).reshape(
+        num_groups, num_classes)
+    group_class = np.argmax(group_counts, axis=1) if num_groups else np.zeros(0, np.int64)
+    queues = [rng.permutation(np.flatnonzero(group_class == c)) for c in range(num_classes)]
+    taken = np.zeros(num_classes, dtype=np.int64)
+
+    by_group = np.argsort(numbers, kind="stable")  # items of group g: by_group[starts[g]:starts[g + 1]]
+    starts = np.concatenate([[0], np.cumsum(group_counts.sum(axis=1))]).astype(np.int64)
+
+    def take(queue: np.ndarray, need: np.ndarray, c: int | None) -> tuple[list[int], np.ndarray]:
+        """Whole groups from the front of ``queue`` that fit ``need`` (in place): per class for class c, or
+        the total count only (c None). Returns the groups taken and the queue without them, in order."""
+        chosen: list[int] = []
+        skipped: list[int] = []
+        for pos in range(len(queue)):
+            left = int(need[c]) if c is not None else int(need.sum())
+            if left == 0:
+                return chosen, np.concatenate([np.array(skipped, dtype=np.int64), queue[pos:]])
+            g = int(queue[pos])
+            fits = bool(np.all(group_counts[g] <= need)) if c is not None else int(starts[g + 1] - starts[g]) <= left
+            if not fits:
+                skipped.append(g)
+                continue
+            chosen.append(g)
+            if c is not None:
+                need -= group_counts[g]
+            else:
+                need[0] -= int(starts[g + 1] - starts[g])
+        return chosen, np.array(skipped, dtype=np.int64)
 
     def draw(name: str, k: int) -> np.ndarray:
         nonlocal taken
@@ -242,21 +294,92 @@ def make_splits(
         if not np.array_equal(counts, ideal):
             notes.append(f"The {name} set is not exactly stratified: a class ran out ({counts.tolist()} drawn, "
                          f"{ideal.tolist()} wanted for classes {classes.tolist()}).")
-        parts = [q[t : t + c] for q, t, c in zip(queues, taken, counts, strict=True)]
-        taken = taken + counts
-        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+        need = counts.copy()
+        chosen: list[int] = []
+        for c in range(num_classes):
+            got, queues[c] = take(queues[c], need, c)
+            chosen += got
+        if need.any():  # whole groups could not meet a class's count: make up the size from any class
+            total = np.array([need.sum()], dtype=np.int64)
+            for c in range(num_classes):
+                got, queues[c] = take(queues[c], total, None)
+                chosen += got
+        parts = [by_group[starts[g]:starts[g + 1]] for g in chosen]
+        members = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        drawn = np.bincount(inverse[members], minlength=num_classes)
+        if not np.array_equal(drawn, counts):
+            what = (f"holds {len(members)} of {k} items" if len(members) != k else
+                    "has its size but is not exactly stratified")
+            notes.append(f"The {name} set {what} ({drawn.tolist()} drawn, {counts.tolist()} wanted for classes "
+                         f"{classes.tolist()}): whole near-duplicate groups could not fill it exactly.")
+        taken = taken + drawn
+        return members
 
     global_test = draw("global_test", sizes["global_test"])
     server = draw("server", sizes["server"])
     client_test = [draw(f"client{i}_test", sizes["client_test"]) for i in range(num_clients)]
-    train = np.sort(np.concatenate([q[t:] for q, t in zip(queues, taken, strict=True)]))
-    local = run_partition(partition, labels[train], num_clients, rng, **kwargs)
+    remaining = np.concatenate(queues) if queues else np.empty(0, np.int64)
+    train = np.flatnonzero(np.isin(numbers, remaining))
+    if groups is None:
+        local = run_partition(partition, labels[train], num_clients, rng, **kwargs)
+    else:
+        local = run_partition(partition, labels[train], num_clients, rng, groups=numbers[train], **kwargs)
     client_train = [train[p] for p in local]
     return Splits(
         global_test=np.sort(global_test), server=np.sort(server),
         client_test=tuple(np.sort(t) for t in client_test), client_train=tuple(client_train),
         notes=tuple(notes),
     )
+
+
+def _owners(splits: Splits, n: int) -> tuple[list[str], np.ndarray]:
+    """Set names, and the index of the set holding each of n items (-1: in none)."""
+    sets = splits.named_sets()
+    owner = np.full(n, -1, dtype=np.int64)
+    for k, idx in enumerate(sets.values()):
+        owner[idx] = k
+    return list(sets), owner
+
+
+def _check_groups(splits: Splits, groups: np.ndarray) -> np.ndarray:
+    groups = np.asarray(groups)
+    top = max((int(a.max()) for a in splits.named_sets().values() if len(a)), default=-1)
+    if groups.ndim != 1 or len(groups) <= top or (len(groups) and not np.issubdtype(groups.dtype, np.integer)):
+        raise ValueError(f"groups must be a 1-d integer array covering every index of the splits (> {top}), "
+                         f"got {groups.shape} {groups.dtype}.")
+    return groups
+
+
+def straddling_groups(splits: Splits, groups: np.ndarray) -> int:
+    """How many groups have members in more than one set of ``splits`` (0 when no group is cut).
+
+    groups: (n,) group id per pooled position (e.g. ``ImageTable.groups``); items in no set are ignored.
+    """
+    groups = _check_groups(splits, groups)
+    _, owner = _owners(splits, len(groups))
+    placed = owner >= 0
+    pairs = np.unique(np.stack([groups[placed], owner[placed]], axis=1), axis=0)
+    if not len(pairs):
+        return 0
+    _, sets_per_group = np.unique(pairs[:, 0], return_counts=True)
+    return int(np.sum(sets_per_group > 1))
+
+
+def twins_elsewhere(splits: Splits, groups: np.ndarray) -> dict[str, int]:
+    """For each set of ``splits``: how many of its items have a group member in another set (set name -> count).
+
+    All zero for splits made with these groups; with splits made without them, this is the leakage: e.g.
+    ``client0_test`` counts the attack images with a copy in training, server or another held-out set.
+    """
+    groups = _check_groups(splits, groups)
+    names, owner = _owners(splits, len(groups))
+    placed = np.flatnonzero(owner >= 0)
+    numbers = group_numbers(groups[placed], len(placed))
+    pairs = np.unique(np.stack([numbers, owner[placed]], axis=1), axis=0)
+    sets_per_group = np.bincount(pairs[:, 0], minlength=int(numbers.max()) + 1 if len(numbers) else 0)
+    shared = sets_per_group[numbers] > 1
+    counts = np.bincount(owner[placed][shared], minlength=len(names))
+    return {name: int(k) for name, k in zip(names, counts, strict=True)}
 
 
 def server_fraction(

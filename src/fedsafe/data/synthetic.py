@@ -46,6 +46,8 @@ SYNTHETIC_CLASSES: tuple[str, ...] = ("no_tumor", "tumor")
 SYNTHETIC_SOURCE = "synthetic (embedded, procedurally generated MRI-like slices; not real data)"
 CHUNK = 128
 _PURPOSE = "data/synthetic"
+_NO_NEAR_DUPLICATES = ("near-duplicates not searched: every slice is generated from its own random draws (no "
+                       "re-encoded copies), so every image is its own group")
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, size: int, cells: int) -> np.ndarray:
@@ -176,9 +178,11 @@ def make_synthetic(
         task="synthetic", source=SYNTHETIC_SOURCE, synthetic=True, counts={"synthetic": dict(counts)},
         sizes={f"{size}x{size}": n}, kept=dict(counts),
         notes=[f"generated from seed {seed} (chunks of {CHUNK}, numpy_rng(seed, {_PURPOSE!r}, chunk)); "
-               "not real data"],
+               "not real data", _NO_NEAR_DUPLICATES],
         preprocessing={"size": size, "channels": channels, "resample": "rendered at size",
                        "colour": "grey" if channels == 1 else "grey replicated to RGB"},
+        near_duplicates={"computed": False, "groups": 0, "images_in_groups": 0, "mixed_label_groups": 0,
+                         "examples": [], "note": _NO_NEAR_DUPLICATES},
     )
     log.info("generated %d synthetic images (%dx%d, seed %d)", n, size, size, seed)
     return table, data_report

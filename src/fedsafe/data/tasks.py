@@ -11,13 +11,18 @@ pcam                 the folder of the official PCam .h5 files        normal, tu
 synthetic            none (embedded generator)                        no_tumor, tumor
 ===================  ===============================================  ==========================
 
-Every real task pools its source's splits and removes exact duplicates (keeping the train copy);
-``origin`` in the table says where each image came from. Splitting into client, server and test sets
-is done elsewhere, by seed.
+Every real task pools its source's splits, skips unreadable files, removes exact duplicates (keeping the
+train copy) and groups near-duplicates (``table.groups``; ``neardup.py``); ``origin`` in the table says
+where each image came from. Splitting into client, server and test sets is done elsewhere, by seed
+(``make_splits(..., groups=table.groups)`` keeps each group in one set).
+
+Identical files with different labels (label conflicts) stop the read unless ``label_conflicts="drop"``
+(config: ``task.label_conflicts``); the default is the task's own (``TaskSpec.drop_conflicts``).
 
 Example::
 
     table, report = load_task("meningioma", data_root=root, image_size=64, channels=1, cache_dir=tmp)
+    table, report = load_task(cfg.task.name, data_root=root, seed=cfg.seed, **load_task_kwargs(cfg.task))
 """
 
 from __future__ import annotations
@@ -26,16 +31,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..progress import Progress
 from .cache import default_cache_dir
 from .medmnist import MEDMNIST_CLASSES, read_medmnist
 from .mri import MRI_SPLITS, MRI_TASKS, read_mri
+from .neardup import NearDuplicateSettings
 from .pcam import PCAM_CLASSES, read_pcam
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
 from .types import DataReport, ImageTable
 
-__all__ = ["TaskSpec", "TASKS", "load_task"]
+if TYPE_CHECKING:
+    from ..config import TaskConfig
+
+__all__ = ["TaskSpec", "TASKS", "load_task", "load_task_kwargs", "resolve_drop_conflicts"]
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +90,51 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+def resolve_drop_conflicts(
+    spec: TaskSpec, label_conflicts: Literal["error", "drop"] | None = None, drop_conflicts: bool | None = None,
+) -> bool:
+    """Whether label conflicts are dropped: ``label_conflicts`` ("error" / "drop"), else the older boolean
+    ``drop_conflicts``, else the task's default. Raises ValueError on an unknown value or when both are
+    given and disagree."""
+    if label_conflicts is not None and label_conflicts not in ("error", "drop"):
+        raise ValueError(f"label_conflicts must be 'error' or 'drop', got {label_conflicts!r}")
+    if label_conflicts is not None and drop_conflicts is not None and (label_conflicts == "drop") != drop_conflicts:
+        raise ValueError(f"label_conflicts={label_conflicts!r} and drop_conflicts={drop_conflicts!r} disagree; "
+                         "give one of them")
+    if label_conflicts is not None:
+        return label_conflicts == "drop"
+    return spec.drop_conflicts if drop_conflicts is None else bool(drop_conflicts)
+
+
+def load_task_kwargs(task: TaskConfig) -> dict[str, Any]:
+    """The :func:`load_task` keyword arguments a ``TaskConfig`` sets (all but ``data_root`` and ``seed``):
+    image size, channels, cache folder, strictness, synthetic size, label conflicts, near-duplicates."""
+    return {
+        "image_size": task.image_size, "channels": task.channels,
+        "cache_dir": Path(task.cache_dir) if task.cache_dir else None, "strict": task.strict,
+        "n_synthetic": task.synthetic_size, "label_conflicts": task.label_conflicts,
+        "near_duplicates": task.near_duplicates, "near_duplicate_threshold": task.near_duplicate_threshold,
+        "near_duplicate_hash_distance": task.near_duplicate_hash_distance,
+    }
+
+
 def load_task(
     name: str, *, data_root: Path | str | None = None, image_size: int, channels: int,
     cache_dir: Path | str | None = None, strict: bool = False, seed: int = 0, n_synthetic: int = 1200,
     progress: Progress | None = None, max_per_split: int | None = None, drop_conflicts: bool | None = None,
-    use_cache: bool = True,
+    use_cache: bool = True, label_conflicts: Literal["error", "drop"] | None = None, near_duplicates: bool = True,
+    near_duplicate_threshold: float = NearDuplicateSettings.threshold,
+    near_duplicate_hash_distance: int = NearDuplicateSettings.hash_distance,
 ) -> tuple[ImageTable, DataReport]:
-    """Read task ``name``: images (N, image_size, image_size, channels) uint8, labels (N,), and its DataReport.
+    """Read task ``name``: images (N, image_size, image_size, channels) uint8, labels (N,), near-duplicate
+    groups (N,), and its DataReport.
 
-    cache_dir: where decoded MRI images are cached (None: ``default_cache_dir()``); ``use_cache=False``
-    decodes every time. strict: an unreadable file raises instead of being skipped. seed, n_synthetic:
-    the synthetic task only. max_per_split: read at most this many images of each official split
-    (breastmnist, pcam). drop_conflicts: None takes the task's default.
+    cache_dir: where decoded MRI images (and their near-duplicate grouping) are cached (None:
+    ``default_cache_dir()``); ``use_cache=False`` decodes every time. strict: an unreadable file raises
+    instead of being skipped. seed, n_synthetic: the synthetic task only. max_per_split: read at most this
+    many images of each official split (breastmnist, pcam). label_conflicts: "error" or "drop" (None: the
+    task's default; ``drop_conflicts=True/False`` is the older spelling). near_duplicates: group
+    near-duplicates with these thresholds (False: every image its own group).
 
     Raises ValueError for an unknown task (listing the known ones), a missing data_root (naming the path),
     and whatever the reader rejects (a one-line message naming the file or key).
@@ -102,7 +145,9 @@ def load_task(
         raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
     if max_per_split is not None and spec.source not in ("medmnist", "pcam"):
         raise ValueError(f"max_per_split applies to tasks with official splits (breastmnist, pcam), not {name!r}")
-    drop = spec.drop_conflicts if drop_conflicts is None else drop_conflicts
+    drop = resolve_drop_conflicts(spec, label_conflicts, drop_conflicts)
+    near = NearDuplicateSettings(threshold=near_duplicate_threshold, hash_distance=near_duplicate_hash_distance) \
+        if near_duplicates else None
     if spec.source == "synthetic":
         if data_root is not None:
             log.info("task synthetic ignores data_root %s", data_root)
@@ -116,28 +161,31 @@ def load_task(
     loader = _LOADERS[spec.source]
     cache = None if not use_cache else Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return loader(spec, root, size=image_size, channels=channels, cache_dir=cache, strict=strict,
-                  max_per_split=max_per_split, drop_conflicts=drop, progress=progress)
+                  max_per_split=max_per_split, drop_conflicts=drop, near_duplicates=near, progress=progress)
 
 
 def _load_mri(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
-              max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+              max_per_split: int | None, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
+              progress: Progress | None) -> _Loaded:
     # accept the folder ``fedsafe data download brain-tumor-mri --to DIR`` wrote into, as for the npz sets
     if not any((root / s).is_dir() for s in MRI_SPLITS) and (root / "brain-tumor-mri").is_dir():
         root = root / "brain-tumor-mri"
     return read_mri(root, spec.name, size=size, channels=channels, cache_dir=cache_dir, strict=strict,
-                    drop_conflicts=drop_conflicts, progress=progress)
+                    drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, progress=progress)
 
 
 def _load_medmnist(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
-                   max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+                   max_per_split: int | None, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
+                   progress: Progress | None) -> _Loaded:
     return read_medmnist(root, size=size, channels=channels, name=spec.name, max_per_split=max_per_split,
-                         drop_conflicts=drop_conflicts, progress=progress)
+                         drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, progress=progress)
 
 
 def _load_pcam(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
-               max_per_split: int | None, drop_conflicts: bool, progress: Progress | None) -> _Loaded:
+               max_per_split: int | None, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
+               progress: Progress | None) -> _Loaded:
     return read_pcam(root, size=size, channels=channels, max_per_split=max_per_split,
-                     drop_conflicts=drop_conflicts, progress=progress)
+                     drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, progress=progress)
 
 
 _LOADERS: dict[str, Callable[..., _Loaded]] = {

@@ -17,6 +17,9 @@ class ImageTable:
     labels: (N,) int64 in [0, len(class_names)).
     ids: (N,) stable identifiers (content hash of the source file, or "name:index").
     origin: (N,) the split each image came from in its source ("train", "test", "val", "synthetic").
+    groups: (N,) int64 near-duplicate group id per image (``neardup.py``): images with the same id are
+    copies of one picture (e.g. one scan saved with two JPEG encodings) and must stay in one split; an
+    image alone has an id no other image has. ``None`` (the default) means all distinct: ``arange(N)``.
     """
 
     images: np.ndarray
@@ -25,9 +28,16 @@ class ImageTable:
     ids: tuple[str, ...]
     origin: tuple[str, ...]
     name: str
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
+        groups = np.arange(n, dtype=np.int64) if self.groups is None else np.asarray(self.groups)
+        if groups.shape != (n,) or (n and not np.issubdtype(groups.dtype, np.integer)):
+            raise ValueError(f"{self.name}: groups must be ({n},) integers, got {groups.shape} {groups.dtype}")
+        groups = groups.astype(np.int64, copy=True)
+        groups.setflags(write=False)
+        object.__setattr__(self, "groups", groups)
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise ValueError(
                 f"{self.name}: images must be (N,H,W,C) uint8, got {self.images.shape} {self.images.dtype}")
@@ -44,6 +54,7 @@ class ImageTable:
         return ImageTable(
             images=self.images[index], labels=self.labels[index], class_names=self.class_names,
             ids=tuple(self.ids[i] for i in index), origin=tuple(self.origin[i] for i in index), name=self.name,
+            groups=self.groups[index],
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -66,10 +77,13 @@ class DataReport:
     notes: list[str] = field(default_factory=list)
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # set name -> class -> count
     preprocessing: dict[str, object] = field(default_factory=dict)
+    # near-duplicate grouping (``neardup.NearDuplicates.summary``): counts, thresholds, example pairs
+    near_duplicates: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "task": self.task, "source": self.source, "synthetic": self.synthetic, "counts": self.counts,
             "sizes": self.sizes, "unreadable": self.unreadable, "duplicates": self.duplicates, "kept": self.kept,
             "notes": self.notes, "splits": self.splits, "preprocessing": self.preprocessing,
+            "near_duplicates": self.near_duplicates,
         }

@@ -1,30 +1,34 @@
 """Adversarial adaptation: fine-tune a model on PGD examples crafted against that same model (SPEC section 5).
 
-The one piece both server defences use. For every mini-batch of the server's data (x, y), PGD examples are
-crafted against the *current* parameters with the true server labels, then one optimiser step is taken on
+The one piece every server defence uses. For every mini-batch of the adaptation data (x, y), PGD examples are
+crafted against the *current* parameters with the true labels, then one optimiser step is taken on
 
     CE(f_w(x_adv), y),    x_adv = PGD_{eps, alpha, steps}(f_w, x, y)            (Madry et al. 2018, eq. 2.1)
 
 i.e. the inner maximisation / outer minimisation of the adversarial loss (Fed-Safe, eq. 5 and 9), over
-``epochs`` passes of the data. The loss is on the adversarial examples only, as SPEC section 5 states ("fine-tunes
-the model on them"). The Fed-Safe text speaks of "optimizing of an augmented dataset", which could also be read as
-clean plus adversarial examples; its equations were lost in extraction, and SPEC.md (filled from the authors'
-code) holds where the two differ.
-
-PGD is crafted in eval mode (dropout off: the examples target the deterministic network that attackers later
-face; :func:`fedsafe.attacks.pgd` restores the mode), the training step runs in train mode (dropout on).
+``epochs`` passes of the data: local training (:func:`fedsafe.federation.client.local_train`) with the loss
+:class:`PgdLoss`. The loss is on the adversarial examples only, as SPEC section 5 states ("fine-tunes the model on
+them"). PGD is crafted in eval mode (dropout off: the examples target the deterministic network that attackers
+later face), the training step runs in train mode (dropout on).
 
 Cost: every image costs ``steps`` forward/backward passes to craft and one to train on, ``steps + 1`` in all.
 
-Randomness: the batch order, PGD random starts and dropout each come from their own stream keyed by
-(seed, purpose, round, client); the caller's global RNG is left as it was.
+How much data (SPEC 5): the fraction f is relative to the client's training data: client i's copy is adapted on
+``round(f * |D_i|)`` server images (:func:`adaptation_counts`), the first ones of one stratified random order of
+the server set (so smaller f and smaller clients take subsets of larger ones). Where the server set holds fewer
+images than asked, all of it is used and the real count is reported, never a fraction of a smaller set.
+
+Randomness: the batch order and PGD random starts share the stream keyed (seed, purpose, round, client), dropout
+its own (seed, "<purpose>-dropout", round, client); the caller's global RNG is left as it was.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,26 +36,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.iterative import pgd
-from ..config import ExperimentConfig
+from ..config import DefenseConfig
 from ..data.splits import server_fraction
-from ..federation.client import make_optimizer, train_mode
+from ..federation.client import local_train
 from ..federation.data import FederatedData, Split
 from ..federation.hooks import HookStats
-from ..federation.simulator import FederationSpec
-from ..federation.state import clone
-from ..precision import autocast
-from ..seeding import numpy_rng, seed_for, torch_generator
+from ..federation.spec import LocalSpec
+from ..seeding import numpy_rng
 
 __all__ = [
-    "AdaptationSpec",
+    "AdaptationPlan",
     "PgdLoss",
-    "adaptation_spec",
+    "adaptation_local_spec",
+    "adaptation_counts",
+    "adaptation_plan",
     "adversarial_finetune",
+    "fraction_label",
     "check_server_disjoint",
-    "finetune_with",
-    "server_model",
-    "server_subset",
+    "pgd_loss",
+    "server_subsets",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,13 +67,6 @@ class PgdLoss:
 
     A :data:`fedsafe.federation.client.LossFn`: ``(model, x, y, generator) -> (loss, passes per image)``; the
     random start (when ``random_start``) is drawn from ``generator``. Passes per image: ``steps + 1``.
-
-    >>> from fedsafe.models.cnn import PaperCNN
-    >>> m = PaperCNN(num_classes=2, in_channels=1, image_size=16, width=0.05)
-    >>> loss, k = PgdLoss(eps=0.03, alpha=0.005, steps=6)(m, torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 0, 1]),
-    ...                                                   torch.Generator().manual_seed(0))
-    >>> k
-    7
     """
 
     eps: float
@@ -96,152 +95,62 @@ class PgdLoss:
         return F.cross_entropy(model(adv.x_adv), y), self.passes_per_image
 
 
-@dataclass(frozen=True)
-class AdaptationSpec:
-    """How a server adapts a model (the adversarial attack it trains against, and the fine-tuning).
-
-    Authors' values: PGD eps 0.03, alpha eps/6, 6 steps, random start, 1 epoch. ``precision`` is resolved
-    ("fp32" or "bf16").
-    """
-
-    eps: float = 0.03
-    alpha: float = 0.005
-    steps: int = 6
-    random_start: bool = True
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 32
-    optimizer: str = "adam"
-    momentum: float = 0.0
-    grad_clip: float | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
-
-    def __post_init__(self) -> None:
-        self.loss()  # validates eps, alpha, steps
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"adaptation needs epochs >= 1 and batch_size >= 1, got {self.epochs}, "
-                             f"{self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"adaptation learning rate must be > 0, got {self.lr}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: sgd, adam")
-
-    def loss(self) -> PgdLoss:
-        return PgdLoss(eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start,
-                       precision=self.precision)
+def pgd_loss(defense: DefenseConfig, precision: str) -> PgdLoss:
+    """The PGD of ``defense`` (alpha defaults to eps / 6, the authors') as a training loss."""
+    if defense.eps <= 0:
+        raise ValueError(f"defense.eps must be > 0 for the {defense.name!r} defence (it trains against an eps-ball),"
+                         f" got {defense.eps}")
+    alpha = defense.alpha if defense.alpha is not None else defense.eps / 6
+    return PgdLoss(eps=defense.eps, alpha=alpha, steps=defense.steps, random_start=defense.random_start,
+                   precision=precision)
 
 
-def adaptation_spec(cfg: ExperimentConfig, spec: FederationSpec) -> AdaptationSpec:
-    """The adaptation of ``cfg.defense``: alpha defaults to eps / 6 and lr to the local lr; the optimiser,
-    momentum, gradient clipping, precision and memory format are those of local training."""
-    d, local = cfg.defense, spec.local
-    if d.eps <= 0:
-        raise ValueError(f"defense.eps must be > 0 for the {d.name!r} defence (it trains against an eps-ball), "
-                         f"got {d.eps}")
-    return AdaptationSpec(eps=d.eps, alpha=d.alpha if d.alpha is not None else d.eps / 6, steps=d.steps,
-                          random_start=d.random_start, epochs=d.epochs, lr=d.lr if d.lr is not None else local.lr,
-                          batch_size=d.batch_size, optimizer=local.optimizer, momentum=local.momentum,
-                          grad_clip=local.grad_clip, precision=local.precision, channels_last=local.channels_last)
+def adaptation_local_spec(defense: DefenseConfig, local: LocalSpec) -> LocalSpec:
+    """How the server fine-tunes: ``defense``'s epochs, batch size and lr (default: the local lr), local training's
+    optimiser, momentum, gradient clipping, precision, memory format and device; no augmentation."""
+    return replace(local, epochs=defense.epochs, batch_size=defense.batch_size,
+                   lr=defense.lr if defense.lr is not None else local.lr, augment=False)
 
 
-def adversarial_finetune(
-    model: nn.Module,
-    state: Mapping[str, torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    alpha: float,
-    steps: int,
-    random_start: bool,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    optimizer: str,
-    precision: str,
-    channels_last: bool,
-    seed: int,
-    round_: int,
-    client: int,
-    momentum: float = 0.0,
-    grad_clip: float | None = None,
-    purpose: str = "adaptation",
-) -> tuple[dict[str, torch.Tensor], HookStats]:
-    """Fine-tune ``state`` for ``epochs`` on PGD examples of (x, y) crafted against the current model (module
-    docstring); returns the new state and its cost.
-
-    Shapes: x (N, C, H, W) float in [0, 1]; y (N,) int64 true labels. The model's parameters are overwritten
-    with ``state`` first; ``state`` itself is not modified (unless it is ``model.state_dict()`` itself, whose
-    tensors are the parameters being trained: pass a clone). A fresh optimiser is made for every call (the server
-    keeps no optimiser state across rounds or clients). Streams are keyed by (seed, purpose, round_, client).
-
-    Returns:
-        (new state, stats) with stats ``server_passes`` (forward/backward passes over images, ``(steps + 1) * N *
-        epochs``), ``server_images`` (``N * epochs``), ``server_adaptations`` (1) and ``server_seconds``.
-
-    >>> from fedsafe.models.cnn import PaperCNN
-    >>> m = PaperCNN(num_classes=2, in_channels=1, image_size=16, width=0.05)
-    >>> new, st = adversarial_finetune(m, clone(m.state_dict()), torch.rand(6, 1, 16, 16), torch.tensor([0, 1] * 3),
-    ...     eps=0.03, alpha=0.005, steps=2, random_start=True, epochs=1, lr=1e-3, batch_size=4, optimizer="adam",
-    ...     precision="fp32", channels_last=False, seed=0, round_=1, client=0)
-    >>> st["server_passes"]
-    18.0
-    """
+def adversarial_finetune(model: nn.Module, state: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+                         local: LocalSpec, loss: PgdLoss, seed: int, round_: int, client: int, purpose: str
+                         ) -> tuple[dict[str, torch.Tensor], HookStats]:
+    """Fine-tune ``state`` on PGD examples of (x, y) crafted against the current model (module docstring); returns
+    the new state and its cost: ``server_passes`` ((steps + 1) * N * epochs), ``server_images`` (N * epochs),
+    ``server_adaptations`` (1), ``server_seconds``. A fresh optimiser each call; ``state`` is not modified."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError("adaptation data must be non-empty with one label per image")
-    loss_fn = PgdLoss(eps=eps, alpha=alpha, steps=steps, random_start=random_start, precision=precision)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"adaptation needs epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}")
     t0 = time.perf_counter()
-    model.load_state_dict(state)
-    order_gen = torch_generator(seed, f"{purpose}-order", round_, client)
-    start_gen = torch_generator(seed, f"{purpose}-pgd-start", round_, client)
-    opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum)
-    n, passes = len(x), 0
-    with torch.random.fork_rng(devices=[]), train_mode(model):
-        torch.manual_seed(seed_for(seed, f"{purpose}-dropout", round_, client))
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=order_gen)
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                xb, yb = x[idx], y[idx]
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                opt.zero_grad(set_to_none=True)
-                with autocast(precision):
-                    loss, k = loss_fn(model, xb, yb, start_gen)
-                loss.backward()
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-                passes += k * len(idx)
-    stats = {"server_passes": float(passes), "server_images": float(n * epochs), "server_adaptations": 1.0,
-             "server_seconds": time.perf_counter() - t0}
-    return clone(model.state_dict()), stats
+    new, st = local_train(model, state, x, y, local, seed=seed, round_=round_, client=client, loss_fn=loss,
+                          purpose=purpose)
+    return new, {"server_passes": float(st.passes), "server_images": float(st.images), "server_adaptations": 1.0,
+                 "server_seconds": time.perf_counter() - t0}
 
 
-def finetune_with(spec: AdaptationSpec, model: nn.Module, state: Mapping[str, torch.Tensor], x: torch.Tensor,
-                  y: torch.Tensor, *, seed: int, round_: int, client: int, purpose: str
-                  ) -> tuple[dict[str, torch.Tensor], HookStats]:
-    """:func:`adversarial_finetune` with the settings of ``spec``."""
-    return adversarial_finetune(model, state, x, y, **asdict(spec), seed=seed, round_=round_, client=client,
-                                purpose=purpose)
+# -- how much data, and which -------------------------------------------------------------------------------------
 
 
-def server_subset(server: Split, fraction: float, *, seed: int) -> Split:
-    """The fraction f of the server set the defence adapts on: exactly ``round(f * len(server))`` images,
-    stratified by class and nested across f (:func:`fedsafe.data.splits.server_fraction`), drawn from the stream
-    (seed, "server-fraction"). The same images are used in every round and for every client."""
-    if len(server) == 0:
-        raise ValueError("the defence needs a server data set, but it is empty (splits.server_size)")
-    positions = server_fraction(np.arange(len(server)), fraction, numpy_rng(seed, "server-fraction"),
-                                labels=server.y.numpy())
-    if len(positions) == 0:
-        raise ValueError(f"defense.fraction {fraction} selects round({fraction} * {len(server)}) = 0 server images; "
-                         f"raise it or the server set's size")
-    idx = torch.from_numpy(positions)
-    return Split(x=server.x[idx], y=server.y[idx], ids=tuple(server.ids[int(i)] for i in positions))
+def adaptation_counts(fraction: float, client_sizes: Sequence[int], available: int) -> list[int]:
+    """Images each client's copy is adapted on: ``round(f * |D_i|)`` (at least 1), capped at ``available``."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"defense.fraction must be in (0, 1], got {fraction}")
+    if available <= 0:
+        raise ValueError("the defence needs adaptation data, but the server set is empty (splits.server_size)")
+    return [min(available, max(1, round(fraction * n))) for n in client_sizes]
+
+
+def server_subsets(server: Split, counts: Sequence[int], *, seed: int) -> list[Split]:
+    """Client i's adaptation images: the first ``counts[i]`` of one stratified random order of ``server`` (drawn from
+    the stream (seed, "server-fraction"), :func:`fedsafe.data.splits.server_fraction`), so smaller counts are
+    subsets of larger ones. The same images every round."""
+    n, out = len(server), []
+    for k in counts:
+        if not 1 <= k <= n:
+            raise ValueError(f"cannot take {k} adaptation images from a server set of {n}")
+        pos = server_fraction(np.arange(n), k / n, numpy_rng(seed, "server-fraction"), labels=server.y.cpu().numpy())
+        idx = torch.from_numpy(pos).to(server.x.device)
+        out.append(Split(x=server.x[idx], y=server.y[idx], ids=tuple(server.ids[int(i)] for i in pos)))
+    return out
 
 
 def check_server_disjoint(subset: Split, data: FederatedData) -> None:
@@ -258,24 +167,60 @@ def check_server_disjoint(subset: Split, data: FederatedData) -> None:
                              f"(e.g. {sorted(shared)[0]!r}); the server set must be disjoint from client data")
 
 
-def server_model(cfg: ExperimentConfig, data: FederatedData) -> nn.Module:
-    """The server's own instance of the run's model (the simulator keeps its own), in the training memory format."""
-    from ..experiments.train import model_factory  # local: experiments imports the registry lazily
+@dataclass(frozen=True)
+class AdaptationPlan:
+    """What a server defence adapts each client's copy on: one Split per client, their sizes against the client's
+    training size, where they come from, and notes (a count the server set could not meet, a leaky variant)."""
 
-    return model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
+    subsets: tuple[Split, ...]
+    source: str  # "server" or "attack-sets"
+    notes: tuple[str, ...]
+
+    @property
+    def counts(self) -> list[int]:
+        return [len(s) for s in self.subsets]
+
+    def report(self, client_sizes: Sequence[int]) -> dict[str, object]:
+        return {"source": self.source, "images": self.counts,
+                "percent_of_client_train": [round(100 * k / n, 1) for k, n in zip(self.counts, client_sizes,
+                                                                                   strict=True)],
+                "notes": list(self.notes)}
 
 
-def server_hook_inputs(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> dict[str, object]:
-    """What both server defences are built from: the fraction ``cfg.defense.fraction`` of ``data.server``
-    (checked disjoint from every client's and the global test data), the run's model, the adaptation settings."""
-    subset = server_subset(data.server, cfg.defense.fraction, seed=cfg.seed)
-    check_server_disjoint(subset, data)
-    return {"model": server_model(cfg, data), "x": subset.x, "y": subset.y,
-            "adaptation": adaptation_spec(cfg, spec), "seed": cfg.seed}
+def adaptation_plan(defense: DefenseConfig, data: FederatedData, *, seed: int) -> AdaptationPlan:
+    """The adaptation data of ``defense`` for every client (module docstring).
+
+    ``adaptation_data="server"``: round(f * |D_i|) images of the server set, checked disjoint from all client and
+    test data. ``"attack-sets"`` (the labelled leaky variant, what the authors' code amounted to: it adapted on the
+    very batch it then attacked): every client's copy is adapted on all clients' attack sets, with true labels.
+    """
+    sizes = [len(s) for s in data.client_train]
+    if defense.adaptation_data == "attack-sets":
+        x = torch.cat([s.x for s in data.client_test])
+        y = torch.cat([s.y for s in data.client_test])
+        ids = tuple(i for s in data.client_test for i in s.ids)
+        leak = Split(x=x, y=y, ids=ids)
+        note = (f"LEAKY VARIANT: the server adapts on the {len(leak)} images of the clients' attack sets themselves "
+                "(the authors' protocol), not on its own server set")
+        log.warning(note)
+        return AdaptationPlan(subsets=tuple(leak for _ in sizes), source="attack-sets", notes=(note,))
+    counts = adaptation_counts(defense.fraction, sizes, len(data.server))
+    notes = []
+    wanted = [max(1, round(defense.fraction * n)) for n in sizes]
+    if any(k < w for k, w in zip(counts, wanted, strict=True)):
+        notes.append(f"f = {defense.fraction:g} asks {max(wanted)} images for the largest client, but the server set "
+                     f"holds {len(data.server)}: the copies are adapted on {counts} images "
+                     f"({', '.join(f'{100 * k / n:.0f}%' for k, n in zip(counts, sizes, strict=True))} of |D_i|)")
+        log.warning(notes[-1])
+    subsets = server_subsets(data.server, counts, seed=seed)
+    check_server_disjoint(subsets[int(np.argmax(counts))], data)
+    return AdaptationPlan(subsets=tuple(subsets), source="server", notes=tuple(notes))
 
 
-def check_server_data(x: torch.Tensor, y: torch.Tensor, *, defence: str) -> None:
-    """A server defence needs non-empty adaptation data with one label per image."""
-    if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"{defence} needs non-empty server data with one label per image")
-
+def fraction_label(fraction: float, counts: Sequence[int], client_sizes: Sequence[int]) -> str:
+    """``"f 0.2: 46 images (20% of |D_i|)"``, or the real share when the server set could not meet f."""
+    pct = [100 * k / n for k, n in zip(counts, client_sizes, strict=True)]
+    lo, hi = min(counts), max(counts)
+    count = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    share = f"{min(pct):.0f}%" if math.isclose(min(pct), max(pct), abs_tol=0.5) else f"{min(pct):.0f}-{max(pct):.0f}%"
+    return f"f {fraction:g}: {count} images ({share} of |D_i|)"

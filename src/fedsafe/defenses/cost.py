@@ -54,8 +54,8 @@ def defence_cost_summary(metrics: Iterable[Mapping[str, object]], *, defense: De
         if defense.name != "none":
             out.update(eps=defense.eps, alpha=defense.alpha if defense.alpha is not None else defense.eps / 6,
                        steps=steps, random_start=defense.random_start)
-        if defense.name in ("adversarial-training", "fed-safe"):
-            out.update(fraction=defense.fraction, epochs=defense.epochs)
+        if defense.name in ("adversarial-training", "fed-safe", "adversarial-training-shared"):
+            out.update(fraction=defense.fraction, epochs=defense.epochs, adaptation_data=defense.adaptation_data)
     out.update(server=server, clients={"passes": client_passes, "seconds": client_seconds, "extra_passes": extra},
                wall_seconds=wall)
     return out

@@ -2,48 +2,51 @@
 
 Darzi, Dubost, Sijtsema, van Ooijen, "Fed-Safe: Securing Federated Learning in Healthcare Against Adversarial
 Attacks". The server makes client i's copy w_t + n_i (distributed downlink noise, :func:`fedsafe.federation.round.
-downlink_copy`), crafts PGD examples against *that copy* from a fraction f of its server data set, fine-tunes the
-copy on them (:func:`fedsafe.defenses.adaptation.adversarial_finetune`) and sends client i its own adapted copy.
-The aggregated global model itself is left as it is; uplink clipping and noise are the federation's.
+downlink_copy`), crafts PGD examples against *that copy* from round(f * |D_i|) images of its server data set,
+fine-tunes the copy on them (:func:`fedsafe.defenses.adaptation.adversarial_finetune`, client i's own random draws)
+and sends client i its own adapted copy. The aggregated global model itself is left as it is; uplink clipping and
+noise are the federation's. With s_D = 0 this is the papers' adversarial-training baseline
+(:mod:`fedsafe.defenses.adversarial_training`).
 
-Cost: one adaptation per client per downlink (every round, and the final downlink T + 1), i.e. N times the server
-cost of ``adversarial-training`` per round.
+Cost: one adaptation per client per downlink (every round, and the final downlink T + 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..config import ExperimentConfig
-from ..federation.data import FederatedData
+from ..config import DefenseConfig
+from ..federation.data import FederatedData, Split
 from ..federation.hooks import Hooks, HookStats
-from ..federation.simulator import FederationSpec
-from .adaptation import AdaptationSpec, check_server_data, finetune_with, server_hook_inputs
+from ..federation.spec import FederationSpec, LocalSpec
+from .adaptation import AdaptationPlan, PgdLoss, adaptation_local_spec, adaptation_plan, adversarial_finetune, pgd_loss
 
-__all__ = ["FedSafeHook", "build_fed_safe"]
+__all__ = ["CopyAdaptationHook", "build_fed_safe"]
 
 StateDict = dict[str, torch.Tensor]
 
 
-class FedSafeHook:
-    """Server hook: adversarially fine-tune each client's noisy downlink copy against itself.
+class CopyAdaptationHook:
+    """Server hook: adversarially fine-tune each client's downlink copy against itself, on that client's data.
 
     Args:
+        name: the defence's name; also the purpose of its random streams, keyed (seed, name, round, client).
         model: the server's own model instance (its parameters are overwritten on every call).
-        x, y: the server's adaptation images (N, C, H, W) in [0, 1] and true labels (N,).
-        adaptation: PGD and fine-tuning settings.
-        seed: root seed; client c's adaptation in round r draws from streams keyed (seed, "fed-safe-*", r, c).
+        subsets: client i's adaptation images (x (N_i, C, H, W) in [0, 1], true labels y).
+        local: the fine-tuning (epochs, batch size, optimiser, precision, device).
+        loss: the PGD training loss.
+        seed: root seed.
     """
 
-    name = "fed-safe"
-
-    def __init__(self, *, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adaptation: AdaptationSpec,
+    def __init__(self, *, name: str, model: nn.Module, subsets: Sequence[Split], local: LocalSpec, loss: PgdLoss,
                  seed: int) -> None:
-        check_server_data(x, y, defence="fed-safe")
-        self.model, self.x, self.y, self.adaptation, self.seed = model, x, y, adaptation, seed
+        if not subsets or any(len(s) == 0 for s in subsets):
+            raise ValueError(f"{name} needs non-empty adaptation data for every client")
+        self.name, self.model, self.subsets = name, model, tuple(subsets)
+        self.local, self.loss, self.seed = local, loss, seed
 
     def after_aggregation(self, global_state: Mapping[str, torch.Tensor], *, round_: int
                           ) -> tuple[StateDict, HookStats]:
@@ -52,12 +55,23 @@ class FedSafeHook:
 
     def adapt_downlink(self, global_state: Mapping[str, torch.Tensor], copy: Mapping[str, torch.Tensor], *,
                        round_: int, client: int) -> tuple[StateDict, HookStats]:
-        return finetune_with(self.adaptation, self.model, copy, self.x, self.y, seed=self.seed, round_=round_,
-                             client=client, purpose=self.name)
+        sub = self.subsets[client]
+        return adversarial_finetune(self.model, copy, sub.x, sub.y, local=self.local, loss=self.loss, seed=self.seed,
+                                    round_=round_, client=client, purpose=self.name)
 
 
-def build_fed_safe(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
-    """The registry's builder: the fraction ``cfg.defense.fraction`` of ``data.server``, the run's model. Downlink
-    noise is whatever the federation sets (s_D = 0 gives a per-client adaptation of identical copies)."""
-    hook = FedSafeHook(**server_hook_inputs(cfg, data, spec))  # type: ignore[arg-type]
+def build_copy_adaptation(name: str, defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
+                          model_factory: Callable[[], nn.Module]) -> tuple[CopyAdaptationHook, AdaptationPlan]:
+    """The hook of a per-client server defence, and its adaptation data."""
+    plan = adaptation_plan(defense, data, seed=spec.seed)
+    hook = CopyAdaptationHook(name=name, model=model_factory(), subsets=plan.subsets,
+                              local=adaptation_local_spec(defense, spec.local),
+                              loss=pgd_loss(defense, spec.local.precision), seed=spec.seed)
+    return hook, plan
+
+
+def build_fed_safe(defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
+                   model_factory: Callable[[], nn.Module]) -> Hooks:
+    """The registry's builder. Downlink noise is whatever the federation sets."""
+    hook, _ = build_copy_adaptation("fed-safe", defense, data, spec, model_factory)
     return Hooks(server=hook)

@@ -1,45 +1,44 @@
-"""Defences by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks."""
+"""Defences by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks from the defence's
+config, the federation's data and spec, and a factory of the run's model (in its training format and device)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import ExperimentConfig
+from torch import nn
+
+from ..config import DefenseConfig
 from ..federation.data import FederatedData
 from ..federation.hooks import Hooks
-from ..federation.simulator import FederationSpec
-from .adversarial_training import build_adversarial_training
+from ..federation.spec import FederationSpec
+from .adversarial_training import build_adversarial_training, build_adversarial_training_shared
 from .client_adversarial import build_client_adversarial_training
 from .fed_safe import build_fed_safe
 
-__all__ = ["DEFENSES", "hooks_for"]
+__all__ = ["DEFENSES", "defence_hooks"]
+
+Builder = Callable[[DefenseConfig, FederatedData, FederationSpec, Callable[[], nn.Module]], Hooks]
 
 
-def _none(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
+def _none(defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
+          model_factory: Callable[[], nn.Module]) -> Hooks:
     return Hooks()
 
 
-DEFENSES: dict[str, Callable[[ExperimentConfig, FederatedData, FederationSpec], Hooks]] = {
+DEFENSES: dict[str, Builder] = {
     "none": _none,
     "adversarial-training": build_adversarial_training,
     "fed-safe": build_fed_safe,
     "client-adversarial-training": build_client_adversarial_training,
+    "adversarial-training-shared": build_adversarial_training_shared,
 }
 
 
-def hooks_for(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
+def defence_hooks(defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
+                  model_factory: Callable[[], nn.Module]) -> Hooks:
+    """The hooks of the defence ``defense.name``; ValueError naming the known ones otherwise."""
     try:
-        build = DEFENSES[cfg.defense.name]
+        build = DEFENSES[defense.name]
     except KeyError:
-        raise ValueError(f"defense.name: unknown defence {cfg.defense.name!r}; known: {', '.join(DEFENSES)}") from None
-    hooks = build(cfg, data, spec)
-    # -- online cross-round noise (SPEC 7): every client's CRN buffer, beside whatever defence is in use --
-    if cfg.crn.enabled:
-        import dataclasses
-
-        from ..attacks.crn_hook import CrnClientHook
-
-        if hooks.client is not None:
-            raise ValueError(f"crn.enabled: defence {cfg.defense.name!r} already has a client hook")
-        hooks = dataclasses.replace(hooks, client=CrnClientHook.from_config(cfg, data, spec))
-    return hooks
+        raise ValueError(f"defense.name: unknown defence {defense.name!r}; known: {', '.join(DEFENSES)}") from None
+    return build(defense, data, spec, model_factory)

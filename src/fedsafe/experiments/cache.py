@@ -7,7 +7,8 @@ Run key (:func:`run_key`): the sha256 of
   source files, labels and the decoded pixels, so a changed file or another decoder gives another key);
 * every configuration part that changes the trained models: task name, image size and channels, splits,
   model, train (with ``precision: auto`` resolved to what this machine runs, since bf16 and fp32 train
-  differently), federation, privacy, defence, CRN and the seed;
+  differently, and the device resolved to its type: CPU and GPU kernels differ), federation, privacy, defence,
+  CRN and the seed;
 * ``CACHE_VERSION`` (bumped when the run format or the training changes).
 
 Not in the key: where things are (``task.data_root``, ``task.cache_dir``), ``threads``, the profile's name (only
@@ -40,13 +41,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..build import default_data_root, load_table, prepare_data, run_device
 from ..config import ExperimentConfig
-from ..data.tasks import TASKS, load_task
+from ..data.tasks import TASKS
 from ..data.types import ImageTable
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.rundir import RunDir
-from .train import TrainOutcome, default_data_root, prepare_data, train
+from .train import TrainOutcome, train
 from .transfer import AttackSpec, evaluate_transfer, load_run
 
 __all__ = [
@@ -55,7 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the run directory format or the training code changes what a config produces."""
 
 NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "train.eval_every",
@@ -84,7 +86,9 @@ def determining(cfg: ExperimentConfig) -> dict[str, Any]:
         for p in parents:
             node = node[p]
         node.pop(leaf, None)
-    data["train"]["precision"] = resolve_precision(cfg.train.precision)
+    device = run_device(cfg)
+    data["train"]["precision"] = resolve_precision(cfg.train.precision, device)
+    data["train"]["device"] = device.type  # kernels differ between CPU and GPU (the random draws do not)
     return data
 
 
@@ -142,9 +146,7 @@ class RunCache:
         memo = (t.name, str(root.resolve()) if root else None, t.image_size, t.channels, t.strict,
                 cfg.seed if synthetic else None, t.synthetic_size if synthetic else None)
         if memo not in self._fingerprints:
-            table, _ = load_task(t.name, data_root=root, image_size=t.image_size, channels=t.channels,
-                                 cache_dir=Path(t.cache_dir) if t.cache_dir else None, strict=t.strict,
-                                 seed=cfg.seed, n_synthetic=t.synthetic_size, progress=progress)
+            table, _ = load_table(cfg, progress=progress)
             self._fingerprints[memo] = (data_fingerprint(table), len(table))
         return self._fingerprints[memo]
 

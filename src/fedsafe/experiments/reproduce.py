@@ -50,11 +50,13 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..config import ExperimentConfig, load_config
+from ..build import model_factory
+from ..config import ExperimentConfig, config_hash, load_config
 from ..data.tasks import TASKS
 from ..progress import Progress
-from ..runs.atomic import torch_load, write_json, write_text
+from ..runs.atomic import write_json, write_text
 from ..runs.rundir import RunDir
+from ..runs.store import RunStore
 from . import figures as figs
 from .cache import Evaluation, RunCache, task_data_root
 from .crn_tables import table_specs
@@ -609,10 +611,9 @@ def accuracy_verdict(claim: str, accs: dict[str, pd.DataFrame], a: str, b: str, 
 def dp_clip(base: ExperimentConfig) -> float:
     """The uplink clip C of the DP runs: ``DP_CLIP_TIMES_NORM`` x the L2 norm of the initial model, rounded up
     (clipping the whole weights, SPEC 3, must not shrink a model that trains normally)."""
-    from .train import model_factory
-
     spec = TASKS[base.task.name]
-    model = model_factory(base, len(spec.class_names), base.task.channels)()
+    model = model_factory(base, num_classes=len(spec.class_names), in_channels=base.task.channels, layout=False,
+                          device="cpu")()
     norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in model.parameters()))
     return float(math.ceil(DP_CLIP_TIMES_NORM * norm))
 
@@ -656,7 +657,7 @@ def _final_norm(info: dict[str, Any]) -> float:
     path = RunDir(Path(rd)).global_model(int(rounds))
     if not path.is_file():
         return math.nan
-    state = torch_load(path)
+    state = RunStore(rd, config_hash=config_hash(info["config"])).load_global(int(rounds))
     return math.sqrt(sum(float(v.double().pow(2).sum()) for v in state.values() if v.is_floating_point()))
 
 
@@ -948,9 +949,8 @@ def expand_tasks(tasks: Sequence[str], options: Options = Options()) -> tuple[tu
 def _macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
     key = (cfg.model.name, cfg.model.width, cfg.task.image_size, cfg.task.channels, cfg.task.name)
     if key not in memo:
-        from .train import model_factory
-
-        model = model_factory(cfg, len(TASKS[cfg.task.name].class_names), cfg.task.channels)()
+        model = model_factory(cfg, num_classes=len(TASKS[cfg.task.name].class_names), in_channels=cfg.task.channels,
+                              layout=False, device="cpu")()
         memo[key] = float(model.macs_per_image()) if hasattr(model, "macs_per_image") else math.nan
     return memo[key]
 

@@ -44,7 +44,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from ..attacks.crn import crn_alpha
@@ -53,17 +52,17 @@ from ..attacks.iterative import AttackResult, attack_in_batches, iterative_attac
 from ..attacks.registry import get_attack
 from ..attacks.sanity import run_sanity_checks
 from ..attacks.starts import project_start, uniform_start
-from ..config import ExperimentConfig
+from ..build import load_run_config, model_factory, prepare_data
+from ..config import ExperimentConfig, config_hash
 from ..federation.data import FederatedData
 from ..metrics.alignment import gradient_cosine
 from ..metrics.transfer import TransferMatrices, TransferSummary, summarise, transfer_matrices, transfer_row
 from ..precision import resolve_precision
 from ..progress import Progress, report
-from ..runs.atomic import torch_load, write_json, write_text
-from ..runs.rundir import RunDir
+from ..runs.atomic import write_json, write_text
+from ..runs.store import RunStore
 from ..seeding import torch_generator
-from .train import model_factory as factory_of
-from .train import prepare_data
+from .train import did_not_learn, majority_rate
 
 __all__ = [
     "AttackSpec",
@@ -179,7 +178,7 @@ def sweep(attack: str = "pgd", *, eps: float | Iterable[float] = 0.05, alpha: fl
 class RunContext:
     """What the evaluation reads from a run directory (:func:`load_run`)."""
 
-    run_dir: RunDir
+    store: RunStore
     cfg: ExperimentConfig
     data: FederatedData
     models: list[nn.Module]
@@ -187,48 +186,64 @@ class RunContext:
     total_rounds: int
     client_states: list[dict[str, torch.Tensor]] | None
     crn_cache: dict[tuple, tuple[torch.Tensor, float]] = field(default_factory=dict)
+    learned: bool = True
 
     @property
     def num_clients(self) -> int:
         return self.data.num_clients
 
+    @property
+    def run_dir(self) -> RunStore:
+        return self.store
+
 
 def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
              model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None) -> RunContext:
     """Read a complete run: its config, its data (rebuilt from the config unless given; the client test ids
-    must equal ``splits.json``), every client's final model and the online client states (if checkpointed)."""
-    rd = RunDir(Path(run_dir))
-    if not rd.config.is_file():
-        raise FileNotFoundError(f"{rd.config}: missing: {rd.root} is not a fedsafe run directory")
-    try:
-        cfg = ExperimentConfig.model_validate(yaml.safe_load(rd.config.read_text()))
-    except (yaml.YAMLError, ValueError) as e:
-        raise ValueError(f"{rd.config}: not a valid fedsafe config ({' '.join(str(e).split())[:200]})") from None
+    must equal ``splits.json``), every client's final model (verified: config and content hashes) and the online
+    client states (if checkpointed). Refuses a model with non-finite weights; warns when the run did not learn."""
+    cfg = load_run_config(run_dir)
+    store = RunStore(run_dir, config_hash=config_hash(cfg))
     data = data if data is not None else prepare_data(cfg, progress=progress)
-    _check_splits(rd, data)
-    missing = [rd.final_model(i) for i in range(data.num_clients) if not rd.final_model(i).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: missing: the run is not complete (train it to the end first)")
-    factory = model_factory or factory_of(cfg, len(data.class_names), data.in_channels, layout=True)
+    _check_splits(store, data)
+    factory = model_factory or _factory(cfg, data)
     models = []
     for i in range(data.num_clients):
+        state = store.load_final(i)
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f"{store.dir.final_model(i)}: client {i}'s final model has non-finite weights (in "
+                             f"{bad[0]}): the federation was poisoned or diverged; attacking it would report a "
+                             "broken model as robust")
         model = factory()
-        model.load_state_dict(torch_load(rd.final_model(i)))
+        model.load_state_dict(state)
         models.append(model.eval())
     states, total = None, cfg.train.rounds
-    if rd.checkpoint.is_file():
-        ck = torch_load(rd.checkpoint)
-        total = int(ck["rounds"])
-        if int(ck["round"]) == total:
-            states = list(ck["client_states"])
-    return RunContext(run_dir=rd, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=total,
-                      client_states=states)
+    ck = store.load_checkpoint()
+    if ck is not None:
+        total = ck.rounds
+        if ck.round == total:
+            states = [{k: v.to(data.device) for k, v in s.items()} for s in ck.client_states]
+    learned = True
+    if store.is_complete():
+        summary = store.read_json(store.dir.summary)
+        acc = summary.get("global_acc")
+        learned = bool(summary.get("learned", not did_not_learn(acc, majority_rate(data.global_test.y))))
+        if not learned:
+            log.warning("%s: the global model did not learn (accuracy %s vs majority-class rate %.1f%%): attack "
+                        "results on it say nothing about robustness", store.root, acc,
+                        100 * majority_rate(data.global_test.y))
+    return RunContext(store=store, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=total,
+                      client_states=states, learned=learned)
 
 
-def _check_splits(rd: RunDir, data: FederatedData) -> None:
-    if not rd.splits.is_file():
-        raise FileNotFoundError(f"{rd.splits}: missing: cannot check that the attack sets are the run's")
-    saved = json.loads(rd.splits.read_text()).get("client_test")
+def _factory(cfg, data: FederatedData) -> Callable[[], nn.Module]:
+    return model_factory(cfg, data, device=data.device)
+
+
+def _check_splits(store: RunStore, data: FederatedData) -> None:
+    rd = store.dir
+    saved = store.read_json(rd.splits).get("client_test")
     ours = [list(s.ids) for s in data.client_test]
     if saved is None or len(saved) != len(ours):
         raise ValueError(f"{rd.splits}: holds {len(saved or [])} client test sets, the data {len(ours)}")
@@ -267,9 +282,10 @@ def crn_start(ctx: RunContext, spec: AttackSpec, attacker: int, *, precision: st
     key = (attacker, window, s["eps"], s["alpha"], s["steps"], s["centre_grad"], precision, batch_size)
     if key not in ctx.crn_cache:
         t0 = time.perf_counter()
-        delta = replay_crn(ctx.run_dir.root, client=attacker, window=window, x=ctx.data.client_test[attacker].x,
-                           model_factory=ctx.model_factory, total_rounds=ctx.total_rounds, precision=precision,
-                           batch_size=batch_size, **s)
+        rounds = range(ctx.total_rounds - window + 1, ctx.total_rounds + 1)
+        received = ctx.store.received_window(attacker, rounds)
+        delta = replay_crn(received, ctx.data.client_test[attacker].x, model_factory=ctx.model_factory,
+                           precision=precision, batch_size=batch_size, **s)
         ctx.crn_cache[key] = (delta, time.perf_counter() - t0)
     delta, seconds = ctx.crn_cache[key]
     info["crn_seconds"] = seconds
@@ -312,7 +328,7 @@ def _sanity_attack(model: nn.Module, x: torch.Tensor, precision: str) -> Callabl
 def sanity_warnings(ctx: RunContext, *, precision: str = "fp32", cache: bool = True) -> list[str]:
     """Carlini et al.'s checks (:mod:`fedsafe.attacks.sanity`) on every client's final model and attack set:
     run once per run (cached in ``RUN/attacks/sanity.json`` per precision). Warnings are prefixed by client."""
-    path = ctx.run_dir.root / "attacks" / "sanity.json"
+    path = ctx.store.root / "attacks" / "sanity.json"
     stored = json.loads(path.read_text()) if cache and path.is_file() else {}
     if precision in stored:
         return list(stored[precision]["warnings"])
@@ -472,7 +488,7 @@ def _result(ctx: RunContext, spec: AttackSpec, rows: list[dict[str, Any]], trows
         "precision": precision,
         "crn_precision": crn_precision if spec.window else None,
         "batch_size": int(frame["batch_size"].max()),  # images a batch (at most the attack set)
-        "run_dir": str(ctx.run_dir.root),
+        "run_dir": str(ctx.store.root),
         "task": ctx.data.task,
         "synthetic": ctx.data.synthetic,
         "num_clients": ctx.num_clients,
@@ -491,7 +507,7 @@ def _result(ctx: RunContext, spec: AttackSpec, rows: list[dict[str, Any]], trows
     }
     csv_path = json_path = None
     if write:
-        base = ctx.run_dir.root / "attacks"
+        base = ctx.store.root / "attacks"
         csv_path, json_path = base / f"{key}.csv", base / f"{key}.json"
         write_text(csv_path, frame.to_csv(index=False))
         record["csv"] = str(csv_path)

@@ -16,28 +16,14 @@ from torch import nn
 
 from ..precision import autocast
 from ..seeding import seed_for, torch_generator
+from .spec import LocalSpec
 from .state import clone
 
-__all__ = ["LocalSpec", "LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",
+__all__ = ["LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",
            "train_mode", "eval_mode", "make_optimizer"]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]
 """(model, x, y, generator) -> (loss, forward/backward passes per image spent on this batch)."""
-
-
-@dataclass(frozen=True)
-class LocalSpec:
-    """How a client trains locally. ``precision`` is already resolved ("fp32" or "bf16")."""
-
-    epochs: int
-    batch_size: int
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    grad_clip: float | None = 20.0
-    augment: bool = True
-    precision: str = "fp32"
-    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,25 +82,29 @@ def local_train(
     client: int,
     loss_fn: LossFn = cross_entropy_loss,
     augment_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    purpose: str = "local-train",
 ) -> tuple[dict[str, torch.Tensor], LocalStats]:
     """E epochs of mini-batch training from ``state`` on (x, y); returns the new state and statistics.
 
-    x: (N, C, H, W) float in [0, 1]; y: (N,) int64. The model's own parameters are overwritten with
-    ``state`` first. Shuffling and augmentation draw from generators derived from (seed, round, client);
-    dropout uses torch's default generator inside a forked RNG scope seeded the same way, so the caller's
-    global RNG is left exactly as it was and the result is reproducible.
+    x: (N, C, H, W) float in [0, 1]; y: (N,) int64, on the model's device. The model's own parameters are
+    overwritten with ``state`` first. Shuffling, augmentation and the loss's own draws (a PGD start) come from one
+    CPU generator keyed (seed, ``purpose``, round, client); dropout uses torch's default generator inside a forked
+    RNG scope keyed the same way (``dropout`` for local training, ``<purpose>-dropout`` otherwise), so the caller's
+    global RNG is left exactly as it was and the result is reproducible. ``purpose`` names the streams of another
+    use of this loop (the server's adversarial adaptation, :mod:`fedsafe.defenses.adaptation`).
     """
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"client {client}: training data must be non-empty with one label per image")
     t0 = time.perf_counter()
     model.load_state_dict(state)
-    gen = torch_generator(seed, "local-train", round_, client)
+    gen = torch_generator(seed, purpose, round_, client)
+    dropout = "dropout" if purpose == "local-train" else f"{purpose}-dropout"
     opt = make_optimizer(spec.optimizer, model.parameters(), lr=spec.lr, momentum=spec.momentum)
     n, total_loss, batches, passes = len(x), 0.0, 0, 0
-    with torch.random.fork_rng(devices=[]), train_mode(model):
-        torch.manual_seed(seed_for(seed, "dropout", round_, client))
+    with _forked_rng(x.device), train_mode(model):
+        torch.manual_seed(seed_for(seed, dropout, round_, client))
         for _ in range(spec.epochs):
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(x.device)
             for start in range(0, n, spec.batch_size):
                 idx = order[start:start + spec.batch_size]
                 xb, yb = x[idx], y[idx]
@@ -123,18 +113,23 @@ def local_train(
                 if spec.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 opt.zero_grad(set_to_none=True)
-                with autocast(spec.precision):
+                with autocast(spec.precision, x.device.type):
                     loss, k = loss_fn(model, xb, yb, gen)
                 loss.backward()
                 if spec.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
                 opt.step()
-                total_loss += float(loss.detach())
+                total_loss += loss.detach().double()
                 batches += 1
                 passes += k * len(idx)
-    stats = LocalStats(loss=total_loss / max(batches, 1), images=n * spec.epochs, passes=passes,
+    stats = LocalStats(loss=float(total_loss) / max(batches, 1), images=n * spec.epochs, passes=passes,
                        seconds=time.perf_counter() - t0)
     return clone(model.state_dict()), stats
+
+
+def _forked_rng(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """Fork torch's default generators (CPU, and the CUDA device in use) so dropout seeding leaves them as found."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 @torch.inference_mode()
@@ -147,7 +142,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, precisi
             xb = x[start:start + batch_size]
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(precision):
+            with autocast(precision, x.device.type):
                 out.append(model(xb).argmax(1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 

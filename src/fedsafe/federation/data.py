@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,6 +26,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def to(self, device: torch.device | str) -> Split:
+        """The same split with its tensors on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.x.device == device:
+            return self
+        return Split(x=self.x.to(device), y=self.y.to(device), ids=self.ids)
+
     @classmethod
     def of(cls, table: ImageTable, index: np.ndarray) -> Split:
         sub = table.subset(index)
@@ -46,6 +53,18 @@ class FederatedData:
     @property
     def num_clients(self) -> int:
         return len(self.client_train)
+
+    @property
+    def device(self) -> torch.device:
+        return self.global_test.x.device
+
+    def to(self, device: torch.device | str) -> FederatedData:
+        """The federation with every tensor on ``device``, moved once (the data sets here fit any GPU)."""
+        if torch.device(device) == self.device:
+            return self
+        return replace(self, client_train=tuple(s.to(device) for s in self.client_train),
+                       client_test=tuple(s.to(device) for s in self.client_test), server=self.server.to(device),
+                       global_test=self.global_test.to(device))
 
     @property
     def in_channels(self) -> int:

@@ -3,7 +3,7 @@ state dicts to Flower records, and the federation both sides build from one feds
 
 Both sides derive *everything* from the same :class:`fedsafe.config.ExperimentConfig`, carried in Flower's run
 config (``fedsafe-config``: the resolved YAML, base64-encoded so no TOML quoting can alter it). The server and
-every client call :func:`fedsafe.experiments.train.prepare_data` on it and get the same deterministic splits, so
+every client call :func:`fedsafe.build.prepare_data` on it and get the same deterministic splits, so
 client ``i`` trains on ``prepare_data(cfg).client_train[i]`` with ``i`` = its ``partition-id`` (node config).
 
 The prepared federation is cached per process, keyed by the config text: it is read-only (data, spec, hooks,
@@ -19,16 +19,22 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from flwr.app import ArrayRecord
 from torch import nn
 
+from .. import __version__
+from ..build import augment_fn, build_hooks, federation_spec, model_factory, prepare_data
 from ..config import ConfigError, ExperimentConfig, to_yaml
+from ..device import resolve_device
 from ..federation.data import FederatedData
 from ..federation.hooks import Hooks
-from ..federation.simulator import FederationSpec
+from ..federation.spec import FederationSpec
+from ..federation.state import clone
 
 __all__ = [
     "RUN_CONFIG_DEFAULTS", "APP_PYPROJECT", "FlowerRun", "encode_config", "decode_config", "load_run",
@@ -41,6 +47,7 @@ RUN_CONFIG_DEFAULTS: dict[str, Any] = {
     "fedsafe-config": "",  # base64 of the resolved config YAML
     "run-dir": "",  # where the ServerApp writes the run directory (on the SuperLink's machine)
     "threads": 0,  # torch intra-op threads of every ServerApp / ClientApp process; 0: torch's default
+    "device": "",  # device of the ServerApp (its evaluation and defence); "": the config's train.device
     "stop-after": 0,  # stop after this round (0: run to the end); a later run resumes
     "round-timeout": 3600.0,  # seconds the server waits for the replies of one round
     "engine": "flower",  # recorded in summary.json
@@ -81,12 +88,8 @@ def _toml_value(v: Any) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_app_project(directory: str | Any) -> Any:
+def write_app_project(directory: str | Path) -> Path:
     """Write the Flower app project (a ``pyproject.toml``) into ``directory``; returns the directory."""
-    from pathlib import Path
-
-    from .. import __version__
-
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cfg = "\n".join(f"{k} = {_toml_value(v)}" for k, v in RUN_CONFIG_DEFAULTS.items())
@@ -115,11 +118,12 @@ def decode_config(text: str) -> ExperimentConfig:
 
 
 def run_config_for(cfg: ExperimentConfig, *, run_dir: str = "", threads: int | None = None, stop_after: int = 0,
-                   round_timeout: float = 3600.0, engine: str = "flower") -> dict[str, Any]:
+                   round_timeout: float = 3600.0, engine: str = "flower", device: str = "") -> dict[str, Any]:
     """The run config of a fedsafe Flower run (every key of :data:`RUN_CONFIG_DEFAULTS`)."""
     out = dict(RUN_CONFIG_DEFAULTS)
     out.update({"fedsafe-config": encode_config(cfg), "run-dir": str(run_dir), "threads": int(threads or 0),
-                "stop-after": int(stop_after), "round-timeout": float(round_timeout), "engine": engine})
+                "stop-after": int(stop_after), "round-timeout": float(round_timeout), "engine": engine,
+                "device": device})
     return out
 
 
@@ -130,20 +134,18 @@ def set_threads(run_config: Mapping[str, Any]) -> None:
         torch.set_num_threads(n)
 
 
-def state_to_record(state: Mapping[str, torch.Tensor]) -> Any:
+def state_to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
     """A state dict (name -> tensor) as a Flower ``ArrayRecord`` (exact: dtype, shape and values kept)."""
-    from flwr.app import ArrayRecord
-
     if not state:
         return ArrayRecord()
     return ArrayRecord({k: v.detach().cpu().contiguous() for k, v in state.items()})
 
 
-def record_to_state(record: Any) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`state_to_record`, in the record's key order."""
+def record_to_state(record: ArrayRecord, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Inverse of :func:`state_to_record`, in the record's key order, on ``device``."""
     if len(record) == 0:
         return {}
-    return dict(record.to_torch_state_dict())
+    return {k: v.to(device) for k, v in record.to_torch_state_dict().items()}
 
 
 def partition_fingerprint(data: FederatedData, client: int) -> str:
@@ -165,12 +167,11 @@ class FlowerRun:
     spec: FederationSpec
     hooks: Hooks
     model: nn.Module  # scratch instance in the training memory format; every use loads its weights first
+    initial_state: dict[str, torch.Tensor]  # the seeded initial weights (the scratch model's are overwritten)
 
     @property
     def augment_fn(self):
-        from ..data.augment import augment_batch
-
-        return augment_batch if self.cfg.train.augment else None
+        return augment_fn(self.cfg)
 
     def partition(self, node_config: Mapping[str, Any]) -> int:
         """This node's fedsafe client index: its ``partition-id``, checked against the federation."""
@@ -188,13 +189,14 @@ class FlowerRun:
 
 
 @functools.lru_cache(maxsize=2)
-def load_run(config_text: str) -> FlowerRun:
-    """Build (once per process and config) the data, spec, hooks and a scratch model of a run."""
-    from ..defenses.registry import hooks_for
-    from ..experiments.train import federation_spec, model_factory, prepare_data
-
+def load_run(config_text: str, device: str = "") -> FlowerRun:
+    """Build (once per process, config and device) the data, spec, hooks and a scratch model of a run, on this
+    machine's ``device`` ("" : the config's ``train.device``; a hospital's GPU node and a CPU node can join one
+    run: the random draws are the same on every device)."""
     cfg = decode_config(config_text)
-    data = prepare_data(cfg)
-    spec = federation_spec(cfg, data)
-    model = model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
-    return FlowerRun(cfg=cfg, data=data, spec=spec, hooks=hooks_for(cfg, data, spec), model=model)
+    dev = resolve_device(device or cfg.train.device)
+    data = prepare_data(cfg, device=dev)
+    spec = federation_spec(cfg, data, device=dev)
+    model = model_factory(cfg, data, device=dev)()
+    return FlowerRun(cfg=cfg, data=data, spec=spec, hooks=build_hooks(cfg, data, spec), model=model,
+                     initial_state=clone(model.state_dict()))

@@ -5,9 +5,10 @@ adapted by the server):
 
 1. the client hook (the CRN attacker of SPEC section 7) absorbs the received copy into the client's persistent
    state, kept in ``context.state`` across rounds (never in module globals);
-2. E local epochs from w~_i with the configured loss (plain or Madry adversarial training), exactly
-   :func:`fedsafe.federation.client.local_train` as in the in-process simulator, keyed by (seed, t, i);
-3. the uplink: clip to C and add N(0, s_U^2), :func:`fedsafe.federation.round.uplink`, keyed by (seed, t, i).
+2. E local epochs from w~_i with the configured loss (plain or Madry adversarial training);
+3. the uplink: clip to C and add N(0, s_U^2), keyed by (seed, t, i);
+
+all three by :func:`fedsafe.federation.protocol.client_update`, the very function the in-process simulator calls.
 
 The reply carries the uplink (``arrays``), the training statistics and the accuracies of the received and the
 trained model on the client's own test set (``metrics``), and the client hook's state (``client-state``: the run
@@ -25,9 +26,9 @@ import logging
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from ..federation.client import accuracy, local_train
-from ..federation.round import uplink
+from ..federation.protocol import client_update, evaluate
 from .app import FlowerRun, load_run, partition_fingerprint, record_to_state, set_threads, state_to_record
+from .messages import update_to_content
 
 __all__ = ["app", "STATE_KEY"]
 
@@ -39,21 +40,12 @@ STATE_KEY = "fedsafe.client-state"
 app = ClientApp()
 
 
-def _acc(run, state, split) -> float:
-    run.model.load_state_dict(state)
-    s = run.spec
-    return accuracy(run.model, split.x, split.y, batch_size=s.eval_batch_size, precision=s.local.precision,
-                    channels_last=s.local.channels_last)
-
-
-def _should_eval(spec, round_: int) -> bool:
-    return round_ == spec.rounds or (spec.eval_every > 0 and round_ % spec.eval_every == 0)
-
-
 def _node(context: Context, msg: Message | None = None) -> tuple[FlowerRun, int]:
-    """This node's run (config, data, model, hooks) and partition; refuses a message addressed to another one."""
+    """This node's run (config, data, model, hooks, on this machine's device) and partition; refuses a message
+    addressed to another one. The device is the node's ``device`` node config (``--device`` of ``fedsafe flower
+    supernode``), else the config's ``train.device``."""
     set_threads(context.run_config)
-    run = load_run(str(context.run_config["fedsafe-config"]))
+    run = load_run(str(context.run_config["fedsafe-config"]), str(context.node_config.get("device", "") or ""))
     i = run.partition(context.node_config)
     if msg is not None and int(msg.content["config"]["partition-id"]) != i:
         raise ValueError(f"message for partition {msg.content['config']['partition-id']} reached the node of "
@@ -74,41 +66,28 @@ def query(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One round of local training from the received copy (module docstring)."""
+    """One round of the client's side of the protocol (:func:`fedsafe.federation.protocol.client_update`)."""
     run, i = _node(context, msg)
     t = int(msg.content["config"]["fedsafe-round"])
-    received = record_to_state(msg.content["arrays"])
-    s, hooks = run.spec, run.hooks
-
-    # The client hook's state: from context.state, or from the server when it resumes a checkpointed run.
+    device = run.spec.local.device
+    received = record_to_state(msg.content["arrays"], device)
+    # The client hook's state: from the server when it resumes a checkpointed run, else from context.state.
     if "client-state" in msg.content.array_records:
-        state = record_to_state(msg.content["client-state"])
+        state = record_to_state(msg.content["client-state"], device)
     elif STATE_KEY in context.state.array_records:
-        state = record_to_state(context.state[STATE_KEY])
+        state = record_to_state(context.state[STATE_KEY], device)
     else:
         state = {}
-    if hooks.client is not None:
-        state = hooks.client.on_receive(received, round_=t, client=i, client_state=state)
-    context.state[STATE_KEY] = state_to_record(state)
-
-    train_split = run.data.client_train[i]
-    new_state, st = local_train(run.model, received, train_split.x, train_split.y, s.local, seed=s.seed, round_=t,
-                                client=i, loss_fn=hooks.loss_fn, augment_fn=run.augment_fn)
-    metrics = MetricRecord({"partition-id": i, "num-examples": len(train_split), "train-loss": float(st.loss),
-                            "train-passes": int(st.passes), "train-seconds": float(st.seconds)})
-    if _should_eval(s, t):
-        test = run.data.client_test[i]
-        metrics["local-acc"] = _acc(run, new_state, test)
-        metrics["received-acc"] = _acc(run, received, test)
-    up = uplink(new_state, clip=s.uplink_clip, std=s.uplink_noise, seed=s.seed, round_=t, client=i)
-    content = RecordDict({"arrays": state_to_record(up), "metrics": metrics, "client-state": state_to_record(state)})
-    return Message(content, reply_to=msg)
+    u = client_update(run.model, received, train=run.data.client_train[i], test=run.data.client_test[i], spec=run.spec,
+                      round_=t, client=i, client_state=state, hooks=run.hooks, augment_fn=run.augment_fn)
+    context.state[STATE_KEY] = state_to_record(u.client_state)
+    return Message(update_to_content(u, num_examples=len(run.data.client_train[i])), reply_to=msg)
 
 
 @app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
+def evaluate_final(msg: Message, context: Context) -> Message:
     """The final downlink: this client's final model; reports its accuracy on the client's own test set."""
     run, i = _node(context, msg)
-    final = record_to_state(msg.content["arrays"])
-    acc = _acc(run, final, run.data.client_test[i])
+    final = record_to_state(msg.content["arrays"], run.spec.local.device)
+    acc = evaluate(run.model, final, run.data.client_test[i], run.spec)
     return Message(RecordDict({"metrics": MetricRecord({"partition-id": i, "final-acc": acc})}), reply_to=msg)

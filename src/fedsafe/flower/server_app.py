@@ -20,16 +20,16 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from ..build import open_store, write_header
 from ..config import ExperimentConfig
+from ..experiments.train import write_run_summary
 from ..federation.state import clone
-from ..runs.atomic import torch_load
-from ..runs.rundir import RunDir
-from .app import FlowerRun, decode_config, encode_config, load_run, set_threads, state_to_record
+from ..runs.store import RunStore
+from .app import decode_config, encode_config, load_run, set_threads, state_to_record
 from .strategy import FedSafeStrategy, discover_partitions
 
 __all__ = ["app", "serve", "ServeOutcome"]
@@ -41,69 +41,66 @@ app = ServerApp()
 
 @dataclass(frozen=True)
 class ServeOutcome:
-    run_dir: RunDir
+    run_dir: RunStore | None
     completed_round: int
     seconds: float
     skipped: bool = False
     resumed_from: int = 0
 
 
-def _load_checkpoint(rd: RunDir, run: FlowerRun) -> dict[str, Any] | None:
-    if not rd.checkpoint.is_file():
-        return None
-    ck = torch_load(rd.checkpoint)
-    if ck.get("num_clients") != run.data.num_clients or ck.get("rounds") != run.spec.rounds:
-        raise ValueError(f"{rd.checkpoint}: checkpoint is for a different federation "
-                         f"({ck.get('num_clients')} clients, {ck.get('rounds')} rounds)")
-    return ck
-
-
 def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop_after: int = 0,
-          round_timeout: float = 3600.0, connect_timeout: float = 600.0, engine: str = "flower") -> ServeOutcome:
+          round_timeout: float = 3600.0, connect_timeout: float = 600.0, engine: str = "flower",
+          device: str = "") -> ServeOutcome:
     """Run (or resume, or skip if complete) the federation of ``cfg`` on ``grid``, writing ``run_dir``.
 
     Raises ClientFailure (a client missing or failing), ValueError / ConfigError (a run directory of another
-    config or federation).
+    config or federation), RunLockedError (another process writes the run directory).
     """
-    from ..experiments.train import check_run_dir, model_factory, write_run_header, write_run_summary
+    store = open_store(cfg, run_dir) if run_dir else None
+    if store is not None and store.is_complete():
+        log.info("%s is already complete: nothing to do", store.root)
+        return ServeOutcome(run_dir=store, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
+    if store is None:
+        return _serve(grid, cfg, None, stop_after=stop_after, round_timeout=round_timeout,
+                      connect_timeout=connect_timeout, engine=engine, device=device)
+    with store.lock():
+        return _serve(grid, cfg, store, stop_after=stop_after, round_timeout=round_timeout,
+                      connect_timeout=connect_timeout, engine=engine, device=device)
 
+
+def _serve(grid: Grid, cfg: ExperimentConfig, store: RunStore | None, *, stop_after: int, round_timeout: float,
+           connect_timeout: float, engine: str, device: str) -> ServeOutcome:
     t_start = time.perf_counter()
-    rd = RunDir(Path(run_dir)) if run_dir else None
-    if rd is not None:
-        check_run_dir(rd, cfg)
-        if rd.is_complete():
-            log.info("%s is already complete: nothing to do", rd.root)
-            return ServeOutcome(run_dir=rd, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
-    run = load_run(encode_config(cfg))
+    run = load_run(encode_config(cfg), device)
     spec, data = run.spec, run.data
-    model = model_factory(cfg, len(data.class_names), data.in_channels, layout=True)()
-    global_state = clone(model.state_dict())
+    global_state = clone(run.initial_state)
     client_states, metrics, start = None, [], 1
-    if rd is not None:
-        write_run_header(rd, run.cfg, run.data, run.spec)
-        ck = _load_checkpoint(rd, run)
+    if store is not None:
+        write_header(store, run.cfg, run.data, run.spec)
+        ck = store.load_checkpoint(rounds=spec.rounds, num_clients=data.num_clients)
         if ck is not None:
-            start = int(ck["round"]) + 1
-            global_state, client_states, metrics = ck["global_state"], ck["client_states"], list(ck["metrics"])
+            start = ck.round + 1
+            global_state, client_states, metrics = ck.global_state, ck.client_states, list(ck.metrics)
             log.info("resuming from round %d of %d", start, spec.rounds)
     last = spec.rounds if not stop_after else min(int(stop_after), spec.rounds)
     nodes = discover_partitions(grid, data, timeout=connect_timeout)
     log.info("%d clients connected; partitions mapped to nodes", len(nodes))
-    strategy = FedSafeStrategy(spec=spec, data=data, nodes=nodes, model=model, server_hook=run.hooks.server,
-                               run_dir=rd, first_round=start, client_states=client_states, metrics=metrics)
+    strategy = FedSafeStrategy(spec=spec, data=data, nodes=nodes, model=run.model, server_hook=run.hooks.server,
+                               store=store, first_round=min(start, spec.rounds), client_states=client_states,
+                               metrics=metrics)
     if start <= last:
         strategy.start(grid=grid, initial_arrays=state_to_record(global_state), num_rounds=last - start + 1,
                        timeout=round_timeout)
     elif start == spec.rounds + 1:  # killed during the final downlink: only that is left
-        replies = grid.send_and_receive(strategy.configure_evaluate(0, state_to_record(global_state), ConfigRecord(),
+        replies = grid.send_and_receive(strategy.configure_evaluate(1, state_to_record(global_state), ConfigRecord(),
                                                                     grid), timeout=round_timeout)
-        strategy.aggregate_evaluate(0, replies)
+        strategy.aggregate_evaluate(1, replies)
     seconds = time.perf_counter() - t_start
     done = max(start - 1, min(last, spec.rounds))
-    if rd is not None and last == spec.rounds:
-        write_run_summary(rd, run.cfg, run.data, run.spec, run.model, [*strategy.metrics, strategy.final_row or {}],
+    if store is not None and last == spec.rounds:
+        write_run_summary(store, run.cfg, run.data, run.spec, run.model, [*strategy.metrics, strategy.final_row or {}],
                           seconds=seconds, resumed_from=start - 1, extra={"engine": engine})
-    return ServeOutcome(run_dir=rd, completed_round=done, seconds=seconds, resumed_from=start - 1)
+    return ServeOutcome(run_dir=store, completed_round=done, seconds=seconds, resumed_from=start - 1)
 
 
 def _configure_logging() -> None:
@@ -127,6 +124,7 @@ def main(grid: Grid, context: Context) -> None:
     if run_dir is None:
         log.warning("no run-dir in the run config: the run is kept in memory only")
     outcome = serve(grid, cfg, run_dir, stop_after=int(rc.get("stop-after", 0) or 0),
-                    round_timeout=float(rc.get("round-timeout", 3600.0)), engine=str(rc.get("engine", "flower")))
+                    round_timeout=float(rc.get("round-timeout", 3600.0)), engine=str(rc.get("engine", "flower")),
+                    device=str(rc.get("device", "") or ""))
     log.info("fedsafe run finished: round %d of %d, %.1f s, run directory %s", outcome.completed_round,
              cfg.train.rounds, outcome.seconds, outcome.run_dir.root if outcome.run_dir else "-")

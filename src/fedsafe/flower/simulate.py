@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build import open_store
 from ..config import ExperimentConfig
 from .app import run_config_for, write_app_project
 from .deploy import PeakMemory, ProcessSet, flower_env, flwr_run, free_port, superlink_argv, write_flower_config
@@ -56,13 +57,9 @@ def simulate(cfg: ExperimentConfig, run_dir: str | Path, *, cpus_per_client: int
     Raises:
         RuntimeError: the run did not complete (the message has the tail of the log).
     """
-    from ..experiments.train import check_run_dir
-    from ..runs.rundir import RunDir
-
     if cpus_per_client < 1:
         raise ValueError(f"cpus_per_client must be >= 1, got {cpus_per_client}")
-    rd = RunDir(Path(run_dir).resolve())
-    check_run_dir(rd, cfg)
+    rd = open_store(cfg, Path(run_dir).resolve()).dir
     if rd.is_complete():
         return SimulationOutcome(run_dir=rd.root, complete=True, skipped=True, returncode=0, seconds=0.0,
                                  peak_memory_bytes=0, log_path=None)

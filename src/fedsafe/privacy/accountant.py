@@ -23,8 +23,18 @@ which for a Gaussian is exactly the mechanism "L2 sensitivity Delta, std Delta z
   for Gaussians within 1e-3 (relative, usually far closer) of the exact analytic value of Balle & Wang (2018).
   Its discretisation step is 1e-4 times the RDP epsilon, which keeps it fast (~0.1 s) at every scale.
 
-The 2C/m sensitivity is NbAFL's assumption (their Lemma on the local ERM solution). For weights produced by
-many epochs of SGD and clipped only at the end, the only unconditional bound is 2C (pass ``min_local_size=1``).
+Two sensitivities (SPEC section 4; ``sensitivity=`` of :func:`account_run` and :func:`noise_for_target`):
+
+* ``"nbafl"`` -- 2C/m, NbAFL's assumption (their lemma on the local ERM solution): replacing one sample of the
+  smallest data set moves the clipped upload by at most 2C/m. It presumes a bounded per-sample influence that
+  multi-epoch (Adam) training clipped only at the end does not guarantee.
+* ``"unconditional"`` -- 2C: two weight vectors clipped to norm C differ by at most 2C whatever the data, so this
+  bound holds for any training and for replacing a client's whole data set (client-level).
+
+:func:`account_run_both` reports both; a table names the one it uses. :func:`dp_label` / :func:`is_dp` implement
+the SPEC's rule for calling a setting "DP": accounted epsilon finite and at most 10 (:data:`DP_MAX_EPSILON`), at a
+delta of at most 1e-5 (:data:`DP_MAX_DELTA`; a guarantee at a smaller delta implies it at 1e-5), with the
+sensitivity assumption named in the label.
 
 Example:
     >>> report = account_run(sigma_uplink=48.448, sigma_downlink=0.0, clip=10.0, min_local_size=100,
@@ -51,22 +61,40 @@ from .nbafl import _check_count, _check_delta, _check_non_negative, _check_posit
 
 __all__ = [
     "ACCOUNTANTS",
+    "DP_MAX_DELTA",
+    "DP_MAX_EPSILON",
     "RDP_ORDERS",
+    "SENSITIVITIES",
     "ChannelPrivacy",
     "GaussianAccountant",
     "PrivacyReport",
     "TargetNoise",
     "account_run",
+    "account_run_both",
+    "dp_label",
     "epsilon_from_history",
     "gaussian_epsilon",
     "gaussian_noise_multiplier",
+    "is_dp",
     "noise_for_target",
+    "uplink_sensitivity_for",
 ]
 
 ACCOUNTANTS = ("rdp", "pld")
 RDP_ORDERS: tuple[float, ...] = tuple(rdp_privacy_accountant.DEFAULT_RDP_ORDERS) + tuple(
     float(2**k) for k in range(11, 21))
 _PLD_RELATIVE_STEP = 1e-4
+
+# name -> (what a table writes beside epsilon, the neighbouring relation it protects)
+SENSITIVITIES: dict[str, tuple[str, str]] = {
+    "nbafl": ("NbAFL sensitivity 2C/m",
+              "one sample of one client's data set replaced; NbAFL sensitivity 2C/m (assumes bounded per-sample "
+              "influence on the clipped weights)"),
+    "unconditional": ("unconditional sensitivity 2C",
+                      "one client's whole data set replaced; unconditional sensitivity 2C of weights clipped to C"),
+}
+DP_MAX_EPSILON = 10.0
+DP_MAX_DELTA = 1e-5
 
 History = Sequence[tuple[float, int]]
 
@@ -75,6 +103,43 @@ def _check_accountant(accountant: str) -> str:
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}.")
     return accountant
+
+
+def _check_sensitivity(sensitivity: str) -> str:
+    if sensitivity not in SENSITIVITIES:
+        raise ValueError(f"sensitivity must be one of {', '.join(SENSITIVITIES)}, got {sensitivity!r}.")
+    return sensitivity
+
+
+def uplink_sensitivity_for(sensitivity: str, *, clip: float, min_local_size: int) -> float:
+    """L2 sensitivity of one client's clipped upload: 2C/m (``"nbafl"``) or 2C (``"unconditional"``)."""
+    sensitivity = _check_sensitivity(sensitivity)
+    clip = _check_positive("clip", clip)
+    min_local_size = _check_count("min_local_size", min_local_size)
+    return 2.0 * clip / (min_local_size if sensitivity == "nbafl" else 1)
+
+
+def is_dp(epsilon: float, delta: float) -> bool:
+    """SPEC 4's rule: finite ``epsilon`` <= 10 accounted at ``delta`` <= 1e-5 (both bounds inclusive)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or math.isnan(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a number >= 0 (inf allowed), got {epsilon!r}.")
+    delta = _check_delta(delta)
+    return math.isfinite(epsilon) and epsilon <= DP_MAX_EPSILON and delta <= DP_MAX_DELTA
+
+
+def dp_label(epsilon: float, delta: float, *, sensitivity: str) -> str | None:
+    """The "DP" label a table may print beside a setting, naming the assumption, or ``None`` when it is not DP.
+
+    Example:
+        >>> dp_label(3.2, 1e-5, sensitivity="unconditional")
+        'DP (epsilon 3.2 at delta 1e-05, unconditional sensitivity 2C)'
+        >>> dp_label(2.9e6, 1e-5, sensitivity="nbafl") is None
+        True
+    """
+    sensitivity = _check_sensitivity(sensitivity)
+    if not is_dp(epsilon, delta):
+        return None
+    return f"DP (epsilon {epsilon:.3g} at delta {delta:g}, {SENSITIVITIES[sensitivity][0]})"
 
 
 def _check_history(history: History) -> list[tuple[float, int]]:
@@ -248,7 +313,8 @@ class PrivacyReport:
     """The (epsilon, delta) a run's noise gives, per channel (see the module docstring).
 
     ``epsilon_uplink`` and ``epsilon_downlink`` (worst client) come from ``accountant``; each channel also
-    carries both accountants' values. ``noise`` is ``"calibrated"`` or ``"hand-set"``.
+    carries both accountants' values. ``noise`` is ``"calibrated"`` or ``"hand-set"``. ``sensitivity`` names the
+    assumption (``"nbafl"``: 2C/m, ``"unconditional"``: 2C) and ``neighbouring`` says it in words.
     """
 
     accountant: str
@@ -261,6 +327,7 @@ class PrivacyReport:
     weights: tuple[float, ...]
     sigma_uplink: float
     sigma_downlink: float
+    sensitivity: str
     neighbouring: str
     uplink: ChannelPrivacy
     downlink: tuple[ChannelPrivacy, ...]
@@ -273,10 +340,16 @@ class PrivacyReport:
         """The weaker of the two guarantees: max(epsilon_uplink, epsilon_downlink)."""
         return max(self.epsilon_uplink, self.epsilon_downlink)
 
+    @property
+    def dp(self) -> str | None:
+        """:func:`dp_label` of :attr:`epsilon` under this report's sensitivity (``None``: not DP)."""
+        return dp_label(self.epsilon, self.delta, sensitivity=self.sensitivity)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: infinities become the string ``"inf"``."""
         data = dataclasses.asdict(self)
         data["epsilon"] = self.epsilon
+        data["dp"] = self.dp
         return _json_safe(data)
 
 
@@ -325,20 +398,21 @@ def _channel(*, channel: str, client: int | None, adversary: str, sensitivity: f
 
 def account_run(*, sigma_uplink: float, sigma_downlink: float, clip: float | None, min_local_size: int,
                 rounds: int, num_clients: int, delta: float, weights: Sequence[float] | None = None,
-                calibrated: bool = False, accountant: str = "rdp") -> PrivacyReport:
+                calibrated: bool = False, accountant: str = "rdp", sensitivity: str = "nbafl") -> PrivacyReport:
     """The (epsilon, delta) that a run with these noises gives, per channel (see the module docstring).
 
     Args:
         sigma_uplink: s_U, std of the noise each client adds to its clipped upload (>= 0).
         sigma_downlink: s_D, std of the noise on each client's downlink copy (>= 0).
         clip: C, the L2 clipping norm of uploads; ``None`` (no clipping) gives epsilon = inf.
-        min_local_size: m, the size of the smallest local data set.
+        min_local_size: m, the size of the smallest local data set (only the NbAFL sensitivity uses it).
         rounds: T; every client takes part in every round.
         num_clients: N.
         delta: the delta the epsilons are reported at.
         weights: aggregation weights p_i (e.g. local data sizes; normalised here); uniform if ``None``.
         calibrated: whether the noise came from a calibration (``noise = "calibrated"``) or by hand.
         accountant: ``"rdp"`` (conservative, default) or ``"pld"`` (tighter) for the headline epsilons.
+        sensitivity: ``"nbafl"`` (2C/m, the papers' assumption; default) or ``"unconditional"`` (2C).
     """
     sigma_uplink = _check_non_negative("sigma_uplink", sigma_uplink)
     sigma_downlink = _check_non_negative("sigma_downlink", sigma_downlink)
@@ -349,9 +423,10 @@ def account_run(*, sigma_uplink: float, sigma_downlink: float, clip: float | Non
     num_clients = _check_count("num_clients", num_clients)
     delta = _check_delta(delta)
     accountant = _check_accountant(accountant)
+    sensitivity = _check_sensitivity(sensitivity)
     p = _normalise_weights(weights, num_clients)
 
-    sens_up = 2.0 * clip_value / min_local_size
+    sens_up = uplink_sensitivity_for(sensitivity, clip=clip_value, min_local_size=min_local_size)
     uplink = _channel(channel="uplink", client=None, adversary="server or an uplink eavesdropper",
                       sensitivity=sens_up, sigma=sigma_uplink, rounds=rounds, delta=delta, unbounded=unbounded)
 
@@ -373,10 +448,26 @@ def account_run(*, sigma_uplink: float, sigma_downlink: float, clip: float | Non
     return PrivacyReport(
         accountant=accountant, noise="calibrated" if calibrated else "hand-set", delta=delta, clip=clip,
         min_local_size=min_local_size, rounds=rounds, num_clients=num_clients, weights=p,
-        sigma_uplink=sigma_uplink, sigma_downlink=sigma_downlink,
-        neighbouring="one sample of one client's data set replaced; NbAFL sensitivity 2C/m",
+        sigma_uplink=sigma_uplink, sigma_downlink=sigma_downlink, sensitivity=sensitivity,
+        neighbouring=SENSITIVITIES[sensitivity][1],
         uplink=uplink, downlink=tuple(downlink), epsilon_uplink=uplink.epsilon(accountant),
         epsilon_downlink=max(per_client), epsilon_downlink_per_client=per_client)
+
+
+def account_run_both(**kwargs: Any) -> dict[str, PrivacyReport]:
+    """:func:`account_run` under both sensitivities: ``{"nbafl": report, "unconditional": report}``.
+
+    Takes :func:`account_run`'s keyword arguments except ``sensitivity``.
+    """
+    if "sensitivity" in kwargs:
+        raise ValueError("account_run_both reports every sensitivity; do not pass sensitivity.")
+    return {name: account_run(**kwargs, sensitivity=name) for name in SENSITIVITIES}
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_multiplier(target_epsilon: float, steps: int, delta: float, accountant: str, rtol: float) -> float:
+    """Cached: both sensitivities share one z (only the scale z x sensitivity differs)."""
+    return gaussian_noise_multiplier(target_epsilon, steps=steps, delta=delta, accountant=accountant, rtol=rtol)
 
 
 @dataclass(frozen=True)
@@ -385,12 +476,13 @@ class TargetNoise:
 
     ``noise_multiplier`` is the z with epsilon(z, T rounds) <= target. ``sigma_uplink`` is the s_U used for
     the downlink (the calibrated z * 2C/m unless one was given) and ``sigma_downlink`` the least s_D that
-    brings every client's downlink epsilon to the target on top of it.
+    brings every client's downlink epsilon to the target on top of it. ``sensitivity`` names the assumption.
     """
 
     target_epsilon: float
     delta: float
     accountant: str
+    sensitivity: str
     rounds: int
     noise_multiplier: float
     sensitivity_uplink: float
@@ -405,12 +497,15 @@ class TargetNoise:
 
 def noise_for_target(*, target_epsilon: float, delta: float, clip: float, min_local_size: int, rounds: int,
                      num_clients: int, weights: Sequence[float] | None = None,
-                     sigma_uplink: float | None = None, accountant: str = "rdp",
+                     sigma_uplink: float | None = None, accountant: str = "rdp", sensitivity: str = "nbafl",
                      rtol: float = 1e-6) -> TargetNoise:
-    """The inverse of :func:`account_run`: s_U and s_D that give ``target_epsilon`` over ``rounds`` rounds.
+    """The inverse of :func:`account_run`: s_U and s_D that give ``target_epsilon`` over ``rounds`` rounds,
+    under ``sensitivity`` (``"nbafl"``: 2C/m, ``"unconditional"``: 2C).
 
-    With ``sigma_uplink=None`` s_U is calibrated; otherwise the given s_U is kept (``uplink_meets_target``
-    says whether it is enough) and only s_D is solved for.
+    With ``sigma_uplink=None`` s_U = z x sensitivity is calibrated; it meets the target on both channels with
+    s_D = 0, and any s_D >= 0 only lowers the downlink epsilon (the uplink adversary sees no downlink noise, so
+    no s_D lowers the s_U needed). Otherwise the given s_U is kept (``uplink_meets_target`` says whether it is
+    enough) and only s_D is solved for.
     """
     target_epsilon = _check_positive("target_epsilon", target_epsilon)
     clip = _check_positive("clip", clip)
@@ -419,8 +514,10 @@ def noise_for_target(*, target_epsilon: float, delta: float, clip: float, min_lo
     num_clients = _check_count("num_clients", num_clients)
     p = _normalise_weights(weights, num_clients)
 
-    z = gaussian_noise_multiplier(target_epsilon, steps=rounds, delta=delta, accountant=accountant, rtol=rtol)
-    sens_up = 2.0 * clip / min_local_size
+    sensitivity = _check_sensitivity(sensitivity)
+    z = _noise_multiplier(target_epsilon, rounds, _check_delta(delta), _check_accountant(accountant),
+                          _check_positive("rtol", rtol))
+    sens_up = uplink_sensitivity_for(sensitivity, clip=clip, min_local_size=min_local_size)
     s_up = z * sens_up if sigma_uplink is None else _check_non_negative("sigma_uplink", sigma_uplink)
 
     needed_var = 0.0
@@ -428,6 +525,6 @@ def noise_for_target(*, target_epsilon: float, delta: float, clip: float, min_lo
         for i, p_i in enumerate(p):
             have = s_up**2 * _observer_variance_factor(p, i)
             needed_var = max(needed_var, (z * sens_up * p_i) ** 2 - have)
-    return TargetNoise(target_epsilon=target_epsilon, delta=delta, accountant=accountant, rounds=rounds,
-                       noise_multiplier=z, sensitivity_uplink=sens_up, sigma_uplink=s_up,
+    return TargetNoise(target_epsilon=target_epsilon, delta=delta, accountant=accountant, sensitivity=sensitivity,
+                       rounds=rounds, noise_multiplier=z, sensitivity_uplink=sens_up, sigma_uplink=s_up,
                        sigma_downlink=math.sqrt(needed_var), uplink_meets_target=s_up >= z * sens_up)

@@ -11,7 +11,9 @@ IEEE TIFS 15 (2020). Each client clips its weights to L2 norm ``C`` and adds N(0
 
 These are the paper's *calibration* formulas. What a run with these noises really gives is computed by
 :mod:`fedsafe.privacy.accountant`; the two differ (the L factor is a linear composition bound, and ``c``
-is only proved for epsilon < 1).
+is only proved for epsilon < 1). dS_U = 2C/m is NbAFL's *assumption* of a bounded per-sample influence; the
+unconditional sensitivity of weights clipped to C is 2C (``sensitivity="unconditional"`` in the accountant,
+SPEC section 4), which needs m times the noise for the same epsilon.
 
 Example:
     >>> cal = calibrate_nbafl(epsilon=1.0, delta=1e-5, clip=10.0, min_local_size=100,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["write_bytes", "write_text", "write_json", "torch_save", "torch_load"]
+__all__ = ["json_safe", "write_bytes", "write_text", "write_json", "torch_save", "torch_load"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -39,16 +40,29 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
+def json_safe(o: Any) -> Any:
+    """``o`` with every value JSON can hold: NaN becomes null and +-inf the strings "inf" / "-inf" (JSON has
+    neither), arrays and tensors lists, paths strings."""
+    if isinstance(o, float):
+        if math.isnan(o):
+            return None
+        if math.isinf(o):
+            return "inf" if o > 0 else "-inf"
+        return o
+    if isinstance(o, dict):
+        return {str(k) if not isinstance(k, str) else k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [json_safe(v) for v in o]
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
+        return json_safe(o.tolist())
+    return o
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n")
+    """Always valid JSON (:func:`json_safe`), written atomically."""
+    write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def torch_save(obj: Any, path: str | Path) -> None:

@@ -1,0 +1,315 @@
+"""The composition root: from a validated config to the objects a run is made of.
+
+Everything that turns an :class:`~fedsafe.config.ExperimentConfig` into data, a model, a federation spec, the
+defence's and the attacker's hooks and the privacy report lives here, so the layers below (``data``, ``models``,
+``federation``, ``attacks``, ``defenses``, ``privacy``, ``metrics``, ``runs``) never read the whole config and
+never import the runners above them (``experiments``, ``flower``, ``cli``).
+
+>>> # cfg = load_config(profile="cpu"); data = prepare_data(cfg); spec = federation_spec(cfg, data)
+>>> # hooks = build_hooks(cfg, data, spec); make = model_factory(cfg, data)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from .attacks.crn_hook import CrnClientHook
+from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
+from .data.augment import augment_batch
+from .data.splits import Splits, make_splits
+from .data.tasks import load_task
+from .data.types import ImageTable
+from .defenses.adaptation import adaptation_counts
+from .defenses.registry import defence_hooks
+from .device import resolve_device
+from .federation.data import FederatedData, build_federated_data
+from .federation.hooks import Hooks
+from .federation.spec import FederationSpec, LocalSpec
+from .models import build_model
+from .precision import resolve_precision, to_channels_last
+from .privacy.accountant import SENSITIVITIES, account_run, dp_label
+from .privacy.nbafl import calibrate_nbafl
+from .progress import Progress
+from .runs.store import RunFileError, RunStore, read_config_text
+from .seeding import numpy_rng, seed_for
+
+__all__ = [
+    "AugmentFn", "augment_fn", "build_hooks", "crn_hook", "default_data_root", "federation_spec", "load_run_config",
+    "model_factory", "noise_levels", "open_store", "prepare_data", "privacy_report", "run_device", "write_header",
+]
+
+log = logging.getLogger(__name__)
+
+AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+_DATASET_DIRS = {
+    "meningioma": "brain-tumor-mri", "glioma": "brain-tumor-mri", "brain-tumor-4class": "brain-tumor-mri",
+    "breastmnist": "medmnist", "pcam": "pcam",
+}
+
+
+# -- where things run -----------------------------------------------------------------------------------------------
+
+
+def run_device(cfg: ExperimentConfig) -> torch.device:
+    """The device of ``cfg`` (``train.device``, ``auto`` resolved); DeviceError (one line) if it is not here."""
+    return resolve_device(cfg.train.device)
+
+
+# -- data -----------------------------------------------------------------------------------------------------------
+
+
+def default_data_root(task: str) -> Path | None:
+    """Where a task's data is looked for when ``task.data_root`` is not set:
+    ``$FEDSAFE_DATA/<set>``, then ``./data/<set>``, then ``../shared/data/<set>`` (relative to the working dir)."""
+    sub = _DATASET_DIRS.get(task)
+    if sub is None:
+        return None
+    candidates = []
+    if os.environ.get("FEDSAFE_DATA"):
+        candidates.append(Path(os.environ["FEDSAFE_DATA"]) / sub)
+    candidates += [Path("data") / sub, Path("..") / "shared" / "data" / sub]
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[0]
+
+
+def load_table(cfg: ExperimentConfig, *, progress: Progress | None = None):
+    """The task's de-duplicated image table and data report (:func:`fedsafe.data.tasks.load_task`)."""
+    t = cfg.task
+    root = Path(t.data_root) if t.data_root else default_data_root(t.name)
+    kwargs: dict[str, Any] = {}
+    for field in ("label_conflicts", "near_duplicates", "near_duplicate_threshold", "near_duplicate_hash_distance"):
+        if field in type(t).model_fields:
+            kwargs[field] = getattr(t, field)
+    return load_task(t.name, data_root=root, image_size=t.image_size, channels=t.channels,
+                     cache_dir=Path(t.cache_dir) if t.cache_dir else None, strict=t.strict, seed=cfg.seed,
+                     n_synthetic=t.synthetic_size, progress=progress, **_accepted(kwargs))
+
+
+def _accepted(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``load_task`` this version of the data layer takes."""
+    params = inspect.signature(load_task).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _splits(cfg: ExperimentConfig, table: ImageTable, server: int | float) -> Splits:
+    s = cfg.splits
+    kwargs: dict[str, object] = {}
+    if s.partition == "shards":
+        kwargs["num_shards"] = s.num_shards
+    elif s.partition == "dirichlet":
+        kwargs["alpha"] = s.dirichlet_alpha
+    glob = int(s.global_test_size) if s.global_test_size >= 1 else float(s.global_test_size)
+    extra: dict[str, Any] = {}
+    groups = getattr(table, "groups", None)
+    if groups is not None:
+        extra["groups"] = groups
+    return make_splits(table.labels, num_clients=s.num_clients, client_test_size=s.client_test_size,
+                       server_size=server, global_test_size=glob, partition=s.partition, partition_kwargs=kwargs,
+                       rng=numpy_rng(cfg.seed, "splits"), **extra)
+
+
+def _server_size(cfg: ExperimentConfig, table: ImageTable) -> tuple[Splits, list[str]]:
+    """The splits, with the server set sized for ``splits.server_for_fraction`` of the largest client's training
+    set when that is set (SPEC 5), else ``splits.server_size``."""
+    s = cfg.splits
+    if s.server_for_fraction is None:
+        server: int | float = int(s.server_size) if s.server_size >= 1 else float(s.server_size)
+        return _splits(cfg, table, server), []
+    f = s.server_for_fraction
+    n = len(table.labels)
+    size = max(1, math.ceil(f * n / (s.num_clients + f) * 0.8))  # a first guess below the answer
+    for _ in range(20):
+        splits = _splits(cfg, table, size)
+        need = max(adaptation_counts(f, [len(c) for c in splits.client_train], 10**9))
+        if len(splits.server) >= need:
+            note = (f"server set sized for f = {f:g} of the largest client's training set: {len(splits.server)} "
+                    f"images (largest |D_i| = {max(len(c) for c in splits.client_train)})")
+            return splits, [note]
+        size = need
+    raise ValueError(f"splits.server_for_fraction={f:g}: could not size a server set for this pool of {n} images")
+
+
+def prepare_data(cfg: ExperimentConfig, *, progress: Progress | None = None,
+                 device: torch.device | str | None = None) -> FederatedData:
+    """Read, de-duplicate and split the task of ``cfg`` into the federation's tensors, on ``device`` (default: the
+    run's device; the whole federation is moved there once).
+
+    Raises ValueError naming the set when a set would be empty (a pool too small for the held-out sets).
+    """
+    table, report = load_table(cfg, progress=progress)
+    splits, notes = _server_size(cfg, table)
+    report.notes.extend(notes)
+    sets = {"global test": splits.global_test, "server": splits.server}
+    sets |= {f"client {i} test": t for i, t in enumerate(splits.client_test)}
+    sets |= {f"client {i} train": t for i, t in enumerate(splits.client_train)}
+    empty = [k for k, v in sets.items() if len(v) == 0]
+    if empty:
+        raise ValueError(f"task {cfg.task.name!r}: a pool of {len(table.labels)} images leaves the {empty[0]} set "
+                         "empty; lower splits.client_test_size / server_size / global_test_size or use more data")
+    data = build_federated_data(table, report, splits)
+    return data.to(device if device is not None else run_device(cfg))
+
+
+# -- the model ------------------------------------------------------------------------------------------------------
+
+
+def model_factory(cfg: ExperimentConfig, data: FederatedData | None = None, *, num_classes: int | None = None,
+                  in_channels: int | None = None, layout: bool = True,
+                  device: torch.device | str | None = None) -> Callable[[], nn.Module]:
+    """A factory of the configured model: a deterministic initialisation from the seed (drawn on the CPU, so every
+    device starts from the same weights), in the memory format the run trains in (channels-last if
+    ``train.channels_last`` and ``layout``), on ``device`` (default: the run's)."""
+    if data is not None:
+        num_classes, in_channels = len(data.class_names), data.in_channels
+    if num_classes is None or in_channels is None:
+        raise ValueError("model_factory needs the data, or num_classes and in_channels")
+    dev = torch.device(device) if device is not None else run_device(cfg)
+
+    def make() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(cfg.seed, "model-init"))
+            model = build_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
+                                image_size=cfg.task.image_size, width=cfg.model.width, dropout=cfg.model.dropout)
+        model = model.to(dev)
+        return to_channels_last(model) if layout and cfg.train.channels_last else model
+
+    return make
+
+
+def augment_fn(cfg: ExperimentConfig) -> AugmentFn | None:
+    """The training augmentation of ``cfg`` (None when ``train.augment`` is off)."""
+    return augment_batch if cfg.train.augment else None
+
+
+# -- the federation -------------------------------------------------------------------------------------------------
+
+
+def noise_levels(cfg: ExperimentConfig, data: FederatedData) -> tuple[float, float, str]:
+    """(s_U, s_D, how they were set): calibrated by NbAFL for privacy.calibrate, else as configured."""
+    f = cfg.federation
+    cal = cfg.privacy.calibrate
+    if cal is None:
+        return f.uplink_noise, f.downlink_noise, "hand-set"
+    m = min(len(s) for s in data.client_train)
+    assert f.uplink_clip is not None  # the config validates it
+    c = calibrate_nbafl(epsilon=cal.epsilon, delta=cfg.privacy.delta, clip=f.uplink_clip, min_local_size=m,
+                        exposures=cal.exposures or cfg.train.rounds, rounds=cfg.train.rounds,
+                        num_clients=data.num_clients)
+    return c.sigma_uplink, max(c.sigma_downlink, f.downlink_noise), "calibrated (NbAFL)"
+
+
+def federation_spec(cfg: ExperimentConfig, data: FederatedData, *, device: torch.device | str | None = None
+                    ) -> FederationSpec:
+    """The rounds of ``cfg`` on ``data``: noise (calibrated or hand-set), aggregation, local training (precision
+    resolved for the device)."""
+    tr, f = cfg.train, cfg.federation
+    dev = torch.device(device) if device is not None else run_device(cfg)
+    s_u, s_d, _ = noise_levels(cfg, data)
+    local = LocalSpec(epochs=tr.local_epochs, batch_size=tr.batch_size, optimizer=tr.optimizer, lr=tr.lr,
+                      momentum=tr.momentum, grad_clip=tr.grad_clip, augment=tr.augment,
+                      precision=resolve_precision(tr.precision, dev), channels_last=tr.channels_last,
+                      device=str(dev))
+    return FederationSpec(rounds=tr.rounds, seed=cfg.seed, local=local, downlink_noise=s_d,
+                          uplink_clip=f.uplink_clip, uplink_noise=s_u, weighted=f.weighted,
+                          keep_received=f.keep_received_rounds, eval_every=tr.eval_every,
+                          eval_batch_size=tr.eval_batch_size, aggregator=f.aggregator, trim_fraction=f.trim_fraction,
+                          byzantine=f.byzantine, multi_krum_m=f.multi_krum_m, norm_factor=f.norm_factor,
+                          norm_action=f.norm_action)
+
+
+def crn_hook(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> CrnClientHook:
+    """Online CRN of ``cfg.crn`` for every client, on its attack set ``data.client_test[i].x`` (SPEC 7)."""
+    c = cfg.crn
+    return CrnClientHook(model_factory=model_factory(cfg, data, layout=False, device=spec.local.device),
+                         attack_sets=[s.x for s in data.client_test], total_rounds=spec.rounds, windows=c.windows,
+                         eps=c.eps, steps=c.steps or cfg.train.local_epochs, alpha=c.alpha,
+                         centre_grad=c.centre_grad)
+
+
+def build_hooks(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
+    """The defence of ``cfg.defense`` and, with ``crn.enabled``, every client's online CRN buffer."""
+    hooks = defence_hooks(cfg.defense, data, spec, model_factory(cfg, data, device=spec.local.device))
+    if cfg.crn.enabled:
+        if hooks.client is not None:
+            raise ValueError(f"crn.enabled: defence {cfg.defense.name!r} already has a client hook")
+        hooks = dataclasses.replace(hooks, client=crn_hook(cfg, data, spec))
+    return hooks
+
+
+# -- the run directory ----------------------------------------------------------------------------------------------
+
+
+def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> dict[str, Any]:
+    """RDP (conservative) and PLD (tight) accounting of the run's uplink and downlink noise, plus the NbAFL
+    calibration when the noise was calibrated, and the defence in force."""
+    sizes = [len(s) for s in data.client_train]
+    m = min(sizes)
+    weights = sizes if spec.weighted else [1] * len(sizes)
+    calibrated = cfg.privacy.calibrate is not None
+    common = dict(sigma_uplink=spec.uplink_noise, sigma_downlink=spec.downlink_noise, clip=spec.uplink_clip,
+                  min_local_size=m, rounds=spec.rounds, num_clients=data.num_clients, delta=cfg.privacy.delta,
+                  weights=weights, calibrated=calibrated)
+    both = {sens: {acc: account_run(**common, accountant=acc, sensitivity=sens).to_dict() for acc in ("rdp", "pld")}
+            for sens in SENSITIVITIES}
+    out: dict[str, Any] = {
+        "noise": "calibrated (NbAFL)" if calibrated else "hand-set",
+        "sigma_uplink": spec.uplink_noise, "sigma_downlink": spec.downlink_noise, "clip": spec.uplink_clip,
+        "delta": cfg.privacy.delta, "min_local_size": m, "client_sizes": sizes,
+        # the headline numbers: NbAFL's sensitivity 2C/m (the papers' assumption), RDP and PLD accountants
+        "sensitivity": "nbafl", "rdp": both["nbafl"]["rdp"], "pld": both["nbafl"]["pld"],
+        # and under the unconditional sensitivity 2C of clipped weights (SPEC 4)
+        "sensitivities": both,
+        "dp": {sens: dp_label(float(both[sens]["pld"]["epsilon"]), cfg.privacy.delta, sensitivity=sens)
+               for sens in SENSITIVITIES},
+        "defense": {"name": cfg.defense.name},
+    }
+    if calibrated:
+        cal = cfg.privacy.calibrate
+        assert cal is not None and spec.uplink_clip is not None
+        out["nbafl"] = calibrate_nbafl(epsilon=cal.epsilon, delta=cfg.privacy.delta, clip=spec.uplink_clip,
+                                       min_local_size=m, exposures=cal.exposures or spec.rounds, rounds=spec.rounds,
+                                       num_clients=data.num_clients).to_dict()
+    return out
+
+
+def open_store(cfg: ExperimentConfig, root: str | Path) -> RunStore:
+    """The run directory of ``cfg`` at ``root``; ConfigError (one line) if it holds a run of another config."""
+    store = RunStore(root, config_hash=config_hash(cfg))
+    if store.has_config():
+        try:
+            old = yaml.safe_load(read_config_text(root))
+        except yaml.YAMLError:
+            raise ConfigError(f"{store.dir.config}: unreadable config of an earlier run") from None
+        if config_hash(old) != config_hash(cfg):
+            raise ConfigError(f"{store.root}: holds a run with a different config; choose another --run-dir")
+    return store
+
+
+def load_run_config(root: str | Path) -> ExperimentConfig:
+    """The config of the run at ``root`` (its ``config.yaml``); RunFileError (one line) otherwise."""
+    text = read_config_text(root)
+    try:
+        return ExperimentConfig.model_validate(yaml.safe_load(text))
+    except (yaml.YAMLError, ValueError) as e:
+        raise RunFileError(f"{Path(root) / 'config.yaml'}: not a valid fedsafe config "
+                           f"({' '.join(str(e).split())[:200]})") from None
+
+
+def write_header(store: RunStore, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> None:
+    """The files a run writes before round 1 (both engines)."""
+    store.write_header(config_text=to_yaml(cfg), data_report=data.report.to_dict(), splits=data.split_ids(),
+                       privacy_report=privacy_report(cfg, data, spec))

@@ -1,0 +1,316 @@
+"""The one reader and writer of a run directory (layout: :mod:`fedsafe.runs.rundir`).
+
+Every model file and the checkpoint carry the run's config hash and a content hash (sha256 of the tensors), so a
+file copied from another run, truncated or corrupted is refused with a one-line error naming it
+(:class:`RunFileError`) instead of silently mixing runs. The checkpoint of the previous round is kept beside the
+current one: if the current one cannot be verified, a resume continues from the last verified round.
+
+A run directory is written by one process at a time: :meth:`RunStore.lock` takes an exclusive lock (a second
+writer is refused with a message naming the holder's pid) and removes the ``*.tmp`` files that a killed write
+left behind.
+
+>>> # store = RunStore("runs/exp", config_hash=config_hash(cfg))
+>>> # with store.lock():
+>>> #     store.save_round(...); ck = store.load_checkpoint(rounds=20, num_clients=3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import pickle
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import torch_load, torch_save, write_json, write_text
+from .rundir import RunDir
+
+__all__ = ["FORMAT", "Checkpoint", "RunFileError", "RunFileMissing", "RunLockedError", "RunStore", "read_config_text", "state_digest"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fedsafe-run/2"
+"""Written into every model file and checkpoint; files of another format are refused."""
+
+_LOAD_ERRORS = (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+                KeyError, TypeError, AttributeError)
+
+
+class RunFileError(ValueError):
+    """A file of a run directory is missing, unreadable, of another run, or fails its content check."""
+
+
+class RunFileMissing(RunFileError, FileNotFoundError):
+    """A file the run should have is not there."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing the run directory."""
+
+
+def state_digest(*states: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor of ``states``, in order."""
+    h = hashlib.sha256()
+    for state in states:
+        for k, v in state.items():
+            t = v.detach().cpu().contiguous()
+            h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last completed round: everything that crosses rounds."""
+
+    round: int
+    rounds: int
+    num_clients: int
+    global_state: dict[str, torch.Tensor]
+    client_states: list[dict[str, torch.Tensor]]
+    metrics: list[dict[str, Any]]
+    path: Path
+
+
+def read_config_text(root: str | Path) -> str:
+    """``RUN/config.yaml`` as text; RunFileError when it is missing (not a run directory) or unreadable."""
+    path = RunDir(Path(root)).config
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise RunFileMissing(f"{path}: missing: {path.parent} is not a fedsafe run directory") from None
+    except (OSError, UnicodeError) as e:
+        raise RunFileError(f"{path}: unreadable ({e.__class__.__name__})") from None
+
+
+class RunStore:
+    """Read and write one run directory, checking that every file belongs to the run of ``config_hash``.
+
+    ``config_hash`` is :func:`fedsafe.config.config_hash` of the run's config (the reader of a finished run
+    takes it from the run's own ``config.yaml``).
+    """
+
+    def __init__(self, root: str | Path, *, config_hash: str) -> None:
+        if not config_hash:
+            raise ValueError("a run store needs the run's config hash")
+        self.dir = RunDir(Path(root))
+        self.config_hash = config_hash
+
+    @property
+    def root(self) -> Path:
+        return self.dir.root
+
+    # -- identity -----------------------------------------------------------------------------------------------
+
+    def has_config(self) -> bool:
+        return self.dir.config.is_file()
+
+    def is_complete(self) -> bool:
+        return self.dir.summary.is_file()
+
+    # -- locking ------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory exclusively (``RUN/.lock``, an advisory ``flock``) for the block; clean the
+        ``*.tmp`` files a killed write left. Raises RunLockedError naming the holder's pid."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise RunLockedError(f"{self.root}: in use by another fedsafe process (pid {holder}); wait for it "
+                                     "to finish or choose another run directory") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self.clean_tmp()
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def clean_tmp(self) -> int:
+        """Delete ``.<name>.*.tmp`` files left by writes that were killed; returns how many."""
+        n = 0
+        for p in self.root.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                n += 1
+        if n:
+            log.info("%s: removed %d stale temporary file(s)", self.root, n)
+        return n
+
+    # -- header and summary -------------------------------------------------------------------------------------
+
+    def write_header(self, *, config_text: str, data_report: Mapping[str, Any], splits: Mapping[str, Any],
+                     privacy_report: Mapping[str, Any]) -> None:
+        """The files a run writes before round 1: config, data report, splits, privacy report."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text(self.dir.config, config_text)
+        write_json(self.dir.data_report, data_report)
+        write_json(self.dir.splits, splits)
+        write_json(self.dir.privacy_report, privacy_report)
+
+    def read_json(self, path: Path) -> Any:
+        """A JSON file of the run; RunFileError naming it when missing or not valid JSON."""
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunFileMissing(f"{path}: missing") from None
+        except (OSError, UnicodeError, ValueError) as e:
+            raise RunFileError(f"{path}: not valid JSON ({e.__class__.__name__}); the file is damaged") from None
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        write_json(path, obj)
+
+    # -- model files --------------------------------------------------------------------------------------------
+
+    def save_state(self, path: Path, state: Mapping[str, torch.Tensor], *, kind: str, round_: int | None = None,
+                   client: int | None = None) -> None:
+        """Write one model (``kind``: global, received, final) with the run's config hash and its content hash."""
+        cpu = _cpu(state)
+        torch_save({"format": FORMAT, "config_hash": self.config_hash, "kind": kind, "round": round_,
+                    "client": client, "sha256": state_digest(cpu), "state": cpu}, path)
+
+    def load_state(self, path: Path, *, kind: str | None = None) -> dict[str, torch.Tensor]:
+        """Read and verify one model file (module docstring); RunFileError naming it otherwise."""
+        obj = self._load(path)
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT or "state" not in obj:
+            raise RunFileError(f"{path}: not a fedsafe model file of this version (train the run again)")
+        if obj.get("config_hash") != self.config_hash:
+            raise RunFileError(f"{path}: belongs to another run (config hash {str(obj.get('config_hash'))[:12]}, "
+                               f"this run's {self.config_hash[:12]}); it was copied from elsewhere")
+        if kind is not None and obj.get("kind") != kind:
+            raise RunFileError(f"{path}: holds a {obj.get('kind')} model, expected a {kind} model")
+        state = obj["state"]
+        if state_digest(state) != obj.get("sha256"):
+            raise RunFileError(f"{path}: content check failed (the file was modified or damaged)")
+        return state
+
+    @staticmethod
+    def _load(path: Path) -> Any:
+        if not path.is_file():
+            raise RunFileMissing(f"{path}: missing")
+        if path.stat().st_size == 0:
+            raise RunFileError(f"{path}: empty file (a damaged or interrupted copy)")
+        try:
+            return torch_load(path)
+        except _LOAD_ERRORS as e:
+            raise RunFileError(f"{path}: unreadable ({e.__class__.__name__}: truncated or not a fedsafe file)") \
+                from None
+
+    def save_global(self, round_: int, state: Mapping[str, torch.Tensor]) -> None:
+        self.save_state(self.dir.global_model(round_), state, kind="global", round_=round_)
+
+    def load_global(self, round_: int) -> dict[str, torch.Tensor]:
+        return self.load_state(self.dir.global_model(round_), kind="global")
+
+    def save_received(self, round_: int, client: int, state: Mapping[str, torch.Tensor]) -> None:
+        self.save_state(self.dir.received(round_, client), state, kind="received", round_=round_, client=client)
+
+    def load_received(self, round_: int, client: int) -> dict[str, torch.Tensor]:
+        return self.load_state(self.dir.received(round_, client), kind="received")
+
+    def received_rounds(self) -> list[int]:
+        return self.dir.received_rounds()
+
+    def received_window(self, client: int, rounds: range) -> list[dict[str, torch.Tensor]]:
+        """Client ``client``'s received copies of ``rounds`` (oldest first), verified; RunFileError naming the first
+        missing one and the rounds the run kept (CRN replay needs the last R rounds)."""
+        missing = [t for t in rounds if not self.dir.received(t, client).is_file()]
+        if missing:
+            kept = self.received_rounds()
+            held = f"rounds {kept[0]}..{kept[-1]}" if kept else "no rounds"
+            raise RunFileMissing(f"{self.dir.received(missing[0], client)} is missing: the replay needs the copies of "
+                               f"rounds {rounds[0]}..{rounds[-1]} but the run kept {held} (raise "
+                               "federation.keep_received_rounds)")
+        return [self.load_received(t, client) for t in rounds]
+
+    def save_final(self, client: int, state: Mapping[str, torch.Tensor]) -> None:
+        self.save_state(self.dir.final_model(client), state, kind="final", client=client)
+
+    def load_final(self, client: int) -> dict[str, torch.Tensor]:
+        return self.load_state(self.dir.final_model(client), kind="final")
+
+    # -- rounds and the checkpoint ------------------------------------------------------------------------------
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.root / "checkpoint.prev.pt"
+
+    def save_round(self, round_: int, *, rounds: int, global_state: Mapping[str, torch.Tensor],
+                   received: Sequence[Mapping[str, torch.Tensor]] | None,
+                   client_states: Sequence[Mapping[str, torch.Tensor]], metrics: Sequence[Mapping[str, Any]],
+                   keep_from: int) -> None:
+        """Write round ``round_``: the global model, the received copies (``received``; None when the round is not
+        kept), the metrics, then the checkpoint (last: a round counts as completed only once it exists); the
+        previous checkpoint is kept as ``checkpoint.prev.pt``. Received copies of rounds before ``keep_from`` go."""
+        self.save_global(round_, global_state)
+        if received is not None:
+            for i, s in enumerate(received):
+                self.save_received(round_, i, s)
+        write_json(self.dir.metrics, list(metrics))
+        g = _cpu(global_state)
+        cs = [_cpu(s) for s in client_states]
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "round": round_, "rounds": rounds,
+                   "num_clients": len(cs), "global_state": g, "client_states": cs, "metrics": list(metrics),
+                   "sha256": state_digest(g, *cs)}
+        if self.dir.checkpoint.is_file():
+            os.replace(self.dir.checkpoint, self.previous_checkpoint)
+        torch_save(payload, self.dir.checkpoint)
+        self.dir.prune_received(keep_from)
+
+    def _read_checkpoint(self, path: Path) -> Checkpoint:
+        obj = self._load(path)
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise RunFileError(f"{path}: not a fedsafe checkpoint of this version (train the run again)")
+        if obj.get("config_hash") != self.config_hash:
+            raise RunFileError(f"{path}: checkpoint of another run (config hash {str(obj.get('config_hash'))[:12]},"
+                               f" this run's {self.config_hash[:12]}); it was copied from elsewhere")
+        if state_digest(obj["global_state"], *obj["client_states"]) != obj.get("sha256"):
+            raise RunFileError(f"{path}: content check failed (the file was modified or damaged)")
+        return Checkpoint(round=int(obj["round"]), rounds=int(obj["rounds"]), num_clients=int(obj["num_clients"]),
+                          global_state=obj["global_state"], client_states=list(obj["client_states"]),
+                          metrics=list(obj["metrics"]), path=path)
+
+    def load_checkpoint(self, *, rounds: int | None = None, num_clients: int | None = None) -> Checkpoint | None:
+        """The last verified round, or None when the run has not completed a round. Falls back to the previous
+        checkpoint (one round earlier) when the current one cannot be verified; raises RunFileError (naming the
+        file) when neither can, and ValueError when the checkpoint is for another federation."""
+        current, prev = self.dir.checkpoint, self.previous_checkpoint
+        if not current.exists() and not prev.exists():
+            return None
+        try:
+            ck = self._read_checkpoint(current)
+        except RunFileError as first:
+            if not prev.exists():
+                raise
+            try:
+                ck = self._read_checkpoint(prev)
+            except RunFileError:
+                raise first from None
+            log.warning("%s; resuming from the previous checkpoint (round %d)", first, ck.round)
+        if (rounds is not None and ck.rounds != rounds) or (num_clients is not None and ck.num_clients != num_clients):
+            raise ValueError(f"{ck.path}: checkpoint is for a different federation ({ck.num_clients} clients, "
+                             f"{ck.rounds} rounds)")
+        return ck
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """``summary.json``, written last: the run is complete once it exists."""
+        write_json(self.dir.summary, summary)
