@@ -1,6 +1,6 @@
 """fedsafe: security of federated learning on medical images.
 
-Implements the Fed-Safe defence (distributed noise + server-side adversarial adaptation) and the
+Implements the Fed-Safe defense (distributed noise + server-side adversarial adaptation) and the
 cross-round-noise (CRN) attack of Darzi et al.; see ``SPEC.md`` of the project for the exact algorithms.
 """
 

@@ -1,7 +1,7 @@
 """The composition root: from a validated config to the objects a run is made of.
 
 Everything that turns an :class:`~fedsafe.config.ExperimentConfig` into data, a model, a federation spec, the
-defence's and the attacker's hooks and the privacy report lives here, so the layers below (``data``, ``models``,
+defense's and the attacker's hooks and the privacy report lives here, so the layers below (``data``, ``models``,
 ``federation``, ``attacks``, ``defenses``, ``privacy``, ``metrics``, ``runs``) never read the whole config and
 never import the runners above them (``experiments``, ``flower``, ``cli``).
 
@@ -12,7 +12,6 @@ never import the runners above them (``experiments``, ``flower``, ``cli``).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -28,10 +27,10 @@ from .attacks.crn_hook import CrnClientHook
 from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
 from .data.augment import augment_batch
 from .data.splits import Splits, make_splits
-from .data.tasks import load_task
-from .data.types import ImageTable
+from .data.tasks import load_task, load_task_kwargs
+from .data.types import DataReport, ImageTable
 from .defenses.adaptation import adaptation_counts
-from .defenses.registry import defence_hooks
+from .defenses.registry import defense_hooks
 from .device import resolve_device
 from .federation.data import FederatedData, build_federated_data
 from .federation.hooks import Hooks
@@ -86,23 +85,11 @@ def default_data_root(task: str) -> Path | None:
     return candidates[0]
 
 
-def load_table(cfg: ExperimentConfig, *, progress: Progress | None = None):
-    """The task's de-duplicated image table and data report (:func:`fedsafe.data.tasks.load_task`)."""
+def load_table(cfg: ExperimentConfig, *, progress: Progress | None = None) -> tuple[ImageTable, DataReport]:
+    """The task's de-duplicated image table (near-duplicate groups included) and its data report."""
     t = cfg.task
     root = Path(t.data_root) if t.data_root else default_data_root(t.name)
-    kwargs: dict[str, Any] = {}
-    for field in ("label_conflicts", "near_duplicates", "near_duplicate_threshold", "near_duplicate_hash_distance"):
-        if field in type(t).model_fields:
-            kwargs[field] = getattr(t, field)
-    return load_task(t.name, data_root=root, image_size=t.image_size, channels=t.channels,
-                     cache_dir=Path(t.cache_dir) if t.cache_dir else None, strict=t.strict, seed=cfg.seed,
-                     n_synthetic=t.synthetic_size, progress=progress, **_accepted(kwargs))
-
-
-def _accepted(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The options of ``load_task`` this version of the data layer takes."""
-    params = inspect.signature(load_task).parameters
-    return {k: v for k, v in kwargs.items() if k in params}
+    return load_task(t.name, data_root=root, seed=cfg.seed, progress=progress, **load_task_kwargs(t))
 
 
 def _splits(cfg: ExperimentConfig, table: ImageTable, server: int | float) -> Splits:
@@ -113,13 +100,9 @@ def _splits(cfg: ExperimentConfig, table: ImageTable, server: int | float) -> Sp
     elif s.partition == "dirichlet":
         kwargs["alpha"] = s.dirichlet_alpha
     glob = int(s.global_test_size) if s.global_test_size >= 1 else float(s.global_test_size)
-    extra: dict[str, Any] = {}
-    groups = getattr(table, "groups", None)
-    if groups is not None:
-        extra["groups"] = groups
     return make_splits(table.labels, num_clients=s.num_clients, client_test_size=s.client_test_size,
                        server_size=server, global_test_size=glob, partition=s.partition, partition_kwargs=kwargs,
-                       rng=numpy_rng(cfg.seed, "splits"), **extra)
+                       rng=numpy_rng(cfg.seed, "splits"), groups=table.groups)
 
 
 def _server_size(cfg: ExperimentConfig, table: ImageTable) -> tuple[Splits, list[str]]:
@@ -172,7 +155,8 @@ def model_factory(cfg: ExperimentConfig, data: FederatedData | None = None, *, n
                   device: torch.device | str | None = None) -> Callable[[], nn.Module]:
     """A factory of the configured model: a deterministic initialisation from the seed (drawn on the CPU, so every
     device starts from the same weights), in the memory format the run trains in (channels-last if
-    ``train.channels_last`` and ``layout``), on ``device`` (default: the run's)."""
+    ``train.channels_last`` and ``layout``; compiled with ``torch.compile`` if ``train.compile``), on ``device``
+    (default: the run's)."""
     if data is not None:
         num_classes, in_channels = len(data.class_names), data.in_channels
     if num_classes is None or in_channels is None:
@@ -185,7 +169,12 @@ def model_factory(cfg: ExperimentConfig, data: FederatedData | None = None, *, n
             model = build_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
                                 image_size=cfg.task.image_size, width=cfg.model.width, dropout=cfg.model.dropout)
         model = model.to(dev)
-        return to_channels_last(model) if layout and cfg.train.channels_last else model
+        if layout and cfg.train.channels_last:
+            model = to_channels_last(model)
+        if layout and cfg.train.compile:
+            # in place: the state dict keeps its names (torch.compile(model) would prefix them with _orig_mod.)
+            model.compile(dynamic=False)
+        return model
 
     return make
 
@@ -241,11 +230,11 @@ def crn_hook(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -
 
 
 def build_hooks(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:
-    """The defence of ``cfg.defense`` and, with ``crn.enabled``, every client's online CRN buffer."""
-    hooks = defence_hooks(cfg.defense, data, spec, model_factory(cfg, data, device=spec.local.device))
+    """The defense of ``cfg.defense`` and, with ``crn.enabled``, every client's online CRN buffer."""
+    hooks = defense_hooks(cfg.defense, data, spec, model_factory(cfg, data, device=spec.local.device))
     if cfg.crn.enabled:
         if hooks.client is not None:
-            raise ValueError(f"crn.enabled: defence {cfg.defense.name!r} already has a client hook")
+            raise ValueError(f"crn.enabled: defense {cfg.defense.name!r} already has a client hook")
         hooks = dataclasses.replace(hooks, client=crn_hook(cfg, data, spec))
     return hooks
 
@@ -255,7 +244,7 @@ def build_hooks(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
 
 def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> dict[str, Any]:
     """RDP (conservative) and PLD (tight) accounting of the run's uplink and downlink noise, plus the NbAFL
-    calibration when the noise was calibrated, and the defence in force."""
+    calibration when the noise was calibrated, and the defense in force."""
     sizes = [len(s) for s in data.client_train]
     m = min(sizes)
     weights = sizes if spec.weighted else [1] * len(sizes)

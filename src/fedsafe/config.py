@@ -22,7 +22,7 @@ __all__ = [
     "ConfigError", "ExperimentConfig", "PROFILES", "load_config", "parse_overrides", "config_hash", "to_yaml",
 ]
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "paper", "paper-sgd")
 
 
 class ConfigError(ValueError):
@@ -59,7 +59,7 @@ class SplitConfig(_Part):
     dirichlet_alpha: float = Field(0.5, gt=0)
     client_test_size: int = Field(100, ge=1)
     server_size: float = Field(0.1, gt=0)  # < 1: fraction of the pool; >= 1: a count
-    # size the server set so that it holds this fraction of the largest client's training set (SPEC 5: the defences'
+    # size the server set so that it holds this fraction of the largest client's training set (SPEC 5: the defenses'
     # f is relative to |D_i|); None: server_size as given
     server_for_fraction: float | None = Field(None, gt=0, le=1)
     global_test_size: float = Field(0.15, gt=0)

@@ -1,4 +1,4 @@
-"""Helpers of the defence tests: the tiny federation of tests/federation/_tiny.py and a config that matches it."""
+"""Helpers of the defense tests: the tiny federation of tests/federation/_tiny.py and a config that matches it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adversarial fine-tuning (the piece every server defence uses): cost, purity, determinism, that it works, and
+"""Adversarial fine-tuning (the piece every server defense uses): cost, purity, determinism, that it works, and
 how much server data each client's copy is adapted on (f relative to |D_i|, SPEC 5)."""
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def test_zero_or_too_many_images_are_errors():
 
 
 def test_adaptation_plan_uses_disjoint_server_images_on_real_splits():
-    """prepare_data draws all sets from one pool: the defence's images are server images, never a client's."""
+    """prepare_data draws all sets from one pool: the defense's images are server images, never a client's."""
     cfg = make_cfg("fed-safe", fraction=0.5).model_copy(update={"task": make_cfg().task.model_copy(
         update={"name": "synthetic", "synthetic_size": 240})})
     data = prepare_data(cfg)

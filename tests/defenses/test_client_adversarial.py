@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fedsafe.defenses.adaptation import PgdLoss
-from fedsafe.defenses.client_adversarial import madry_loss
 from fedsafe.build import build_hooks as hooks_for
 from fedsafe.build import federation_spec
+from fedsafe.defenses.adaptation import PgdLoss
+from fedsafe.defenses.client_adversarial import madry_loss
 from fedsafe.federation.client import local_train
 from fedsafe.federation.spec import LocalSpec
 from fedsafe.federation.state import clone, max_abs_diff

@@ -1,15 +1,15 @@
-"""Every defence is built by name from the config; unknown names are rejected."""
+"""Every defense is built by name from the config; unknown names are rejected."""
 
 from __future__ import annotations
 
 import pytest
 
+from fedsafe.build import build_hooks as hooks_for
+from fedsafe.build import federation_spec
 from fedsafe.config import DefenseConfig
 from fedsafe.defenses.adaptation import PgdLoss
 from fedsafe.defenses.adversarial_training import SharedAdversarialTrainingHook
 from fedsafe.defenses.fed_safe import CopyAdaptationHook
-from fedsafe.build import build_hooks as hooks_for
-from fedsafe.build import federation_spec
 from fedsafe.defenses.registry import DEFENSES
 from fedsafe.federation.client import cross_entropy_loss
 
@@ -24,12 +24,12 @@ EXPECTED = {
 }
 
 
-def test_the_registry_holds_every_configurable_defence():
+def test_the_registry_holds_every_configurable_defense():
     assert set(DEFENSES) == set(EXPECTED) == set(DefenseConfig.model_fields["name"].annotation.__args__)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_defence_builds_by_name(name):
+def test_each_defense_builds_by_name(name):
     cfg = make_cfg(name, downlink_noise=0.0 if name.startswith("adversarial-training") else 0.01)
     data = tiny.tiny_data()
     hooks = hooks_for(cfg, data, federation_spec(cfg, data))
@@ -40,14 +40,14 @@ def test_each_defence_builds_by_name(name):
         assert hooks.server.name == name
 
 
-def test_unknown_defence_is_rejected_by_name():
+def test_unknown_defense_is_rejected_by_name():
     cfg = make_cfg("none")
     cfg = cfg.model_copy(update={"defense": DefenseConfig.model_construct(name="bogus")})
     data = tiny.tiny_data()
-    with pytest.raises(ValueError, match="unknown defence 'bogus'"):
+    with pytest.raises(ValueError, match="unknown defense 'bogus'"):
         hooks_for(cfg, data, federation_spec(cfg, data))
 
 
-def test_the_config_rejects_an_unknown_defence_too():
+def test_the_config_rejects_an_unknown_defense_too():
     with pytest.raises(ValueError):
         make_cfg("bogus")

@@ -154,7 +154,7 @@ def test_fedsafe_table1_verdicts_follow_the_numbers():
     def metric(m, k):  # distributed noise lower than adversarial training at 3 of the 4 steps
         method, step = m.tag()["method"], m.tag()["step"]
         if k == "asr_avg_benign":
-            return {"no defence (FedAvg)": 0.6, "adversarial training": 0.3}.get(method, 0.2 if step != 0.05 else 0.4)
+            return {"no defense (FedAvg)": 0.6, "adversarial training": 0.3}.get(method, 0.2 if step != 0.05 else 0.4)
         return 0.5
 
     built = REPRODUCTIONS["fedsafe-table1"].build(_fake("fedsafe-table1", "meningioma", metric, seeds=1))

@@ -14,10 +14,11 @@ import pytest
 from fedsafe.attacks import pgd, predict, uniform_start
 from fedsafe.attacks.crn_hook import CrnClientHook
 from fedsafe.config import config_hash, load_config, to_yaml
-from fedsafe.experiments.transfer import AttackSpec, evaluate_transfer, load_run, parse_start, sweep, tidy
-from fedsafe.federation.spec import LocalSpec
+from fedsafe.attacks.spec import AttackSpec, Start, parse_start, sweep
+from fedsafe.experiments.transfer import evaluate_transfer, load_run, tidy
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
+from fedsafe.federation.spec import LocalSpec
 from fedsafe.metrics import summarise, transfer_matrices, transfer_row
 from fedsafe.runs.atomic import write_json, write_text
 from fedsafe.runs.store import RunStore
@@ -98,7 +99,8 @@ def test_crn_start_uses_the_online_buffer_when_settings_match_and_replays_otherw
     assert set(replayed.frame.start_source) == {"crn-replayed"}
     pd.testing.assert_frame_equal(online.frame[METRICS], replayed.frame[METRICS])
     # Another eps than the run's: replayed at that eps
-    other = evaluate_transfer(ctx, AttackSpec(attack="fgsm", eps=0.03, start="crn1"), write=False, sanity=False)[0]
+    other = evaluate_transfer(ctx, AttackSpec(attack="fgsm", eps=0.03, start=Start.crn(1, eps=0.03)), write=False,
+                              sanity=False)[0]
     assert set(other.frame.start_source) == {"crn-replayed"}
 
 

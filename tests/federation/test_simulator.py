@@ -12,6 +12,7 @@ from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.round import aggregate, downlink_copy, uplink
 from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.state import max_abs_diff
+
 from ._tiny import tiny_data, tiny_model, tiny_spec, tiny_store
 
 HERE = Path(__file__).parent

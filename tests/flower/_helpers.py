@@ -20,7 +20,7 @@ from fedsafe.flower.app import run_config_for
 from fedsafe.runs.atomic import torch_load
 from fedsafe.runs.rundir import RunDir
 
-# The brief's tiny federation: downlink noise, uplink clipping and noise, the fed-safe defence, online CRN.
+# The brief's tiny federation: downlink noise, uplink clipping and noise, the fed-safe defense, online CRN.
 TINY = [
     "seed=11", "threads=1", "task.name=synthetic", "task.image_size=16", "task.synthetic_size=300",
     "splits.num_clients=3", "splits.num_shards=15", "splits.client_test_size=20", "model.width=0.04",

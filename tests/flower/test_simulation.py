@@ -1,5 +1,5 @@
 """Equivalence on the real Flower simulation engine (Ray): the same config and seed give the same run as the
-in-process simulator - downlink noise, uplink clipping and noise, the fed-safe defence and online CRN on."""
+in-process simulator - downlink noise, uplink clipping and noise, the fed-safe defense and online CRN on."""
 
 from __future__ import annotations
 

@@ -22,13 +22,17 @@ from fedsafe.attacks.iterative import (
 )
 from fedsafe.attacks.masking import MaskingReport, masking_checks, step_rule
 from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
+from fedsafe.attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start, sweep
 from fedsafe.attacks.starts import project_start, uniform_start, zero_start
 
 __all__ = [
     "ADAPTIVE_ATTACKS",
     "ATTACKS",
     "AttackResult",
+    "AttackSpec",
     "CrnState",
+    "DEFAULT_EPS",
+    "DEFAULT_WINDOWS",
     "GradientFn",
     "MaskingReport",
     "attack_in_batches",
@@ -55,7 +59,9 @@ __all__ = [
     "predict",
     "project_start",
     "resolve_labels",
+    "Start",
     "step_rule",
+    "sweep",
     "uniform_start",
     "zero_start",
 ]

@@ -133,9 +133,10 @@ class CrnState:
         self.rounds += 1
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
-        """A flat dict of CPU tensors (a copy): delta, rounds, eps, alpha, steps, centre_grad."""
+        """A flat dict of tensors (a copy; delta stays on its device): delta, rounds, eps, alpha, steps,
+        centre_grad."""
         return {
-            "delta": self.delta.detach().cpu().clone(),
+            "delta": self.delta.detach().clone(),
             "rounds": torch.tensor(self.rounds, dtype=torch.int64),
             "eps": torch.tensor(self.eps, dtype=torch.float64),
             "alpha": torch.tensor(self.alpha, dtype=torch.float64),

@@ -25,7 +25,8 @@ def train(
     data_root: str = typer.Option(None, "--data-root", help="Shortcut for --set task.data_root=..."),
     run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. train.rounds=5"),
-    stop_after: int = typer.Option(None, "--stop-after", help="Stop after this round (resume later)."),
+    stop_after: int = typer.Option(None, "--stop-after", min=1, help="Stop after this round (resume later)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
 ) -> None:
     """Train a federation; a killed run restarts from its last completed round."""
     from ..config import config_hash
@@ -37,6 +38,8 @@ def train(
         overrides.append(f"task.name={task}")
     if data_root:
         overrides.append(f"task.data_root={data_root}")
+    if device:
+        overrides.append(f"train.device={device}")
     try:
         cfg = load_config(config, profile=profile, overrides=overrides)
     except ConfigError as e:
@@ -45,7 +48,7 @@ def train(
     try:
         with torch_threads(cfg.threads), progress_bars() as prog:
             outcome = run_train(cfg, rd, progress=prog, stop_after=stop_after)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise fail(str(e)) from None
     if outcome.skipped:
         console.print(f"{rd} is already complete: nothing to do.")

@@ -142,14 +142,16 @@ def apply_augment(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     if params.angles_deg.shape != (x.shape[0],) or params.flip.shape != (x.shape[0],):
         raise ValueError(f"params are for {params.angles_deg.shape[0]} images, x has {x.shape[0]}.")
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    angles = params.angles_deg.to(x.device)
-    flip = params.flip.to(x.device)
-    if bool((angles != 0).any()):
+    # decided on the parameters where they were drawn (the CPU generator): no device-to-host sync on a GPU
+    rotate, any_flip = bool((params.angles_deg != 0).any()), bool(params.flip.any())
+    angles = params.angles_deg.to(x.device, non_blocking=True)
+    flip = params.flip.to(x.device, non_blocking=True)
+    if rotate:
         # bilinear weights are convex, so only rounding can leave [0, 1]
         out = rotate_batch(x, angles, flip=flip).clamp_(0.0, 1.0)
     else:
         out = x.clone()
-        if bool(flip.any()):
+        if any_flip:
             out[flip] = out[flip].flip(-1)
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)

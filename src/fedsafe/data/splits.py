@@ -4,7 +4,7 @@ SPEC section 1 ("Splits"): the papers count all images of a task, so Training an
 de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from that pool:
 
 1. a held-out global test set (stratified by class);
-2. the server data set used by the defences (stratified; disjoint from every attack set, unlike the
+2. the server data set used by the defenses (stratified; disjoint from every attack set, unlike the
    authors' code, which drew it from the test split);
 3. one attack/test set per client (paper: 100 images each; stratified);
 4. the rest: client training data, split over the clients by a partition of :mod:`fedsafe.data.partition`.

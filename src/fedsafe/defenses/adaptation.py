@@ -1,6 +1,6 @@
 """Adversarial adaptation: fine-tune a model on PGD examples crafted against that same model (SPEC section 5).
 
-The one piece every server defence uses. For every mini-batch of the adaptation data (x, y), PGD examples are
+The one piece every server defense uses. For every mini-batch of the adaptation data (x, y), PGD examples are
 crafted against the *current* parameters with the true labels, then one optimiser step is taken on
 
     CE(f_w(x_adv), y),    x_adv = PGD_{eps, alpha, steps}(f_w, x, y)            (Madry et al. 2018, eq. 2.1)
@@ -98,7 +98,7 @@ class PgdLoss:
 def pgd_loss(defense: DefenseConfig, precision: str) -> PgdLoss:
     """The PGD of ``defense`` (alpha defaults to eps / 6, the authors') as a training loss."""
     if defense.eps <= 0:
-        raise ValueError(f"defense.eps must be > 0 for the {defense.name!r} defence (it trains against an eps-ball),"
+        raise ValueError(f"defense.eps must be > 0 for the {defense.name!r} defense (it trains against an eps-ball),"
                          f" got {defense.eps}")
     alpha = defense.alpha if defense.alpha is not None else defense.eps / 6
     return PgdLoss(eps=defense.eps, alpha=alpha, steps=defense.steps, random_start=defense.random_start,
@@ -135,7 +135,7 @@ def adaptation_counts(fraction: float, client_sizes: Sequence[int], available: i
     if not 0 < fraction <= 1:
         raise ValueError(f"defense.fraction must be in (0, 1], got {fraction}")
     if available <= 0:
-        raise ValueError("the defence needs adaptation data, but the server set is empty (splits.server_size)")
+        raise ValueError("the defense needs adaptation data, but the server set is empty (splits.server_size)")
     return [min(available, max(1, round(fraction * n))) for n in client_sizes]
 
 
@@ -163,13 +163,13 @@ def check_server_disjoint(subset: Split, data: FederatedData) -> None:
     for where, split in sets.items():
         shared = ids.intersection(split.ids)
         if shared:
-            raise ValueError(f"the defence's server data shares {len(shared)} image(s) with the {where} set "
+            raise ValueError(f"the defense's server data shares {len(shared)} image(s) with the {where} set "
                              f"(e.g. {sorted(shared)[0]!r}); the server set must be disjoint from client data")
 
 
 @dataclass(frozen=True)
 class AdaptationPlan:
-    """What a server defence adapts each client's copy on: one Split per client, their sizes against the client's
+    """What a server defense adapts each client's copy on: one Split per client, their sizes against the client's
     training size, where they come from, and notes (a count the server set could not meet, a leaky variant)."""
 
     subsets: tuple[Split, ...]

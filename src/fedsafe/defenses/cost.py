@@ -1,10 +1,10 @@
-"""What a defence cost a run, summed from the simulator's metrics rows (for the run's privacy report).
+"""What a defense cost a run, summed from the simulator's metrics rows (for the run's privacy report).
 
 The simulator adds every server hook's stats to its round's row as ``defense_<key>`` (summed over the calls of
 that round, the final downlink T + 1 included); local training records ``train_passes`` (forward/backward passes
 over images, summed over clients) and ``train_seconds``. Client adversarial training's extra passes are not a
 separate key: with PGD of k steps every client image costs k + 1 passes instead of 1, so k / (k + 1) of the
-clients' passes are the defence's.
+clients' passes are the defense's.
 """
 
 from __future__ import annotations
@@ -13,27 +13,27 @@ from collections.abc import Iterable, Mapping
 
 from ..config import DefenseConfig
 
-__all__ = ["defence_cost_summary"]
+__all__ = ["defense_cost_summary"]
 
 _SERVER_KEYS = ("passes", "images", "adaptations", "seconds")
 
 
-def defence_cost_summary(metrics: Iterable[Mapping[str, object]], *, defense: DefenseConfig | None = None
+def defense_cost_summary(metrics: Iterable[Mapping[str, object]], *, defense: DefenseConfig | None = None
                          ) -> dict[str, object]:
     """Totals over a run's metrics rows.
 
     Returns ``{"server": {passes, images, adaptations, seconds}, "clients": {passes, seconds, extra_passes},
-    "wall_seconds"}`` where ``server.*`` sums the ``defense_server_*`` entries (0 when the defence has no server
+    "wall_seconds"}`` where ``server.*`` sums the ``defense_server_*`` entries (0 when the defense has no server
     side), ``clients.passes``/``seconds`` sum ``train_passes``/``train_seconds``, ``clients.extra_passes`` is the
     share of those passes spent on client adversarial training (needs ``defense``; ``None`` without it) and
     ``wall_seconds`` sums ``round_seconds`` (training rounds; the final downlink's adaptation is in
-    ``server.seconds``). With ``defense`` the summary also names it and its PGD (and, for server defences, fraction
+    ``server.seconds``). With ``defense`` the summary also names it and its PGD (and, for server defenses, fraction
     and epochs) settings.
 
     >>> rows = [{"round": 1, "defense_server_passes": 70.0, "defense_server_seconds": 0.5, "train_passes": 100,
     ...          "train_seconds": 1.0, "round_seconds": 2.0}, {"round": 2, "final": True,
     ...          "defense_server_passes": 70.0, "defense_server_seconds": 0.5}]
-    >>> s = defence_cost_summary(rows)
+    >>> s = defense_cost_summary(rows)
     >>> s["server"]["passes"], s["clients"]["passes"], s["wall_seconds"]
     (140.0, 100.0, 2.0)
     """

@@ -33,7 +33,7 @@ class CopyAdaptationHook:
     """Server hook: adversarially fine-tune each client's downlink copy against itself, on that client's data.
 
     Args:
-        name: the defence's name; also the purpose of its random streams, keyed (seed, name, round, client).
+        name: the defense's name; also the purpose of its random streams, keyed (seed, name, round, client).
         model: the server's own model instance (its parameters are overwritten on every call).
         subsets: client i's adaptation images (x (N_i, C, H, W) in [0, 1], true labels y).
         local: the fine-tuning (epochs, batch size, optimiser, precision, device).
@@ -62,7 +62,7 @@ class CopyAdaptationHook:
 
 def build_copy_adaptation(name: str, defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
                           model_factory: Callable[[], nn.Module]) -> tuple[CopyAdaptationHook, AdaptationPlan]:
-    """The hook of a per-client server defence, and its adaptation data."""
+    """The hook of a per-client server defense, and its adaptation data."""
     plan = adaptation_plan(defense, data, seed=spec.seed)
     hook = CopyAdaptationHook(name=name, model=model_factory(), subsets=plan.subsets,
                               local=adaptation_local_spec(defense, spec.local),

@@ -1,4 +1,4 @@
-"""Defences by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks from the defence's
+"""Defenses by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks from the defense's
 config, the federation's data and spec, and a factory of the run's model (in its training format and device)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .adversarial_training import build_adversarial_training, build_adversarial_
 from .client_adversarial import build_client_adversarial_training
 from .fed_safe import build_fed_safe
 
-__all__ = ["DEFENSES", "defence_hooks"]
+__all__ = ["DEFENSES", "defense_hooks"]
 
 Builder = Callable[[DefenseConfig, FederatedData, FederationSpec, Callable[[], nn.Module]], Hooks]
 
@@ -34,11 +34,11 @@ DEFENSES: dict[str, Builder] = {
 }
 
 
-def defence_hooks(defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
+def defense_hooks(defense: DefenseConfig, data: FederatedData, spec: FederationSpec,
                   model_factory: Callable[[], nn.Module]) -> Hooks:
-    """The hooks of the defence ``defense.name``; ValueError naming the known ones otherwise."""
+    """The hooks of the defense ``defense.name``; ValueError naming the known ones otherwise."""
     try:
         build = DEFENSES[defense.name]
     except KeyError:
-        raise ValueError(f"defense.name: unknown defence {defense.name!r}; known: {', '.join(DEFENSES)}") from None
+        raise ValueError(f"defense.name: unknown defense {defense.name!r}; known: {', '.join(DEFENSES)}") from None
     return build(defense, data, spec, model_factory)

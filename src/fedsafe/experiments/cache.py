@@ -7,7 +7,7 @@ Run key (:func:`run_key`): the sha256 of
   source files, labels and the decoded pixels, so a changed file or another decoder gives another key);
 * every configuration part that changes the trained models: task name, image size and channels, splits,
   model, train (with ``precision: auto`` resolved to what this machine runs, since bf16 and fp32 train
-  differently, and the device resolved to its type: CPU and GPU kernels differ), federation, privacy, defence,
+  differently, and the device resolved to its type: CPU and GPU kernels differ), federation, privacy, defense,
   CRN and the seed;
 * ``CACHE_VERSION`` (bumped when the run format or the training changes).
 
@@ -18,13 +18,11 @@ Runs live in ``RESULTS/runs/<task>-<first 12 hex digits of the key>/`` (a normal
 :mod:`fedsafe.runs.rundir`): a complete one (``summary.json``) is reused, a partial one resumes from its last
 checkpointed round (:func:`fedsafe.experiments.train.train`).
 
-Attack evaluations are cached by :mod:`fedsafe.experiments.transfer` in ``RUN/attacks/<key>.{csv,json}``, the key
-covering every field of the :class:`~fedsafe.experiments.transfer.AttackSpec` and the precision and batch size;
+Attack evaluations are cached by :mod:`fedsafe.experiments.results` in ``RUN/attacks/<key>.{csv,json}``, the key
+covering every field of the :class:`~fedsafe.attacks.spec.AttackSpec` and the precision and batch size;
 :meth:`RunCache.evaluate` reads them back instead of attacking again (the run itself is fixed by its directory).
-
->>> # cache = RunCache("results")
->>> # outcome = cache.train(cfg)             # trains, resumes, or skips
->>> # evals = cache.evaluate(cfg, [AttackSpec(attack="pgd", steps=20)])
+In use: ``cache = RunCache("results"); cache.train(cfg)`` (trains, resumes, or skips), then
+``cache.evaluate(cfg, [AttackSpec(attack="pgd", steps=20)])``.
 """
 
 from __future__ import annotations
@@ -39,17 +37,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..build import default_data_root, load_table, prepare_data, run_device
+from ..attacks.spec import AttackSpec
+from ..build import default_data_root, load_run_config, load_table, prepare_data, run_device
 from ..config import ExperimentConfig
 from ..data.tasks import TASKS
 from ..data.types import ImageTable
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.rundir import RunDir
+from ..runs.store import RunFileError
+from .evaluation import evaluate_transfer
+from .results import read_evaluation
+from .run_context import load_run
 from .train import TrainOutcome, train
-from .transfer import AttackSpec, evaluate_transfer, load_run
 
 __all__ = [
     "CACHE_VERSION", "Evaluation", "RunCache", "data_fingerprint", "determining", "run_key", "task_data_root",
@@ -108,7 +109,7 @@ def task_data_root(cfg: ExperimentConfig) -> Path | None:
 @dataclass(frozen=True)
 class Evaluation:
     """One attack configuration evaluated on one run: the JSON summary and the tidy rows that
-    :func:`fedsafe.experiments.transfer.evaluate_transfer` wrote (``cached``: read back, not recomputed)."""
+    :func:`fedsafe.experiments.evaluation.evaluate_transfer` wrote (``cached``: read back, not recomputed)."""
 
     spec: AttackSpec
     key: str
@@ -144,7 +145,8 @@ class RunCache:
         root = task_data_root(cfg)
         synthetic = root is None
         memo = (t.name, str(root.resolve()) if root else None, t.image_size, t.channels, t.strict,
-                cfg.seed if synthetic else None, t.synthetic_size if synthetic else None)
+                cfg.seed if synthetic else None, t.synthetic_size if synthetic else None, t.label_conflicts,
+                t.near_duplicates, t.near_duplicate_threshold, t.near_duplicate_hash_distance)
         if memo not in self._fingerprints:
             table, _ = load_table(cfg, progress=progress)
             self._fingerprints[memo] = (data_fingerprint(table), len(table))
@@ -184,8 +186,8 @@ class RunCache:
         if not path.is_file():
             return None
         try:
-            return ExperimentConfig.model_validate(yaml.safe_load(path.read_text()))
-        except (yaml.YAMLError, ValueError) as e:
+            return load_run_config(rd)
+        except RunFileError as e:
             raise ValueError(f"{path}: unreadable config of an earlier run ({' '.join(str(e).split())[:120]}); "
                              f"delete {rd} to train it again") from None
 
@@ -193,7 +195,7 @@ class RunCache:
 
     @staticmethod
     def attack_key(spec: AttackSpec, *, precision: str, batch_size: int, crn_precision: str) -> str:
-        """The key under which :func:`~fedsafe.experiments.transfer.evaluate_transfer` stores ``spec``."""
+        """The key under which :func:`~fedsafe.experiments.evaluation.evaluate_transfer` stores ``spec``."""
         return spec.key(precision=resolve_precision(precision), batch_size=batch_size,
                         crn_precision=resolve_precision(crn_precision))
 
@@ -201,18 +203,10 @@ class RunCache:
                           batch_size: int = 100, crn_precision: str = "fp32") -> Evaluation | None:
         """The stored evaluation of ``spec`` on the run, or None (absent, unreadable, or another spec)."""
         key = self.attack_key(spec, precision=precision, batch_size=batch_size, crn_precision=crn_precision)
-        base = Path(run_dir) / "attacks"
-        js, csv = base / f"{key}.json", base / f"{key}.csv"
-        if not (js.is_file() and csv.is_file()):
+        found = read_evaluation(run_dir, key, spec)
+        if found is None:
             return None
-        try:
-            record = json.loads(js.read_text())
-            frame = pd.read_csv(csv)
-        except (OSError, ValueError) as e:
-            log.warning("ignoring unreadable attack evaluation %s: %s", js, e)
-            return None
-        if record.get("attack") != json.loads(json.dumps(spec.to_dict())):
-            return None
+        record, frame = found
         return Evaluation(spec=spec, key=key, record=record, frame=frame, run_dir=Path(run_dir), cached=True)
 
     def evaluate(self, cfg: ExperimentConfig, specs: Sequence[AttackSpec], *, precision: str = "fp32",

@@ -63,7 +63,7 @@ TINY_OVERRIDES = ("task.image_size=16", "task.synthetic_size=150", "model.width=
                   "splits.client_test_size=10")
 """For tests: seconds, not meaningful numbers."""
 
-FEDAVG, FEDSAFE = "FedAvg (no defence)", "Fed-Safe"
+FEDAVG, FEDSAFE = "FedAvg (no defense)", "Fed-Safe"
 _COMMON = ("splits.num_clients=3", "crn.enabled=true", "crn.eps=0.05", "crn.windows=[5,10]")
 EPS, ALPHA = 0.05, 0.005
 

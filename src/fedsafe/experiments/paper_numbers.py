@@ -161,7 +161,7 @@ _FS2 = {
             "0.07": ("6.29%", "0.32%"), "Average": ("6.41%", "0.32%")},
 }
 _FS2_NOTE = ("caption and header garbled in the extraction ('No DP, DP, and'): columns read as average ASR without "
-             "DP, with DP, and the attack eps (SPEC 9); which defence method the rows use is not recoverable")
+             "DP, with DP, and the attack eps (SPEC 9); which defense method the rows use is not recoverable")
 
 
 def _fedsafe_table_2() -> list[PaperNumber]:

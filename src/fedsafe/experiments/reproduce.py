@@ -14,11 +14,11 @@ crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1
 crn-table2          the same run; AETR of FGSM and PGD-40 x vanilla / CRN5 / CRN10
 crn-fig2            the same run; PGD-20 (eps 0.05) +- CRN5/CRN10 at alpha 0.001 ... 0.02; ASR benign vs adversary
 crn-fig3            the same run; FGSM and PGD-20 (alpha 0.005) +- CRN5/CRN10 at eps 0.01 ... 0.07
-fedsafe-table1      no defence / adversarial training (downlink noise 0) / Fed-Safe (downlink noise 0.01);
+fedsafe-table1      no defense / adversarial training (downlink noise 0) / Fed-Safe (downlink noise 0.01);
                     PGD-20, eps 0.05 (not given by the paper), alpha ("Step") 0.005, 0.012, 0.017, 0.05
 fedsafe-table2      Fed-Safe without / with DP (uplink clip C = 5 x the initial model norm, uplink noise 0.001;
                     the accountant's epsilon reported); PGD-20, alpha eps/4 at eps 0.01, 0.03, 0.05, 0.07
-fedsafe-fig3        both defences at adaptation fraction f in 0.1 ... 1.0; PGD-20 eps 0.05 alpha 0.005
+fedsafe-fig3        both defenses at adaptation fraction f in 0.1 ... 1.0; PGD-20 eps 0.05 alpha 0.005
 ==================  =========================================================================================
 
 Trainings are shared through :class:`~fedsafe.experiments.cache.RunCache` (the four CRN reproductions train one
@@ -232,11 +232,11 @@ def _no_paper_note(task: str, paper: str, tables: str) -> tuple[str, ...]:
 _CRN_RUN = ("splits.num_clients=3", "defense.name=none", "federation.downlink_noise=0.01", "crn.enabled=true",
             "crn.eps=0.05", "crn.windows=[5,10]")
 _BASE_FS = ("splits.num_clients=3", "crn.enabled=false")
-_NO_DEFENCE = (*_BASE_FS, "defense.name=none", "federation.downlink_noise=0")
+_NO_DEFENSE = (*_BASE_FS, "defense.name=none", "federation.downlink_noise=0")
 _ADV_TRAINING = (*_BASE_FS, "defense.name=adversarial-training", "federation.downlink_noise=0")
 _FED_SAFE = (*_BASE_FS, "defense.name=fed-safe", "federation.downlink_noise=0.01")
 _METHODS = {"adversarial training": _ADV_TRAINING, "distributed noise (Fed-Safe)": _FED_SAFE}
-AT, DN, NONE = "adversarial training", "distributed noise (Fed-Safe)", "no defence (FedAvg)"
+AT, DN, NONE = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
 
 FS_STEPS = (0.005, 0.012, 0.017, 0.05)
 FS_TABLE1_EPS, FS_ATTACK_STEPS = 0.05, 20
@@ -485,7 +485,7 @@ def _build_crn_fig3(inp: BuildInput) -> Built:
 
 
 def _fs_t1_trainings(base: ExperimentConfig) -> dict[str, tuple[str, ...]]:
-    return {NONE: _NO_DEFENCE, AT: (*_ADV_TRAINING, "defense.fraction=1.0"), DN: (*_FED_SAFE, "defense.fraction=1.0")}
+    return {NONE: _NO_DEFENSE, AT: (*_ADV_TRAINING, "defense.fraction=1.0"), DN: (*_FED_SAFE, "defense.fraction=1.0")}
 
 
 def _fs_t1_measurements(seed: int) -> list[Measurement]:
@@ -527,13 +527,13 @@ def _build_fs_t1(inp: BuildInput) -> Built:
                      "(paper)": pp("adversarial training"),
                      "distributed noise: self / avg": _self_avg(idx[(DN, step)]) if (DN, step) in idx else "n/a",
                      "(paper) ": pp("distributed noise"),
-                     "no defence: self / avg": _self_avg(idx[(NONE, step)]) if (NONE, step) in idx else "n/a"})
+                     "no defense: self / avg": _self_avg(idx[(NONE, step)]) if (NONE, step) in idx else "n/a"})
     table = Table(f"Fed-Safe Table 1: ASR self / avg, adversarial training vs distributed noise (PGD-{FS_ATTACK_STEPS},"
                   f" eps {FS_TABLE1_EPS})", pd.DataFrame(rows),
                   (f"The paper gives the step but not eps or the number of steps: eps {FS_TABLE1_EPS} and "
                    f"{FS_ATTACK_STEPS} steps here. ASR self: the attacker against its own model; avg: mean over the "
                    "benign clients. Adversarial training: downlink noise 0, every client gets the same model; "
-                   "distributed noise: downlink noise 0.01, each client its own adapted copy. No defence: plain "
+                   "distributed noise: downlink noise 0.01, each client its own adapted copy. No defense: plain "
                    "FedAvg (not in the paper), for reference.", *_no_paper_note(inp.task, "fed-safe", "Table 1")))
     acc_rows, accs = [], {}
     for method in (NONE, AT, DN):
@@ -549,9 +549,9 @@ def _build_fs_t1(inp: BuildInput) -> Built:
                                                                      _std(per_seed.clean_acc)),
                          "global model acc (global test)": fmt_pct(per_seed.global_acc.mean(),
                                                                    _std(per_seed.global_acc)),
-                         "server defence passes": f"{cost.get('server', {}).get('passes', 0):.0f}",
+                         "server defense passes": f"{cost.get('server', {}).get('passes', 0):.0f}",
                          "training wall s": f"{cost.get('wall_seconds', math.nan):.0f}"})
-    acc_table = Table("Clean accuracy and defence cost", pd.DataFrame(acc_rows),
+    acc_table = Table("Clean accuracy and defense cost", pd.DataFrame(acc_rows),
                       ("Clean accuracy: every client's final model on the attackers' test sets (mean over (attacker, "
                        "target)). The paper reports no clean accuracy for Table 1.",))
     steps = [f"step {s:g}" for s in FS_STEPS]
@@ -573,9 +573,9 @@ def _build_fs_t1(inp: BuildInput) -> Built:
         compare("Distributed noise lowers the attacker's self ASR compared with adversarial training",
                 comps("asr_self", DN, AT), expect="lower", names=("DN", "AT"), fmt=fmt_frac,
                 paper="'reduce the attacker's self-ASR by up to 8%, and the attacker's average ASR by up to 27%'."),
-        compare("Adversarial training lowers the average ASR compared with no defence",
+        compare("Adversarial training lowers the average ASR compared with no defense",
                 comps("asr_avg_benign", AT, NONE), expect="lower", names=("AT", "none"), fmt=fmt_frac),
-        compare("Distributed noise lowers the average ASR compared with no defence",
+        compare("Distributed noise lowers the average ASR compared with no defense",
                 comps("asr_avg_benign", DN, NONE), expect="lower", names=("DN", "none"), fmt=fmt_frac),
     ]
     if DN in accs and AT in accs:
@@ -598,7 +598,7 @@ def accuracy_verdict(claim: str, accs: dict[str, pd.DataFrame], a: str, b: str, 
     ref_txt = ""
     if ref and ref in accs:
         r = accs[ref].clean_acc.mean()
-        ref_txt = (f"; against no defence ({fmt_pct(r)}): {a} {100 * (x.mean() - r):+.1f} points, "
+        ref_txt = (f"; against no defense ({fmt_pct(r)}): {a} {100 * (x.mean() - r):+.1f} points, "
                    f"{b} {100 * (y.mean() - r):+.1f} points")
     return Verdict(claim, "holds" if ok else "does not hold",
                    f"clean accuracy {a} {fmt_pct(x.mean(), _std(x))} vs {b} {fmt_pct(y.mean(), _std(y))} "
@@ -687,7 +687,7 @@ def _build_fs_t2(inp: BuildInput) -> Built:
     fed = (dp_info.get("config") or {}).get("federation", {})
     norm = _final_norm(dp_info)
     notes = [
-        f"Defence: distributed noise (Fed-Safe, downlink noise 0.01, f = 1). DP: uplink clipping C = "
+        f"Defense: distributed noise (Fed-Safe, downlink noise 0.01, f = 1). DP: uplink clipping C = "
         f"{_num(fed.get('uplink_clip'))} ({DP_CLIP_TIMES_NORM} x the initial model's L2 norm; the DP run's final "
         f"global model has norm {norm:.1f}) and uplink noise s_U = {_num(fed.get('uplink_noise'))}. Attack: "
         f"PGD-{FS_ATTACK_STEPS}, alpha eps/4, random start (the paper does not state the attack of Table 2).",
@@ -788,14 +788,14 @@ def _build_fs_fig3(inp: BuildInput) -> Built:
 REPRODUCTIONS: dict[str, Reproduction] = {
     "fedsafe-table1": Reproduction("fedsafe-table1", "Fed-Safe Table 1: adversarial training vs distributed noise",
                                    "fed-safe", _fs_t1_trainings, _fs_t1_measurements, _build_fs_t1,
-                                   "3 clients; no defence / adversarial training (downlink noise 0) / Fed-Safe "
+                                   "3 clients; no defense / adversarial training (downlink noise 0) / Fed-Safe "
                                    "(downlink noise 0.01), f = 1"),
     "fedsafe-table2": Reproduction("fedsafe-table2", "Fed-Safe Table 2: average ASR without vs with DP", "fed-safe",
                                    _fs_t2_trainings, _fs_t2_measurements, _build_fs_t2,
                                    "3 clients; Fed-Safe without / with uplink clipping and noise"),
     "fedsafe-fig3": Reproduction("fedsafe-fig3", "Fed-Safe Figure 3: ASR vs adaptation samples", "fed-safe",
                                  _fs_fig3_trainings, _fs_fig3_measurements, _build_fs_fig3,
-                                 "3 clients; both defences at f in 10 ... 100%"),
+                                 "3 clients; both defenses at f in 10 ... 100%"),
     "crn-table1": Reproduction("crn-table1", "CRN Table I: PGD-1+CRN10 vs PGD-20 vs PGD-40", "crn", _crn_trainings,
                                _crn_t1_measurements, _build_crn_t1, "3 clients, downlink noise 0.01, online CRN"),
     "crn-table2": Reproduction("crn-table2", "CRN Table II: error transfer rate (AETR)", "crn", _crn_trainings,
@@ -967,7 +967,7 @@ def _split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
 
 
 def _passes(cfg: ExperimentConfig, n: int) -> float:
-    """Forward-backward image passes of a training run (training, server defence, online CRN, evaluation/3)."""
+    """Forward-backward image passes of a training run (training, server defense, online CRN, evaluation/3)."""
     tr, d, s = cfg.train, cfg.defense, cfg.splits
     n_train, n_server, n_glob = _split_sizes(cfg, n)
     passes = tr.rounds * tr.local_epochs * n_train

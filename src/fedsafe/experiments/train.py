@@ -27,7 +27,7 @@ from ..build import (
     write_header,
 )
 from ..config import ExperimentConfig
-from ..defenses.cost import defence_cost_summary
+from ..defenses.cost import defense_cost_summary
 from ..device import describe_device
 from ..federation.data import FederatedData
 from ..federation.hooks import Hooks
@@ -104,9 +104,9 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
 def write_run_summary(store: RunStore, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec,
                       model: nn.Module, metrics: Sequence[Mapping[str, Any]], *, seconds: float, resumed_from: int,
                       extra: Mapping[str, Any] | None = None) -> None:
-    """How a complete run ends (both engines): the defence's cost into the privacy report, then summary.json."""
+    """How a complete run ends (both engines): the defense's cost into the privacy report, then summary.json."""
     privacy = store.read_json(store.dir.privacy_report)
-    privacy["defense_cost"] = defence_cost_summary(metrics, defense=cfg.defense)
+    privacy["defense_cost"] = defense_cost_summary(metrics, defense=cfg.defense)
     store.write_json(store.dir.privacy_report, privacy)
     store.write_summary(run_summary(cfg, data, spec, model, metrics, seconds=seconds, resumed_from=resumed_from,
                                     extra=extra))

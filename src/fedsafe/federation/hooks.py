@@ -1,12 +1,14 @@
-"""The simulator's three extension points, as small protocols (a defence or an attacker is a hook,
+"""The federation's four extension points, as small protocols (a defense or an attacker is a hook,
 not a subclass of the server).
 
 * ``ServerHook``: runs on the server after aggregation, and on each client's downlink copy
-  (the defences of SPEC section 5).
+  (the defenses of SPEC section 5).
 * ``LossFn`` (see :mod:`fedsafe.federation.client`): replaces the client's training loss
   (client-side adversarial training).
 * ``ClientHook``: sees the copy a client receives every round and keeps a per-client state of tensors that
   persists across rounds and is checkpointed with the run (the CRN attacker of SPEC section 7).
+* ``UploadHook``: sees what a client is about to send and may replace it (a model-poisoning client, or a fault
+  injected by a test: NaN, Inf, a huge update); the server's screening must catch what it sends.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from .client import LossFn, cross_entropy_loss
 
-__all__ = ["ServerHook", "ClientHook", "Hooks", "HookStats"]
+__all__ = ["ServerHook", "ClientHook", "Hooks", "HookStats", "UploadHook"]
 
 HookStats = dict[str, float]
 
@@ -47,8 +49,18 @@ class ClientHook(Protocol):
         ...
 
 
+class UploadHook(Protocol):
+    name: str
+
+    def on_upload(self, upload: Mapping[str, torch.Tensor], *, round_: int, client: int
+                  ) -> dict[str, torch.Tensor]:
+        """Client ``client``'s upload of round ``round_`` (after clipping and noise) -> what it really sends."""
+        ...
+
+
 @dataclass(frozen=True)
 class Hooks:
     server: ServerHook | None = None
     client: ClientHook | None = None
     loss_fn: LossFn = field(default=cross_entropy_loss)
+    upload: UploadHook | None = None

@@ -4,10 +4,11 @@ ServerApp / ClientApp) call these functions in this order and only move their in
 Round t:
 
 1. :func:`server_downlink` (server): client i's own copy w_t + n_i (keyed by (seed, t, i)), passed through the
-   server hook's ``adapt_downlink`` (a defence may adapt it);
+   server hook's ``adapt_downlink`` (a defense may adapt it);
 2. :func:`client_update` (client i): the client hook (an attacker) sees the received copy and updates its
    persistent state; E local epochs from the copy; accuracy of the received and the trained model on the client's
-   own test set (evaluation rounds); the uplink: clip to C, add N(0, s_U^2 I) (keyed by (seed, t, i));
+   own test set (evaluation rounds); the uplink: clip to C, add N(0, s_U^2 I) (keyed by (seed, t, i)); an upload
+   hook (a poisoning client, a test's fault) may replace what is sent;
 3. :func:`server_aggregate` (server): every upload is screened (a non-finite one is rejected, an outlying norm
    flagged / clipped / rejected as configured), the accepted ones are aggregated (FedAvg re-weighted over them, or
    a robust rule), then the server hook's ``after_aggregation`` runs;
@@ -59,7 +60,7 @@ def evaluate(model: nn.Module, state: Mapping[str, torch.Tensor], split: Split, 
 
 def server_downlink(global_state: Mapping[str, torch.Tensor], *, spec: FederationSpec, round_: int,
                     num_clients: int, server_hook: ServerHook | None, row: dict[str, object]) -> list[StateDict]:
-    """Every client's copy of round ``round_``: w_t + n_i, then the defence's adaptation (its cost into ``row``)."""
+    """Every client's copy of round ``round_``: w_t + n_i, then the defense's adaptation (its cost into ``row``)."""
     out = []
     for i in range(num_clients):
         copy = downlink_copy(global_state, std=spec.downlink_noise, seed=spec.seed, round_=round_, client=i)
@@ -105,6 +106,8 @@ def client_update(model: nn.Module, received: Mapping[str, torch.Tensor], *, tra
         received_acc = evaluate(model, received, test, spec)
     up = uplink(new_state, clip=spec.uplink_clip, std=spec.uplink_noise, seed=spec.seed, round_=round_,
                 client=client)
+    if hooks.upload is not None:
+        up = hooks.upload.on_upload(up, round_=round_, client=client)
     return ClientUpdate(client=client, round_=round_, upload=up, client_state=state, loss=st.loss,
                         passes=st.passes, seconds=st.seconds, local_acc=local_acc, received_acc=received_acc)
 

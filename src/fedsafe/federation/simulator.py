@@ -50,7 +50,7 @@ class Simulator:
         data: the federation's tensors (on ``spec.local.device``).
         model_factory: builds the (deterministically initialised) model, in its training memory format and on its
             device; called once.
-        hooks: defences and attackers (see :mod:`fedsafe.federation.hooks`).
+        hooks: defenses and attackers (see :mod:`fedsafe.federation.hooks`).
         store: where to checkpoint and write models and metrics; ``None`` keeps everything in memory.
         augment_fn: training augmentation (x, generator) -> x.
         progress: progress callback ("rounds", "local training").

@@ -50,15 +50,17 @@ def clip(state: Mapping[str, torch.Tensor], max_norm: float) -> OrderedDict[str,
 
 def add_gaussian(state: Mapping[str, torch.Tensor], std: float, generator: torch.Generator) -> OrderedDict[
         str, torch.Tensor]:
-    """w + n, n ~ N(0, std^2 I), drawn entry by entry in the state's order from ``generator``."""
+    """w + n, n ~ N(0, std^2 I), drawn entry by entry in the state's order from ``generator`` (on its device, then
+    moved to each entry's)."""
     if std < 0:
         raise ValueError(f"noise std must be >= 0, got {std}")
     out = clone(state)
     if std == 0:
         return out
     for v in out.values():
-        noise = torch.randn(v.shape, generator=generator, dtype=torch.float32, device=v.device)
-        v.add_(noise.to(v.dtype), alpha=std)
+        # drawn on the generator's device (a CPU generator on every machine: the same noise on CPU and GPU)
+        noise = torch.randn(v.shape, generator=generator, dtype=torch.float32, device=generator.device)
+        v.add_(noise.to(device=v.device, dtype=v.dtype), alpha=std)
     return out
 
 

@@ -47,7 +47,7 @@ RUN_CONFIG_DEFAULTS: dict[str, Any] = {
     "fedsafe-config": "",  # base64 of the resolved config YAML
     "run-dir": "",  # where the ServerApp writes the run directory (on the SuperLink's machine)
     "threads": 0,  # torch intra-op threads of every ServerApp / ClientApp process; 0: torch's default
-    "device": "",  # device of the ServerApp (its evaluation and defence); "": the config's train.device
+    "device": "",  # device of the ServerApp (its evaluation and defense); "": the config's train.device
     "stop-after": 0,  # stop after this round (0: run to the end); a later run resumes
     "round-timeout": 3600.0,  # seconds the server waits for the replies of one round
     "engine": "flower",  # recorded in summary.json
@@ -64,7 +64,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "fedsafe-flower"
 version = "{version}"
-description = "fedsafe on Flower: distributed downlink noise, clipped and noised uplinks, Fed-Safe defences, CRN"
+description = "fedsafe on Flower: distributed downlink noise, clipped and noised uplinks, Fed-Safe defenses, CRN"
 license = "MIT"
 dependencies = []
 

@@ -1,6 +1,6 @@
 """The fedsafe ClientApp (Flower Message API): one hospital's side of SPEC section 3.
 
-On a ``train`` message of round t carrying the client's own copy w~_i (already noised and, under a defence,
+On a ``train`` message of round t carrying the client's own copy w~_i (already noised and, under a defense,
 adapted by the server):
 
 1. the client hook (the CRN attacker of SPEC section 7) absorbs the received copy into the client's persistent

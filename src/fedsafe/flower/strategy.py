@@ -112,7 +112,7 @@ class FedSafeStrategy(Strategy):
         data: the federation's tensors (the server uses the sizes and the global test set).
         nodes: Flower node id of each client index 0..N-1 (see :func:`discover_partitions`).
         model: the server's model instance for evaluation (weights overwritten on each use).
-        server_hook: the defence run by the server, or None.
+        server_hook: the defense run by the server, or None.
         store: where rounds are written (None: kept in memory only).
         first_round: the fedsafe round of Flower's round 1 (> 1 when resuming a checkpoint).
         client_states, metrics: the state restored from a checkpoint; ``client_states`` are then sent to the
@@ -214,7 +214,7 @@ class FedSafeStrategy(Strategy):
         return MetricRecord({"client-final-acc-mean": sum(accs) / len(accs)})
 
     def summary(self) -> None:
-        log.info("fedsafe strategy: %d clients, rounds %d..%d, s_D=%g, C=%s, s_U=%g, %s (%s), defence %s",
+        log.info("fedsafe strategy: %d clients, rounds %d..%d, s_D=%g, C=%s, s_U=%g, %s (%s), defense %s",
                  self.data.num_clients, self.first_round, self.spec.rounds, self.spec.downlink_noise,
                  self.spec.uplink_clip, self.spec.uplink_noise, self.spec.aggregator,
                  "weighted" if self.spec.weighted else "unweighted", getattr(self.server_hook, "name", "none"))

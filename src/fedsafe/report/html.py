@@ -4,7 +4,7 @@
   and ``runs/``), or one reproduction's folder: for every reproduction its setting, tables (ours beside the
   papers'), figures (PNG embedded as base64), verdicts, and the attacker x target ASR matrices as heat-maps
   (coloured HTML tables); then the setup: the data report of each task, the model, profile and precision, and
-  one row per training run with its defence, noise, the (epsilon, delta) the accountant gives and its cost.
+  one row per training run with its defense, noise, the (epsilon, delta) the accountant gives and its cost.
 * A **run directory** (``fedsafe train``): its setup, clean accuracy per round (a figure), and every attack
   evaluation found in ``RUN/attacks/`` (a table and a heat-map each).
 
@@ -227,15 +227,15 @@ def _runs_table(runs: dict[Path, list[str]], infos: dict[Path, dict[str, Any]], 
         cfg, summ, priv = info["config"], info["summary"], info["privacy"]
         fed, d = cfg.get("federation") or {}, cfg.get("defense") or {}
         cost = priv.get("defense_cost") or {}
-        defence = d.get("name", "none") + (f" (f = {d.get('fraction')})" if d.get("name") in (
+        defense = d.get("name", "none") + (f" (f = {d.get('fraction')})" if d.get("name") in (
             "adversarial-training", "fed-safe") else "")
         name = str(rd.relative_to(root)) if root is not None and rd.is_relative_to(root) else str(rd)
-        rows.append([", ".join(names), name, cfg.get("seed"), defence, _num(fed.get("downlink_noise")),
+        rows.append([", ".join(names), name, cfg.get("seed"), defense, _num(fed.get("downlink_noise")),
                      _num(fed.get("uplink_clip")) if fed.get("uplink_clip") else "none", _num(fed.get("uplink_noise")),
                      _epsilon(priv), priv.get("delta", "n/a"), _pct(summ.get("global_acc")),
                      _num((cost.get("server") or {}).get("passes"), 6), _num(summ.get("seconds"), 3)])
-    return _table(["used by", "run directory", "seed", "defence", "s_D", "clip C", "s_U",
-                   "epsilon (PLD; uplink, downlink)", "delta", "global acc", "server defence passes", "train s"], rows)
+    return _table(["used by", "run directory", "seed", "defense", "s_D", "clip C", "s_U",
+                   "epsilon (PLD; uplink, downlink)", "delta", "global acc", "server defense passes", "train s"], rows)
 
 
 def _setup(runs: dict[Path, list[str]], root: Path | None) -> str:
@@ -253,7 +253,7 @@ def _setup(runs: dict[Path, list[str]], root: Path | None) -> str:
     for rd, info in existing.items():
         models.setdefault(_model_line(info), []).append(rd)
     out.append("<h3>Model, profile and precision</h3>" + "".join(f"<p>{m}</p>" for m in models))
-    out.append("<h3>Training runs, privacy and defence cost</h3><p class=\"note\">epsilon: what the run's noise "
+    out.append("<h3>Training runs, privacy and defense cost</h3><p class=\"note\">epsilon: what the run's noise "
                "really gives by the accountant (PLD, composed over the rounds; 'inf' without clipping or noise), at "
                "the delta shown; s_D downlink noise, s_U uplink noise, C uplink clip.</p>"
                + _runs_table({rd: runs[rd] for rd in existing}, existing, root))

@@ -2,10 +2,10 @@
 
     RUN/config.yaml              resolved configuration (profile, precision and every setting)
     RUN/data_report.json         what was read, de-duplicated and split
-    RUN/privacy_report.json      the (epsilon, delta) the run's noise gives (accountant) and defence cost
+    RUN/privacy_report.json      the (epsilon, delta) the run's noise gives (accountant) and defense cost
     RUN/metrics.json             per-round metrics (clean accuracy of the global model and every client's)
     RUN/splits.json              the image ids of every set (global test, server, client test/train)
-    RUN/models/global/round_XXXX.pt          the global model after every round (after any server defence)
+    RUN/models/global/round_XXXX.pt          the global model after every round (after any server defense)
     RUN/models/received/round_XXXX/client_YYY.pt   each client's received copy, last K rounds (CRN needs them)
     RUN/models/final/client_YYY.pt           each client's final model (its last received copy)
     RUN/checkpoint.pt            the last completed round: global state, per-client hook state, metrics

@@ -34,7 +34,8 @@ import torch
 from .atomic import torch_load, torch_save, write_json, write_text
 from .rundir import RunDir
 
-__all__ = ["FORMAT", "Checkpoint", "RunFileError", "RunFileMissing", "RunLockedError", "RunStore", "read_config_text", "state_digest"]
+__all__ = ["FORMAT", "Checkpoint", "RunFileError", "RunFileMissing", "RunLockedError", "RunStore", "read_config_text",
+           "state_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +261,14 @@ class RunStore:
                    keep_from: int) -> None:
         """Write round ``round_``: the global model, the received copies (``received``; None when the round is not
         kept), the metrics, then the checkpoint (last: a round counts as completed only once it exists); the
-        previous checkpoint is kept as ``checkpoint.prev.pt``. Received copies of rounds before ``keep_from`` go."""
-        self.save_global(round_, global_state)
+        previous checkpoint is kept as ``checkpoint.prev.pt``. Received copies of rounds before ``keep_from`` go.
+        Every tensor is copied to the host once (the run may train on a GPU)."""
+        g = _cpu(global_state)
+        self.save_state(self.dir.global_model(round_), g, kind="global", round_=round_)
         if received is not None:
             for i, s in enumerate(received):
                 self.save_received(round_, i, s)
         write_json(self.dir.metrics, list(metrics))
-        g = _cpu(global_state)
         cs = [_cpu(s) for s in client_states]
         payload = {"format": FORMAT, "config_hash": self.config_hash, "round": round_, "rounds": rounds,
                    "num_clients": len(cs), "global_state": g, "client_states": cs, "metrics": list(metrics),

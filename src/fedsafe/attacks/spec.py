@@ -1,0 +1,241 @@
+"""One attack configuration and its start point (SPEC sections 6-7): every parameter of an attack evaluation
+defined once, validated once (:mod:`fedsafe.attacks.budget`), with its defaults taken from the config.
+
+* :class:`Start`: where the step loop starts. ``Start.zero()`` (FGSM, BIM), ``Start.uniform()`` (PGD: a uniform
+  point of the eps-ball; named "random" in tables and file names), or ``Start.crn(R, eps=..., alpha=...,
+  steps=...)``: the attacker's cross-round noise over the last R rounds. A CRN start names its own budget and step,
+  which need not be the attack's: ``None`` means the run's own (``crn.eps``; ``crn.alpha``, else eps / j; j =
+  ``crn.steps``, else the local epochs), i.e. the settings its online buffers were accumulated with
+  (:meth:`Start.crn_settings`). The attack's eps bounds the final perturbation: a CRN delta is projected into it.
+* :class:`AttackSpec`: the attack (FGSM / BIM / PGD), eps, alpha, steps, start, seed, centring and labels.
+
+Defaults: ``DEFAULT_EPS`` (0.05) and ``DEFAULT_WINDOWS`` ((5, 10): CRN5, CRN10) are :class:`fedsafe.config.CrnConfig`'s;
+``DEFAULT_ALPHA`` (0.001) and ``DEFAULT_STEPS`` (20) are the CRN paper's Table I attack.
+
+>>> spec = AttackSpec(attack="pgd", steps=1, start="crn10")
+>>> spec.label, spec.start.name, spec.start.eps is None
+('PGD-1+CRN10', 'crn10', True)
+>>> AttackSpec(attack="fgsm", eps=0.03, start=Start.crn(5, eps=0.03)).label
+'FGSM+CRN5'
+>>> Start.parse("random") == Start.uniform(), str(Start.zero())
+(True, 'zero')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_window
+from fedsafe.attacks.crn import crn_alpha
+from fedsafe.attacks.registry import get_attack
+from fedsafe.config import CrnConfig, ExperimentConfig
+
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start",
+           "parse_start", "sweep"]
+
+_CRN_DEFAULTS = CrnConfig()
+DEFAULT_EPS: float = _CRN_DEFAULTS.eps
+"""The papers' L-inf budget (0.05): the default of every attack and of the online CRN (``crn.eps``)."""
+DEFAULT_WINDOWS: tuple[int, ...] = _CRN_DEFAULTS.windows
+"""The CRN paper's windows R (CRN5, CRN10): ``crn.windows``'s default."""
+DEFAULT_ALPHA = 0.001
+"""The CRN paper's Table I step size."""
+DEFAULT_STEPS = 20
+
+StartKind = Literal["zero", "uniform", "crn"]
+_NAME = re.compile(r"^(zero|random|uniform|crn([0-9]+))$")
+
+
+@dataclass(frozen=True)
+class CrnSettings:
+    """A CRN start resolved against a run's config: the window R, the budget, the step, j steps a round, centring."""
+
+    window: int
+    eps: float
+    alpha: float
+    steps: int
+    centre_grad: bool
+
+
+@dataclass(frozen=True)
+class Start:
+    """A start point of the step loop (module docstring). ``window``, ``eps``, ``alpha``, ``steps``: a CRN start's
+    R, budget, step size and steps a round (None: the run's)."""
+
+    kind: StartKind = "uniform"
+    window: int | None = None
+    eps: float | None = None
+    alpha: float | None = None
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("zero", "uniform", "crn"):
+            raise ValueError(f'a start is "zero", "uniform" or "crn", got {self.kind!r}')
+        if self.kind == "crn":
+            check_window(self.window)  # type: ignore[arg-type]
+            if self.eps is not None:
+                object.__setattr__(self, "eps", check_eps(self.eps, positive=True))
+            if self.alpha is not None:
+                object.__setattr__(self, "alpha", check_alpha(self.alpha, who="CRN"))
+            if self.steps is not None:
+                check_steps(self.steps, what="CRN steps")
+        elif (self.window, self.eps, self.alpha, self.steps) != (None, None, None, None):
+            raise ValueError(f"a {self.kind} start takes no CRN settings (window, eps, alpha, steps)")
+
+    @classmethod
+    def zero(cls) -> Start:
+        return cls("zero")
+
+    @classmethod
+    def uniform(cls) -> Start:
+        return cls("uniform")
+
+    @classmethod
+    def crn(cls, window: int, *, eps: float | None = None, alpha: float | None = None,
+            steps: int | None = None) -> Start:
+        return cls("crn", window=window, eps=eps, alpha=alpha, steps=steps)
+
+    @classmethod
+    def parse(cls, value: Start | str) -> Start:
+        """A start from its name: ``"zero"``, ``"random"`` (or ``"uniform"``), ``"crnR"`` (run's CRN settings)."""
+        if isinstance(value, Start):
+            return value
+        m = _NAME.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"start must be zero, random or crnR (e.g. crn5, crn10), got {value!r}")
+        if m.group(2) is not None:
+            return cls.crn(int(m.group(2)))
+        return cls.zero() if value == "zero" else cls.uniform()
+
+    @property
+    def name(self) -> str:
+        """"zero", "random" or "crnR", as in the tables, the file names and the cache keys."""
+        return {"zero": "zero", "uniform": "random"}.get(self.kind) or f"crn{self.window}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def crn_settings(self, cfg: ExperimentConfig) -> CrnSettings:
+        """This CRN start on a run of ``cfg``: its own eps / alpha / steps where given, else the run's."""
+        if self.kind != "crn":
+            raise ValueError(f"start {self.name!r} is not a CRN start")
+        c = cfg.crn
+        eps = c.eps if self.eps is None else self.eps
+        steps = int(self.steps or c.steps or cfg.train.local_epochs)
+        alpha = crn_alpha(eps=eps, steps=steps, alpha=c.alpha if self.alpha is None else self.alpha)
+        return CrnSettings(window=int(self.window), eps=eps, alpha=alpha, steps=steps,  # type: ignore[arg-type]
+                           centre_grad=c.centre_grad)
+
+
+def parse_start(start: Start | str) -> int | None:
+    """The CRN window R of a start (``"crn10"`` -> 10), None for zero / random."""
+    return Start.parse(start).window
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack configuration.
+
+    Attributes:
+        attack: "fgsm", "bim" or "pgd" (FGSM is one step of size eps: ``alpha`` and ``steps`` are ignored).
+        eps: L-inf budget in [0, 1] pixel units.
+        alpha: step size (BIM / PGD).
+        steps: K, the number of sign-gradient steps (BIM / PGD).
+        start: a :class:`Start`, or its name ("zero", "random", "crnR").
+        seed: root of the random start's generator.
+        centre_grad: centre the attack's gradients (the CRN updates are centred or not by the run's config).
+        labels: "pred" (the attacker's own clean predictions, default) or "true".
+    """
+
+    attack: str = "pgd"
+    eps: float = DEFAULT_EPS
+    alpha: float | None = DEFAULT_ALPHA
+    steps: int = DEFAULT_STEPS
+    start: Start | str = field(default_factory=Start.uniform)
+    seed: int = 0
+    centre_grad: bool = False
+    labels: Literal["pred", "true"] = "pred"
+
+    def __post_init__(self) -> None:
+        get_attack(self.attack)
+        object.__setattr__(self, "start", Start.parse(self.start))
+        check_eps(self.eps)
+        if self.attack == "fgsm":
+            object.__setattr__(self, "alpha", None)
+            object.__setattr__(self, "steps", 1)
+        else:
+            check_alpha(self.alpha, who=self.attack)
+        check_steps(self.steps)
+        if self.labels not in ("pred", "true"):
+            raise ValueError(f'labels must be "pred" or "true", got {self.labels!r}')
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def window(self) -> int | None:
+        """R of a CRN start, else None."""
+        return self.start.window  # type: ignore[union-attr]
+
+    @property
+    def label(self) -> str:
+        """The papers' name: "PGD-20", "PGD-1+CRN10", "FGSM+CRN5", "BIM-10"."""
+        name = "FGSM" if self.attack == "fgsm" else f"{self.attack.upper()}-{self.steps}"
+        return name + (f"+{self.start.name.upper()}" if self.window else "")  # type: ignore[union-attr]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record of the spec (in every result's JSON and its cache key). A CRN start's budget appears
+        as ``crn_eps`` unless it equals the attack's eps (the only CRN budget before it could be named)."""
+        s: Start = self.start  # type: ignore[assignment]
+        out = {"attack": self.attack, "eps": self.eps, "alpha": self.alpha, "steps": self.steps, "start": s.name,
+               "seed": self.seed, "centre_grad": self.centre_grad, "labels": self.labels, "crn_alpha": s.alpha,
+               "crn_steps": s.steps}
+        if s.kind == "crn" and s.eps != self.eps:
+            out["crn_eps"] = s.eps  # None: the run's crn.eps
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AttackSpec:
+        """The inverse of :meth:`to_dict`."""
+        start = Start.parse(d["start"])
+        if start.kind == "crn":
+            crn_eps = d["crn_eps"] if "crn_eps" in d else (d["eps"] or None)  # before crn_eps: the attack's eps
+            start = Start.crn(start.window, eps=crn_eps, alpha=d.get("crn_alpha"),  # type: ignore[arg-type]
+                              steps=d.get("crn_steps"))
+        return cls(attack=d["attack"], eps=d["eps"], alpha=d.get("alpha"), steps=d["steps"], start=start,
+                   seed=d.get("seed", 0), centre_grad=d.get("centre_grad", False), labels=d.get("labels", "pred"))
+
+    def key(self, **context: Any) -> str:
+        """A file name: the attack and start, then a hash of every setting and of ``context``."""
+        blob = json.dumps({"spec": self.to_dict(), "context": context}, sort_keys=True, default=str)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return f"{self.attack}{'' if self.attack == 'fgsm' else self.steps}-{self.start}-{digest}"
+
+    def replace(self, **changes: Any) -> AttackSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def sweep(attack: str = "pgd", *, eps: float | Iterable[float] = DEFAULT_EPS,
+          alpha: float | None | Iterable[float] = DEFAULT_ALPHA, steps: int = DEFAULT_STEPS,
+          start: Start | str | Iterable[Start | str] = "random", seed: int | Iterable[int] = 0,
+          **kw: Any) -> list[AttackSpec]:
+    """Every combination of the given eps, alpha, start and seed values (FGSM ignores alpha).
+
+    >>> [s.label for s in sweep("pgd", eps=[0.01, 0.05], start=["random", "crn5"])]
+    ['PGD-20', 'PGD-20', 'PGD-20+CRN5', 'PGD-20+CRN5']
+    """
+
+    def values(v: Any) -> list[Any]:
+        return [v] if v is None or isinstance(v, (str, int, float, Start)) else list(v)
+
+    alphas = [None] if attack == "fgsm" else values(alpha)
+    specs = [AttackSpec(attack=attack, eps=float(e), alpha=a, steps=steps, start=s, seed=int(sd), **kw)
+             for s in values(start) for e in values(eps) for a in alphas for sd in values(seed)]
+    if not specs:
+        raise ValueError("the sweep is empty: give at least one eps, alpha, start and seed")
+    return specs
