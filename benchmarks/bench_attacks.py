@@ -5,7 +5,10 @@ as ratios measured in one run.
                                        [--eot-samples 4] [--eot-steps 5] [--malloc tuned|default]
 
 Prints:
-  1. the input-gradient pass on channels-last vs NCHW strides (why the loop keeps x_adv channels-last);
+  1. the input-gradient pass on channels-last vs NCHW strides, for the channels-last model and an NCHW copy of it
+     (for C = 1 only the strides' metadata differ; the convolutions of an NCHW model run channels-last when its
+     input has channels-last strides: that is the 1.7x of issue 13; a channels-last model runs channels-last
+     whatever the input's strides);
   2. for each K: PGD-K with the step loop as it is (``after``) and as it was before issue 13 (``before``, kept
      below verbatim), beside K plain channels-last input-gradient passes; the step efficiency = plain pass time
      over one ``after`` step (target >= 0.95), the before/after speed-up, and how far the two loops' images differ
@@ -15,7 +18,8 @@ Prints:
   4. PGD-40 over PGD-1+CRN10 at attack time (the CRN paper, Table I: 6.794 s / 0.217 s, about 31x), and the CRN
      cost paid during training instead;
   5. the allocator, in child processes of a fixed PGD-10 each: {before, after} loop x {default, tuned} glibc
-     malloc, with their user / sys CPU time;
+     malloc, and the after loop under the default malloc on micro-batches of ``--child-chunk`` images
+     (``attack_in_batches``), with their user / sys CPU time and page faults;
   6. this process's user and sys CPU time (``resource.getrusage``), sys as a share (target < 10%).
 
 The allocator (measured in 5): the activations of one pass are tens of MiB each (41 MiB for the first convolution
@@ -23,11 +27,13 @@ at width 0.25, 64x64, batch 100), above glibc's largest dynamic mmap threshold (
 fresh, the kernel zero-fills every page on first touch, and ``free`` unmaps them again; what stays in the heap is
 trimmed back to the kernel at each free of its top. Setting both thresholds (``mallopt`` below, or the environment
 ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647`` before Python starts) keeps the freed
-blocks in the process for the next pass: page faults fall ~50x and sys time to ~0. Either alone does not help
-(measured: mmap threshold alone 14% sys, trim alone 27%). It is a process setting, so it belongs to the entry
-point (the CLI), not to a library function; the cost is that the peak heap is not returned to the kernel until
-the process exits. PyTorch's own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``) fails an
-internal assert in the oneDNN convolutions, so it is not an option.
+blocks in the process for the next pass: page faults fall from ~70,000 a step to ~0 and sys time to ~0. Either
+alone does not help (measured on the 2-core AMD EPYC, glibc 2.36: mmap threshold alone 14% sys, trim alone 27%).
+It is a process setting, so it belongs to the entry point (the CLI), not to a library function; the cost is that
+the peak heap is not returned to the kernel until the process exits. The alternative without a process setting
+is a smaller attack batch: at 50 images the largest activation (20 MiB) stays under the 32 MiB ceiling and the
+default allocator reuses it. PyTorch's own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``)
+fails an internal assert in the oneDNN convolutions, so it is not an option.
 
 The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes, channels-last as it trains) on a
 batch of ``--batch`` synthetic images with the channels-last strides the data pipeline gives one-channel images.
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
 import ctypes.util
 import json
@@ -54,7 +61,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from fedsafe.attacks import CrnState, eot_pgd, eval_mode, pgd, predict, uniform_start
+from fedsafe.attacks import CrnState, attack_in_batches, eot_pgd, eval_mode, pgd, predict, uniform_start
 from fedsafe.config import load_config
 from fedsafe.models.registry import build_model
 from fedsafe.precision import autocast, resolve_precision, to_channels_last
@@ -159,7 +166,10 @@ def child(a: argparse.Namespace) -> None:
     def run(steps: int) -> None:
         kw = {"eps": a.eps, "alpha": a.alpha, "steps": steps, "generator": torch_generator(0, "attack-start", 0),
               "precision": precision}
-        (pgd_before if a.child == "before" else pgd)(model, x, y, **kw)
+        if a.child == "before":
+            pgd_before(model, x, y, **kw)
+        else:
+            attack_in_batches(pgd, model, x, y, batch_size=a.child_chunk or len(x), **kw)
 
     run(2)  # warm-up: kernels for this shape, the heap
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -169,12 +179,13 @@ def child(a: argparse.Namespace) -> None:
                       "sys": r1.ru_stime - r0.ru_stime, "minflt": r1.ru_minflt - r0.ru_minflt}))
 
 
-def run_child(a: argparse.Namespace, loop: str, malloc: str) -> dict[str, float]:
+def run_child(a: argparse.Namespace, loop: str, malloc: str, chunk: int = 0) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if malloc == "tuned":
         env.update(MALLOC_ENV)
     args = [sys.executable, __file__, "--child", loop, "--child-steps", str(a.child_steps), "--width", str(a.width),
-            "--size", str(a.size), "--batch", str(a.batch), "--threads", str(a.threads), "--precision", a.precision]
+            "--size", str(a.size), "--batch", str(a.batch), "--threads", str(a.threads), "--precision", a.precision,
+            "--child-chunk", str(chunk)]
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -198,6 +209,7 @@ def main() -> None:
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                     help="this process's glibc malloc: tuned (the measured setting) or as it comes")
     ap.add_argument("--child-steps", type=int, default=10, help="PGD steps of each allocator child process")
+    ap.add_argument("--child-chunk", type=int, default=50, help="micro-batch of the chunked allocator child")
     ap.add_argument("--child", choices=("before", "after"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -217,12 +229,18 @@ def main() -> None:
           f"channels_last {cfg.train.channels_last}, precision {precision}; glibc malloc "
           f"{'tuned' if tuned else 'as it comes'}; best of {a.repeats}")
 
-    # 1. memory layout of the input, on the tensor PGD starts from
+    # 1. memory layout of the input, on the tensor PGD starts from, for this model and an NCHW copy of it
     x0 = (x + uniform_start(x, a.eps, gen())).clamp(0, 1)
     xs = {"cl": with_strides(x0, True), "nchw": with_strides(x0, False)}
-    layout = timings({k: lambda v=v: input_gradient(model, v, y, precision) for k, v in xs.items()}, a.repeats)
-    print(f"1. one input-gradient pass: channels-last strides {min(layout['cl']) * 1e3:.1f} ms, NCHW strides "
-          f"{min(layout['nchw']) * 1e3:.1f} ms ({min(layout['nchw']) / min(layout['cl']):.2f}x)")
+    nchw_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    layout_fns = {f"{mk}/{k}": lambda m=m, v=v: input_gradient(m, v, y, precision)
+                  for mk, m in (("model", model), ("nchw-model", nchw_model)) for k, v in xs.items()}
+    timings(layout_fns, 1)  # warm-up: kernels for this shape, the heap
+    lt = {k: min(v) for k, v in timings(layout_fns, a.repeats).items()}
+    print(f"1. one input-gradient pass, input with channels-last / NCHW strides: this (channels-last) model "
+          f"{lt['model/cl'] * 1e3:.1f} / {lt['model/nchw'] * 1e3:.1f} ms ({lt['model/nchw'] / lt['model/cl']:.2f}x); "
+          f"an NCHW copy {lt['nchw-model/cl'] * 1e3:.1f} / {lt['nchw-model/nchw'] * 1e3:.1f} ms "
+          f"({lt['nchw-model/nchw'] / lt['nchw-model/cl']:.2f}x)")
 
     # 2. the step loop, before and after, beside plain channels-last passes of the same count
     def passes(k: int) -> None:
@@ -280,11 +298,14 @@ def main() -> None:
 
     # 5. the allocator, in fresh processes (glibc reads its environment once, at start)
     print(f"5. allocator: PGD-{a.child_steps} in a fresh process each (step time; user, sys CPU s; page faults)")
-    for loop, malloc in (("before", "default"), ("after", "default"), ("before", "tuned"), ("after", "tuned")):
-        c = run_child(a, loop, malloc)
+    variants = [("before", "default", 0), ("after", "default", 0), ("before", "tuned", 0), ("after", "tuned", 0),
+                ("after", "default", a.child_chunk)]
+    for loop, malloc, chunk in variants:
+        c = run_child(a, loop, malloc, chunk)
         share = c["sys"] / max(c["user"] + c["sys"], 1e-9)
-        print(f"   loop {loop:6s} malloc {malloc:7s}: {c['step_s'] * 1e3:6.1f} ms a step; user {c['user']:.2f} s, "
-              f"sys {c['sys']:.2f} s ({share:.1%} sys); {c['minflt']} minor page faults")
+        what = f"loop {loop:6s} malloc {malloc:7s}" + (f" micro-batches of {chunk}" if chunk else "")
+        print(f"   {what}: {c['step_s'] * 1e3:6.1f} ms a step of {len(x)} images; user {c['user']:.2f} s, "
+              f"sys {c['sys']:.2f} s ({share:.1%} sys); {c['minflt'] // a.child_steps} minor page faults a step")
 
     # 6. this process
     r = resource.getrusage(resource.RUSAGE_SELF)

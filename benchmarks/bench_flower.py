@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedsafe.flower.deploy import PeakMemory
+from fedsafe.flower.memory import PeakMemory
 
 BASE = [
     "seed=0", "task.name=synthetic", "train.precision=fp32", "train.local_epochs=1", "train.batch_size=32",

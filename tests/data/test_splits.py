@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsafe.data.splits import Splits, make_splits, server_fraction, stratified_counts
+from fedsafe.data.splits import Splits, make_splits
+from fedsafe.data.stratify import server_fraction, stratified_counts
 from fedsafe.seeding import numpy_rng
 
 # the de-duplicated meningioma task of SPEC section 1: no_tumor 352, meningioma 927

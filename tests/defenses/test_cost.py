@@ -21,8 +21,8 @@ def test_fed_safe_cost_sums_server_adaptations_including_the_final_downlink():
     assert s["server"]["passes"] == 3 * (2 + 1) * images
     assert s["server"]["images"] == 3 * images
     assert s["server"]["seconds"] > 0
-    assert s["clients"] == {"passes": 2.0 * IMAGES, "seconds": pytest.approx(s["clients"]["seconds"]),
-                            "extra_passes": 0.0}
+    assert s["clients"]["passes"] == 2.0 * IMAGES and s["clients"]["extra_passes"] == 0.0
+    assert set(s["clients"]) == {"passes", "seconds", "extra_passes"} and s["clients"]["seconds"] > 0
     assert s["wall_seconds"] > 0
 
 

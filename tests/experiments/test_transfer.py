@@ -13,8 +13,8 @@ import pytest
 
 from fedsafe.attacks import pgd, predict, uniform_start
 from fedsafe.attacks.crn_hook import CrnClientHook
-from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.attacks.spec import AttackSpec, Start, parse_start, sweep
+from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.experiments.transfer import evaluate_transfer, load_run, tidy
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator

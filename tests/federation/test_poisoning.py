@@ -30,7 +30,8 @@ class Poison:
         if self.kind == "nan":
             return {k: torch.full_like(v, float("nan")) for k, v in upload.items()}
         if self.kind == "inf":
-            return {k: v.clone().fill_(float("inf")) if i == 0 else v.clone() for i, (k, v) in enumerate(upload.items())}
+            first = next(iter(upload))
+            return {k: v.clone().fill_(float("inf")) if k == first else v.clone() for k, v in upload.items()}
         return {k: v * 1e6 for k, v in upload.items()}  # "huge": finite, a million times too large
 
 

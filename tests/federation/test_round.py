@@ -1,9 +1,11 @@
 import torch
 
+from fedsafe.federation.protocol import server_downlink
 from fedsafe.federation.round import aggregate, downlink_copy, uplink
+from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.state import global_norm, max_abs_diff
 
-from ._tiny import tiny_model
+from ._tiny import tiny_data, tiny_model, tiny_spec
 
 
 def _global():
@@ -21,12 +23,20 @@ def test_downlink_draws_are_independent_per_client_and_round_and_stable():
 
 
 def test_adding_a_client_does_not_change_other_clients_noise():
-    # Draws are keyed by (seed, round, client), not by a shared stream consumed in order.
+    """Draws are keyed by (seed, round, client), not by a shared stream consumed in order: a federation with a
+    fourth client sends clients 0..2 exactly the copies a three-client one sends (the server's downlink), and their
+    uploads (local training and uplink noise) are the same too."""
     w = _global()
-    three = [downlink_copy(w, std=0.02, seed=1, round_=4, client=i) for i in range(3)]
-    four = [downlink_copy(w, std=0.02, seed=1, round_=4, client=i) for i in range(4)]
+    spec = tiny_spec(rounds=1, downlink_noise=0.02)
+    three = server_downlink(w, spec=spec, round_=1, num_clients=3, server_hook=None, row={})
+    four = server_downlink(w, spec=spec, round_=1, num_clients=4, server_hook=None, row={})
+    assert len(four) == 4 and max_abs_diff(four[3], four[2]) > 0
     for a, b in zip(three, four[:3], strict=True):
         assert max_abs_diff(a, b) == 0.0
+    r3 = Simulator(spec=spec, data=tiny_data(3), model_factory=tiny_model).run()
+    r4 = Simulator(spec=spec, data=tiny_data(4), model_factory=tiny_model).run()
+    assert r3.metrics[0]["train_loss"] == r4.metrics[0]["train_loss"][:3]  # the same local training, client by client
+    assert max_abs_diff(r3.global_state, r4.global_state) > 0  # the fourth client's upload does enter FedAvg
 
 
 def test_uplink_clips_then_noises():

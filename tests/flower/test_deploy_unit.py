@@ -10,18 +10,10 @@ import time
 
 import pytest
 
-from fedsafe.flower.deploy import (
-    CertPaths,
-    ProcessSet,
-    _alive,
-    descendants,
-    flower_env,
-    make_certs,
-    make_node_keys,
-    superlink_argv,
-    supernode_argv,
-    tree_pss_bytes,
-)
+from fedsafe.flower.certs import CertPaths, make_certs, make_node_keys
+from fedsafe.flower.commands import flower_env, superlink_argv, supernode_argv
+from fedsafe.flower.memory import tree_pss_bytes
+from fedsafe.flower.processes import ProcessSet, alive, descendants
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,6 +80,6 @@ def test_process_set_stops_processes_and_their_detached_children(tmp_path):
         assert kids and tree_pss_bytes(p.pid) > 0
     assert not p.running()
     deadline = time.monotonic() + 20
-    while any(_alive(k) for k in kids) and time.monotonic() < deadline:
+    while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(k) for k in kids)
+    assert not any(alive(k) for k in kids)

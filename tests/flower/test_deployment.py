@@ -12,18 +12,17 @@ import pytest
 
 from fedsafe.experiments.train import train
 from fedsafe.flower.app import run_config_for, write_app_project
-from fedsafe.flower.deploy import (
-    ProcessSet,
+from fedsafe.flower.certs import make_certs, make_node_keys
+from fedsafe.flower.commands import (
     flower_env,
     flwr_run,
     free_port,
-    make_certs,
-    make_node_keys,
     register_nodes,
     superlink_argv,
     supernode_argv,
     write_flower_config,
 )
+from fedsafe.flower.processes import ProcessSet
 from fedsafe.runs.rundir import RunDir
 
 from ._helpers import assert_same_run, tiny_config

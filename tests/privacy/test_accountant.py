@@ -20,7 +20,7 @@ from fedsafe.privacy import (
     gaussian_noise_multiplier,
     noise_for_target,
 )
-from fedsafe.privacy.accountant import RDP_ORDERS
+from fedsafe.privacy.gaussian import RDP_ORDERS
 
 RUN = dict(sigma_uplink=1.0, sigma_downlink=0.0, clip=1.0, min_local_size=20, rounds=10, num_clients=3, delta=1e-5)
 
@@ -318,7 +318,7 @@ def test_cli_account_rejects_bad_weights(cli_app) -> None:
 
 
 def test_pld_falls_back_to_the_rdp_bound_where_dp_accounting_overflows():
-    from fedsafe.privacy.accountant import gaussian_epsilon
+    from fedsafe.privacy.gaussian import gaussian_epsilon
 
     rdp = gaussian_epsilon(5e-4, steps=20, delta=1e-5, accountant="rdp")
     pld = gaussian_epsilon(5e-4, steps=20, delta=1e-5, accountant="pld")

@@ -141,9 +141,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
-            with RunStore(run, config_hash="y").lock():
-                pass
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"), RunStore(run, config_hash="y").lock():
+            pass
         r = _cli_train(run)
         assert r.exit_code == 2 and f"pid {holder.pid}" in _flat(r.output) and r.output.count("error:") == 1
     finally:

@@ -83,7 +83,7 @@ def certs(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CA and server certificate."),
 ) -> None:
     """Make a CA, the SuperLink's TLS certificate (openssl) and one ECDSA key pair per node (ssh-keygen)."""
-    from ..flower.deploy import make_certs, make_node_keys
+    from ..flower.certs import make_certs, make_node_keys
 
     try:
         paths = make_certs(directory, hosts=host, days=days, overwrite=overwrite)
@@ -96,7 +96,7 @@ def certs(
 
 
 def _foreground(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-    from ..flower.deploy import ProcessSet
+    from ..flower.processes import ProcessSet
 
     console.print(f"{name}: {' '.join(argv)}\nlog: {log_path}  (Ctrl-C stops it)")
     with ProcessSet() as procs:
@@ -119,7 +119,8 @@ def superlink(
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Start the SuperLink (foreground) with TLS and SuperNode authentication."""
-    from ..flower.deploy import CertPaths, flower_env, superlink_argv
+    from ..flower.certs import CertPaths
+    from ..flower.commands import flower_env, superlink_argv
 
     state.mkdir(parents=True, exist_ok=True)
     argv = superlink_argv(host=host, port=port, database=state / "superlink.db", certs=CertPaths(certs_dir))
@@ -134,7 +135,7 @@ def register(
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Register SuperNode public keys with the SuperLink (only registered nodes may join)."""
-    from ..flower.deploy import flower_env, register_node, write_flower_config
+    from ..flower.commands import flower_env, register_node, write_flower_config
 
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)
     env = flower_env(flwr_home)
@@ -158,7 +159,7 @@ def supernode(
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Start a SuperNode (foreground) holding one partition, with TLS and its node key."""
-    from ..flower.deploy import flower_env, supernode_argv
+    from ..flower.commands import flower_env, supernode_argv
 
     try:
         argv = supernode_argv(superlink=superlink_address, port=port, partition=partition,
@@ -184,7 +185,7 @@ def run_app(
 ) -> None:
     """Submit a fedsafe run to a running SuperLink and stream its log (the run directory is written there)."""
     from ..flower.app import run_config_for, write_app_project
-    from ..flower.deploy import flower_env, flwr_run, write_flower_config
+    from ..flower.commands import flower_env, flwr_run, write_flower_config
 
     cfg = _config(config, profile, set_)
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)

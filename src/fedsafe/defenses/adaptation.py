@@ -37,7 +37,7 @@ from torch import nn
 
 from ..attacks.iterative import pgd
 from ..config import DefenseConfig
-from ..data.splits import server_fraction
+from ..data.stratify import server_fraction
 from ..federation.client import local_train
 from ..federation.data import FederatedData, Split
 from ..federation.hooks import HookStats

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["Comparison", "STATUSES", "Verdict", "compare", "fmt_pct", "spearman", "trend"]
+__all__ = ["Comparison", "STATUSES", "Verdict", "accuracy_verdict", "compare", "fmt_pct", "spearman", "trend"]
 
 Status = Literal["holds", "does not hold", "partly", "undetermined"]
 STATUSES: tuple[str, ...] = ("holds", "does not hold", "partly", "undetermined")
@@ -150,3 +150,22 @@ def trend(claim: str, curves: dict[str, tuple[Sequence[float], Sequence[float]]]
         status = "partly"
     return Verdict(claim=claim, status=status, evidence=f"{expect} in {sum(s == 1 for s in scores)} of "
                    f"{len(scores)} curves: " + "; ".join(parts) + ".", paper=paper)
+
+
+def _std(s: pd.Series) -> float:
+    return float(s.std(ddof=1)) if len(s) > 1 else math.nan
+
+
+def accuracy_verdict(claim: str, accs: dict[str, pd.DataFrame], a: str, b: str, ref: str | None) -> Verdict:
+    """Does ``a`` keep at least ``b``'s clean accuracy? ``accs``: name -> per-seed frame with ``clean_acc``;
+    ``ref`` (e.g. no defense) is quoted beside them when present."""
+    x, y = accs[a].clean_acc, accs[b].clean_acc
+    ok = x.mean() >= y.mean()
+    ref_txt = ""
+    if ref and ref in accs:
+        r = accs[ref].clean_acc.mean()
+        ref_txt = (f"; against no defense ({fmt_pct(r)}): {a} {100 * (x.mean() - r):+.1f} points, "
+                   f"{b} {100 * (y.mean() - r):+.1f} points")
+    return Verdict(claim, "holds" if ok else "does not hold",
+                   f"clean accuracy {a} {fmt_pct(x.mean(), _std(x))} vs {b} {fmt_pct(y.mean(), _std(y))} "
+                   f"({100 * (x.mean() - y.mean()):+.1f} points){ref_txt}.")

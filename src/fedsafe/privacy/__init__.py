@@ -1,23 +1,25 @@
 """Differential privacy of a federated run: NbAFL calibration and a real accountant (SPEC section 4)."""
 
 from .accountant import (
-    ACCOUNTANTS,
     DP_MAX_DELTA,
     DP_MAX_EPSILON,
     SENSITIVITIES,
     ChannelPrivacy,
-    GaussianAccountant,
     PrivacyReport,
     TargetNoise,
     account_run,
     account_run_both,
     dp_label,
-    epsilon_from_history,
-    gaussian_epsilon,
-    gaussian_noise_multiplier,
     is_dp,
     noise_for_target,
     uplink_sensitivity_for,
+)
+from .gaussian import (
+    ACCOUNTANTS,
+    GaussianAccountant,
+    epsilon_from_history,
+    gaussian_epsilon,
+    gaussian_noise_multiplier,
 )
 from .nbafl import (
     NbaflCalibration,

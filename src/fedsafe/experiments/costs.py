@@ -1,0 +1,95 @@
+"""The cost model of a plan: how long a training run and an attack evaluation take, in image passes x the model's
+multiply-accumulates, at a speed measured on the finished runs under ``RESULTS/runs`` (or a rough default).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..attacks.spec import AttackSpec
+from ..build import model_factory
+from ..config import ExperimentConfig
+from ..data.tasks import TASKS
+from .runinfo import read_run
+
+__all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "macs_per_image", "measured_speeds", "train_passes"]
+
+DEFAULT_MACS_PER_SECOND = 60e9
+"""A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
+any (2-core AVX512-BF16 CPU, cpu profile, bf16 training + fp32 channels-last attacks: 79 GMAC/s measured on the
+meningioma CRN run)."""
+
+
+def duration(seconds: float) -> str:
+    """"40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
+    """Multiply-accumulates of one forward pass of ``cfg``'s model (memoised per model shape in ``memo``)."""
+    key = (cfg.model.name, cfg.model.width, cfg.task.image_size, cfg.task.channels, cfg.task.name)
+    if key not in memo:
+        model = model_factory(cfg, num_classes=len(TASKS[cfg.task.name].class_names), in_channels=cfg.task.channels,
+                              layout=False, device="cpu")()
+        memo[key] = float(model.macs_per_image()) if hasattr(model, "macs_per_image") else math.nan
+    return memo[key]
+
+
+def _split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
+    """(client training images, server images, global test images), as the splits would draw them (about)."""
+    s = cfg.splits
+
+    def size(v: float) -> int:
+        return int(v) if v >= 1 else round(v * n)
+
+    server, glob = size(s.server_size), size(s.global_test_size)
+    return max(n - server - glob - s.num_clients * s.client_test_size, 0), server, glob
+
+
+def train_passes(cfg: ExperimentConfig, n: int) -> float:
+    """Forward-backward image passes of a training run on ``n`` images (training, server defense, online CRN,
+    evaluation / 3)."""
+    tr, d, s = cfg.train, cfg.defense, cfg.splits
+    n_train, n_server, n_glob = _split_sizes(cfg, n)
+    passes = tr.rounds * tr.local_epochs * n_train
+    if d.name == "client-adversarial-training":
+        passes *= d.steps + 1
+    per_adapt = d.fraction * n_server * (d.steps + d.epochs)
+    if d.name == "adversarial-training":
+        passes += tr.rounds * per_adapt
+    elif d.name == "fed-safe":
+        passes += (tr.rounds + 1) * s.num_clients * per_adapt
+    if cfg.crn.enabled:
+        j = cfg.crn.steps or tr.local_epochs
+        passes += s.num_clients * sum(cfg.crn.windows) * j * s.client_test_size
+    passes += tr.rounds * (n_glob + 2 * s.num_clients * s.client_test_size) / 3
+    return passes
+
+
+def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
+    """Image passes of one attack evaluation: every attacker's steps, its labels, and every target's clean and
+    adversarial predictions (the once-per-run sanity checks and CRN replays are left out)."""
+    s = cfg.splits
+    return s.num_clients * s.client_test_size * (spec.steps + 1 + 2 * s.num_clients / 3)
+
+
+def measured_speeds(runs: Path, memo: dict) -> list[float]:
+    """MAC/s of every finished run under ``runs``: the work :func:`train_passes` counts for it over the seconds it
+    took (its task's size from its data report)."""
+    speeds = []
+    for path in sorted(runs.glob("*/summary.json")) if runs.is_dir() else []:
+        info = read_run(path.parent)
+        cfg = info.config
+        try:
+            seconds = float(info.summary["seconds"])
+            n = sum(info.data_report["kept"].values())
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if cfg is not None and seconds > 0 and n > 0 and cfg.task.name in TASKS:
+            speeds.append(3 * train_passes(cfg, n) * macs_per_image(cfg, memo) / seconds)
+    return speeds

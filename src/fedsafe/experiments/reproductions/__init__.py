@@ -1,0 +1,62 @@
+"""The tables and figures of the papers (SPEC section 9), one reproduction a file, and their registry.
+
+==================  =========================================================================================
+crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1+CRN10, PGD-20, PGD-40 at eps
+                    0.05, alpha 0.001: ACC, AASR, time per batch
+crn-table2          the same run; AETR of FGSM and PGD-40 x vanilla / CRN5 / CRN10
+crn-fig2            the same run; PGD-20 (eps 0.05) +- CRN5/CRN10 at alpha 0.001 ... 0.02; ASR benign vs adversary
+crn-fig3            the same run; FGSM and PGD-20 (alpha 0.005) +- CRN5/CRN10 at eps 0.01 ... 0.07
+fedsafe-table1      no defense / adversarial training (downlink noise 0) / Fed-Safe (downlink noise 0.01);
+                    PGD-20, eps 0.05 (not given by the paper), alpha ("Step") 0.005, 0.012, 0.017, 0.05
+fedsafe-table2      Fed-Safe without / with DP (uplink clip C = 5 x the initial model norm, uplink noise 0.001;
+                    the accountant's epsilon reported); PGD-20, alpha eps/4 at eps 0.01, 0.03, 0.05, 0.07
+fedsafe-fig3        both defenses at adaptation fraction f in 0.1 ... 1.0; PGD-20 eps 0.05 alpha 0.005
+==================  =========================================================================================
+
+``REPRODUCTIONS`` is the registry (explicit: nothing registers itself); ``GROUPS`` names sets of them ("all", one
+per paper). A new table is a new file declaring a :class:`~.base.Reproduction`, added here.
+
+>>> [r.name for r in resolve(["crn", "fedsafe-table1"])][-2:]
+['crn-fig3', 'fedsafe-table1']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .base import BuildInput, Built, Measurement, Options, Reproduction, Table
+from .crn_fig2 import CRN_FIG2
+from .crn_fig3 import CRN_FIG3
+from .crn_table1 import CRN_TABLE1
+from .crn_table2 import CRN_TABLE2
+from .fedsafe_fig3 import FEDSAFE_FIG3
+from .fedsafe_table1 import FEDSAFE_TABLE1
+from .fedsafe_table2 import FEDSAFE_TABLE2
+
+__all__ = ["GROUPS", "REPRODUCTIONS", "BuildInput", "Built", "Measurement", "Options", "Reproduction", "Table",
+           "resolve"]
+
+REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (
+    FEDSAFE_TABLE1, FEDSAFE_TABLE2, FEDSAFE_FIG3, CRN_TABLE1, CRN_TABLE2, CRN_FIG2, CRN_FIG3)}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all": tuple(REPRODUCTIONS),
+    "fedsafe": tuple(n for n in REPRODUCTIONS if n.startswith("fedsafe-")),  # the Fed-Safe paper
+    "crn": tuple(n for n in REPRODUCTIONS if n.startswith("crn-")),  # the CRN paper
+}
+
+
+def resolve(names: Iterable[str | Reproduction]) -> tuple[Reproduction, ...]:
+    """Reproductions by name (a group expands), or given as objects; duplicates dropped, order kept."""
+    out: dict[str, Reproduction] = {}
+    for n in names:
+        if isinstance(n, Reproduction):
+            out[n.name] = n
+        elif n in GROUPS:
+            out.update((k, REPRODUCTIONS[k]) for k in GROUPS[n])
+        elif n in REPRODUCTIONS:
+            out[n] = REPRODUCTIONS[n]
+        else:
+            raise ValueError(f"unknown reproduction {n!r}; known: {', '.join([*REPRODUCTIONS, *GROUPS])}")
+    if not out:
+        raise ValueError("no reproduction given")
+    return tuple(out.values())

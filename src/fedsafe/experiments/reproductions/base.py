@@ -1,0 +1,122 @@
+"""What a reproduction is (SPEC section 9): the types every table and figure of the papers is written with.
+
+A :class:`Reproduction` declares
+
+* its **trainings**: name -> :class:`~fedsafe.experiments.delta.ConfigDelta` over the task's base config (a
+  function of that config, for settings computed from it, e.g. a clip from the initial model's norm);
+* its **measurements** for a seed: a list of :class:`Measurement` (a training, an
+  :class:`~fedsafe.attacks.spec.AttackSpec`, tags placing it in the table);
+* a **builder**: :class:`BuildInput` (every measured number, over seeds) -> :class:`Built` (tables beside the
+  papers' numbers, figures, verdicts).
+
+Planning (:mod:`fedsafe.experiments.planning`), execution (:mod:`fedsafe.experiments.execution`) and output writing
+(:mod:`fedsafe.experiments.outputs`) are the same for all of them; the "setting" each output states is generated from
+the trainings' deltas (:meth:`Reproduction.setting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ...attacks.spec import AttackSpec
+from ...config import ExperimentConfig
+from ..delta import ConfigDelta, describe_trainings
+from ..runinfo import RunInfo
+from ..verdicts import Verdict
+
+__all__ = ["BuildInput", "Built", "Measurement", "Options", "Reproduction", "Table", "tags"]
+
+
+def tags(**kw: Any) -> tuple[tuple[str, Any], ...]:
+    """A measurement's tags, in order: ``tags(method="DP", eps_value=0.01)``."""
+    return tuple(kw.items())
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One attack configuration on one training of a reproduction; ``tags`` place it in the table."""
+
+    training: str
+    spec: AttackSpec
+    tags: tuple[tuple[str, Any], ...] = ()
+    heatmap: bool = True  # show its attacker x target matrix in the report
+
+    def tag(self) -> dict[str, Any]:
+        return dict(self.tags)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run: profile, seeds (0 .. seeds-1), quick, extra ``key=value`` overrides (over the profile, under
+    the reproduction's own settings), and the attack evaluation's precision and batch size."""
+
+    profile: str = "cpu"
+    seeds: int = 1
+    quick: bool = False
+    overrides: tuple[str, ...] = ()
+    precision: str = "fp32"
+    batch_size: int = 100
+    sanity: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table to show: display strings (ours beside the papers'), and notes under it."""
+
+    title: str
+    frame: pd.DataFrame
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildInput:
+    """What a builder receives: the measurements of one reproduction on one task, over every seed."""
+
+    reproduction: Reproduction
+    task: str
+    options: Options
+    summary: pd.DataFrame  # one row per (measurement, seed)
+    runs: dict[str, RunInfo]  # training name -> its seed-0 run
+    trainings: Mapping[str, ConfigDelta] = field(default_factory=dict)  # training name -> its seed-0 delta
+
+    @property
+    def quick(self) -> bool:
+        return self.options.quick
+
+
+@dataclass(frozen=True)
+class Built:
+    tables: tuple[Table, ...]
+    figures: tuple[tuple[str, Any, str], ...]  # (file stem, matplotlib Figure, caption)
+    verdicts: tuple[Verdict, ...]
+    notes: tuple[str, ...] = ()
+    data: pd.DataFrame | None = None  # the aggregated numbers behind the tables (table.csv)
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A table or figure of a paper (module docstring). ``note``: what the trainings' deltas cannot say, appended
+    to the generated setting."""
+
+    name: str
+    title: str
+    paper: str  # "crn", "fed-safe" (or "demo")
+    trainings: Callable[[ExperimentConfig], dict[str, ConfigDelta]]
+    measurements: Callable[[int], list[Measurement]]
+    build: Callable[[BuildInput], Built]
+    note: str = ""
+
+    def setting(self, trainings: Mapping[str, ConfigDelta]) -> str:
+        """The trainings in words (what they share, then what each changes), then ``note``."""
+        text = describe_trainings(trainings)
+        return "; ".join(t for t in (text, self.note) if t)

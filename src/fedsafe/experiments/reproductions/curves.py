@@ -1,0 +1,39 @@
+"""What the CRN paper's two figures share: a table of every curve point, and the comparison of each CRN-started
+curve with its vanilla curve (same attack) at every x."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..verdicts import Comparison
+from .format import cell
+
+__all__ = ["crn_comparisons", "curve_table"]
+
+
+def curve_table(agg: pd.DataFrame, x: str, xname: str) -> pd.DataFrame:
+    """One row per (x, curve): the ASR on benign clients and on the adversary, AASR and AETR."""
+    rows = []
+    for r in agg.itertuples():
+        d = r._asdict()
+        rows.append({xname: f"{getattr(r, x):g}", "attack": r.curve, "ASR benign": cell(d, "asr_avg_benign"),
+                     "ASR adversary (self)": cell(d, "asr_self"), "AASR": cell(d, "aasr"), "AETR": cell(d, "aetr")})
+    return pd.DataFrame(rows)
+
+
+def crn_comparisons(agg: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
+    """CRN-started curve vs its vanilla curve at each x, ASR on benign clients."""
+    out = []
+    vanilla = {c for c in agg.curve if "+CRN" not in c}
+    idx = agg.set_index(["curve", x])
+    for c in dict.fromkeys(agg.curve):
+        if c in vanilla:
+            continue
+        base = c.split("+")[0]
+        if base not in vanilla:
+            continue
+        for xv in sorted(agg[agg.curve == c][x]):
+            a, b = idx.loc[(c, xv)], idx.loc[(base, xv)]
+            out.append(Comparison(f"{c} at {xname} {xv:g}", a.asr_avg_benign_mean, b.asr_avg_benign_mean,
+                                  a.asr_avg_benign_std, b.asr_avg_benign_std))
+    return out
