@@ -30,10 +30,11 @@ trimmed back to the kernel at each free of its top. Setting both thresholds (``m
 blocks in the process for the next pass: page faults fall from ~70,000 a step to ~0 and sys time to ~0. Either
 alone does not help (measured on the 2-core AMD EPYC, glibc 2.36: mmap threshold alone 14% sys, trim alone 27%).
 It is a process setting, so it belongs to the entry point (the CLI), not to a library function; the cost is that
-the peak heap is not returned to the kernel until the process exits. The alternative without a process setting
-is a smaller attack batch: at 50 images the largest activation (20 MiB) stays under the 32 MiB ceiling and the
-default allocator reuses it. PyTorch's own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``)
-fails an internal assert in the oneDNN convolutions, so it is not an option.
+the peak heap is not returned to the kernel until the process exits. A smaller attack batch is no substitute:
+at 50 images the largest activation (20 MiB) is under the mmap ceiling, but a fresh process still trims its heap
+top (its trim threshold follows the dynamic mmap threshold): ~44,000 page faults a step, measured in 5. PyTorch's
+own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``) fails an internal assert in the oneDNN
+convolutions, so it is not an option.
 
 The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes, channels-last as it trains) on a
 batch of ``--batch`` synthetic images with the channels-last strides the data pipeline gives one-channel images.

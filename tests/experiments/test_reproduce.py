@@ -10,16 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsafe.experiments.reproduce import (
-    METRICS,
-    REPRODUCTIONS,
-    BuildInput,
-    Options,
-    aggregate,
-    execute,
-    markdown_table,
-    plan,
-)
+from fedsafe.experiments.execution import execute
+from fedsafe.experiments.outputs import markdown_table
+from fedsafe.experiments.planning import PAPER_TASKS, expand_tasks, plan
+from fedsafe.experiments.reproductions import REPRODUCTIONS
+from fedsafe.experiments.reproductions.base import BuildInput, Options
+from fedsafe.experiments.reproductions.format import METRICS, aggregate
 from fedsafe.experiments.verdicts import STATUSES, Comparison, compare, spearman, trend
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
@@ -70,7 +66,7 @@ def test_an_interrupted_reproduction_resumes_and_equals_an_uninterrupted_one(tmp
     assert {f: (first / f).stat().st_mtime_ns for f in stamps} == stamps  # ... nor touched
     second = json.loads((a / "runs" / runs[1][0] / "summary.json").read_text())
     assert second["resumed_from_round"] == 1  # the killed run continued from its checkpoint
-    assert p.cost(None)["runs_to_train"] == 2  # one of the three runs was complete when the plan was made
+    assert p.cost(None)["runs_to_train"] == 4  # one of the five runs was complete when the plan was made
 
     b = tmp_path / "uninterrupted"
     _fs_table1(b)
@@ -91,21 +87,39 @@ def test_outputs_of_a_reproduction(tmp_path):
     for f in ("rows.csv", "summary.csv", "table.csv", "verdicts.json", "table1.png", "table1.svg"):
         assert (w.folder / f).is_file(), f
     rows = pd.read_csv(w.folder / "rows.csv")
-    assert len(rows) == 3 * 4 * 3 * 3  # trainings x steps x attackers x targets
+    assert len(rows) == 5 * 4 * 3 * 3  # trainings (3 clean, 2 leaky) x steps x attackers x targets
     assert {"attacker", "target", "asr", "aetr", "method", "step"} <= set(rows.columns)
     assert {v["status"] for v in manifest["verdicts"]} <= set(STATUSES)
     assert manifest["heatmaps"] and len(manifest["heatmaps"][0]["matrix"]) == 3
+    md = w.markdown.read_text()  # seeds, profile, precision, device, wall time, the exact command, the rules
+    assert "Seeds 0; profile cpu; device " in md and "training precision" in md and "wall time: 5 training run(s)" in md
+    assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
+    assert "Verdict rules (SPEC 11)" in md and "LEAKY" in md
+    summary = pd.read_csv(w.folder / "summary.csv")
+    assert {"learned", "majority_class_rate", "epsilon_unconditional", "device"} <= set(summary.columns)
 
 
 def test_reproductions_share_their_trainings():
     p = plan(["all"], tasks=["synthetic"], results="unused-results", options=Options(quick=True, overrides=TINY))
-    assert len(p.runs) == 15  # 3 (Table 1) + 1 (DP) + 10 (Figure 3 but f = 1) + 1 (CRN)
+    # 5 (Table 1: 3 clean, 2 leaky) + 2 (Table 2: papers' setting, epsilon <= 10) + 10 (Figure 3 but f = 0.2) + 1 (CRN)
+    assert len(p.runs) == 18
     names = sorted(run.names for run in p.runs.values())
     assert ("crn-table1/crn", "crn-table2/crn", "crn-fig2/crn", "crn-fig3/crn") in names
-    assert any("fedsafe-table2/no DP" in n and "fedsafe-table1/distributed noise (Fed-Safe)" in n for n in names)
+    assert any("fedsafe-table2/no uplink noise" in n and "fedsafe-table1/distributed noise (Fed-Safe)" in n
+               for n in names)
+    # Figure 3's f = 0.2 runs are Table 1's (one cached training each)
+    assert ("fedsafe-table1/adversarial training", "fedsafe-fig3/adversarial training f=0.2") in names
+    assert any("fedsafe-fig3/distributed noise (Fed-Safe) f=0.2" in n and "fedsafe-table1/distributed noise "
+               "(Fed-Safe)" in n for n in names)
+    # every Fed-Safe training is on the one split whose server set holds f = 1 of the largest client
+    fs = [r.cfg for r in p.runs.values() if any(n.startswith("fedsafe-") for n in r.names)]
+    assert {c.splits.server_for_fraction for c in fs} == {1.0}
+    assert {c.defense.name for c in fs} == {"none", "adversarial-training", "fed-safe"}  # never the shared variant
     cost = p.cost(0)
-    assert cost["runs_to_train"] == 15 and cost["evaluations"] == len(p.evaluations(0)) > 0
-    assert "15 training run(s)" in "\n".join(p.describe())
+    assert cost["runs_to_train"] == 18 and cost["evaluations"] == len(p.evaluations(0)) > 0
+    text = "\n".join(p.describe())
+    assert "18 training run(s)" in text
+    assert "Trainings a seed (per task): fedsafe-table1 5, fedsafe-table2 3, fedsafe-fig3 12, crn-table1 1" in text
     two = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
                options=Options(quick=True, overrides=TINY, seeds=2))
     assert len(two.runs) == 2 and {r.seed for r in two.runs.values()} == {0, 1}
@@ -122,7 +136,8 @@ def test_a_missing_task_names_its_path_and_an_unknown_name_lists_the_known_ones(
 # -- builders on made-up measurements ---------------------------------------------------------------------------
 
 
-def _fake(rep_name: str, task: str, metric, seeds: int = 2) -> BuildInput:
+def _fake(rep_name: str, task: str, metric, seeds: int = 2, learned=lambda m, seed: True) -> BuildInput:
+    """A builder's input with ``metric(m, k) + 0.01 * seed`` for every measurement and metric."""
     rep = REPRODUCTIONS[rep_name]
     rows = []
     for seed in range(seeds):
@@ -131,37 +146,74 @@ def _fake(rep_name: str, task: str, metric, seeds: int = 2) -> BuildInput:
             row = {"training": m.training, **m.tag(), "label": s.label, "attack": s.attack, "eps": s.eps,
                    "alpha": s.alpha, "steps": s.steps, "start": s.start, "seed": seed,
                    "fb_passes_per_image": s.steps, "crn_passes_per_image": 50 if s.window else 0,
-                   "start_source": "x", "epsilon": math.inf}
+                   "start_source": "x", "epsilon": math.inf, "learned": learned(m, seed),
+                   "majority_class_rate": 0.727}
             row.update({k: metric(m, k) + 0.01 * seed for k in METRICS})
             rows.append(row)
     return BuildInput(reproduction=rep, task=task, options=Options(seeds=seeds), summary=pd.DataFrame(rows), runs={})
 
 
-def test_crn_table1_beside_the_paper_with_spread_over_seeds():
+def test_crn_table1_beside_the_paper_with_both_crn_steps_and_their_controls():
     def metric(m, k):
         crn = m.spec.window is not None
-        return {"aasr": 0.7 if crn else 0.3, "seconds_per_batch": 0.01 if crn else 1.0}.get(k, 0.5)
+        final = crn and m.spec.start.final
+        asr = 0.4 if final else 0.7 if crn else 0.3
+        return {"aasr": asr, "asr_avg_benign": asr, "seconds_per_batch": 0.01 if crn else 1.0}.get(k, 0.5)
 
     built = REPRODUCTIONS["crn-table1"].build(_fake("crn-table1", "meningioma", metric))
     table = built.tables[0].frame
-    assert table.attack.tolist() == ["PGD-1+CRN10", "PGD-20", "PGD-40"]
-    assert table["AASR (paper)"].tolist() == ["63.92%", "27.52%", "32.99%"]
-    assert "±" in table["AASR"].iloc[0]
-    assert built.verdicts[0].claim.startswith("PGD-1+CRN10 beats PGD-40") and built.verdicts[0].status == "holds"
+    assert table.attack.tolist() == [
+        "PGD-1+CRN10, step eps/j", "PGD-1+CRN10, step 0.001", "final-model control, step eps/j",
+        "final-model control, step 0.001", "PGD-20", "PGD-40"]
+    # the paper's numbers beside both CRN steps (it does not state its own), never beside a control
+    assert table["AASR (paper)"].tolist() == ["63.92%", "63.92%", "—", "—", "27.52%", "32.99%"]
+    assert "±" in table["AASR"].iloc[0] and table["passes/image"].iloc[2] == "1 + 50 final"
+    claims = {v.claim: v.status for v in built.verdicts}
+    assert claims["PGD-1+CRN10 beats PGD-40 in AASR with the CRN step at eps/j"] == "indicative: holds"  # 2 seeds
+    assert claims["PGD-1+CRN10 beats PGD-40 in AASR with the CRN step at 0.001"] == "indicative: holds"
+    assert claims["Accumulating over rounds beats the same steps on the final model alone (CRN step eps/j)"] == \
+        "indicative: holds"
 
 
 def test_fedsafe_table1_verdicts_follow_the_numbers():
     def metric(m, k):  # distributed noise lower than adversarial training at 3 of the 4 steps
         method, step = m.tag()["method"], m.tag()["step"]
         if k == "asr_avg_benign":
-            return {"no defense (FedAvg)": 0.6, "adversarial training": 0.3}.get(method, 0.2 if step != 0.05 else 0.4)
+            return {"no defense (FedAvg)": 0.6, "adversarial training": 0.3,
+                    "adversarial training, LEAKY": 0.1, "distributed noise, LEAKY": 0.05}.get(
+                method, 0.2 if step != 0.05 else 0.4)
         return 0.5
 
     built = REPRODUCTIONS["fedsafe-table1"].build(_fake("fedsafe-table1", "meningioma", metric, seeds=1))
-    table = built.tables[0].frame
+    table, leaky = built.tables[0].frame, built.tables[1].frame
     assert table["(paper)"].iloc[0] == "0.12 / 0.05"  # MRI, step 0.005, adversarial training
+    assert leaky["AT LEAKY: self / avg"].iloc[0] == "0.50 / 0.10" and leaky["AT clean"].iloc[0] == "0.50 / 0.30"
     dn_vs_at = built.verdicts[0]
-    assert dn_vs_at.status == "partly" and "3 of 4" in dn_vs_at.evidence
+    assert dn_vs_at.status == "indicative: partly" and "3 of 4" in dn_vs_at.evidence  # one seed: indicative
+    leak = next(v for v in built.verdicts if "leaky protocol" in v.claim)
+    assert leak.status == "indicative: holds"
+    assert "the leak accounts for" in " ".join(built.tables[1].notes)
+
+
+def test_a_run_that_did_not_learn_is_flagged_and_enters_no_verdict():
+    def metric(m, k):
+        return {"distributed noise (Fed-Safe)": 0.2}.get(m.tag()["method"], 0.5) if k == "asr_avg_benign" else 0.5
+
+    def learned(m, seed):  # Fed-Safe's run stayed at the majority class in every seed
+        return m.tag()["method"] != "distributed noise (Fed-Safe)"
+
+    built = REPRODUCTIONS["fedsafe-table1"].build(
+        _fake("fedsafe-table1", "meningioma", metric, seeds=3, learned=learned))
+    table = built.tables[0]
+    assert table.frame["distributed noise: self / avg"].str.endswith("†").all()
+    assert not table.frame["adversarial training: self / avg"].str.endswith("†").any()
+    assert any("did not learn" in n and "distributed noise (Fed-Safe) seed 2" in n for n in table.notes)
+    dn_vs_at = built.verdicts[0]  # its only evidence was the run that did not learn
+    assert dn_vs_at.status == "undetermined" and "4 undefined" in dn_vs_at.evidence
+    assert "Left out (did not learn, SPEC 11): distributed noise (Fed-Safe) seed 0" in dn_vs_at.evidence
+    # AT vs none: 3 seeds, equal numbers -> the difference (0) is within the spread: inconclusive
+    at_vs_none = next(v for v in built.verdicts if v.claim.startswith("Adversarial training lowers"))
+    assert at_vs_none.status == "inconclusive"
 
 
 @pytest.mark.parametrize("name", list(REPRODUCTIONS))
@@ -171,6 +223,7 @@ def test_every_builder_runs_and_says_where_the_paper_has_no_number(name, task):
     built = REPRODUCTIONS[name].build(_fake(name, task, lambda m, k: float(rng.uniform(0.05, 0.95))))
     assert built.tables and all(len(t.frame) for t in built.tables) and built.figures
     assert all(v.status in STATUSES for v in built.verdicts)
+    assert all(v.status.startswith("indicative") or v.status == "undetermined" for v in built.verdicts)  # 2 seeds
     text = " ".join(n for t in built.tables for n in t.notes)
     if task == "breastmnist":
         assert "no" in text and "numbers" in text
@@ -180,25 +233,29 @@ def test_every_builder_runs_and_says_where_the_paper_has_no_number(name, task):
 
 
 def test_compare_statuses():
-    lower = [Comparison("a", 0.1, 0.2), Comparison("b", 0.1, 0.3)]
-    assert compare("c", lower, expect="lower", names=("x", "y")).status == "holds"
-    assert compare("c", lower, expect="higher", names=("x", "y")).status == "does not hold"
+    lower = [Comparison("a", 0.1, 0.2), Comparison("b", 0.1, 0.3)]  # one seed: indicative
+    assert compare("c", lower, expect="lower", names=("x", "y")).status == "indicative: holds"
+    assert compare("c", lower, expect="higher", names=("x", "y")).status == "indicative: does not hold"
     mixed = [*lower, Comparison("c", 0.5, 0.2), Comparison("d", math.nan, 0.2)]
     v = compare("c", mixed, expect="lower", names=("x", "y"))
-    assert v.status == "partly" and "2 of 3" in v.evidence and "1 undefined" in v.evidence
+    assert v.status == "indicative: partly" and "2 of 3" in v.evidence and "1 undefined" in v.evidence
     assert compare("c", [Comparison("a", math.nan, 1.0)], expect="lower", names=("x", "y")).status == "undetermined"
-    noisy = compare("c", [Comparison("a", 0.10, 0.12, 0.05, 0.01)], expect="lower", names=("x", "y"))
-    assert "within one std" in noisy.evidence
+    noisy = compare("c", [Comparison("a", 0.10, 0.12, 0.05, 0.01, seeds=3)], expect="lower", names=("x", "y"))
+    assert noisy.status == "inconclusive" and "within the spread" in noisy.evidence
 
 
 def test_trend_and_spearman():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 2, 3], [1, 1, 1]))
     down = {"a": ([0.1, 0.5, 1.0], [0.3, 0.2, 0.1]), "b": ([0.1, 0.5, 1.0], [0.4, 0.3, 0.2])}
-    assert trend("t", down, expect="decreasing").status == "holds"
-    assert trend("t", down, expect="increasing").status == "does not hold"
-    half = {**down, "c": ([0.1, 0.5, 1.0], [0.1, 0.3, 0.2])}  # rises overall: counts 0
-    assert trend("t", half, expect="decreasing").status == "partly"
+    assert trend("t", down, expect="decreasing").status == "indicative: holds"
+    assert trend("t", down, expect="increasing").status == "indicative: does not hold"
+    half = {**down, "c": ([0.1, 0.5, 1.0], [0.1, 0.3, 0.2])}  # rises overall
+    assert trend("t", half, expect="decreasing").status == "indicative: partly"
+    seeds3 = {k: (*v, [0.01, 0.01, 0.01], 3) for k, v in down.items()}  # well separated over 3 seeds
+    assert trend("t", seeds3, expect="decreasing").status == "holds"
+    wide = {k: (*v, [0.2, 0.2, 0.2], 3) for k, v in down.items()}  # end points within the spread
+    assert trend("t", wide, expect="decreasing").status == "inconclusive"
 
 
 def test_aggregate_mean_std_over_seeds_and_markdown():
@@ -212,8 +269,6 @@ def test_aggregate_mean_std_over_seeds_and_markdown():
 
 
 def test_task_all_takes_the_paper_tasks_whose_data_is_present(tmp_path):
-    from fedsafe.experiments.reproduce import PAPER_TASKS, expand_tasks
-
     tasks, skipped = expand_tasks(["all", "synthetic"], Options(overrides=(f"task.data_root={tmp_path / 'no'}",)))
     assert tasks == ("synthetic",) and set(skipped) == set(PAPER_TASKS)
     assert all(str(tmp_path / "no") in why for why in skipped.values())

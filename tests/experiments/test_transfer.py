@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from fedsafe.attacks import pgd, predict, uniform_start
-from fedsafe.attacks.crn_hook import CrnClientHook
+from fedsafe.attacks import pgd, predict, project_start, uniform_start
+from fedsafe.attacks.crn import crn_replay
+from fedsafe.attacks.crn_hook import CrnClientHook, crn_state_from
+from fedsafe.attacks.iterative import iterative_attack
 from fedsafe.attacks.spec import AttackSpec, Start, parse_start, sweep
 from fedsafe.config import config_hash, load_config, to_yaml
+from fedsafe.experiments.starts import start_delta
 from fedsafe.experiments.transfer import evaluate_transfer, load_run, tidy
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
@@ -104,6 +108,28 @@ def test_crn_start_uses_the_online_buffer_when_settings_match_and_replays_otherw
     assert set(other.frame.start_source) == {"crn-replayed"}
 
 
+def test_the_final_model_control_runs_the_same_centred_loop_on_the_final_model_alone(run_dir):
+    ctx = context(run_dir)
+    x, model = ctx.data.client_test[1].x, ctx.models[1]
+    spec = AttackSpec(attack="pgd", eps=EPS, alpha=0.001, steps=1, start=Start.crn(3, eps=EPS, final=True))
+    delta, source, info = start_delta(ctx, spec, 1, x)
+    assert source == "crn-final-model" and info["crn_passes_per_image"] == 3 * 2  # R x j steps, at attack time
+    # R rounds of j centred steps of eps/j, every round on the final model: the CRN loop with one model
+    torch.testing.assert_close(delta, crn_replay([model] * 3, x, eps=EPS, steps=2, centre_grad=True))
+    # ... which is the centred step loop of R x j steps from zero on that model (up to the float round trip of
+    # x + delta between rounds, which may flip the sign of a gradient that is ~0)
+    loop = iterative_attack(model, x, "pred", eps=EPS, alpha=EPS / 2, steps=3 * 2, centre_grad=True).delta
+    assert (delta - loop).abs().gt(1e-6).float().mean() < 0.01
+    received, src, _ = start_delta(ctx, spec.replace(start=Start.crn(3, eps=EPS)), 1, x)
+    assert src == "crn-online" and not torch.equal(received, delta)  # the rounds' copies give another start
+    # a start of its own: its own name, label, cache key, and a spec that round-trips
+    assert spec.label == "PGD-1+CRN3-FINAL" and Start.parse("crn3-final") == Start.crn(3, final=True)
+    assert AttackSpec.from_dict(spec.to_dict()) == spec
+    assert spec.key() != spec.replace(start=Start.crn(3, eps=EPS)).key()
+    with pytest.raises(ValueError, match="final"):
+        Start("uniform", final=True)
+
+
 def test_crn_window_longer_than_the_kept_rounds_names_the_missing_file(run_dir):
     with pytest.raises(FileNotFoundError, match="round_0001"):
         evaluate_transfer(context(run_dir), AttackSpec(attack="pgd", steps=1, start="crn4"), write=False,
@@ -190,22 +216,29 @@ def test_transfer_matrices_from_the_frame_agree_with_the_result(run_dir):
 
 
 def test_crn_tables_put_the_papers_numbers_beside_ours(run_dir):
-    from fedsafe.experiments.crn_tables import crn_tables
+    from fedsafe.experiments.reproductions.crn_tables import crn_tables
 
     # Act: the tiny run has 4 rounds, so CRN1 / CRN3 stand in for CRN5 / CRN10 and PGD-2 / PGD-4 for PGD-20 / 40
     tables = crn_tables(context(run_dir), windows=(1, 3), pgd_steps=(2, 40), table_2_steps=2, alpha=0.01)
-    # Assert
-    assert list(tables.table_1.attack) == ["PGD-1+CRN3", "PGD-2", "PGD-40"]
+    # Assert: the CRN step at eps/j (online buffers) and at the attack's alpha (replayed), each with its control
+    assert list(tables.table_1.attack) == [
+        "PGD-1+CRN3, step eps/j", "PGD-1+CRN3, step 0.01", "final-model control, step eps/j",
+        "final-model control, step 0.01", "PGD-2", "PGD-40"]
+    assert list(tables.table_1.start_source[:4]) == ["crn-online", "crn-replayed", "crn-final-model",
+                                                     "crn-final-model"]
     paper = tables.table_1.aasr_paper.tolist()  # the paper's numbers only where the settings are the paper's
-    assert np.isnan(paper[0]) and np.isnan(paper[1]) and paper[2] == 0.3299
-    assert tables.table_1.seconds_paper.iloc[2] == 6.794 and tables.table_1.acc_paper.iloc[2] == 0.8412
+    assert all(np.isnan(p) for p in paper[:5]) and paper[5] == 0.3299
+    assert tables.table_1.seconds_paper.iloc[5] == 6.794 and tables.table_1.acc_paper.iloc[5] == 0.8412
     assert list(zip(tables.table_2.attack, tables.table_2.start, strict=True)) == [
         ("FGSM", "vanilla"), ("FGSM", "crn1"), ("FGSM", "crn3"), ("PGD-2", "vanilla"), ("PGD-2", "crn1"),
         ("PGD-2", "crn3")]
     assert tables.table_2.aetr_paper.iloc[0] == 0.848 and np.isnan(tables.table_2.aetr_paper.iloc[3])
-    assert set(tables.claims) >= {"crn1_aasr_above_pgd40", "FGSM_crn3_raises_aetr"}
-    assert "| PGD-1+CRN3 |" in tables.markdown and "32.99%" in tables.markdown
-    assert "beats PGD-40 at a fraction of its cost" in tables.markdown
+    assert set(tables.claims) >= {"crn1_aasr_above_pgd40", "crn1_alpha_aasr_above_pgd40",
+                                  "crn1_rounds_beat_final_model", "crn1_alpha_rounds_beat_final_model",
+                                  "FGSM_crn3_raises_aetr"}
+    assert "| PGD-1+CRN3, step eps/j |" in tables.markdown and "32.99%" in tables.markdown
+    assert "PGD-1+CRN3 beats PGD-40 in AASR with the CRN step at 0.01" in tables.markdown
+    assert "Accumulating over rounds beats the same steps on the final model alone" in tables.markdown
     assert tables.path.read_text() == tables.markdown
 
 
@@ -246,3 +279,15 @@ def test_true_labels_and_bf16_precision_are_options_and_are_recorded(run_dir):
     assert set(res.frame.labels) == {"true"} and (res.frame.forward_passes_per_image == 0).all()
     assert res.key != AttackSpec(attack="bim", eps=0.1, alpha=0.02, steps=2, start="zero", labels="true").key(
         precision="fp32", batch_size=100, crn_precision="fp32")
+
+
+def test_a_crn_start_takes_the_runs_budget_unless_it_names_its_own(run_dir):
+    ctx = context(run_dir)
+    x = ctx.data.client_test[1].x
+    runs, src_runs, _ = start_delta(ctx, AttackSpec(attack="fgsm", eps=0.03, start="crn3"), 1, x)
+    own, src_own, info = start_delta(ctx, AttackSpec(attack="fgsm", eps=0.03, start=Start.crn(3, eps=0.03)), 1, x)
+    assert (src_runs, src_own) == ("crn-online", "crn-replayed")
+    online = crn_state_from(ctx.client_states[1], 3)
+    assert online.eps == EPS and torch.equal(runs, project_start(x, online.delta, 0.03))  # the run's, projected
+    assert info["crn_alpha"] == pytest.approx(0.03 / 2)  # its own budget, the run's j = 2 steps a round
+    assert own.abs().max() <= 0.03 + 1e-6 and not torch.equal(own, runs)

@@ -56,6 +56,18 @@ def test_command_lines(tmp_path):
     assert node[node.index("--auth-supernode-private-key") + 1] == str(certs.node_key(2))
     with pytest.raises(ValueError, match="partition"):
         supernode_argv(superlink="x:1", port=1, partition=3, num_partitions=3, ca=None, key=None)
+    cpu = supernode_argv(superlink="x:1", port=1, partition=0, num_partitions=3, ca=None, key=None, device="cpu")
+    assert cpu[cpu.index("--node-config") + 1] == 'partition-id=0 num-partitions=3 device="cpu"'
+
+
+def test_a_node_with_a_device_it_does_not_have_is_refused(monkeypatch):
+    import torch
+
+    from fedsafe.device import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no usable CUDA device"):
+        supernode_argv(superlink="x:1", port=1, partition=0, num_partitions=3, ca=None, key=None, device="cuda")
 
 
 def test_env_is_private_and_offline(tmp_path):

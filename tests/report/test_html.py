@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.experiments.demo import run_demo
 from fedsafe.report.html import build_report, find_manifests, write_report
+from fedsafe.runs.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,17 @@ def test_report_renders_offline_in_headless_chromium(results, tmp_path):
     assert dom.count("<table") >= 5  # the demo's table, setup tables and the six heat-maps
     assert re.search(r'<img[^>]+src="data:image/png;base64,', dom)
     assert "Do the claims hold here?" in dom and "fedsafe report" in dom
+
+
+def test_a_run_shows_the_noise_it_used_not_the_hand_set_value(tmp_path):
+    """A calibrated run: its config holds the hand-set s_U (0), its privacy report the s_U it ran with."""
+    cfg = load_config(overrides=["federation.uplink_clip=10", "privacy.calibrate={epsilon: 2.0}",
+                                 "federation.uplink_noise=0.0"])
+    store = RunStore(tmp_path, config_hash=config_hash(cfg))
+    store.write_header(config_text=to_yaml(cfg), data_report={"task": "synthetic", "synthetic": True}, splits={},
+                       privacy_report={"noise": "calibrated (NbAFL)", "sigma_uplink": 0.0123,
+                                       "sigma_downlink": 0.0456, "clip": 10.0, "delta": 1e-5,
+                                       "pld": {"epsilon": 2.0, "epsilon_uplink": 1.5, "epsilon_downlink": 1.9}})
+    text = build_report(tmp_path)
+    row = re.search(r"<td>calibrated \(NbAFL\)</td>(.*?)</tr>", text).group(1)
+    assert re.findall(r'<td class="num">([^<]*)</td>', row)[:3] == ["0.0456", "10", "0.0123"]  # s_D, C, s_U

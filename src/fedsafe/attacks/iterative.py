@@ -20,13 +20,13 @@ The loop takes its ascent direction from a gradient function ``g(x_adv, labels)`
 gradient by default (:func:`input_gradient`); the adaptive attacks pass the mean gradient over noisy copies of
 the model (:mod:`fedsafe.attacks.eot`) or over several models (:mod:`fedsafe.attacks.ensemble`).
 
-CPU cost (issue 13): the perturbed image is kept in the memory format the model's first convolution wants
-(:func:`input_memory_format`; channels-last strides for a channels-last model, even for one channel, where
-``.contiguous(memory_format=torch.channels_last)`` is a no-op and any out-of-place op returns NCHW strides:
-1.6x slower convolutions on a CPU), and it, the clipping bounds and the sign buffer are allocated once and
-updated in place. The other cost measured in ``benchmarks/bench_attacks.py`` is the process's allocator (glibc
-returns every activation above its 32 MiB mmap ceiling to the kernel and faults it back in on the next pass):
-that is a process setting for the entry point, documented there, not something a library function changes.
+CPU cost (issue 13, measured by ``benchmarks/bench_attacks.py``): the perturbed image takes the memory format of
+the model's first convolution (:func:`input_memory_format`: channels-last strides for a channels-last model even
+for one channel, where ``.contiguous(memory_format=...)`` is a no-op and out-of-place ops return NCHW strides); it,
+the clipping bounds and the sign buffer are allocated once and updated in place. On the 2-core AMD EPYC a
+channels-last model ran alike on either strides (the 1.7x of issue 13 is an NCHW model's, whose convolutions
+follow the input's strides) and the in-place updates saved no measurable time; the cost was the allocator (~70,000
+page faults a step, 15-30% sys time): a process setting for the entry point, documented in the benchmark.
 """
 
 from __future__ import annotations

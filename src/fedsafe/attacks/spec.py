@@ -3,9 +3,10 @@ defined once, validated once (:mod:`fedsafe.attacks.budget`), with its defaults 
 
 * :class:`Start`: where the step loop starts. ``Start.zero()`` (FGSM, BIM), ``Start.uniform()`` (PGD: a uniform
   point of the eps-ball; named "random" in tables and file names), or ``Start.crn(R, eps=..., alpha=...,
-  steps=...)``: the attacker's cross-round noise over the last R rounds. A CRN start names its own budget and step,
-  which need not be the attack's: ``None`` means the run's own (``crn.eps``; ``crn.alpha``, else eps / j; j =
-  ``crn.steps``, else the local epochs), i.e. the settings its online buffers were accumulated with
+  steps=...)``: the attacker's cross-round noise over the last R rounds (``final=True``: the same R x j centred
+  steps run on the attacker's final model alone, the compute-matched control of SPEC 7). A CRN start names its own
+  budget and step, which need not be the attack's: ``None`` means the run's own (``crn.eps``; ``crn.alpha``, else
+  eps / j; j = ``crn.steps``, else the local epochs), i.e. the settings its online buffers were accumulated with
   (:meth:`Start.crn_settings`). The attack's eps bounds the final perturbation: a CRN delta is projected into it.
 * :class:`AttackSpec`: the attack (FGSM / BIM / PGD), eps, alpha, steps, start, seed, centring and labels.
 
@@ -49,7 +50,7 @@ DEFAULT_ALPHA = 0.001
 DEFAULT_STEPS = 20
 
 StartKind = Literal["zero", "uniform", "crn"]
-_NAME = re.compile(r"^(zero|random|uniform|crn([0-9]+))$")
+_NAME = re.compile(r"^(zero|random|uniform|crn([0-9]+)(-final)?)$")
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,15 @@ class CrnSettings:
 @dataclass(frozen=True)
 class Start:
     """A start point of the step loop (module docstring). ``window``, ``eps``, ``alpha``, ``steps``: a CRN start's
-    R, budget, step size and steps a round (None: the run's)."""
+    R, budget, step size and steps a round (None: the run's); ``final``: run its R rounds of steps on the attacker's
+    final model instead of the copies it received (the control that isolates the cross-round effect)."""
 
     kind: StartKind = "uniform"
     window: int | None = None
     eps: float | None = None
     alpha: float | None = None
     steps: int | None = None
+    final: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("zero", "uniform", "crn"):
@@ -85,8 +88,8 @@ class Start:
                 object.__setattr__(self, "alpha", check_alpha(self.alpha, who="CRN"))
             if self.steps is not None:
                 check_steps(self.steps, what="CRN steps")
-        elif (self.window, self.eps, self.alpha, self.steps) != (None, None, None, None):
-            raise ValueError(f"a {self.kind} start takes no CRN settings (window, eps, alpha, steps)")
+        elif (self.window, self.eps, self.alpha, self.steps, self.final) != (None, None, None, None, False):
+            raise ValueError(f"a {self.kind} start takes no CRN settings (window, eps, alpha, steps, final)")
 
     @classmethod
     def zero(cls) -> Start:
@@ -98,25 +101,26 @@ class Start:
 
     @classmethod
     def crn(cls, window: int, *, eps: float | None = None, alpha: float | None = None,
-            steps: int | None = None) -> Start:
-        return cls("crn", window=window, eps=eps, alpha=alpha, steps=steps)
+            steps: int | None = None, final: bool = False) -> Start:
+        return cls("crn", window=window, eps=eps, alpha=alpha, steps=steps, final=final)
 
     @classmethod
     def parse(cls, value: Start | str) -> Start:
-        """A start from its name: ``"zero"``, ``"random"`` (or ``"uniform"``), ``"crnR"`` (run's CRN settings)."""
+        """A start from its name: ``"zero"``, ``"random"`` (or ``"uniform"``), ``"crnR"`` (run's CRN settings),
+        ``"crnR-final"`` (the same on the final model alone)."""
         if isinstance(value, Start):
             return value
         m = _NAME.match(value) if isinstance(value, str) else None
         if m is None:
-            raise ValueError(f"start must be zero, random or crnR (e.g. crn5, crn10), got {value!r}")
+            raise ValueError(f"start must be zero, random or crnR (e.g. crn5, crn10, crn10-final), got {value!r}")
         if m.group(2) is not None:
-            return cls.crn(int(m.group(2)))
+            return cls.crn(int(m.group(2)), final=m.group(3) is not None)
         return cls.zero() if value == "zero" else cls.uniform()
 
     @property
     def name(self) -> str:
-        """"zero", "random" or "crnR", as in the tables, the file names and the cache keys."""
-        return {"zero": "zero", "uniform": "random"}.get(self.kind) or f"crn{self.window}"
+        """"zero", "random", "crnR" or "crnR-final", as in the tables, the file names and the cache keys."""
+        return {"zero": "zero", "uniform": "random"}.get(self.kind) or f"crn{self.window}{'-final' * self.final}"
 
     def __str__(self) -> str:
         return self.name
@@ -206,7 +210,7 @@ class AttackSpec:
         if start.kind == "crn":
             crn_eps = d["crn_eps"] if "crn_eps" in d else (d["eps"] or None)  # before crn_eps: the attack's eps
             start = Start.crn(start.window, eps=crn_eps, alpha=d.get("crn_alpha"),  # type: ignore[arg-type]
-                              steps=d.get("crn_steps"))
+                              steps=d.get("crn_steps"), final=start.final)
         return cls(attack=d["attack"], eps=d["eps"], alpha=d.get("alpha"), steps=d["steps"], start=start,
                    seed=d.get("seed", 0), centre_grad=d.get("centre_grad", False), labels=d.get("labels", "pred"))
 

@@ -1,4 +1,8 @@
-"""``fedsafe attack RUN_DIR``: every client attacks in turn from a trained run; print who fools whom."""
+"""``fedsafe attack RUN_DIR``: every client attacks in turn from a trained run; print who fools whom.
+``fedsafe crn-tables RUN_DIR``: the CRN paper's Tables I and II on that run.
+
+The experiment modules are imported inside the commands so that ``fedsafe --help`` and the other commands start
+without them."""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import math
 from pathlib import Path
 
 import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
+from ..attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, DEFAULT_WINDOWS, Start, sweep
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
@@ -51,16 +57,27 @@ def _print_result(res) -> None:
     out.print(f"written: {res.csv_path} and {res.json_path.name}", highlight=False)
 
 
+def _start(name: str, eps: float | None, alpha: float | None) -> Start:
+    start = Start.parse(name)
+    if start.kind != "crn":
+        return start
+    return Start.crn(start.window, eps=eps, alpha=alpha, final=start.final)  # type: ignore[arg-type]
+
+
 @app.command()
 def attack(
     run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train)."),
     attack_name: str = typer.Option("pgd", "--attack", "-a", help="fgsm, bim or pgd."),
-    eps: str = typer.Option("0.05", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: 0.01,0.03,0.05"),
-    alpha: str = typer.Option("0.001", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
-    steps: int = typer.Option(20, "--steps", "-k", help="Number of steps K (BIM/PGD)."),
+    eps: str = typer.Option(f"{DEFAULT_EPS:g}", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: "
+                                                                "0.01,0.03,0.05"),
+    alpha: str = typer.Option(f"{DEFAULT_ALPHA:g}", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
+    steps: int = typer.Option(DEFAULT_STEPS, "--steps", "-k", help="Number of steps K (BIM/PGD)."),
     start: str = typer.Option(None, "--start",
                               help="zero, random or crnR (crn5, crn10); a list sweeps. Default: random for "
                                    "PGD, zero otherwise."),
+    crn_eps: float = typer.Option(None, "--crn-eps", help="Budget of a CRN start (default: the run's crn.eps, "
+                                                          "the online buffers'); projected into --eps."),
+    crn_alpha: float = typer.Option(None, "--crn-alpha", help="Step of a CRN start (default: the run's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random start."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
     batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
@@ -69,13 +86,15 @@ def attack(
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
+    from ..experiments.evaluation import evaluate_transfer
+    from ..experiments.run_context import load_run
     from ..experiments.train import torch_threads
-    from ..experiments.transfer import evaluate_transfer, load_run, sweep
 
-    starts = (start or ("random" if attack_name == "pgd" else "zero")).split(",")
+    names = (start or ("random" if attack_name == "pgd" else "zero")).split(",")
     try:
+        starts = [_start(s.strip(), crn_eps, crn_alpha) for s in names]
         specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
-                      start=[s.strip() for s in starts], seed=seed, labels=labels, centre_grad=centre_grad)
+                      start=starts, seed=seed, labels=labels, centre_grad=centre_grad)
         with progress_bars() as prog:
             ctx = load_run(run_dir, progress=prog)
             with torch_threads(ctx.cfg.threads):
@@ -94,20 +113,19 @@ def attack(
 @app.command("crn-tables")
 def crn_tables_command(
     run_dir: Path = typer.Argument(..., help="A complete run directory trained with crn.enabled."),
-    eps: float = typer.Option(0.05, "--eps", help="L-inf budget (paper: 0.05)."),
-    alpha: float = typer.Option(0.001, "--alpha", help="PGD step size (paper: 0.001)."),
-    windows: str = typer.Option("5,10", "--windows", help="CRN windows R (paper: 5,10)."),
+    eps: float = typer.Option(DEFAULT_EPS, "--eps", help="L-inf budget (the paper's by default)."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", help="PGD step size (the paper's by default)."),
+    windows: str = typer.Option(",".join(map(str, DEFAULT_WINDOWS)), "--windows",
+                                help="CRN windows R (the paper's by default)."),
     seed: int = typer.Option(0, "--seed", help="Seed of PGD's random start."),
     dataset: str = typer.Option("Meningioma", "--paper-dataset", help="The paper's row: Meningioma, Glioma, "
                                                                        "Pathology."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
 ) -> None:
     """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""
-    from rich.markdown import Markdown
-
-    from ..experiments.crn_tables import crn_tables
+    from ..experiments.reproductions.crn_tables import crn_tables
+    from ..experiments.run_context import load_run
     from ..experiments.train import torch_threads
-    from ..experiments.transfer import load_run
 
     try:
         ws = tuple(int(w) for w in windows.split(","))

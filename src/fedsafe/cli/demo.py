@@ -1,21 +1,23 @@
-"""``fedsafe demo``: the README's first command: a federation attacked from inside, with and without Fed-Safe."""
+"""``fedsafe demo``: the README's first command: a federation attacked from inside, with and without Fed-Safe.
+
+The experiment modules are imported inside the command so that ``fedsafe --help`` starts without them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from ..config import ConfigError, load_config
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
 
 
 def _heatmaps(manifest: Path) -> None:
-    import json
-
     for h in json.loads(manifest.read_text()).get("heatmaps", []):
         tab = RichTable(title=f"ASR (attacker x target): {h['title']}", title_justify="left")
         tab.add_column("attacker")
@@ -37,14 +39,12 @@ def demo(
     """Train plain FedAvg and Fed-Safe on the synthetic task, attack each from every client with PGD and PGD+CRN,
     print the transfer tables and write an HTML report (a few minutes on 2 CPU cores)."""
     from ..experiments.demo import DEMO_OVERRIDES, TINY_OVERRIDES, demo_plan, run_demo
+    from ..experiments.train import torch_threads
     from .reproduce import print_written
 
     size = ", ".join((*DEMO_OVERRIDES, *(TINY_OVERRIDES if tiny else ()), *set_))
     console.print(f"fedsafe demo on the embedded synthetic task (procedurally generated, not real data); profile cpu "
                   f"at demo size: {size}", highlight=False)
-    from ..config import ConfigError, load_config
-    from ..experiments.train import torch_threads
-
     try:
         threads = load_config(profile="cpu", overrides=[*DEMO_OVERRIDES, *set_]).threads
         with torch_threads(threads), progress_bars() as prog:

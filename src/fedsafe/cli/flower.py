@@ -45,11 +45,12 @@ def simulate(
     stop_after: int = typer.Option(0, "--stop-after", help="Stop after this round (resume later)."),
     timeout: float = typer.Option(None, "--timeout", help="Give up after this many seconds."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep Flower's home and logs here (default: temporary)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
 ) -> None:
     """Run a federation on Flower's simulation engine (Ray); writes the same run directory as `fedsafe train`."""
     from ..flower.simulate import simulate as run_simulation
 
-    cfg = _config(config, profile, set_)
+    cfg = _config(config, profile, [*set_, *([f"train.device={device}"] if device else [])])
     rd = run_dir or _default_run_dir(cfg)
     console.print(f"Flower simulation: {cfg.splits.num_clients} clients, {cfg.train.rounds} rounds -> {rd}")
     try:
@@ -155,6 +156,8 @@ def supernode(
     key: Path = typer.Option(..., "--key", help="This node's private key (node_III)."),
     port: int = typer.Option(9094, "--port", help="Local ClientApp API port (loopback; one per node on a machine)."),
     threads: int = typer.Option(None, "--threads", help="torch threads of the ClientApp processes."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N: what this machine trains on "
+                               "(default: the config's train.device)."),
     logs: Path = typer.Option(Path("."), "--logs", help="Folder for the node's log."),
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
@@ -163,7 +166,7 @@ def supernode(
 
     try:
         argv = supernode_argv(superlink=superlink_address, port=port, partition=partition,
-                              num_partitions=num_partitions, ca=ca, key=key)
+                              num_partitions=num_partitions, ca=ca, key=key, device=device)
     except ValueError as e:
         raise fail(str(e)) from None
     logs.mkdir(parents=True, exist_ok=True)
@@ -181,6 +184,8 @@ def run_app(
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides."),
     threads: int = typer.Option(None, "--threads", help="torch threads of the ServerApp / ClientApp processes."),
     stop_after: int = typer.Option(0, "--stop-after", help="Stop after this round (resume later)."),
+    device: str = typer.Option(None, "--device", help="The ServerApp's device (its defense and evaluation): auto, "
+                               "cpu, cuda or cuda:N; each SuperNode uses its own --device."),
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Submit a fedsafe run to a running SuperLink and stream its log (the run directory is written there)."""
@@ -191,7 +196,7 @@ def run_app(
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)
     app_dir = write_app_project(flwr_home / "fedsafe-app")
     rc = run_config_for(cfg, run_dir=str(run_dir), threads=threads or cfg.threads, stop_after=stop_after,
-                        engine="flower-deployment")
+                        engine="flower-deployment", device=device or "")
     code = flwr_run(app_dir, rc, env=flower_env(flwr_home), log_path=flwr_home / "flwr_run.log",
                     on_line=lambda line: console.print(line, highlight=False, markup=False))
     if code:

@@ -1,18 +1,45 @@
-"""``fedsafe reproduce NAME``: one command per table and figure of the papers (trains what is not cached)."""
+"""``fedsafe reproduce NAME``: one command per table and figure of the papers (trains what is not cached).
+
+The experiment modules are imported inside the command so that ``fedsafe --help`` starts without them; ``fedsafe
+reproduce --help`` imports the registry to list every reproduction by name with one line each."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
+from typer.core import TyperCommand
 
+from ..config import ConfigError, load_config
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
 
-_STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly": "yellow", "undetermined": "dim"}
+_STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly": "yellow", "inconclusive": "yellow",
+                 "undetermined": "dim"}
+
+
+def reproductions_help(reproductions, groups) -> str:
+    """The epilog of ``fedsafe reproduce --help``: every reproduction by name with its one-line title, then the
+    groups (paragraphs: typer keeps one line each)."""
+    width = max(len(n) for n in [*reproductions, *groups])
+    lines = ["Reproductions:"]
+    lines += [f"  {name.ljust(width)}  {escape(r.title)}" for name, r in reproductions.items()]
+    lines += ["Groups:"] + [f"  {name.ljust(width)}  {', '.join(members)}" for name, members in groups.items()]
+    return "\n\n".join(lines)
+
+
+class ReproduceCommand(TyperCommand):
+    """The ``reproduce`` command, whose help lists the registry (read only when the help is asked for)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from ..experiments.reproductions import GROUPS, REPRODUCTIONS
+
+        self.epilog = reproductions_help(REPRODUCTIONS, GROUPS)
+        return super().format_help(ctx, formatter)
 
 
 def print_written(written) -> None:
@@ -29,16 +56,14 @@ def print_written(written) -> None:
         for n in t.notes:
             out.print(f"[dim]{escape(n)}[/]", highlight=False)
     for v in built.verdicts:
-        style = _STATUS_STYLE.get(v.status, "")
+        style = _STATUS_STYLE.get(v.status.removeprefix("indicative: "), "")
         out.print(f"- {escape(v.claim)}: [bold {style}]{v.status}[/]. {escape(v.evidence)}", highlight=False)
     out.print(f"written: {written.markdown} (and CSVs, figures, verdicts.json in {written.folder})", highlight=False)
 
 
-@app.command()
+@app.command(cls=ReproduceCommand)
 def reproduce(
-    name: str = typer.Argument(..., help="fedsafe-table1, fedsafe-table2, fedsafe-fig3, crn-table1, crn-table2, "
-                                         "crn-fig2, crn-fig3; a group: fedsafe (the three Fed-Safe ones), crn "
-                                         "(the four CRN ones), all; or several, comma-separated."),
+    name: str = typer.Argument(..., help="A reproduction or a group (listed below), or several, comma-separated."),
     task: list[str] = typer.Option(None, "--task", "-t", help="meningioma (default), glioma, brain-tumor-4class, "
                                                               "breastmnist, pcam, synthetic, or all (every paper "
                                                               "task whose data is present); repeatable."),
@@ -55,8 +80,9 @@ def reproduce(
 ) -> None:
     """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
-    from ..config import ConfigError, load_config
-    from ..experiments.reproduce import Options, execute, expand_tasks, plan
+    from ..experiments.execution import execute
+    from ..experiments.planning import expand_tasks, plan
+    from ..experiments.reproductions.base import Options
     from ..experiments.train import torch_threads
 
     try:

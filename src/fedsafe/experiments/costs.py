@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..attacks.spec import AttackSpec
+from ..attacks.spec import AttackSpec, Start
 from ..build import model_factory
 from ..config import ExperimentConfig
 from ..data.tasks import TASKS
@@ -41,28 +41,44 @@ def macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
 
 
 def _split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
-    """(client training images, server images, global test images), as the splits would draw them (about)."""
+    """(client training images, server images, global test images), as the splits would draw them (about): with
+    ``splits.server_for_fraction`` F the server set holds F x the largest client's share of the training pool."""
     s = cfg.splits
 
     def size(v: float) -> int:
         return int(v) if v >= 1 else round(v * n)
 
-    server, glob = size(s.server_size), size(s.global_test_size)
-    return max(n - server - glob - s.num_clients * s.client_test_size, 0), server, glob
+    glob = size(s.global_test_size)
+    rest = max(n - glob - s.num_clients * s.client_test_size, 0)
+    if s.server_for_fraction is not None:
+        n_train = round(rest / (1 + s.server_for_fraction / s.num_clients))
+        return n_train, rest - n_train, glob
+    server = size(s.server_size)
+    return max(rest - server, 0), server, glob
+
+
+def _adaptation_images(cfg: ExperimentConfig, n_train: int, n_server: int) -> float:
+    """Images one client copy is adapted on: round(f |D_i|) server images (at most the server set), or every attack
+    set for the leaky variant."""
+    d, s = cfg.defense, cfg.splits
+    if d.adaptation_data == "attack-sets":
+        return float(s.num_clients * s.client_test_size)
+    return min(float(n_server), d.fraction * n_train / s.num_clients)
 
 
 def train_passes(cfg: ExperimentConfig, n: int) -> float:
     """Forward-backward image passes of a training run on ``n`` images (training, server defense, online CRN,
-    evaluation / 3)."""
+    evaluation / 3). A per-client server defense adapts every client's copy at every downlink (T + 1 of them), on
+    (steps + 1) passes an image and epoch; the shared-model variant one model a round."""
     tr, d, s = cfg.train, cfg.defense, cfg.splits
     n_train, n_server, n_glob = _split_sizes(cfg, n)
     passes = tr.rounds * tr.local_epochs * n_train
     if d.name == "client-adversarial-training":
         passes *= d.steps + 1
-    per_adapt = d.fraction * n_server * (d.steps + d.epochs)
-    if d.name == "adversarial-training":
+    per_adapt = _adaptation_images(cfg, n_train, n_server) * (d.steps + 1) * d.epochs
+    if d.name == "adversarial-training-shared":
         passes += tr.rounds * per_adapt
-    elif d.name == "fed-safe":
+    elif d.name in ("adversarial-training", "fed-safe"):
         passes += (tr.rounds + 1) * s.num_clients * per_adapt
     if cfg.crn.enabled:
         j = cfg.crn.steps or tr.local_epochs
@@ -72,10 +88,17 @@ def train_passes(cfg: ExperimentConfig, n: int) -> float:
 
 
 def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
-    """Image passes of one attack evaluation: every attacker's steps, its labels, and every target's clean and
-    adversarial predictions (the once-per-run sanity checks and CRN replays are left out)."""
+    """Image passes of one attack evaluation: every attacker's steps, its labels, every target's clean and
+    adversarial predictions, and a CRN start's R x j steps when they are not the run's online buffers (replayed, or
+    on the final model); the once-per-run sanity checks are left out."""
     s = cfg.splits
-    return s.num_clients * s.client_test_size * (spec.steps + 1 + 2 * s.num_clients / 3)
+    crn = 0.0
+    start: Start = spec.start  # type: ignore[assignment]
+    if spec.window:
+        own = start.crn_settings(cfg)
+        online = cfg.crn.enabled and not start.final and own == Start.crn(own.window).crn_settings(cfg)
+        crn = 0.0 if online else float(own.window * own.steps)
+    return s.num_clients * s.client_test_size * (spec.steps + 1 + crn + 2 * s.num_clients / 3)
 
 
 def measured_speeds(runs: Path, memo: dict) -> list[float]:

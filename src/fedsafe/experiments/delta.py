@@ -39,18 +39,21 @@ def _fmt(v: Any) -> str:
 
 
 _PHRASES: dict[str, Callable[[Any], str]] = {
-    "splits.num_clients": lambda v: f"{v} clients",
-    "splits.partition": lambda v: f"{v} partition",
-    "defense.name": lambda v: f"defense {v}",
+    "splits.num_clients": lambda v: f"{_fmt(v)} clients",
+    "splits.partition": lambda v: f"{_fmt(v)} partition",
+    "defense.name": lambda v: f"defense {_fmt(v)}",
     "defense.fraction": lambda v: f"f = {_fmt(v)}",
+    "defense.adaptation_data": lambda v: "LEAKY adaptation on the attack sets" if v == "attack-sets" else
+    f"adaptation on the {_fmt(v)} set",
+    "splits.server_for_fraction": lambda v: f"server set for f = {_fmt(v)} of the largest client",
     "federation.downlink_noise": lambda v: f"downlink noise s_D {_fmt(v)}",
     "federation.uplink_clip": lambda v: f"uplink clip C {_fmt(v)}",
     "federation.uplink_noise": lambda v: f"uplink noise s_U {_fmt(v)}",
     "crn.enabled": lambda v: "online CRN" if v else "no CRN",
     "crn.eps": lambda v: f"CRN eps {_fmt(v)}",
     "crn.windows": lambda v: f"CRN windows {_fmt(v)}",
-    "train.rounds": lambda v: f"{v} rounds",
-    "train.local_epochs": lambda v: f"{v} local epochs",
+    "train.rounds": lambda v: f"{_fmt(v)} rounds",
+    "train.local_epochs": lambda v: f"{_fmt(v)} local epochs",
 }
 """How a setting reads in a caption; any other one reads ``path value``."""
 
@@ -131,7 +134,13 @@ class ConfigDelta:
 
 
 def describe_trainings(trainings: Mapping[str, ConfigDelta]) -> str:
-    """The settings of a reproduction's trainings: what they all share, then what each one changes."""
+    """The settings of a reproduction's trainings: what they all share, then what each one changes; a sweep (more
+    than three trainings) reads as the values of its most varied setting per value of the others.
+
+    >>> at = ConfigDelta.of(defense={"name": "adversarial-training"})
+    >>> describe_trainings({f"f={f}": at | ConfigDelta.of(defense={"fraction": f}) for f in (0.1, 0.2, 0.5, 1.0)})
+    'defense adversarial-training; f = 0.1, 0.2, 0.5, 1'
+    """
     deltas = list(trainings.values())
     if not deltas:
         return ""
@@ -140,5 +149,21 @@ def describe_trainings(trainings: Mapping[str, ConfigDelta]) -> str:
     if len(deltas) == 1:
         return head
     keys = {p for p, _ in common}
-    rest = "; ".join(f"{name}: {d.without(keys).describe() or 'as above'}" for name, d in trainings.items())
-    return f"{head}; {rest}" if head else rest
+    rest = [d.without(keys) for d in deltas]
+    if len(deltas) > 3:
+        rest_text = _sweep_text(rest)
+    else:
+        rest_text = "; ".join(f"{name}: {d.describe() or 'as above'}" for name, d in zip(trainings, rest, strict=True))
+    return f"{head}; {rest_text}" if head else rest_text
+
+
+def _sweep_text(deltas: list[ConfigDelta]) -> str:
+    """"<the other settings>: <swept setting> v1, v2, ..." per value of the other settings."""
+    varied = {p for d in deltas for p, _ in d.items}
+    sweep = max(sorted(varied), key=lambda p: len({repr(d.get(p)) for d in deltas}))
+    groups: dict[ConfigDelta, list[Any]] = {}
+    for d in deltas:
+        groups.setdefault(d.without([sweep]), []).append(d.get(sweep))
+    phrase = _PHRASES.get(sweep, lambda v: f"{sweep} {_fmt(v)}")
+    return "; ".join((f"{other.describe()}: " if other.items else "") + phrase(values)
+                     for other, values in groups.items())

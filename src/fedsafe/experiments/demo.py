@@ -13,9 +13,7 @@ client's model. The outputs are those of a reproduction (``RESULTS/demo/syntheti
 CSVs) plus the HTML report ``RESULTS/demo/report.html``.
 
 ``tiny=True`` (``TINY_OVERRIDES``) shrinks everything further for tests (seconds, numbers meaningless).
-
->>> # result = run_demo("results")
->>> # result.report
+``run_demo("results").report`` is the path of the HTML report.
 """
 
 from __future__ import annotations
@@ -27,56 +25,50 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from ..progress import Progress
 from ..report.html import write_report
 from . import figures as figs
-from .reproduce import (
-    BuildInput,
-    Built,
-    Measurement,
-    Options,
-    Plan,
-    Reproduction,
-    Table,
-    Written,
-    accuracy_verdict,
-    aggregate,
-    cell,
-    execute,
-    fmt_seconds,
-    plan,
-    run_label,
-)
-from .transfer import AttackSpec
-from .verdicts import Comparison, compare
+from .delta import ConfigDelta
+from .execution import execute
+from .outputs import Written
+from .planning import Plan, plan
+from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, Table
+from .reproductions.format import aggregate, cell, fmt_seconds, run_label
+from .reproductions.setups import THREE_CLIENTS
+from .verdicts import Comparison, accuracy_verdict, compare
 
 __all__ = ["DEMO", "DEMO_OVERRIDES", "TINY_OVERRIDES", "DemoResult", "demo_plan", "run_demo"]
 
-DEMO_OVERRIDES = ("task.image_size=32", "task.synthetic_size=900", "model.width=0.25", "train.rounds=10",
-                  "train.local_epochs=4", "splits.partition=iid", "splits.client_test_size=50",
-                  "defense.fraction=0.5", "threads=1")
+DEMO_SIZE = ConfigDelta.of(task={"image_size": 32, "synthetic_size": 900}, model={"width": 0.25},
+                           train={"rounds": 10, "local_epochs": 4}, splits={"partition": "iid", "client_test_size": 50},
+                           defense={"fraction": 0.5}, threads=1)
+DEMO_OVERRIDES = DEMO_SIZE.overrides()
 """The demo's size: the ``cpu`` profile made smaller so that both federations train in a few minutes on 2 cores.
 An IID split: measured here, with the papers' non-IID shards this small model stays at chance for 10 rounds.
 One torch thread: on a shared 2-core machine two threads were several times slower."""
 
-TINY_OVERRIDES = ("task.image_size=16", "task.synthetic_size=150", "model.width=0.05", "train.local_epochs=1",
-                  "splits.client_test_size=10")
+TINY_SIZE = ConfigDelta.of(task={"image_size": 16, "synthetic_size": 150}, model={"width": 0.05},
+                           train={"local_epochs": 1}, splits={"client_test_size": 10})
+TINY_OVERRIDES = TINY_SIZE.overrides()
 """For tests: seconds, not meaningful numbers."""
 
 FEDAVG, FEDSAFE = "FedAvg (no defense)", "Fed-Safe"
-_COMMON = ("splits.num_clients=3", "crn.enabled=true", "crn.eps=0.05", "crn.windows=[5,10]")
-EPS, ALPHA = 0.05, 0.005
+_COMMON = THREE_CLIENTS | ConfigDelta.of(crn={"enabled": True, "eps": DEFAULT_EPS, "windows": DEFAULT_WINDOWS})
+EPS, ALPHA = DEFAULT_EPS, 0.005
+WINDOW = max(DEFAULT_WINDOWS)
 
 
-def _trainings(base) -> dict[str, tuple[str, ...]]:
-    return {FEDAVG: (*_COMMON, "defense.name=none", "federation.downlink_noise=0"),
-            FEDSAFE: (*_COMMON, "defense.name=fed-safe", "federation.downlink_noise=0.01")}
+def _trainings(base) -> dict[str, ConfigDelta]:
+    return {FEDAVG: _COMMON | ConfigDelta.of(defense={"name": "none"}, federation={"downlink_noise": 0.0}),
+            FEDSAFE: _COMMON | ConfigDelta.of(defense={"name": "fed-safe"}, federation={"downlink_noise": 0.01})}
 
 
 def _specs(seed: int) -> list[AttackSpec]:
+    crn = Start.crn(WINDOW, eps=EPS)
     return [AttackSpec(attack="pgd", eps=EPS, alpha=ALPHA, steps=20, start="random", seed=seed),
-            AttackSpec(attack="pgd", eps=EPS, alpha=ALPHA, steps=20, start="crn10", seed=seed),
-            AttackSpec(attack="pgd", eps=EPS, alpha=ALPHA, steps=1, start="crn10", seed=seed)]
+            AttackSpec(attack="pgd", eps=EPS, alpha=ALPHA, steps=20, start=crn, seed=seed),
+            AttackSpec(attack="pgd", eps=EPS, alpha=ALPHA, steps=1, start=crn, seed=seed)]
 
 
 def _measurements(seed: int) -> list[Measurement]:
@@ -101,15 +93,16 @@ def _build(inp: BuildInput) -> Built:
     defended = [Comparison(lab, idx[(FEDSAFE, lab)].asr_avg_benign_mean, idx[(FEDAVG, lab)].asr_avg_benign_mean,
                            idx[(FEDSAFE, lab)].asr_avg_benign_std, idx[(FEDAVG, lab)].asr_avg_benign_std)
                 for lab in labels if (FEDSAFE, lab) in idx and (FEDAVG, lab) in idx]
-    crn = [Comparison(m, idx[(m, "PGD-20+CRN10")].asr_avg_benign_mean, idx[(m, "PGD-20")].asr_avg_benign_mean,
-                      idx[(m, "PGD-20+CRN10")].asr_avg_benign_std, idx[(m, "PGD-20")].asr_avg_benign_std)
-           for m in (FEDAVG, FEDSAFE) if (m, "PGD-20+CRN10") in idx and (m, "PGD-20") in idx]
+    with_crn = f"PGD-20+CRN{WINDOW}"
+    crn = [Comparison(m, idx[(m, with_crn)].asr_avg_benign_mean, idx[(m, "PGD-20")].asr_avg_benign_mean,
+                      idx[(m, with_crn)].asr_avg_benign_std, idx[(m, "PGD-20")].asr_avg_benign_std)
+           for m in (FEDAVG, FEDSAFE) if (m, with_crn) in idx and (m, "PGD-20") in idx]
     accs = {m: inp.summary[inp.summary.method == m].groupby("seed")[["clean_acc"]].first() for m in (FEDAVG, FEDSAFE)}
     verdicts = (
         compare("Fed-Safe lowers the ASR on benign clients compared with plain FedAvg", defended, expect="lower",
                 names=("Fed-Safe", "FedAvg")),
-        compare("CRN raises the ASR on benign clients (PGD-20 from CRN10 vs from a random start)", crn,
-                expect="higher", names=("CRN10", "random")),
+        compare(f"CRN raises the ASR on benign clients (PGD-20 from CRN{WINDOW} vs from a random start)", crn,
+                expect="higher", names=(f"CRN{WINDOW}", "random")),
         accuracy_verdict("Fed-Safe costs no clean accuracy compared with plain FedAvg", accs, FEDSAFE, FEDAVG, None),
     )
     fig = figs.bars(agg, category="row", series="method", metric="asr_avg_benign", ylabel="ASR on benign clients",
@@ -119,8 +112,7 @@ def _build(inp: BuildInput) -> Built:
 
 
 DEMO = Reproduction("demo", "Demo: an insider attacks a federation, with and without Fed-Safe", "demo", _trainings,
-                    _measurements, _build, "3 clients; plain FedAvg vs Fed-Safe (downlink noise 0.01, adaptation on "
-                    "half the server set); online CRN in both")
+                    _measurements, _build, "the demo size sets f = 0.5 for Fed-Safe")
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,18 @@ Every function takes a tidy, aggregated :class:`pandas.DataFrame` (columns ``<me
 over seeds) and returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no display:
 rendered by the Agg canvas), which :func:`save_figure` writes as PNG and SVG.
 
->>> # fig = line_panels(agg, x="alpha", series="curve", panels=[("asr_avg_benign", "benign clients")],
->>> #                   xlabel="step size alpha", title="ASR vs alpha")
->>> # png, svg = save_figure(fig, Path("results/crn-fig2/meningioma/fig2"))
+>>> agg = pd.DataFrame({"alpha": [0.001, 0.01], "curve": ["PGD-20"] * 2, "asr_avg_benign_mean": [0.2, 0.4]})
+>>> fig = line_panels(agg, x="alpha", series="curve", panels=[("asr_avg_benign", "benign clients")],
+...                   xlabel="step size alpha", title="ASR vs alpha")
+>>> png_bytes(fig)[:4]
+b'\\x89PNG'
 """
 
 from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ..runs.atomic import write_bytes
 
-__all__ = ["bars", "heatmap", "line_panels", "png_bytes", "save_figure", "svg_text"]
+__all__ = ["accuracy_curve", "bars", "heatmap", "line_panels", "png_bytes", "save_figure", "svg_text"]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -42,9 +44,10 @@ def _new_figure(ncols: int, *, height: float = 3.6, width: float = 4.6) -> tuple
 
 def line_panels(data: pd.DataFrame, *, x: str, series: str, panels: Sequence[tuple[str, str]], xlabel: str,
                 title: str, ylabel: str = "ASR", percent: bool = True, logx: bool = False,
-                x_as_percent: bool = False) -> Figure:
+                x_as_percent: bool = False, xticklabels: Mapping[float, str] | None = None) -> Figure:
     """One panel per ``(metric, panel title)``: ``<metric>_mean`` against ``x``, one line per value of
-    ``series``, with error bars of one standard deviation when ``<metric>_std`` is positive (several seeds)."""
+    ``series``, with error bars of one standard deviation when ``<metric>_std`` is positive (several seeds).
+    ``xticklabels``: a label per tick position (e.g. the real image counts behind a fraction), else the value."""
     fig, axes = _new_figure(len(panels))
     scale = 100.0 if percent else 1.0
     for ax, (metric, panel_title) in zip(axes, panels, strict=True):
@@ -58,9 +61,9 @@ def line_panels(data: pd.DataFrame, *, x: str, series: str, panels: Sequence[tup
                         marker=_MARKERS[k % len(_MARKERS)], capsize=3, linewidth=1.5, markersize=5)
         if logx:
             ax.set_xscale("log")
-        ax.set_xticks(sorted(data[x].unique() * (100.0 if x_as_percent else 1.0)))
-        ax.set_xticklabels([f"{v:g}" for v in sorted(data[x].unique() * (100.0 if x_as_percent else 1.0))],
-                           rotation=0, fontsize=8)
+        ticks = sorted(data[x].unique() * (100.0 if x_as_percent else 1.0))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([_tick_label(v, xticklabels) for v in ticks], rotation=0, fontsize=7 if xticklabels else 8)
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{ylabel} (%)" if percent else ylabel)
@@ -70,6 +73,14 @@ def line_panels(data: pd.DataFrame, *, x: str, series: str, panels: Sequence[tup
         ax.legend(fontsize=7)
     fig.suptitle(_wrap(title, 110), fontsize=10)
     return fig
+
+
+def _tick_label(v: float, labels: Mapping[float, str] | None) -> str:
+    if labels:
+        for k, text in labels.items():
+            if np.isclose(k, v):
+                return text
+    return f"{v:g}"
 
 
 def bars(data: pd.DataFrame, *, category: str, series: str, metric: str, title: str, ylabel: str,
@@ -124,6 +135,29 @@ def heatmap(matrix: np.ndarray, *, title: str, row_label: str = "attacker", col_
     ax.set_ylabel(row_label)
     ax.set_title(_wrap(title, 40), fontsize=8)
     fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def accuracy_curve(metrics: Sequence[dict], title: str) -> Figure | None:
+    """Clean accuracy per round of a run (its ``metrics.json`` rows): the global model on the global test set and
+    each client's received copy on its own test set; None when no round was evaluated."""
+    rows = [m for m in metrics if "global_acc" in m and not m.get("final")]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    xs = [m["round"] for m in rows]
+    ax.plot(xs, [100 * m["global_acc"] for m in rows], marker="o", label="global model (global test)")
+    for c in range(len(rows[0].get("client_received_acc") or [])):
+        ax.plot(xs, [100 * m["client_received_acc"][c] for m in rows], linewidth=1, alpha=0.7,
+                label=f"client {c} received copy (own test)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("clean accuracy (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
     return fig
 
 

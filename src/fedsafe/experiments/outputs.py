@@ -2,11 +2,16 @@
 target x attack x seed), ``summary.csv`` (one row per attack configuration and seed), ``table.csv`` (mean and std
 over seeds), ``<name>.md`` (the tables beside the papers' numbers, the figures, the verdicts), the figures (PNG and
 SVG), ``verdicts.json`` and ``manifest.json`` (what :mod:`fedsafe.report.html` reads).
+
+The Markdown names the task, profile, seeds, training and attack precision, device, wall time and the exact command
+that reproduces it (:func:`command_line`), and states the verdict rules under the verdicts
+(:data:`fedsafe.experiments.verdicts.RULES`).
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,13 +25,16 @@ from .. import __version__
 from ..runs.atomic import write_json, write_text
 from . import figures as figs
 from .cache import Evaluation
+from .costs import duration
 from .delta import ConfigDelta
 from .planning import QUICK_OVERRIDES, Job
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction
 from .reproductions.format import run_label
 from .runinfo import RunInfo, read_run
+from .verdicts import RULES
 
-__all__ = ["Written", "built_markdown", "markdown_table", "setting_text", "summary_row", "write_outputs"]
+__all__ = ["Written", "built_markdown", "command_line", "markdown_table", "run_facts", "setting_text", "summary_row",
+           "write_outputs"]
 
 FILES_NOTE = ("Files: `rows.csv` (every measured row: attacker x target x attack x seed), `summary.csv` (one row per "
               "attack configuration and seed), `table.csv` (mean and std over seeds), `verdicts.json`, "
@@ -66,6 +74,10 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
     """One row of ``summary.csv``: a measurement's place (tags), its attack, its numbers and its run's."""
     spec, rec = measurement.spec, evaluation.record
     s, summ = rec["summary"], info.summary
+    sens = info.privacy.get("sensitivities") or {}
+    frame = evaluation.frame
+    crn_s = (float(frame.drop_duplicates("attacker")["crn_seconds"].mean())
+             if "crn_seconds" in frame and "attacker" in frame else 0.0)
     return {
         "reproduction": reproduction, "task": task, "seed": seed, "training": measurement.training,
         **measurement.tag(), "label": spec.label, "attack": spec.attack, "eps": spec.eps, "alpha": spec.alpha,
@@ -75,9 +87,12 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
         "seconds_per_batch": rec["attack_seconds_per_batch"], "fb_passes_per_image": rec["fb_passes_per_image"],
         "crn_passes_per_image": rec["crn_passes_per_image"],
         "start_source": ", ".join(sorted(set(rec["start_source"].values()))),
-        "global_acc": summ.get("global_acc", math.nan),
+        "global_acc": summ.get("global_acc", math.nan), "learned": bool(summ.get("learned", True)),
+        "majority_class_rate": summ.get("majority_class_rate", math.nan), "crn_seconds": crn_s,
         "client_acc": float(np.mean(summ["client_final_acc"])) if summ.get("client_final_acc") else math.nan,
-        "epsilon": _float((info.privacy.get("pld") or {}).get("epsilon")), "train_precision": summ.get("precision"),
+        "epsilon": _float((info.privacy.get("pld") or {}).get("epsilon")),
+        "epsilon_unconditional": _float(((sens.get("unconditional") or {}).get("pld") or {}).get("epsilon")),
+        "train_precision": summ.get("precision"), "device": summ.get("device"),
         "attack_precision": rec.get("precision"), "profile": options.profile, "quick": options.quick,
         "run_dir": str(run_dir), "attack_key": evaluation.key,
     }
@@ -100,6 +115,38 @@ def setting_text(inp: BuildInput, setting: str) -> str:
             f"{tr and tr.optimizer} lr {tr and tr.lr}, training precision {summ.get('precision')}); "
             f"{o.seeds} seed(s){', mean ± std' if o.seeds > 1 else ''}; attacks in {o.precision}, {o.batch_size} "
             f"images a batch; each client's attack set is its own test set. Setting: {setting}.{quick}{extra}{syn}")
+
+
+def command_line(name: str, task: str, options: Options, results: Path) -> str:
+    """The ``fedsafe reproduce`` command that gives these outputs again (every option spelt out)."""
+    parts = ["fedsafe", "reproduce", name, "--task", task, "--profile", options.profile, "--seeds",
+             str(options.seeds), *(["--quick"] if options.quick else [])]
+    for o in options.overrides:
+        parts += ["--set", shlex.quote(o)]
+    parts += ["--precision", options.precision, "--batch-size", str(options.batch_size), "--results",
+              shlex.quote(str(results))]
+    return " ".join(parts)
+
+
+def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evaluation],
+              infos: Mapping[Path, RunInfo], options: Options) -> str:
+    """Seeds, device, precisions and wall time of the runs and attacks behind a reproduction, in one sentence."""
+    runs = [infos[rd] for rd in dict.fromkeys(j.run_dir for j in jobs)]
+    devices = sorted({str(i.summary.get("device")) for i in runs if i.summary.get("device")})
+    precisions = sorted({str(i.summary.get("precision")) for i in runs if i.summary.get("precision")})
+    train_s = sum(_float(i.summary.get("seconds")) for i in runs if i.summary.get("seconds") is not None)
+    attack_s = 0.0
+    for key in dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs):
+        f = evaluations[key].frame
+        if {"attacker", "attack_seconds_per_batch", "batches"} <= set(f.columns):
+            per = f.drop_duplicates("attacker")
+            attack_s += float((per.attack_seconds_per_batch * per.batches).sum())
+            attack_s += float(per.crn_seconds.sum()) if "crn_seconds" in per else 0.0
+    seeds = sorted({j.seed for j in jobs})
+    return (f"Seeds {', '.join(map(str, seeds))}; profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
+            f"training precision {', '.join(precisions) or 'n/a'}, attacks {options.precision}; wall time: "
+            f"{len(runs)} training run(s) {duration(train_s)} in all (as their summaries recorded, cached runs "
+            f"included), attack crafting {duration(attack_s)} (timed batches and CRN replays).")
 
 
 def _heatmaps(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evaluation]) -> list[dict[str, Any]]:
@@ -131,7 +178,7 @@ def built_markdown(built: Built, fig_entries: Sequence[Mapping[str, str]] = ()) 
         lines += [*t.notes, ""] if t.notes else []
     if fig_entries:
         lines += ["## Figures", "", *(f"![{f['caption']}]({f['png']}) ({f['svg']})" for f in fig_entries), ""]
-    lines += ["## Do the claims hold here?", "", *(v.markdown() for v in built.verdicts), ""]
+    lines += ["## Do the claims hold here?", "", *(v.markdown() for v in built.verdicts), "", RULES, ""]
     if built.notes:
         lines += [*built.notes, ""]
     return lines
@@ -186,15 +233,19 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
     verdicts = [v.to_dict() for v in built.verdicts]
     write_json(folder / "verdicts.json", verdicts)
     setting = setting_text(inp, rep.setting(trainings))
+    facts = run_facts(jobs, evaluations, infos, options)
+    command = command_line(rep.name, task, options, results)
     title = f"# {rep.title} — {task}" + (" (QUICK)" if options.quick else "")
     md_path = folder / f"{rep.name}.md"
-    write_text(md_path, "\n".join([title, "", setting, "", *built_markdown(built, fig_entries), FILES_NOTE, ""]))
+    write_text(md_path, "\n".join([title, "", setting, "", facts, "", f"Command: `{command}`", "",
+                                   *built_markdown(built, fig_entries), FILES_NOTE, ""]))
     root = results.resolve()
     manifest = {
         "kind": "fedsafe-reproduction", "fedsafe_version": __version__, "name": rep.name, "title": rep.title,
         "paper": rep.paper, "task": task, "synthetic": task == "synthetic", "profile": options.profile,
         "seeds": options.seeds, "quick": options.quick, "overrides": list(options.overrides),
-        "attack_precision": options.precision, "label": run_label(inp), "setting": setting,
+        "attack_precision": options.precision, "label": run_label(inp), "setting": setting, "facts": facts,
+        "command": command,
         "trainings": {name: d.overrides() for name, d in trainings.items()},
         "tables": [{"title": t.title, "columns": [str(c) for c in t.frame.columns],
                     "rows": [[str(v) for v in r] for r in t.frame.itertuples(index=False)], "notes": list(t.notes)}

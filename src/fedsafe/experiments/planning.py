@@ -103,6 +103,9 @@ class Plan:
             f"{one['evaluations']} attack evaluation(s), {one['evaluations_to_run']} not yet cached "
             f"(~{duration(one['attack_seconds'])}).",
         ]
+        per_rep = [f"{r.name} {len(self.trainings.get((r.name, self.tasks[0], 0), {}))}" for r in self.reproductions]
+        lines.append(f"Trainings a seed (per task): {', '.join(per_rep)}; {one['runs'] // max(len(self.tasks), 1)} "
+                     "distinct (a training two tables share is trained once).")
         if self.options.seeds > 1:
             lines.append(f"All {self.options.seeds} seeds: {every['runs_to_train']} run(s) to train "
                          f"(~{duration(every['train_seconds'])}), {every['evaluations_to_run']} evaluation(s) "

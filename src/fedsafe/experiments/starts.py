@@ -7,7 +7,10 @@
   step, else the run's). The buffer the client hook accumulated online (``checkpoint.pt`` client states) is used
   when its settings equal these; otherwise it is replayed from the received copies the run kept
   (:func:`fedsafe.attacks.crn_hook.replay_crn`) and memoised on the context. Either way it is then projected into
-  the attack's own eps-ball. Which one was used is returned ("crn-online" / "crn-replayed").
+  the attack's own eps-ball. Which one was used is returned ("crn-online" / "crn-replayed");
+* CRN-R on the final model (``Start.crn(R, final=True)``, the control of SPEC 7): the same R rounds of j centred
+  steps, every round on the attacker's final model instead of the copy it received ("crn-final-model"): the same
+  step loop, steps and step size, one model.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import torch
 
 from ..attacks.budget import check_window
-from ..attacks.crn import CrnState
+from ..attacks.crn import CrnState, crn_replay
 from ..attacks.crn_hook import crn_state_from, replay_crn
 from ..attacks.spec import AttackSpec, CrnSettings
 from ..attacks.starts import project_start, uniform_start
@@ -37,10 +40,17 @@ def crn_start(ctx: RunContext, spec: AttackSpec, attacker: int, *, precision: st
     check_window(s.window, total_rounds=ctx.total_rounds)
     info = {"crn_window": s.window, "crn_steps": s.steps, "crn_alpha": s.alpha, "crn_centre_grad": s.centre_grad,
             "crn_passes_per_image": s.window * s.steps, "crn_seconds": 0.0}
-    online = crn_state_from(ctx.client_states[attacker], s.window) if ctx.client_states else None
+    final = spec.start.final  # type: ignore[union-attr]
+    online = crn_state_from(ctx.client_states[attacker], s.window) if ctx.client_states and not final else None
     if online is not None and online.rounds == s.window and _same(online, s):
         return online.delta, "crn-online", info
-    key = (attacker, s.window, s.eps, s.alpha, s.steps, s.centre_grad, precision, batch_size)
+    key = (attacker, s.window, s.eps, s.alpha, s.steps, s.centre_grad, precision, batch_size, final)
+    if final and key not in ctx.crn_cache:
+        t0 = time.perf_counter()
+        delta = crn_replay([ctx.models[attacker]] * s.window, ctx.data.client_test[attacker].x, eps=s.eps,
+                           steps=s.steps, alpha=s.alpha, centre_grad=s.centre_grad, precision=precision,
+                           batch_size=batch_size)
+        ctx.crn_cache[key] = (delta, time.perf_counter() - t0)
     if key not in ctx.crn_cache:
         t0 = time.perf_counter()
         rounds = range(ctx.total_rounds - s.window + 1, ctx.total_rounds + 1)
@@ -51,7 +61,7 @@ def crn_start(ctx: RunContext, spec: AttackSpec, attacker: int, *, precision: st
         ctx.crn_cache[key] = (delta, time.perf_counter() - t0)
     delta, seconds = ctx.crn_cache[key]
     info["crn_seconds"] = seconds
-    return delta, "crn-replayed", info
+    return delta, "crn-final-model" if final else "crn-replayed", info
 
 
 def _same(state: CrnState, s: CrnSettings) -> bool:

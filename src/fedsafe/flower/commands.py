@@ -16,6 +16,7 @@ from typing import Any
 
 import tomli_w
 
+from ..device import resolve_device
 from .certs import CertPaths
 from .processes import ProcessSet, run_command
 
@@ -84,14 +85,20 @@ def superlink_argv(*, host: str, port: int, database: str | Path | None, certs: 
 
 
 def supernode_argv(*, superlink: str, port: int, partition: int, num_partitions: int, ca: str | Path | None,
-                   key: str | Path | None, max_retries: int | None = None, max_wait: float | None = None
-                   ) -> list[str]:
+                   key: str | Path | None, max_retries: int | None = None, max_wait: float | None = None,
+                   device: str | None = None) -> list[str]:
     """The ``flower-supernode`` command of the node holding fedsafe client ``partition``. ``ca`` None connects
-    without TLS (refused by a TLS SuperLink); ``key`` None connects without a node key."""
+    without TLS (refused by a TLS SuperLink); ``key`` None connects without a node key; ``device`` (auto, cpu,
+    cuda, cuda:N) is the device this node's ClientApp trains on (default: the config's ``train.device``), so a
+    hospital's GPU node and a CPU node can join one run."""
     if not 0 <= partition < num_partitions:
         raise ValueError(f"partition must be in 0..{num_partitions - 1}, got {partition}")
+    node_config = f"partition-id={partition} num-partitions={num_partitions}"
+    if device:
+        resolve_device(device)  # a device this machine does not have fails here, not in the first round
+        node_config += f' device="{device}"'
     argv = [flower_bin("flower-supernode"), "--superlink", superlink, "--port", str(port), "--node-config",
-            f"partition-id={partition} num-partitions={num_partitions}"]
+            node_config]
     argv += ["--insecure"] if ca is None else ["--root-certificates", str(ca)]
     if key is not None:
         argv += ["--auth-supernode-private-key", str(key)]

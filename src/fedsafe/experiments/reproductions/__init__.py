@@ -1,16 +1,18 @@
 """The tables and figures of the papers (SPEC section 9), one reproduction a file, and their registry.
 
 ==================  =========================================================================================
-crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1+CRN10, PGD-20, PGD-40 at eps
-                    0.05, alpha 0.001: ACC, AASR, time per batch
+crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1+CRN10 (CRN step eps/j and 0.001, each
+                    beside its final-model control), PGD-20, PGD-40 at eps 0.05, alpha 0.001: ACC, AASR, time
 crn-table2          the same run; AETR of FGSM and PGD-40 x vanilla / CRN5 / CRN10
 crn-fig2            the same run; PGD-20 (eps 0.05) +- CRN5/CRN10 at alpha 0.001 ... 0.02; ASR benign vs adversary
 crn-fig3            the same run; FGSM and PGD-20 (alpha 0.005) +- CRN5/CRN10 at eps 0.01 ... 0.07
-fedsafe-table1      no defense / adversarial training (downlink noise 0) / Fed-Safe (downlink noise 0.01);
-                    PGD-20, eps 0.05 (not given by the paper), alpha ("Step") 0.005, 0.012, 0.017, 0.05
-fedsafe-table2      Fed-Safe without / with DP (uplink clip C = 5 x the initial model norm, uplink noise 0.001;
-                    the accountant's epsilon reported); PGD-20, alpha eps/4 at eps 0.01, 0.03, 0.05, 0.07
-fedsafe-fig3        both defenses at adaptation fraction f in 0.1 ... 1.0; PGD-20 eps 0.05 alpha 0.005
+fedsafe-table1      one split (server set for f = 1); no defense / per-client adversarial training (s_D 0) /
+                    Fed-Safe (s_D 0.01) at f = 0.2, and both defenses in the authors' LEAKY protocol; PGD-20,
+                    eps 0.05 (not given by the paper), alpha ("Step") 0.005, 0.012, 0.017, 0.05
+fedsafe-table2      Fed-Safe at f = 0.2 without uplink noise, with the papers' setting (C = 5 x the initial model
+                    norm, s_U 0.001: accounted epsilon ~1e6, not DP) and with s_U for epsilon <= 10 (NbAFL
+                    sensitivity); PGD-20, alpha eps/4 at eps 0.01, 0.03, 0.05, 0.07
+fedsafe-fig3        both defenses at f in 0.1 ... 1.0 of |D_i| (f = 0.2: Table 1's runs); PGD-20 eps 0.05 alpha 0.005
 ==================  =========================================================================================
 
 ``REPRODUCTIONS`` is the registry (explicit: nothing registers itself); ``GROUPS`` names sets of them ("all", one

@@ -88,6 +88,7 @@ class BuildInput:
     summary: pd.DataFrame  # one row per (measurement, seed)
     runs: dict[str, RunInfo]  # training name -> its seed-0 run
     trainings: Mapping[str, ConfigDelta] = field(default_factory=dict)  # training name -> its seed-0 delta
+    paper_dataset: str | None = None  # the paper's dataset to compare with (None: the task's, if the paper has it)
 
     @property
     def quick(self) -> bool:

@@ -17,10 +17,10 @@ from ..delta import ConfigDelta
 from ..paper_numbers import crn_table_2
 from ..verdicts import Comparison, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
-from .format import aggregate, cell, dataset, no_paper_note, paper_text, run_label
+from .format import aggregate, cell, learned_only, no_paper_note, not_learned_note, paper_dataset, paper_text, run_label
 from .setups import CRN_RUN
 
-__all__ = ["CRN_TABLE2", "PAPER_PGD_STEPS", "numbers", "specs"]
+__all__ = ["CRN_TABLE2", "PAPER_PGD_STEPS", "numbers", "paper_numbers", "specs"]
 
 PAPER_PGD_STEPS = 40
 """The paper's PGD in Table II: 40 iterations (eps and alpha not stated: the Table I ones here)."""
@@ -59,8 +59,8 @@ def _attack(name: str, steps: int) -> str:
     return name if name == "FGSM" else f"PGD-{steps}"
 
 
-def _paper(task: str) -> dict:
-    ds = dataset(task, "crn")
+def paper_numbers(ds: str | None) -> dict:
+    """The paper's numbers for its dataset ``ds`` (empty for None: a task the paper did not use)."""
     return crn_table_2(ds) if ds else {}
 
 
@@ -78,8 +78,8 @@ def numbers(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
 def _build(inp: BuildInput) -> Built:
     agg = aggregate(inp.summary, ["attack_name", "start_name"])
-    ds = dataset(inp.task, "crn")
-    paper = _paper(inp.task)
+    ds = paper_dataset(inp, "crn")
+    paper = paper_numbers(ds)
     steps = {r.attack_name: int(r.steps) for r in inp.summary.itertuples()}
     rows = []
     for r in agg.itertuples():
@@ -96,24 +96,29 @@ def _build(inp: BuildInput) -> Built:
                   ("AETR: among the samples that fooled the attacker's own model and that a benign client classified "
                    "correctly, the share that also fool it. Vanilla: FGSM from zero, PGD from a uniform random start; "
                    f"{pgd_text} (the paper: {PAPER_PGD_STEPS} iterations, eps and alpha not stated).",
-                   *no_paper_note(inp.task, "crn", "CRN Table II")))
-    idx = agg.set_index(["attack_name", "start_name"])
+                   *not_learned_note(inp.summary), *no_paper_note(inp, "crn", "CRN Table II")))
+    learned, excluded = learned_only(inp.summary)
+    agg_v = aggregate(learned, ["attack_name", "start_name"])
+    idx = agg_v.set_index(["attack_name", "start_name"])
     aetr, benign = [], []
-    for name in dict.fromkeys(agg.attack_name):
+    for name in dict.fromkeys(agg_v.attack_name):
+        if (name, "vanilla") not in idx.index:
+            continue
         v = idx.loc[(name, "vanilla")]
-        for start in [s for s in dict.fromkeys(agg.start_name) if s != "vanilla"]:
+        for start in [s for s in dict.fromkeys(agg_v.start_name) if s != "vanilla" and (name, s) in idx.index]:
             c = idx.loc[(name, start)]
-            where = f"{name} {start.upper()}"
-            aetr.append(Comparison(where, c.aetr_mean, v.aetr_mean, c.aetr_std, v.aetr_std))
+            where, seeds = f"{name} {start.upper()}", int(min(c.seeds, v.seeds))
+            aetr.append(Comparison(where, c.aetr_mean, v.aetr_mean, c.aetr_std, v.aetr_std, seeds))
             benign.append(Comparison(where, c.asr_avg_benign_mean, v.asr_avg_benign_mean, c.asr_avg_benign_std,
-                                     v.asr_avg_benign_std))
+                                     v.asr_avg_benign_std, seeds))
     ptxt = ""
     if ds:
         ptxt = "AETR " + ", ".join(f"{a} {s}: {p.text}" for (a, s), p in paper.items()) + f" ({ds})."
     verdicts = (
         compare("CRN raises the transfer of errors to benign clients (AETR)", aetr, expect="higher",
-                names=("CRN", "vanilla"), paper=ptxt),
-        compare("CRN raises the ASR on benign clients", benign, expect="higher", names=("CRN", "vanilla")),
+                names=("CRN", "vanilla"), paper=ptxt, excluded=excluded),
+        compare("CRN raises the ASR on benign clients", benign, expect="higher", names=("CRN", "vanilla"),
+                excluded=excluded),
     )
     plot = agg.assign(series=list(agg.attack_name),
                       start_label=[s.upper() if s != "vanilla" else "Vanilla" for s in agg.start_name])

@@ -8,7 +8,7 @@ import pandas as pd
 from ..verdicts import Comparison
 from .format import cell
 
-__all__ = ["crn_comparisons", "curve_table"]
+__all__ = ["crn_comparisons", "curve_table", "curves_of"]
 
 
 def curve_table(agg: pd.DataFrame, x: str, xname: str) -> pd.DataFrame:
@@ -19,6 +19,12 @@ def curve_table(agg: pd.DataFrame, x: str, xname: str) -> pd.DataFrame:
         rows.append({xname: f"{getattr(r, x):g}", "attack": r.curve, "ASR benign": cell(d, "asr_avg_benign"),
                      "ASR adversary (self)": cell(d, "asr_self"), "AASR": cell(d, "aasr"), "AETR": cell(d, "aetr")})
     return pd.DataFrame(rows)
+
+
+def curves_of(agg: pd.DataFrame, x: str, metric: str) -> dict:
+    """curve -> (xs, means, stds, fewest seeds) of ``metric``, for :func:`~fedsafe.experiments.verdicts.trend`."""
+    return {c: (list(g[x]), list(g[f"{metric}_mean"]), list(g[f"{metric}_std"]), int(g.seeds.min()))
+            for c, g in agg.groupby("curve", sort=False)}
 
 
 def crn_comparisons(agg: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
@@ -35,5 +41,5 @@ def crn_comparisons(agg: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
         for xv in sorted(agg[agg.curve == c][x]):
             a, b = idx.loc[(c, xv)], idx.loc[(base, xv)]
             out.append(Comparison(f"{c} at {xname} {xv:g}", a.asr_avg_benign_mean, b.asr_avg_benign_mean,
-                                  a.asr_avg_benign_std, b.asr_avg_benign_std))
+                                  a.asr_avg_benign_std, b.asr_avg_benign_std, int(min(a.seeds, b.seeds))))
     return out

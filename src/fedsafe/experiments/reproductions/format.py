@@ -1,5 +1,7 @@
 """What every builder shares: averaging over seeds, the cells of a table (ours, with the spread over seeds, beside
-the paper's), the papers' names of our tasks, and the label of a run.
+the paper's), the comparisons a verdict is made of, the runs that did not learn (flagged in the tables, left out
+of the verdicts: SPEC 11), the real adaptation counts behind a fraction f, the papers' names of our tasks, and the
+label of a run.
 
 >>> fmt_frac(0.123, 0.01), fmt_seconds(0.21), fmt_num(float("inf"))
 ('0.12 ± 0.01', '0.210', 'inf')
@@ -10,16 +12,19 @@ the paper's), the papers' names of our tasks, and the label of a run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from ..verdicts import fmt_pct
+from ...defenses.adaptation import adaptation_counts, fraction_label
+from ..runinfo import RunInfo
+from ..verdicts import Comparison, fmt_pct
 from .base import BuildInput
 
-__all__ = ["METRICS", "aggregate", "cell", "dataset", "fmt_frac", "fmt_num", "fmt_pct", "fmt_seconds",
-           "no_paper_note", "paper_text", "paper_value", "run_label", "seed_std"]
+__all__ = ["METRICS", "NOT_LEARNED_MARK", "aggregate", "cell", "comparison", "dataset", "fmt_frac", "fmt_num",
+           "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "left_out", "marks", "no_paper_note",
+           "not_learned", "not_learned_note", "paper_dataset", "paper_text", "paper_value", "run_label", "seed_std"]
 
 METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
            "aasr_literal", "clean_acc", "attack_acc", "seconds_per_batch", "global_acc", "client_acc")
@@ -86,10 +91,15 @@ def dataset(task: str, paper: str) -> str | None:
     return _DATASETS[paper].get(task)
 
 
-def no_paper_note(task: str, paper: str, tables: str) -> tuple[str, ...]:
-    if dataset(task, paper) is not None:
+def paper_dataset(inp: BuildInput, paper: str) -> str | None:
+    """The paper's dataset a builder compares with: the one asked for (``inp.paper_dataset``), else the task's."""
+    return inp.paper_dataset or dataset(inp.task, paper)
+
+
+def no_paper_note(inp: BuildInput, paper: str, tables: str) -> tuple[str, ...]:
+    if paper_dataset(inp, paper) is not None:
         return ()
-    return (f"The paper reports no {tables} numbers for {task}: the paper columns are empty (—).",)
+    return (f"The paper reports no {tables} numbers for {inp.task}: the paper columns are empty (—).",)
 
 
 def run_label(inp: BuildInput) -> str:
@@ -97,3 +107,78 @@ def run_label(inp: BuildInput) -> str:
     syn = " (not real data)" if inp.task == "synthetic" else ""
     seeds = f", {inp.options.seeds} seeds" if inp.options.seeds > 1 else ""
     return f"{inp.task}{syn}, profile {inp.options.profile}{seeds}" + (", QUICK" if inp.quick else "")
+
+
+# -- comparisons, runs that did not learn, adaptation counts -------------------------------------------------------
+
+NOT_LEARNED_MARK = " †"
+"""Appended to a table cell whose run (in some seed) did not learn; :func:`not_learned_note` explains it."""
+
+
+def comparison(where: str, idx: Mapping[Any, Mapping[str, Any]], ours: Any, other: Any, metric: str) -> Comparison:
+    """The :class:`Comparison` of ``metric`` between the aggregated rows ``idx[ours]`` and ``idx[other]`` (means,
+    stds and the fewer seeds of the two); undefined (NaN) when either row is missing."""
+    a, b = idx.get(ours), idx.get(other)
+    if a is None or b is None:
+        return Comparison(where, math.nan, math.nan)
+    return Comparison(where, float(a[f"{metric}_mean"]), float(b[f"{metric}_mean"]),
+                      float(a.get(f"{metric}_std", math.nan)), float(b.get(f"{metric}_std", math.nan)),
+                      int(min(a.get("seeds", 1), b.get("seeds", 1))))
+
+
+def _learned(summary: pd.DataFrame) -> pd.Series:
+    if "learned" not in summary.columns:
+        return pd.Series(True, index=summary.index)
+    return summary["learned"].map(lambda v: not (v is False or str(v).lower() == "false"))
+
+
+def not_learned(summary: pd.DataFrame, by: str = "training") -> list[str]:
+    """One line per (``by`` value, seed) whose run did not learn: "DP seed 1 (global acc 71.9%, majority 72.7%)"."""
+    bad = summary[~_learned(summary)]
+    out = []
+    for (name, seed), g in bad.groupby([by, "seed"], sort=False):
+        r = g.iloc[0]
+        acc, maj = r.get("global_acc", math.nan), r.get("majority_class_rate", math.nan)
+        out.append(f"{name} seed {seed} (global acc {fmt_pct(float(acc))}, majority class {fmt_pct(float(maj))})")
+    return out
+
+
+def learned_only(summary: pd.DataFrame, by: str = "training") -> tuple[pd.DataFrame, list[str]]:
+    """The rows of runs that learned (what verdicts are made of), and :func:`not_learned`'s lines for the rest."""
+    return summary[_learned(summary)], not_learned(summary, by)
+
+
+def left_out(lines: list[str], *names: str) -> list[str]:
+    """The lines of :func:`not_learned` about the trainings ``names`` (those a verdict compares)."""
+    return [line for line in lines if any(line.startswith(f"{n} seed ") for n in names)]
+
+
+def not_learned_note(summary: pd.DataFrame, by: str = "training") -> tuple[str, ...]:
+    """The table note explaining :data:`NOT_LEARNED_MARK` (empty when every run learned)."""
+    lines = not_learned(summary, by)
+    if not lines:
+        return ()
+    return (f"{NOT_LEARNED_MARK.strip()} did not learn (global accuracy within 2 points of the majority-class rate, "
+            "SPEC 11): " + "; ".join(lines) + ". Its numbers are shown but enter no verdict.",)
+
+
+def marks(summary: pd.DataFrame, by: str = "training") -> dict[Any, str]:
+    """``by`` value -> :data:`NOT_LEARNED_MARK` when one of its runs did not learn, else ""."""
+    bad = set(summary[~_learned(summary)][by])
+    return {v: NOT_LEARNED_MARK if v in bad else "" for v in summary[by].unique()} if by in summary else {}
+
+
+def fraction_text(info: RunInfo | None, fraction: float) -> str:
+    """"f 0.2: 35-36 images (20% of |D_i|)": what f meant in the run (its client sizes from the privacy report, its
+    server set from the data report, :func:`~fedsafe.defenses.adaptation.adaptation_counts`); "f 0.2 (counts n/a)"
+    without the run's reports."""
+    try:
+        sizes = [int(n) for n in info.privacy["client_sizes"]]  # type: ignore[union-attr]
+        server = int(sum(info.data_report["splits"]["server"].values()))  # type: ignore[union-attr]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return f"f {fraction:g} (counts n/a)"
+    if info is not None and info.config is not None and info.config.defense.adaptation_data == "attack-sets":
+        n = int(sum(sum(v.values()) for k, v in info.data_report["splits"].items() if k.endswith("_test")
+                    and k.startswith("client")))
+        return f"LEAKY: all {n} attack-set images ({100 * n / max(sizes):.0f}-{100 * n / min(sizes):.0f}% of |D_i|)"
+    return fraction_label(fraction, adaptation_counts(fraction, sizes, server), sizes)
