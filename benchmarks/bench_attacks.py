@@ -31,10 +31,10 @@ blocks in the process for the next pass: page faults fall from ~70,000 a step to
 alone does not help (measured on the 2-core AMD EPYC, glibc 2.36: mmap threshold alone 14% sys, trim alone 27%).
 It is a process setting, so it belongs to the entry point (the CLI), not to a library function; the cost is that
 the peak heap is not returned to the kernel until the process exits. A smaller attack batch is no substitute:
-at 50 images the largest activation (20 MiB) is under the mmap ceiling, but a fresh process still trims its heap
-top (its trim threshold follows the dynamic mmap threshold): ~44,000 page faults a step, measured in 5. PyTorch's
-own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``) fails an internal assert in the oneDNN
-convolutions, so it is not an option.
+at 50 images the largest activation (20 MiB) is under the mmap ceiling, but a fresh process still trims its
+heap top (its trim threshold follows the dynamic mmap threshold): 26,000-44,000 page faults a step, measured in
+5. PyTorch's own caching CPU allocator (``torch._C._set_default_mobile_cpu_allocator``) fails an internal assert
+in the oneDNN convolutions, so it is not an option.
 
 The model is the cpu profile's (paper CNN, width 0.25, 64x64 grey, two classes, channels-last as it trains) on a
 batch of ``--batch`` synthetic images with the channels-last strides the data pipeline gives one-channel images.
@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
@@ -63,25 +61,13 @@ import torch
 import torch.nn.functional as F
 
 from fedsafe.attacks import CrnState, attack_in_batches, eot_pgd, eval_mode, pgd, predict, uniform_start
+from fedsafe.cli.runtime import tune_glibc_malloc
 from fedsafe.config import load_config
 from fedsafe.models.registry import build_model
 from fedsafe.precision import autocast, resolve_precision, to_channels_last
 from fedsafe.seeding import torch_generator
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
-
-
-def tune_glibc_malloc(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31) - 1) -> bool:
-    """Keep freed blocks below ``mmap_threshold`` bytes in the heap and never trim it (glibc ``mallopt``
-    M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1); False where this is not glibc or it refused."""
-    name = ctypes.util.find_library("c")
-    if platform.system() != "Linux" or name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(-3, mmap_threshold)) and bool(libc.mallopt(-1, trim_threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 def pgd_before(model, x, y, *, eps, alpha, steps, generator, centre_grad=False, precision="fp32") -> torch.Tensor:

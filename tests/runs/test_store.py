@@ -196,3 +196,18 @@ def test_stop_after_zero_is_refused(tmp_path):
 def test_a_pool_too_small_for_the_held_out_sets_is_a_clear_error(tmp_path):
     r = _cli_train(tmp_path / "run2", "task.synthetic_size=50", "splits.global_test_size=0.001")
     assert r.exit_code == 2 and "global test set empty" in _flat(r.output)
+
+
+def test_a_writer_that_may_wait_gets_the_run_once_it_is_released(tmp_path):
+    run, release = tmp_path / "run", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run), str(release)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        subprocess.Popen([sys.executable, "-c", f"import time, pathlib; time.sleep(1.0); "
+                                                f"pathlib.Path({str(release)!r}).touch()"])
+        with RunStore(run, config_hash="y").lock(wait=60, poll=0.1):
+            assert holder.poll() is not None or release.exists()  # it waited for the release
+    finally:
+        release.touch()
+        holder.wait(30)

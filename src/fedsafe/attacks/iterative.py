@@ -25,8 +25,9 @@ the model's first convolution (:func:`input_memory_format`: channels-last stride
 for one channel, where ``.contiguous(memory_format=...)`` is a no-op and out-of-place ops return NCHW strides); it,
 the clipping bounds and the sign buffer are allocated once and updated in place. On the 2-core AMD EPYC a
 channels-last model ran alike on either strides (the 1.7x of issue 13 is an NCHW model's, whose convolutions
-follow the input's strides) and the in-place updates saved no measurable time; the cost was the allocator (~70,000
-page faults a step, 15-30% sys time): a process setting for the entry point, documented in the benchmark.
+follow the input's strides), and the in-place loop measured no different from the out-of-place one (under glibc's
+default allocator both make 50,000-78,000 page faults a step, varying from run to run). The cost is the
+allocator's (25-30% sys time): a process setting for the entry point, documented in the benchmark.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ defined once, validated once (:mod:`fedsafe.attacks.budget`), with its defaults 
   budget and step, which need not be the attack's: ``None`` means the run's own (``crn.eps``; ``crn.alpha``, else
   eps / j; j = ``crn.steps``, else the local epochs), i.e. the settings its online buffers were accumulated with
   (:meth:`Start.crn_settings`). The attack's eps bounds the final perturbation: a CRN delta is projected into it.
-* :class:`AttackSpec`: the attack (FGSM / BIM / PGD), eps, alpha, steps, start, seed, centring and labels.
+* :class:`AttackSpec`: the attack (FGSM / BIM / PGD, or an insider's adaptive attack: EOT-PGD over the downlink
+  noise, PGD on the ensemble of the copies received over the last R rounds), eps, alpha, steps, start, seed,
+  centring and labels; an adaptive attack adds its own settings (K and s_D; R), which appear in its record and cache
+  key only for that attack, so that every other attack keeps its key.
 
 Defaults: ``DEFAULT_EPS`` (0.05) and ``DEFAULT_WINDOWS`` ((5, 10): CRN5, CRN10) are :class:`fedsafe.config.CrnConfig`'s;
 ``DEFAULT_ALPHA`` (0.001) and ``DEFAULT_STEPS`` (20) are the CRN paper's Table I attack.
@@ -20,6 +23,9 @@ Defaults: ``DEFAULT_EPS`` (0.05) and ``DEFAULT_WINDOWS`` ((5, 10): CRN5, CRN10) 
 'FGSM+CRN5'
 >>> Start.parse("random") == Start.uniform(), str(Start.zero())
 (True, 'zero')
+>>> eot = AttackSpec(attack="eot-pgd", steps=20, samples=8, start="crn10")
+>>> eot.label, eot.passes_per_image, eot.noise_std is None
+('EOT8-PGD-20+CRN10', 160, True)
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any, Literal
 
 from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_window
 from fedsafe.attacks.crn import crn_alpha
-from fedsafe.attacks.registry import get_attack
+from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.config import CrnConfig, ExperimentConfig
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start",
@@ -155,6 +161,11 @@ class AttackSpec:
         seed: root of the random start's generator.
         centre_grad: centre the attack's gradients (the CRN updates are centred or not by the run's config).
         labels: "pred" (the attacker's own clean predictions, default) or "true".
+        samples: EOT-PGD only: K, the noisy copies of the attacker's model a step (:mod:`fedsafe.attacks.eot`).
+        noise_std: EOT-PGD only: the downlink noise s_D the attacker assumes; None: the run's own (its privacy
+            report's ``sigma_downlink``).
+        surrogates: ensemble-PGD only: R, the copies the attacker received over the run's last R rounds
+            (:mod:`fedsafe.attacks.ensemble`; within ``federation.keep_received_rounds``).
     """
 
     attack: str = "pgd"
@@ -165,9 +176,13 @@ class AttackSpec:
     seed: int = 0
     centre_grad: bool = False
     labels: Literal["pred", "true"] = "pred"
+    samples: int = 1
+    noise_std: float | None = None
+    surrogates: int | None = None
 
     def __post_init__(self) -> None:
-        get_attack(self.attack)
+        get_adaptive_attack(self.attack) if self.adaptive else get_attack(self.attack)
+        _check_adaptive(self)
         object.__setattr__(self, "start", Start.parse(self.start))
         check_eps(self.eps)
         if self.attack == "fgsm":
@@ -187,9 +202,26 @@ class AttackSpec:
         return self.start.window  # type: ignore[union-attr]
 
     @property
+    def adaptive(self) -> bool:
+        """An insider's adaptive attack (EOT-PGD, ensemble-PGD): it needs more than the final model."""
+        return self.attack in ADAPTIVE_ATTACKS
+
+    @property
+    def passes_per_image(self) -> int:
+        """Forward+backward passes an image of the attack itself: steps x K (EOT) or x R (ensemble)."""
+        per_step = self.samples if self.attack == "eot-pgd" else self.surrogates or 1
+        return self.steps * per_step
+
+    @property
     def label(self) -> str:
-        """The papers' name: "PGD-20", "PGD-1+CRN10", "FGSM+CRN5", "BIM-10"."""
-        name = "FGSM" if self.attack == "fgsm" else f"{self.attack.upper()}-{self.steps}"
+        """The papers' name: "PGD-20", "PGD-1+CRN10", "FGSM+CRN5", "BIM-10"; the adaptive attacks "EOT8-PGD-20"
+        (K = 8 noisy copies a step) and "ENS5-PGD-20" (the copies of the last 5 rounds)."""
+        if self.attack == "eot-pgd":
+            name = f"EOT{self.samples}-PGD-{self.steps}"
+        elif self.attack == "ensemble-pgd":
+            name = f"ENS{self.surrogates}-PGD-{self.steps}"
+        else:
+            name = "FGSM" if self.attack == "fgsm" else f"{self.attack.upper()}-{self.steps}"
         return name + (f"+{self.start.name.upper()}" if self.window else "")  # type: ignore[union-attr]
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +233,10 @@ class AttackSpec:
                "crn_steps": s.steps}
         if s.kind == "crn" and s.eps != self.eps:
             out["crn_eps"] = s.eps  # None: the run's crn.eps
+        if self.attack == "eot-pgd":  # only there: every other attack keeps its record and key
+            out.update(samples=self.samples, noise_std=self.noise_std)
+        elif self.attack == "ensemble-pgd":
+            out["surrogates"] = self.surrogates
         return out
 
     @classmethod
@@ -212,7 +248,8 @@ class AttackSpec:
             start = Start.crn(start.window, eps=crn_eps, alpha=d.get("crn_alpha"),  # type: ignore[arg-type]
                               steps=d.get("crn_steps"), final=start.final)
         return cls(attack=d["attack"], eps=d["eps"], alpha=d.get("alpha"), steps=d["steps"], start=start,
-                   seed=d.get("seed", 0), centre_grad=d.get("centre_grad", False), labels=d.get("labels", "pred"))
+                   seed=d.get("seed", 0), centre_grad=d.get("centre_grad", False), labels=d.get("labels", "pred"),
+                   samples=d.get("samples", 1), noise_std=d.get("noise_std"), surrogates=d.get("surrogates"))
 
     def key(self, **context: Any) -> str:
         """A file name: the attack and start, then a hash of every setting and of ``context``."""
@@ -222,6 +259,23 @@ class AttackSpec:
 
     def replace(self, **changes: Any) -> AttackSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _check_adaptive(spec: AttackSpec) -> None:
+    """The adaptive settings: K >= 1 and s_D >= 0 for EOT-PGD, R >= 1 for ensemble-PGD, none for the others."""
+    if spec.attack == "eot-pgd":
+        if isinstance(spec.samples, bool) or not isinstance(spec.samples, int) or spec.samples < 1:
+            raise ValueError(f"samples (K, noisy copies a step) must be an integer >= 1, got {spec.samples!r}")
+        if spec.noise_std is not None and not spec.noise_std >= 0:
+            raise ValueError(f"noise_std (s_D) must be >= 0 or None (the run's), got {spec.noise_std}")
+    elif spec.samples != 1 or spec.noise_std is not None:
+        raise ValueError(f"samples and noise_std are EOT-PGD settings, not {spec.attack}'s")
+    if spec.attack == "ensemble-pgd":
+        if isinstance(spec.surrogates, bool) or not isinstance(spec.surrogates, int) or spec.surrogates < 1:
+            raise ValueError(f"ensemble-pgd needs surrogates = R >= 1 (the copies of the last R rounds), got "
+                             f"{spec.surrogates!r}")
+    elif spec.surrogates is not None:
+        raise ValueError(f"surrogates is an ensemble-PGD setting, not {spec.attack}'s")
 
 
 def sweep(attack: str = "pgd", *, eps: float | Iterable[float] = DEFAULT_EPS,

@@ -59,6 +59,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
+
+LOCK_WAIT_SECONDS = 24 * 3600.0
+"""How long a reproduction waits for a run another process is training (they share ``RESULTS/runs``)."""
 """Bump when the run directory format or the training code changes what a config produces."""
 
 NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "train.eval_every",
@@ -177,8 +180,10 @@ class RunCache:
         run_cfg = stored or cfg
         if RunDir(rd).is_complete():
             return train(run_cfg, rd)
-        # the data is read from where ``cfg`` says (the stored config's paths may be stale); same content by key
-        return train(run_cfg, rd, data=prepare_data(cfg, progress=progress), progress=progress)
+        # the data is read from where ``cfg`` says (the stored config's paths may be stale); same content by key;
+        # a run another reproduction is training is waited for, not trained twice
+        return train(run_cfg, rd, data=prepare_data(cfg, progress=progress), progress=progress,
+                     lock_wait=LOCK_WAIT_SECONDS)
 
     @staticmethod
     def _stored_config(rd: Path) -> ExperimentConfig | None:

@@ -98,7 +98,7 @@ def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
         own = start.crn_settings(cfg)
         online = cfg.crn.enabled and not start.final and own == Start.crn(own.window).crn_settings(cfg)
         crn = 0.0 if online else float(own.window * own.steps)
-    return s.num_clients * s.client_test_size * (spec.steps + 1 + crn + 2 * s.num_clients / 3)
+    return s.num_clients * s.client_test_size * (spec.passes_per_image + 1 + crn + 2 * s.num_clients / 3)
 
 
 def measured_speeds(runs: Path, memo: dict) -> list[float]:

@@ -30,6 +30,7 @@ from ..metrics.alignment import gradient_cosine
 from ..metrics.transfer import transfer_row
 from ..precision import resolve_precision
 from ..progress import Progress, report
+from .audit_attacks import NOT_ADAPTIVE, adaptive_attack
 from .results import TransferResult, make_result, nanmean
 from .run_context import RunContext, load_run
 from .sanity import sanity_warnings
@@ -57,8 +58,11 @@ def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: 
     x, y, model = split.x, split.y, ctx.models[m]
     labels = predict(model, x, precision=precision) if spec.labels == "pred" else y.clone()
     start, source, crn_info = start_delta(ctx, spec, m, x, crn_precision=crn_precision)
-    res: AttackResult = attack_in_batches(get_attack(spec.attack), model, x, labels, batch_size=batch_size,
-                                          start=start, **_attack_kwargs(spec, precision))
+    # the insider's adaptive attacks (EOT over the downlink noise, the received copies' ensemble) take more inputs
+    fn, extra, adaptive = adaptive_attack(ctx, spec, m) if spec.adaptive else (get_attack(spec.attack), {},
+                                                                               NOT_ADAPTIVE)
+    res: AttackResult = attack_in_batches(fn, model, x, labels, batch_size=batch_size, start=start,
+                                          **_attack_kwargs(spec, precision), **extra)
     batches = math.ceil(len(x) / batch_size)
     clean, adv = _predictions(ctx.models, x, precision), _predictions(ctx.models, res.x_adv, precision)
     row = transfer_row(clean, adv, y.numpy(), attacker=m)
@@ -75,6 +79,7 @@ def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: 
             "forward_passes_per_image": int(spec.labels == "pred"), "crn_window": None, "crn_steps": None,
             "crn_alpha": None, "crn_passes_per_image": 0, "crn_seconds": 0.0}
     base.update(crn_info)
+    base.update(adaptive)
     rows = []
     for c in range(ctx.num_clients):
         rows.append({**base, "target": c, "self": c == m, "clean_acc": row.clean_acc[c],

@@ -29,7 +29,7 @@ COLUMNS = ["attacker", "target", "self", "label", "attack", "eps", "alpha", "ste
            "labels", "centre_grad", "precision", "n", "clean_acc", "attack_acc", "asr", "asr_literal", "aetr",
            "n_correct", "n_aetr", "grad_cosine", "attack_seconds_per_batch", "batch_size", "batches",
            "fb_passes_per_image", "forward_passes_per_image", "crn_window", "crn_steps", "crn_alpha",
-           "crn_centre_grad", "crn_passes_per_image", "crn_seconds"]
+           "crn_centre_grad", "crn_passes_per_image", "crn_seconds", "eot_samples", "eot_noise_std", "surrogates"]
 """The columns of the tidy table, in order."""
 
 
@@ -76,7 +76,7 @@ def make_result(spec: AttackSpec, rows: list[dict[str, Any]], trows: list, align
         "grad_cosine_self": nanmean(align[mats.self_mask()]),
         "grad_cosine_benign": nanmean(align[~mats.self_mask()]),
         "attack_seconds_per_batch": float(per_attacker["attack_seconds_per_batch"].mean()),
-        "fb_passes_per_image": spec.steps,
+        "fb_passes_per_image": int(per_attacker["fb_passes_per_image"].max()),  # K x steps for EOT-K
         "crn_passes_per_image": int(per_attacker["crn_passes_per_image"].iloc[0]),
         "start_source": dict(zip(per_attacker["attacker"].astype(str), per_attacker["start_source"], strict=True)),
         "matrices": {"attackers": list(mats.attackers), "asr": mats.asr, "asr_literal": mats.asr_literal,

@@ -113,16 +113,19 @@ def write_run_summary(store: RunStore, cfg: ExperimentConfig, data: FederatedDat
 
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = None,
-          progress: Progress | None = None, stop_after: int | None = None, data: FederatedData | None = None
-          ) -> TrainOutcome:
-    """Train (or resume, or skip if complete) the federation of ``cfg`` into ``run_dir``."""
+          progress: Progress | None = None, stop_after: int | None = None, data: FederatedData | None = None,
+          lock_wait: float = 0.0) -> TrainOutcome:
+    """Train (or resume, or skip if complete) the federation of ``cfg`` into ``run_dir``. A run directory another
+    process is writing is refused, or waited for up to ``lock_wait`` seconds (then skipped if it completed)."""
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be a round >= 1, got {stop_after}")
     store = open_store(cfg, run_dir)
     if store.is_complete():
         return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)
     run_device(cfg)  # a device that is not here fails before any work
-    with store.lock():
+    with store.lock(wait=lock_wait):
+        if store.is_complete():  # another process finished it while we waited
+            return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)
         t0 = time.perf_counter()
         data = prepare_data(cfg, progress=progress) if data is None else data.to(run_device(cfg))
         spec = federation_spec(cfg, data)

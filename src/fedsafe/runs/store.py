@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pickle
+import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,19 +127,26 @@ class RunStore:
     # -- locking ------------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, *, wait: float = 0.0, poll: float = 5.0) -> Iterator[None]:
         """Hold the run directory exclusively (``RUN/.lock``, an advisory ``flock``) for the block; clean the
-        ``*.tmp`` files a killed write left. Raises RunLockedError naming the holder's pid."""
+        ``*.tmp`` files a killed write left. Another holder: wait up to ``wait`` seconds for it (0: refuse at once),
+        then raise RunLockedError naming the holder's pid."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise RunLockedError(f"{self.root}: in use by another fedsafe process (pid {holder}); wait for it "
-                                     "to finish or choose another run directory") from None
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    if time.monotonic() >= deadline:
+                        raise RunLockedError(f"{self.root}: in use by another fedsafe process (pid {holder}); wait "
+                                             "for it to finish or choose another run directory") from None
+                    log.info("%s: waiting for pid %s, which holds the run", self.root, holder)
+                    time.sleep(poll)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self.clean_tmp()

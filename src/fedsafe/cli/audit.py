@@ -1,0 +1,87 @@
+"""``fedsafe audit RUN_DIR``: one finished run audited on three axes (issue 14): what an insider's attack does to
+the other clients (PGD, PGD+CRN10, EOT-PGD against the run's own noise), what privacy the noise buys, measured
+(membership inference, server's and insider's view) and accounted (epsilon under both sensitivities), and what
+it costs in clean accuracy. Writes ``RUN/audit/audit.html`` and ``RUN/audit/audit.json``; everything expensive is
+cached by its settings, so a second call reads it back.
+
+The experiment modules are imported inside the command so that ``fedsafe --help`` starts without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from .console import console, fail, out, progress_bars
+
+app = typer.Typer()
+
+
+def _ints(text: str | None, name: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise fail(f"{name} must be an integer or a comma-separated list of integers, got {text!r}") from None
+    if not values:
+        raise fail(f"{name} is empty")
+    return values
+
+
+@app.command()
+def audit(
+    run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train, or RESULTS/runs/...)."),
+    eps: float = typer.Option(None, "--eps", help="L-inf budget of every attack in [0, 1] pixels (default 0.05)."),
+    steps: int = typer.Option(None, "--steps", "-k", help="Attack steps (default 20; --quick 10)."),
+    alpha: float = typer.Option(None, "--alpha", help="Step size (default 2.5 eps / steps)."),
+    eot: str = typer.Option(None, "--eot", help="K values of EOT-PGD, comma-separated, e.g. 1,8,32 (default 8; "
+                                                "--quick 2)."),
+    shadows: int = typer.Option(None, "--shadows", help="Shadow models a view for LiRA (default 4; --quick 2)."),
+    shadow_epochs: int = typer.Option(None, "--max-shadow-epochs",
+                                      help="Cap on a shadow's epochs (min(T x E, cap); default 30; --quick 5)."),
+    insider_rounds: int = typer.Option(None, "--insider-rounds",
+                                       help="The insider also scores with its last R received copies (default 0)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the random starts and the EOT noise (default 0)."),
+    precision: str = typer.Option(None, "--precision", help="fp32 (default) or bf16."),
+    membership: bool = typer.Option(True, "--membership/--no-membership", help="Run the membership inference."),
+    masking: bool = typer.Option(True, "--masking/--no-masking", help="Run the gradient-masking checks."),
+    quick: bool = typer.Option(False, "--quick", help="A smoke test: fewer steps, K = 2, 2 short shadows."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost estimate, then stop."),
+) -> None:
+    """Audit a finished federation: the insider transfer matrix, membership inference, epsilon and clean accuracy,
+    as one HTML page and a JSON summary in RUN/audit/."""
+    from ..experiments.audit import AuditSettings, audit_dir, estimate, open_audit, run_audit
+    from ..experiments.train import torch_threads
+    from ..report.audit_html import write_audit_html
+
+    try:
+        settings = AuditSettings.of(eps=eps, steps=steps, alpha=alpha, eot=_ints(eot, "--eot"), shadows=shadows,
+                                    max_shadow_epochs=shadow_epochs, insider_rounds=insider_rounds, seed=seed,
+                                    precision=precision, membership=membership, masking=masking, quick=quick)
+        with progress_bars() as prog:
+            ctx = open_audit(run_dir, progress=prog)
+            if not ctx.learned:
+                console.print("[bold red]WARNING: this run did not learn[/] (its global model is within 2 points of "
+                              "the majority-class rate): its attack and membership numbers say nothing.",
+                              highlight=False)
+            for line in estimate(ctx, settings).lines():
+                console.print(escape(line), highlight=False)
+            if dry_run:
+                return
+            with torch_threads(ctx.cfg.threads):
+                summary = run_audit(ctx, settings, progress=prog)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(" ".join(str(e).split())) from None
+    html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
+    label = " \\[synthetic]" if summary["synthetic"] else ""
+    quick_label = " (QUICK)" if summary["quick"] else ""
+    out.rule(f"audit of {escape(str(run_dir))}: {escape(summary['task'])}{label}{quick_label}")
+    for s in summary["sentences"]:
+        out.print(f"- {escape(s)}", highlight=False)
+    c = summary["cached"]
+    console.print(f"cached: {c['attacks']} of {c['attack_specs']} attack evaluation(s), masking "
+                  f"{'yes' if c['masking'] else 'no'}, membership {'yes' if c['membership'] else 'no'}; "
+                  f"{summary['seconds']['total']:.1f} s", highlight=False)
+    console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)

@@ -1,0 +1,230 @@
+"""Membership inference on a finished run (issue 14, item 2): the privacy the federation's noise buys, measured.
+
+Candidates, for every client i: members = i's training images; non-members = the global test set (held-out
+images of the same distribution, kept near-duplicate-free from client data by the split rules: SPEC 1). Two
+views of who attacks:
+
+* **server**: the global model after the last round (``RunStore.load_global(T)``);
+* **insider**: client m attacking client i's data (every m, every i != m) through the models m holds: its final
+  model, and with ``insider_rounds`` = R also the copies it received over the last R rounds (each model's score is
+  computed, then averaged over the models: independent downlink noise averages out over copies).
+
+Two attacks (:mod:`fedsafe.metrics.membership`, :mod:`fedsafe.metrics.lira`): the loss threshold (Yeom et al.
+2018; score -CE) and offline LiRA (Carlini et al. 2022), whose OUT Gaussians come from S shadow models trained
+WITHOUT any candidate, on data the attacker legitimately holds: the server set (server's view), m's own training
+data (insider m). Each shadow is the run's architecture, from a fresh initialisation drawn from
+``seed_for(seed, "shadow-init", s, view)``, trained centrally with the run's optimiser, learning rate, batch size,
+clipping and augmentation (:func:`fedsafe.federation.client.local_train`, streams keyed ``(seed, "shadow", s,
+view)``; view 0 the server, m + 1 insider m) for E_s = min(T x E, ``max_shadow_epochs``) epochs: each of its
+images seen as often as a client saw its own in the run, capped. With fewer than 16 shadows LiRA uses one
+pooled variance (the paper's advice for few shadows).
+
+Reported per client (server) or pair (insider), and averaged: AUC and TPR at 1% and 0.1% FPR, NaN where the
+number of non-members cannot resolve that FPR (the result's notes say so). Cached in
+``RUN/audit/mia-<hash of the settings>.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..build import augment_fn, federation_spec
+from ..federation.client import local_train
+from ..federation.data import Split
+from ..metrics.lira import lira_offline_scores, model_logit_confidence
+from ..metrics.membership import MembershipRoc, loss_scores, membership_roc
+from ..progress import Progress, report
+from ..runs.store import RunFileError
+from ..seeding import seed_for
+from .run_context import RunContext
+
+__all__ = ["GLOBAL_STD_BELOW", "MiaSettings", "membership_audit", "shadow_epochs", "train_shadows", "view_rocs"]
+
+log = logging.getLogger(__name__)
+
+GLOBAL_STD_BELOW = 16
+"""Fewer shadow models than this: LiRA fits one pooled variance instead of one per example."""
+
+
+@dataclass(frozen=True)
+class MiaSettings:
+    """How the membership inference runs (module docstring). ``seed`` None: the run's own seed."""
+
+    shadows: int = 4
+    max_shadow_epochs: int = 30
+    insider_rounds: int = 0
+    seed: int | None = None
+    batch_size: int = 256
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.shadows < 2:
+            raise ValueError(f"LiRA needs at least 2 shadow models, got shadows={self.shadows}")
+        if self.max_shadow_epochs < 1:
+            raise ValueError(f"max_shadow_epochs must be >= 1, got {self.max_shadow_epochs}")
+        if self.insider_rounds < 0:
+            raise ValueError(f"insider_rounds must be >= 0, got {self.insider_rounds}")
+
+    def key(self, total_rounds: int) -> str:
+        blob = json.dumps({**dataclasses.asdict(self), "round": total_rounds}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def shadow_epochs(ctx: RunContext, settings: MiaSettings) -> int:
+    """E_s = min(T x E, ``max_shadow_epochs``): each image seen as often as a client saw its own, capped."""
+    return min(ctx.total_rounds * ctx.cfg.train.local_epochs, settings.max_shadow_epochs)
+
+
+def _fresh_init(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """``model`` re-initialised (each layer's own ``reset_parameters``) on the CPU from ``seed``; torch's global
+    generator is left as found."""
+    device = next(model.parameters()).device
+    model.to("cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for mod in model.modules():
+            if hasattr(mod, "reset_parameters"):
+                mod.reset_parameters()
+    model.to(device)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_shadows(ctx: RunContext, data: Split, *, settings: MiaSettings, view: int,
+                  progress: Progress | None = None, done: list[int] | None = None, total: int = 0
+                  ) -> list[nn.Module]:
+    """``settings.shadows`` shadow models of the run's architecture trained on ``data`` (module docstring), in eval
+    mode. ``done`` / ``total``: a shared counter for the "shadow models" progress bar."""
+    seed = ctx.cfg.seed if settings.seed is None else settings.seed
+    local = dataclasses.replace(federation_spec(ctx.cfg, ctx.data, device=ctx.data.device).local,
+                                epochs=shadow_epochs(ctx, settings))
+    out = []
+    for s in range(settings.shadows):
+        model = ctx.model_factory()
+        init = _fresh_init(model, seed_for(seed, "shadow-init", s, view))
+        state, _ = local_train(model, init, data.x, data.y, local, seed=seed, round_=s, client=view,
+                               augment_fn=augment_fn(ctx.cfg), purpose="shadow")
+        model.load_state_dict(state)
+        out.append(model.eval())
+        if done is not None:
+            done[0] += 1
+            report(progress, "shadow models", done[0], total)
+    return out
+
+
+def _roc_dict(r: MembershipRoc) -> dict[str, Any]:
+    return {"auc": r.auc, "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr, "tpr_at_0_1pct_fpr": r.tpr_at_0_1pct_fpr,
+            "n_members": r.n_members, "n_nonmembers": r.n_nonmembers, "notes": list(r.notes)}
+
+
+def view_rocs(targets: Sequence[nn.Module], shadows: Sequence[nn.Module], members: Split, nonmembers: Split, *,
+              settings: MiaSettings = MiaSettings()) -> dict[str, dict[str, Any]]:
+    """Both attacks of one view on one candidate set: ``{"loss": roc, "lira": roc}`` (AUC, TPRs, counts, notes).
+    Each target model's scores are averaged over ``targets`` (loss and phi alike); shadows are OUT for every
+    candidate."""
+    x, y = torch.cat([members.x, nonmembers.x]), torch.cat([members.y, nonmembers.y])
+    kw = {"batch_size": settings.batch_size, "precision": settings.precision}
+    loss = torch.stack([loss_scores(t, x, y, **kw) for t in targets]).mean(0).cpu().numpy()
+    phi = torch.stack([model_logit_confidence(t, x, y, **kw) for t in targets]).mean(0).cpu().numpy()
+    shadow_phi = np.stack([model_logit_confidence(s, x, y, **kw).cpu().numpy() for s in shadows])
+    lira = lira_offline_scores(phi, shadow_phi, global_std=len(shadows) < GLOBAL_STD_BELOW)
+    n = len(members)
+    return {"loss": _roc_dict(membership_roc(loss[:n], loss[n:])),
+            "lira": _roc_dict(membership_roc(lira[:n], lira[n:]))}
+
+
+def _mean(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for attack in ("loss", "lira"):
+        out[attack] = {}
+        for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"):
+            v = np.array([r[attack][k] for r in rows], dtype=float)
+            out[attack][k] = float(v.mean()) if v.size and not np.isnan(v).any() else math.nan
+    return out
+
+
+def _model(ctx: RunContext, state: dict[str, torch.Tensor]) -> nn.Module:
+    model = ctx.model_factory()
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _insider_targets(ctx: RunContext, m: int, rounds: int) -> list[nn.Module]:
+    if rounds == 0:
+        return [ctx.models[m]]
+    r = min(rounds, ctx.total_rounds)
+    copies = ctx.store.received_window(m, range(ctx.total_rounds - r + 1, ctx.total_rounds + 1))
+    return [ctx.models[m], *(_model(ctx, s) for s in copies)]
+
+
+def _compute(ctx: RunContext, settings: MiaSettings, members: Callable[[int], Split],
+             progress: Progress | None) -> dict[str, Any]:
+    n = ctx.num_clients
+    epochs = shadow_epochs(ctx, settings)
+    insiders = list(range(n)) if n > 1 else []
+    total, done = settings.shadows * (1 + len(insiders)), [0]
+    report(progress, "shadow models", 0, total)
+    t0 = time.perf_counter()
+    glob = _model(ctx, ctx.store.load_global(ctx.total_rounds))
+    shadows = train_shadows(ctx, ctx.data.server, settings=settings, view=0, progress=progress, done=done, total=total)
+    server = [{"client": i, **view_rocs([glob], shadows, members(i), ctx.data.global_test, settings=settings)}
+              for i in range(n)]
+    pairs = []
+    for m in insiders:
+        shadows = train_shadows(ctx, ctx.data.client_train[m], settings=settings, view=m + 1, progress=progress,
+                                done=done, total=total)
+        targets = _insider_targets(ctx, m, settings.insider_rounds)
+        pairs += [{"attacker": m, "victim": i, **view_rocs(targets, shadows, members(i), ctx.data.global_test,
+                                                              settings=settings)} for i in range(n) if i != m]
+    notes = sorted({note for r in (*server, *pairs) for a in ("loss", "lira") for note in r[a]["notes"]})
+    if not insiders:
+        notes.append("one client: no insider view")
+    global_std = settings.shadows < GLOBAL_STD_BELOW
+    return {
+        "settings": dataclasses.asdict(settings), "key": settings.key(ctx.total_rounds), "round": ctx.total_rounds,
+        "shadow_epochs": epochs, "global_std": global_std,
+        "shadow_data": {"server": len(ctx.data.server), "insider": [len(ctx.data.client_train[m]) for m in insiders]},
+        "budget": (f"{settings.shadows} shadow models a view, each trained centrally ({ctx.cfg.train.optimizer} lr "
+                   f"{ctx.cfg.train.lr:g}, batch {ctx.cfg.train.batch_size}) for {epochs} epochs = min(T x E = "
+                   f"{ctx.total_rounds} x {ctx.cfg.train.local_epochs}, cap {settings.max_shadow_epochs}) on the "
+                   f"attacker's own data (server set: {len(ctx.data.server)} images; insider m: its training set); "
+                   f"LiRA variance {'pooled over examples' if global_std else 'per example'}"),
+        "insider_models": ("final model" if settings.insider_rounds == 0 else
+                           f"final model and the copies of the last {min(settings.insider_rounds, ctx.total_rounds)} "
+                           "rounds (scores averaged)"),
+        "nonmembers": len(ctx.data.global_test),
+        "server": {"per_client": server, "mean": _mean(server)},
+        "insider": {"pairs": pairs, "mean": _mean(pairs)},
+        "notes": notes, "seconds": time.perf_counter() - t0, "shadows_trained": total,
+    }
+
+
+def membership_audit(ctx: RunContext, settings: MiaSettings = MiaSettings(), *, progress: Progress | None = None,
+                     members: Callable[[int], Split] | None = None, cache: bool = True) -> dict[str, Any]:
+    """Both views' membership inference on the run (module docstring), as a JSON-ready dict with ``"cached"``.
+
+    ``members(i)``: client i's member candidates (default: its training images; a held-out set gives the control
+    whose AUC must be ~0.5: then nothing is cached). With ``cache`` the result is read from / written to
+    ``RUN/audit/mia-<key>.json``."""
+    path = ctx.store.root / "audit" / f"mia-{settings.key(ctx.total_rounds)}.json"
+    cache = cache and members is None
+    if cache and path.is_file():
+        try:
+            return {**ctx.store.read_json(path), "cached": True}
+        except RunFileError as e:
+            log.warning("recomputing the membership inference: %s", e)
+    result = _compute(ctx, settings, members or (lambda i: ctx.data.client_train[i]), progress)
+    if cache:
+        ctx.store.write_json(path, result)
+    return {**result, "cached": False}
