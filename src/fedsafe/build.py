@@ -5,8 +5,10 @@ defense's and the attacker's hooks and the privacy report lives here, so the lay
 ``federation``, ``attacks``, ``defenses``, ``privacy``, ``metrics``, ``runs``) never read the whole config and
 never import the runners above them (``experiments``, ``flower``, ``cli``).
 
->>> # cfg = load_config(profile="cpu"); data = prepare_data(cfg); spec = federation_spec(cfg, data)
->>> # hooks = build_hooks(cfg, data, spec); make = model_factory(cfg, data)
+Example::
+
+    cfg = load_config(profile="cpu"); data = prepare_data(cfg); spec = federation_spec(cfg, data)
+    hooks = build_hooks(cfg, data, spec); make = model_factory(cfg, data)
 """
 
 from __future__ import annotations
@@ -114,10 +116,14 @@ def _server_size(cfg: ExperimentConfig, table: ImageTable) -> tuple[Splits, list
         return _splits(cfg, table, server), []
     f = s.server_for_fraction
     n = len(table.labels)
-    size = max(1, math.ceil(f * n / (s.num_clients + f) * 0.8))  # a first guess below the answer
+    glob = round(s.global_test_size * n) if s.global_test_size < 1 else int(s.global_test_size)
+    rest = n - glob - s.num_clients * s.client_test_size  # what the server set and the training data share
+    # the fixed point S = f * (rest - S) / N, then up until the largest client's round(f |D_i|) fits (the partition
+    # does not cut the training data into exactly equal parts)
+    size = max(1, math.floor(f * rest / (s.num_clients + f)))
     for _ in range(20):
         splits = _splits(cfg, table, size)
-        need = max(adaptation_counts(f, [len(c) for c in splits.client_train], 10**9))
+        need = max(adaptation_counts(f, [len(c) for c in splits.client_train], n))
         if len(splits.server) >= need:
             note = (f"server set sized for f = {f:g} of the largest client's training set: {len(splits.server)} "
                     f"images (largest |D_i| = {max(len(c) for c in splits.client_train)})")

@@ -118,7 +118,7 @@ def test_a_buffer_out_of_step_with_the_round_is_an_error():
 
 def test_bad_windows_are_rejected():
     data = _tiny.tiny_data()
-    with pytest.raises(ValueError, match="windows"):
+    with pytest.raises(ValueError, match="CRN window 5 exceeds the run.s 4 rounds"):
         make_hook(data, windows=(5,))
 
 

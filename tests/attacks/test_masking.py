@@ -22,7 +22,7 @@ class Quantise(nn.Module):
 
 
 class NoisyInput(nn.Module):
-    """A randomised defence: Gaussian noise on the input at every call, from its own generator."""
+    """A randomised defense: Gaussian noise on the input at every call, from its own generator."""
 
     def __init__(self, std: float, seed: int) -> None:
         super().__init__()

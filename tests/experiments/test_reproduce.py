@@ -108,7 +108,8 @@ def test_reproductions_share_their_trainings():
     assert any("fedsafe-table2/no uplink noise" in n and "fedsafe-table1/distributed noise (Fed-Safe)" in n
                for n in names)
     # Figure 3's f = 0.2 runs are Table 1's (one cached training each)
-    assert ("fedsafe-table1/adversarial training", "fedsafe-fig3/adversarial training f=0.2") in names
+    assert any({"fedsafe-table1/adversarial training", "fedsafe-fig3/adversarial training f=0.2"} <= set(n)
+               for n in names)
     assert any("fedsafe-fig3/distributed noise (Fed-Safe) f=0.2" in n and "fedsafe-table1/distributed noise "
                "(Fed-Safe)" in n for n in names)
     # every Fed-Safe training is on the one split whose server set holds f = 1 of the largest client

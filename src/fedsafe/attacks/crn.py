@@ -38,6 +38,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from fedsafe.attacks.budget import check_alpha, check_eps, check_steps
 from fedsafe.attacks.iterative import attack_in_batches, iterative_attack
 
 __all__ = ["CrnState", "crn_absorbs_round", "crn_alpha", "crn_replay", "crn_update"]
@@ -45,10 +46,8 @@ __all__ = ["CrnState", "crn_absorbs_round", "crn_alpha", "crn_replay", "crn_upda
 
 def crn_alpha(*, eps: float, steps: int, alpha: float | None = None) -> float:
     """The CRN step size: ``alpha`` if given, else the default ``eps / steps`` (module docstring)."""
-    if not 0 < eps <= 1:
-        raise ValueError(f"CRN needs an L-inf budget eps in (0, 1] pixel units, got {eps}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_eps(eps, positive=True)
+    check_steps(steps)
     return eps / steps if alpha is None else float(alpha)
 
 
@@ -108,8 +107,7 @@ class CrnState:
         rounds: int = 0,
     ) -> None:
         self.alpha = crn_alpha(eps=eps, steps=steps, alpha=alpha)
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha (step size) must be in (0, 1] pixel units, got {self.alpha}")
+        check_alpha(self.alpha)
         if rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
         if delta.abs().max() > eps * (1 + 1e-6) + 1e-7:

@@ -16,8 +16,10 @@ bit for bit, and it lets a sweep over eps, alpha or R reuse one training run.
 
 Precision: fp32 by default (the online and replayed buffers must agree exactly); "bf16" is allowed.
 
->>> # hook = fedsafe.build.crn_hook(cfg, data, spec)   # wired by fedsafe.build.build_hooks
->>> # Hooks(client=hook); after the run: checkpoint.client_states[i]["crn10.delta"]
+Example::
+
+    hook = fedsafe.build.crn_hook(cfg, data, spec)   # wired by fedsafe.build.build_hooks
+    Hooks(client=hook); after the run: checkpoint.client_states[i]["crn10.delta"]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .budget import check_windows
 from .crn import CrnState, crn_absorbs_round, crn_alpha, crn_replay
 
 __all__ = ["CrnClientHook", "crn_key", "crn_state_from", "replay_crn"]
@@ -56,7 +59,7 @@ class CrnClientHook:
         model_factory: builds the federation's model; the received copy is loaded into it.
         attack_sets: one (n_i, C, H, W) tensor in [0, 1] per client, its attack/test set.
         total_rounds: T; rounds t > T (the final downlink) are ignored.
-        windows: the R of each buffer, e.g. (5, 10).
+        windows: the R of each buffer, e.g. (5, 10) (the config's ``crn.windows``).
         eps, steps, alpha, centre_grad: the CRN update (alpha None: eps / steps).
         precision: "fp32" (default, exact) or "bf16".
         batch_size: images per attack batch (None: the whole set at once); replay must use the same.
@@ -70,9 +73,9 @@ class CrnClientHook:
         model_factory: Callable[[], nn.Module],
         attack_sets: Sequence[torch.Tensor],
         total_rounds: int,
-        windows: Sequence[int] = (5, 10),
-        eps: float = 0.05,
-        steps: int = 5,
+        windows: Sequence[int],
+        eps: float,
+        steps: int,
         alpha: float | None = None,
         centre_grad: bool = True,
         precision: str = "fp32",
@@ -80,9 +83,7 @@ class CrnClientHook:
     ) -> None:
         if total_rounds < 1:
             raise ValueError(f"total_rounds must be >= 1, got {total_rounds}")
-        windows = tuple(sorted({int(w) for w in windows}))
-        if not windows or windows[0] < 1 or windows[-1] > total_rounds:
-            raise ValueError(f"CRN windows must be in [1, {total_rounds}] (the number of rounds), got {list(windows)}")
+        windows = check_windows(windows, total_rounds=total_rounds)
         if not attack_sets:
             raise ValueError("CRN needs one attack set per client")
         self.alpha = crn_alpha(eps=eps, steps=steps, alpha=alpha)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fedsafe.attacks.iterative import AttackResult, Labels, _check_budget, input_gradient, iterative_attack
+from fedsafe.attacks.budget import check_budget
+from fedsafe.attacks.iterative import AttackResult, Labels, input_gradient, iterative_attack
 from fedsafe.attacks.starts import uniform_start
 
 __all__ = ["ensemble_gradient", "ensemble_pgd"]
@@ -72,7 +73,7 @@ def ensemble_pgd(
     >>> r.forward_backward
     6
     """
-    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    check_budget(eps=eps, alpha=alpha, steps=steps)
     models = _check_models(models)
     if start is None:
         if generator is None:

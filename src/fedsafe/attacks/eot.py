@@ -1,7 +1,7 @@
 """EOT-PGD: the insider's adaptive attack on distributed (downlink) noise.
 
 Expectation over Transformation (Athalye et al. 2018, "Synthesizing robust adversarial examples"; and
-"Obfuscated gradients give a false sense of security", section 5.3): against a randomised defence, ascend the
+"Obfuscated gradients give a false sense of security", section 5.3): against a randomised defense, ascend the
 expected loss, whose gradient is estimated by the mean over K draws of the randomness. Here the randomness is the
 downlink noise of Fed-Safe (SPEC section 4): the attacker knows its std s_D, and at every step draws K fresh
 noisy copies ``w + N(0, s_D^2 I)`` of its own model's parameters and follows the sign of
@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedsafe.attacks.iterative import AttackResult, Labels, _check_budget, input_gradient, iterative_attack
+from fedsafe.attacks.budget import check_budget
+from fedsafe.attacks.iterative import AttackResult, Labels, input_gradient, iterative_attack
 from fedsafe.attacks.starts import uniform_start
 
 __all__ = ["eot_gradient", "eot_pgd", "noisy_parameters"]
@@ -117,7 +118,7 @@ def eot_pgd(
     >>> r.forward_backward
     6
     """
-    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    check_budget(eps=eps, alpha=alpha, steps=steps)
     _check_samples(samples)
     _check_noise(noise_std, generator)
     if start is None:

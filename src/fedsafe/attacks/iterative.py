@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsafe.attacks.budget import check_budget
 from fedsafe.attacks.starts import uniform_start
 from fedsafe.precision import autocast, resolve_precision
 
@@ -199,7 +200,7 @@ def iterative_attack(
     ``models``: further modules ``gradient`` evaluates, run in eval mode with ``model`` (modes restored). The labels
     are resolved on ``model`` and ``x_adv`` takes its :func:`input_memory_format`, whatever the gradient function.
     """
-    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    check_budget(eps=eps, alpha=alpha, steps=steps)
     if isinstance(gradients_per_step, bool) or not isinstance(gradients_per_step, int) or gradients_per_step < 1:
         raise ValueError(f"gradients_per_step must be an integer >= 1, got {gradients_per_step!r}")
     return _step_loop(model, x, y, eps=eps, alpha=alpha, steps=steps, start=start, centre_grad=centre_grad,
@@ -268,7 +269,7 @@ def fgsm(
     >>> bool(r.delta.abs().max() <= 0.03 + 1e-6), r.forward_backward
     (True, 1)
     """
-    _check_budget(eps=eps, alpha=None, steps=1)
+    check_budget(eps=eps, alpha=None, steps=1)
     return _step_loop(model, x, y, eps=eps, alpha=eps, steps=1, start=start,
                       centre_grad=centre_grad, precision=precision)
 
@@ -324,7 +325,7 @@ def pgd(
     >>> pgd(m, torch.rand(4, 1, 16, 16), eps=0.03, alpha=0.01, steps=5, generator=g).forward_backward
     5
     """
-    _check_budget(eps=eps, alpha=alpha, steps=steps)
+    check_budget(eps=eps, alpha=alpha, steps=steps)
     if start is None:
         if generator is None:
             raise ValueError("pgd draws its random start from an explicit generator: pass generator= or start=")
@@ -370,15 +371,6 @@ def attack_in_batches(
         forwards=parts[0].forwards,
         seconds=sum(p.seconds for p in parts),
     )
-
-
-def _check_budget(*, eps: float, alpha: float | None, steps: int) -> None:
-    if not 0 <= eps <= 1:
-        raise ValueError(f"eps is an L-inf budget in [0, 1] pixel units, got {eps}")
-    if alpha is not None and not 0 < alpha <= 1:
-        raise ValueError(f"alpha (step size) must be in (0, 1] pixel units, got {alpha}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
 
 
 def _check_images(x: torch.Tensor) -> None:

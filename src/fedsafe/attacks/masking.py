@@ -1,4 +1,4 @@
-"""Gradient-masking checks of a defence: does a white-box attack's success rise with its budget and its steps?
+"""Gradient-masking checks of a defense: does a white-box attack's success rise with its budget and its steps?
 
 After Carlini et al. 2019, "On evaluating adversarial robustness" (section 4: iterative attacks must beat
 single-step ones, more iterations must not hurt, an unbounded attack must reach 100%) and AutoAttack's checks
@@ -116,7 +116,9 @@ def masking_checks(
     sum(steps_values) forward+backward passes an image (a point on both curves is run once), plus one forward
     pass per point. ``tol`` is in ASR units: with n samples one image is 1/n, so keep ``tol`` above it.
 
-    >>> # r = masking_checks(step_rule(pgd, seed=0), model, x); r.possibly_masking, r.reasons
+    Example::
+
+        r = masking_checks(step_rule(pgd, seed=0), model, x); r.possibly_masking, r.reasons
     """
     eps_arr, steps_arr = np.asarray(eps_values, dtype=float), np.asarray(steps_values, dtype=float)
     for name, v in (("eps_values", eps_arr), ("steps_values", steps_arr)):

@@ -97,7 +97,9 @@ def asr_sweep(
     """White-box ASR of ``attack_at(v) -> x_adv`` on ``model`` for each ``v`` of ``values`` (an eps, a number of
     steps, ...): (len(values),) float64.
 
-    >>> # asr_sweep(lambda k: bim(m, x, eps=0.03, alpha=0.03 / k, steps=k).x_adv, m, x, values=[1, 5, 20])
+    Example::
+
+        asr_sweep(lambda k: bim(m, x, eps=0.03, alpha=0.03 / k, steps=k).x_adv, m, x, values=[1, 5, 20])
     """
     clean = predict(model, x)
     return np.array([attack_success_rate(clean, predict(model, attack_at(v))) for v in values])
@@ -112,7 +114,9 @@ def eps_sweep(
 ) -> np.ndarray:
     """White-box ASR of ``attack_at_eps(eps) -> x_adv`` on ``model`` for each eps (:func:`asr_sweep`).
 
-    >>> # eps_sweep(lambda e: fgsm(m, x, eps=e).x_adv, m, x, eps_values=[0, 0.03, 0.3])
+    Example::
+
+        eps_sweep(lambda e: fgsm(m, x, eps=e).x_adv, m, x, eps_values=[0, 0.03, 0.3])
     """
     return asr_sweep(attack_at_eps, model, x, values=eps_values)
 

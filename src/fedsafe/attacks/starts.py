@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from fedsafe.attacks.budget import check_eps
+
 __all__ = ["project_start", "uniform_start", "zero_start"]
-
-
-def _check_eps(eps: float) -> None:
-    if not 0 <= eps <= 1:
-        raise ValueError(f"eps is an L-inf budget in [0, 1] pixel units, got {eps}")
 
 
 def zero_start(x: torch.Tensor) -> torch.Tensor:
@@ -32,7 +29,7 @@ def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> to
 
     The draw is made on the generator's device and moved to ``x``'s, so a CPU generator can seed a GPU attack.
     """
-    _check_eps(eps)
+    check_eps(eps)
     if not isinstance(generator, torch.Generator):
         raise ValueError("uniform_start needs an explicit torch.Generator (no global random state is used)")
     u = torch.empty(x.shape, dtype=x.dtype, device=generator.device).uniform_(-eps, eps, generator=generator)
@@ -41,7 +38,7 @@ def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> to
 
 def project_start(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
     """A given delta clipped to the eps-ball and so that ``x + delta`` is in [0, 1]; ``delta`` is not modified."""
-    _check_eps(eps)
+    check_eps(eps)
     if delta.shape != x.shape:
         raise ValueError(f"start delta must have the shape of x {tuple(x.shape)}, got {tuple(delta.shape)}")
     delta = delta.to(device=x.device, dtype=x.dtype)

@@ -84,6 +84,7 @@ def attack(
     labels: str = typer.Option("pred", "--labels", help="pred (attacker's own predictions) or true."),
     centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
     from ..experiments.evaluation import evaluate_transfer
@@ -96,7 +97,7 @@ def attack(
         specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
                       start=starts, seed=seed, labels=labels, centre_grad=centre_grad)
         with progress_bars() as prog:
-            ctx = load_run(run_dir, progress=prog)
+            ctx = load_run(run_dir, progress=prog, device=device)
             with torch_threads(ctx.cfg.threads):
                 results = evaluate_transfer(ctx, specs, precision=precision, batch_size=batch_size, sanity=sanity,
                                             progress=prog)

@@ -35,6 +35,7 @@ def demo(
     results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory."),
     tiny: bool = typer.Option(False, "--tiny", help="A much smaller demo (seconds; for tests, numbers meaningless)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
 ) -> None:
     """Train plain FedAvg and Fed-Safe on the synthetic task, attack each from every client with PGD and PGD+CRN,
     print the transfer tables and write an HTML report (a few minutes on 2 CPU cores)."""
@@ -42,6 +43,7 @@ def demo(
     from ..experiments.train import torch_threads
     from .reproduce import print_written
 
+    set_ = [*set_, *([f"train.device={device}"] if device else [])]
     size = ", ".join((*DEMO_OVERRIDES, *(TINY_OVERRIDES if tiny else ()), *set_))
     console.print(f"fedsafe demo on the embedded synthetic task (procedurally generated, not real data); profile cpu "
                   f"at demo size: {size}", highlight=False)

@@ -77,6 +77,7 @@ def reproduce(
     batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write RESULTS/report.html at the end."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
 ) -> None:
     """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
@@ -85,6 +86,7 @@ def reproduce(
     from ..experiments.reproductions.base import Options
     from ..experiments.train import torch_threads
 
+    set_ = [*set_, *([f"train.device={device}"] if device else [])]
     try:
         options = Options(profile=profile, seeds=seeds, quick=quick, overrides=tuple(set_), precision=precision,
                           batch_size=batch_size)

@@ -1,5 +1,5 @@
 """Stratified draws: how many items of each class a draw of k takes, and a random order of a set whose every
-prefix is class-proportional (the defences' nested server subsets, SPEC section 5)."""
+prefix is class-proportional (the defenses' nested server subsets, SPEC section 5)."""
 
 from __future__ import annotations
 

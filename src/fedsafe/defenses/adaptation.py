@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attacks.budget import check_alpha, check_eps, check_steps
 from ..attacks.iterative import pgd
 from ..config import DefenseConfig
 from ..data.stratify import server_fraction
@@ -76,12 +77,11 @@ class PgdLoss:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps <= 1:
-            raise ValueError(f"adversarial training needs an L-inf budget eps in (0, 1], got {self.eps}")
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"the PGD step alpha must be in (0, 1], got {self.alpha}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"PGD steps must be an integer >= 1, got {self.steps!r}")
+        if self.eps == 0:
+            raise ValueError("adversarial training needs an L-inf budget eps in (0, 1], got 0")
+        check_eps(self.eps)
+        check_alpha(self.alpha, who="the PGD step")
+        check_steps(self.steps, what="PGD steps")
 
     @property
     def passes_per_image(self) -> int:

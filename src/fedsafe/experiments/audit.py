@@ -27,23 +27,30 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..attacks.iterative import input_gradient, predict
 from ..attacks.spec import DEFAULT_EPS, AttackSpec, Start
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.atomic import json_safe
 from ..runs.rundir import RunDir
 from ..runs.store import RunFileError
-from .audit_attacks import MASKING_EPS, MASKING_STEPS, MASKING_STEPS_FOR_EPS, masking_audit, run_downlink_noise
+from .audit_attacks import (
+    MASKING_EPS,
+    MASKING_IMAGES,
+    MASKING_STEPS,
+    MASKING_STEPS_FOR_EPS,
+    masking_audit,
+    run_downlink_noise,
+)
 from .audit_mia import MiaSettings, membership_audit, shadow_epochs
 from .audit_text import attack_row, privacy_facts, sentences
-from .costs import DEFAULT_MACS_PER_SECOND, duration, train_passes
+from .costs import duration
 from .evaluation import evaluate_transfer
 from .results import read_evaluation
 from .run_context import RunContext, load_run
@@ -164,7 +171,7 @@ def _key(spec: AttackSpec, settings: AuditSettings) -> str:
 
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
     blob = json.dumps({"seed": settings.seed, "precision": settings.precision, "eps": MASKING_EPS,
-                       "steps": MASKING_STEPS}, sort_keys=True)
+                       "steps": MASKING_STEPS, "images": MASKING_IMAGES}, sort_keys=True)
     return audit_dir(ctx.store.root) / f"masking-{hashlib.sha256(blob.encode()).hexdigest()[:10]}.json"
 
 
@@ -185,25 +192,24 @@ class AuditCost:
                 f"{'yes' if c['masking'] else 'no'}, membership inference {'yes' if c['membership'] else 'no'}."]
 
 
-def _speed(ctx: RunContext) -> tuple[float, str]:
-    """MAC/s of this machine on this run: its own training's work over its seconds (else a rough default)."""
-    info = read_run(ctx.store.root)
-    try:
-        seconds = float(info.summary["seconds"])
-        n = sum(info.data_report["kept"].values())
-        macs = float(ctx.models[0].macs_per_image())  # type: ignore[operator]
-        speed = 3 * train_passes(ctx.cfg, n) * macs / seconds
-        if seconds > 0 and math.isfinite(speed) and speed > 0:
-            return speed, f"at {speed / 1e9:.1f} GMAC/s, the speed of the run's own training"
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
-        pass
-    return DEFAULT_MACS_PER_SECOND, f"at a rough {DEFAULT_MACS_PER_SECOND / 1e9:.0f} GMAC/s"
+def _seconds_per_pass(ctx: RunContext, settings: AuditSettings) -> float:
+    """Seconds of one forward+backward image pass here: one input-gradient pass of client 0's model on a batch of
+    its attack set, timed after a warm-up pass (training passes cost about the same)."""
+    x = ctx.data.client_test[0].x[: settings.batch_size]
+    labels = predict(ctx.models[0], x, precision=settings.precision)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        input_gradient(ctx.models[0], x, labels, precision=settings.precision)
+        times.append(time.perf_counter() - t0)
+    return times[-1] / len(x)
 
 
 def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
     """Image passes (forward + backward = 1) of every part not cached, and their seconds at the run's speed."""
     specs, _ = attack_specs(ctx, settings)
     n_test, n = sum(len(s) for s in ctx.data.client_test), ctx.num_clients
+    n_mask = sum(min(len(s), MASKING_IMAGES) for s in ctx.data.client_test)
     s_d = run_downlink_noise(ctx)
     cached = [read_evaluation(ctx.store.root, _key(s, settings), s) is not None for s in specs]
     attacks = 0.0
@@ -214,7 +220,7 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
         crn = spec.start.crn_settings(ctx.cfg) if spec.window else None  # type: ignore[union-attr]
         attacks += n_test * (spec.steps * per_step + 1 + 2 * n / 3 + (crn.window * crn.steps if crn else 0))
     mask_cached = _masking_path(ctx, settings).is_file()
-    masking = 0.0 if mask_cached or not settings.masking else n_test * (
+    masking = 0.0 if mask_cached or not settings.masking else n_mask * (
         MASKING_STEPS_FOR_EPS * len(MASKING_EPS) + sum(MASKING_STEPS) + (len(MASKING_EPS) + len(MASKING_STEPS)) / 3)
     mia_s = settings.mia()
     mia_cached = (audit_dir(ctx.store.root) / f"mia-{mia_s.key(ctx.total_rounds)}.json").is_file()
@@ -227,10 +233,9 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
         scoring = views * (settings.shadows + 1 + settings.insider_rounds) * (
             sum(len(s) for s in ctx.data.client_train) / n + len(ctx.data.global_test)) / 3
     passes = {"attacks": attacks, "masking checks": masking, "shadow models": shadows, "MIA scoring": scoring}
-    speed, how = _speed(ctx)
-    macs = float(getattr(ctx.models[0], "macs_per_image", lambda: math.nan)())
-    per_pass = 3 * macs / speed if math.isfinite(macs) else 1e-3
+    per_pass = _seconds_per_pass(ctx, settings)
     seconds = {k: v * per_pass for k, v in passes.items() if v > 0}
+    how = f"{1e3 * per_pass:.2f} ms an image pass, timed here on client 0's model"
     return AuditCost(passes=passes, seconds=seconds, speed=how,
                      cached={"attacks": sum(cached), "attack_specs": len(specs), "masking": int(mask_cached),
                              "membership": int(mia_cached)})

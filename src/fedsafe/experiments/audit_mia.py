@@ -34,23 +34,28 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..build import augment_fn, federation_spec
+from ..build import augment_fn, federation_spec, load_run_config
 from ..federation.client import local_train
 from ..federation.data import Split
 from ..metrics.lira import lira_offline_scores, model_logit_confidence
 from ..metrics.membership import MembershipRoc, loss_scores, membership_roc
 from ..progress import Progress, report
+from ..runs.atomic import json_safe
+from ..runs.rundir import RunDir
 from ..runs.store import RunFileError
 from ..seeding import seed_for
-from .run_context import RunContext
+from .run_context import RunContext, load_run
+from .runinfo import open_run
 
-__all__ = ["GLOBAL_STD_BELOW", "MiaSettings", "membership_audit", "shadow_epochs", "train_shadows", "view_rocs"]
+__all__ = ["GLOBAL_STD_BELOW", "MiaSettings", "membership_audit", "run_membership", "shadow_epochs", "train_shadows",
+           "view_rocs"]
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +229,23 @@ def membership_audit(ctx: RunContext, settings: MiaSettings = MiaSettings(), *, 
             return {**ctx.store.read_json(path), "cached": True}
         except RunFileError as e:
             log.warning("recomputing the membership inference: %s", e)
-    result = _compute(ctx, settings, members or (lambda i: ctx.data.client_train[i]), progress)
+    result = json_safe(_compute(ctx, settings, members or (lambda i: ctx.data.client_train[i]), progress))
     if cache:
         ctx.store.write_json(path, result)
     return {**result, "cached": False}
+
+
+def run_membership(run_dir: str | Path, settings: MiaSettings = MiaSettings(), *,
+                   progress: Progress | None = None) -> dict[str, Any] | None:
+    """:func:`membership_audit` of the run at ``run_dir``: read from its cache without loading the run when it is
+    there; None when ``run_dir`` holds no complete run."""
+    rd = RunDir(Path(run_dir))
+    if not rd.is_complete():
+        return None
+    path = rd.root / "audit" / f"mia-{settings.key(load_run_config(rd.root).train.rounds)}.json"
+    if path.is_file():
+        try:
+            return {**open_run(rd.root).read_json(path), "cached": True}
+        except RunFileError as e:
+            log.warning("recomputing the membership inference: %s", e)
+    return membership_audit(load_run(rd.root, progress=progress), settings, progress=progress)

@@ -16,6 +16,7 @@ from torch import nn
 from ..build import load_run_config, prepare_data
 from ..build import model_factory as build_model_factory
 from ..config import ExperimentConfig, config_hash
+from ..device import resolve_device
 from ..federation.data import FederatedData
 from ..progress import Progress
 from ..runs.store import RunStore
@@ -50,13 +51,17 @@ class RunContext:
 
 
 def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
-             model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None) -> RunContext:
+             model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None,
+             device: str | None = None) -> RunContext:
     """Read a complete run: its config, its data (rebuilt from the config unless given; the client test ids
     must equal ``splits.json``), every client's final model (verified: config and content hashes) and the online
-    client states (if checkpointed). Refuses a model with non-finite weights; warns when the run did not learn."""
+    client states (if checkpointed), on ``device`` (auto, cpu, cuda, cuda:N; default the run's ``train.device``: a
+    run trained on a GPU can be attacked on a CPU and the reverse). Refuses a model with non-finite weights; warns
+    when the run did not learn."""
     cfg = load_run_config(run_dir)
     store = RunStore(run_dir, config_hash=config_hash(cfg))
-    data = data if data is not None else prepare_data(cfg, progress=progress)
+    dev = resolve_device(device or cfg.train.device)
+    data = data.to(dev) if data is not None else prepare_data(cfg, progress=progress, device=dev)
     _check_splits(store, data)
     factory = model_factory or build_model_factory(cfg, data, device=data.device)
     models = []

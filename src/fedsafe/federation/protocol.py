@@ -139,6 +139,10 @@ def server_aggregate(uploads: Sequence[Mapping[str, torch.Tensor]], *, sizes: Se
     weights = [float(sizes[i]) for i in accepted] if spec.weighted else None
     global_state, info = aggregate_with(spec.aggregator, states, weights, trim_fraction=spec.trim_fraction,
                                         byzantine=spec.byzantine, multi_krum_m=spec.multi_krum_m)
+    bad = [k for k, v in global_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # finite uploads can still overflow (a huge flagged update): never carry a broken model on silently
+        raise ValueError(f"round {round_}: the aggregate of the accepted uploads is not finite (in {bad[0]}); a "
+                         "flagged upload overflowed: set federation.norm_action to clip or reject")
     if "selected" in info:  # positions among the accepted uploads -> client indices
         info = {**info, "selected": [accepted[int(k)] for k in info["selected"]]}  # type: ignore[union-attr]
     if server_hook is not None:

@@ -6,8 +6,10 @@ simulation SuperLink on a free loopback port (plaintext: it never leaves 127.0.0
 ``cpus // cpus_per_client`` clients train at once), then the SuperLink is stopped by its PID (also on failure
 or Ctrl-C). The ServerApp writes the run directory (see :mod:`fedsafe.flower.server_app`).
 
->>> # outcome = simulate(load_config("exp.yaml"), "runs/exp-flower")
->>> # outcome.complete, outcome.seconds, outcome.peak_memory_bytes
+Example::
+
+    outcome = simulate(load_config("exp.yaml"), "runs/exp-flower")
+    outcome.complete, outcome.seconds, outcome.peak_memory_bytes
 """
 
 from __future__ import annotations

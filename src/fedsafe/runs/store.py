@@ -9,9 +9,11 @@ A run directory is written by one process at a time: :meth:`RunStore.lock` takes
 writer is refused with a message naming the holder's pid) and removes the ``*.tmp`` files that a killed write
 left behind.
 
->>> # store = RunStore("runs/exp", config_hash=config_hash(cfg))
->>> # with store.lock():
->>> #     store.save_round(...); ck = store.load_checkpoint(rounds=20, num_clients=3)
+Example::
+
+    store = RunStore("runs/exp", config_hash=config_hash(cfg))
+    with store.lock():
+        store.save_round(...); ck = store.load_checkpoint(rounds=20, num_clients=3)
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .crn_fig2 import CRN_FIG2
 from .crn_fig3 import CRN_FIG3
 from .crn_table1 import CRN_TABLE1
 from .crn_table2 import CRN_TABLE2
+from .fedsafe_adaptive import FEDSAFE_ADAPTIVE
 from .fedsafe_fig3 import FEDSAFE_FIG3
 from .fedsafe_table1 import FEDSAFE_TABLE1
 from .fedsafe_table2 import FEDSAFE_TABLE2
@@ -39,7 +40,7 @@ __all__ = ["GROUPS", "REPRODUCTIONS", "BuildInput", "Built", "Measurement", "Opt
            "resolve"]
 
 REPRODUCTIONS: dict[str, Reproduction] = {r.name: r for r in (
-    FEDSAFE_TABLE1, FEDSAFE_TABLE2, FEDSAFE_FIG3, CRN_TABLE1, CRN_TABLE2, CRN_FIG2, CRN_FIG3)}
+    FEDSAFE_TABLE1, FEDSAFE_TABLE2, FEDSAFE_FIG3, CRN_TABLE1, CRN_TABLE2, CRN_FIG2, CRN_FIG3, FEDSAFE_ADAPTIVE)}
 GROUPS: dict[str, tuple[str, ...]] = {
     "all": tuple(REPRODUCTIONS),
     "fedsafe": tuple(n for n in REPRODUCTIONS if n.startswith("fedsafe-")),  # the Fed-Safe paper
