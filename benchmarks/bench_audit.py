@@ -6,7 +6,9 @@
 Measured on the shared 2-core AMD EPYC (other jobs running), ``--rounds 2 --synthetic-size 400 --quick`` but
 with EOT K = 8 and 4 shadows, before the masking checks were cut to 50 images a client: audit 385 s wall =
 attacks 185 s (PGD-10 3.9 s a batch of 100, EOT8-PGD-10 32.7 s: 8.4x), masking 121 s, membership 73 s (16 shadows
-x 10 epochs), the rest 6 s; a second call 5.3 s (all cached).
+x 10 epochs), the rest 6 s; a second call 5.3 s (all cached). On an H200 (``--rounds 2 --synthetic-size 400
+--quick``, fp32 attacks): 17.5 s wall = attacks 1.2 s (PGD-10 0.028 s a batch, EOT2-PGD-10 0.126 s), masking 0.9 s,
+membership 6.6 s (8 shadows x 5 epochs), the rest 8.8 s (start-up, data, CUDA initialisation); cached 9.4 s.
 
 Trains a synthetic federation with the ``cpu`` profile (the papers' CNN at width 0.25, 64x64 grey, 3 clients, Adam,
 bf16 where the CPU has it) for ``--rounds`` rounds in the script, then runs ``fedsafe audit RUN`` as a user would (a

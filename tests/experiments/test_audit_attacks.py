@@ -54,7 +54,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def context(run_dir):
-    return load_run(run_dir, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
+    return load_run(run_dir, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model, device="cpu")
 
 
 BASE = AttackSpec(attack="pgd", eps=0.2, alpha=0.05, steps=3, start="random", seed=5)

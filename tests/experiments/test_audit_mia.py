@@ -66,7 +66,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def context(run_dir):
-    return load_run(run_dir, data=_data(), model_factory=_mlp)
+    return load_run(run_dir, data=_data(), model_factory=_mlp, device="cpu")
 
 
 def test_an_overfitted_federation_leaks_membership_in_both_views(run_dir):

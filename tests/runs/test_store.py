@@ -94,7 +94,7 @@ def test_a_damaged_checkpoint_without_a_previous_one_is_a_one_line_error(tmp_pat
     (run / "checkpoint.pt").write_bytes(b"")
     r = _cli_train(run)
     assert r.exit_code == 2 and r.output.count("error:") == 1
-    assert "checkpoint.pt: empty file" in _flat(r.output)
+    assert "checkpoint.pt" in _flat(r.output) and "empty file (a damaged or interrupted copy)" in _flat(r.output)
 
 
 def test_damaged_model_and_round_files_name_the_file(seed_runs, tmp_path):

@@ -55,6 +55,7 @@ from .evaluation import evaluate_transfer
 from .results import read_evaluation
 from .run_context import RunContext, load_run
 from .runinfo import read_run
+from .sanity import SANITY_STEPS
 
 __all__ = ["QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "estimate", "open_audit", "run_audit"]
 
@@ -212,7 +213,10 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
     n_mask = sum(min(len(s), MASKING_IMAGES) for s in ctx.data.client_test)
     s_d = run_downlink_noise(ctx)
     cached = [read_evaluation(ctx.store.root, _key(s, settings), s) is not None for s in specs]
-    attacks = 0.0
+    # once per run when an evaluation is to run: the gradient cosines (2 passes a pair) and, unless cached, the
+    # sanity checks (BIM-5 at eps 0.03 and 0.5, one step at 0)
+    sanity = (ctx.store.root / "attacks" / "sanity.json").is_file()
+    attacks = 0.0 if all(cached) else n_test * (2 * n + (0 if sanity else 2 * SANITY_STEPS + 1 + 3))
     for spec, hit in zip(specs, cached, strict=True):
         if hit:
             continue

@@ -43,9 +43,10 @@ NOT_ADAPTIVE: dict[str, Any] = {"eot_samples": None, "eot_noise_std": None, "sur
 MASKING_EPS = (0.0, 0.01, 0.03, 0.1, 0.5)
 MASKING_STEPS = (1, 5, 20)
 MASKING_STEPS_FOR_EPS = 10
-MASKING_IMAGES = 50
-"""The masking checks run on the first 50 images of each client's attack set (ASR in steps of 2%, under the 5%
-tolerance of a drop): 76 passes an image, the cost of about 4 x PGD-20 on half the images."""
+MASKING_IMAGES = 100
+"""The masking checks run on (at most) the first 100 images of each client's attack set, one batch: 76 passes an
+image, about 4 x PGD-20. Fewer images save less than their share on a CPU (measured: 50 images cost 0.85 x the
+time of 96 a PGD step), and 100 keep the ASR's resolution (1%) well under the 5% tolerance of a drop."""
 
 
 def run_downlink_noise(ctx: RunContext) -> float:

@@ -49,7 +49,7 @@ def _attack_kwargs(spec: AttackSpec, precision: str) -> dict[str, Any]:
 
 
 def _predictions(models: Sequence[nn.Module], x: torch.Tensor, precision: str) -> np.ndarray:
-    return np.stack([predict(m, x, precision=precision).numpy() for m in models])
+    return np.stack([predict(m, x, precision=precision).cpu().numpy() for m in models])
 
 
 def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: str, batch_size: int,
@@ -65,10 +65,10 @@ def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: 
                                           **_attack_kwargs(spec, precision), **extra)
     batches = math.ceil(len(x) / batch_size)
     clean, adv = _predictions(ctx.models, x, precision), _predictions(ctx.models, res.x_adv, precision)
-    row = transfer_row(clean, adv, y.numpy(), attacker=m)
+    row = transfer_row(clean, adv, y.cpu().numpy(), attacker=m)
     ckey = (m, spec.labels)
     if ckey not in cosines:  # independent of the attack: once per attacker and label kind
-        cosines[ckey] = np.array([nanmean(gradient_cosine(model, target, x, labels).numpy())
+        cosines[ckey] = np.array([nanmean(gradient_cosine(model, target, x, labels).cpu().numpy())
                                   for target in ctx.models])
     align = cosines[ckey]
     base = {"attacker": m, "attack": spec.attack, "label": spec.label, "eps": spec.eps, "alpha": spec.alpha,

@@ -102,7 +102,9 @@ def _privacy(s: dict[str, Any]) -> list[str]:
 def audit_page(s: dict[str, Any]) -> str:
     """The HTML page of an audit summary (module docstring)."""
     title = f"fedsafe audit — {s.get('run_dir', '')}"
-    body = [f"<h1>{esc(title)}</h1>", badges(bool(s.get("quick")), bool(s.get("synthetic")))]
+    quick = ('<span class="badge quick">QUICK audit: fewer attack steps and short shadow models (a smoke test)</span>'
+             if s.get("quick") else "")
+    body = [f"<h1>{esc(title)}</h1>", quick, badges(False, bool(s.get("synthetic")))]
     if s.get("learned") is False:
         body.append('<div class="verdict does-not-hold"><span class="status">This run did not learn</span>: its '
                     "global model is within 2 points of the majority-class rate; the numbers below say nothing about "
