@@ -94,3 +94,17 @@ def test_crn_tables_command_prints_both_tables_and_writes_markdown(run_dir):
     assert (run_dir / "attacks" / "crn_tables.md").is_file()
     bad = CliRunner().invoke(app, ["crn-tables", str(run_dir), "--windows", "1,x"])
     assert bad.exit_code == 2 and "--windows must be" in flat(bad.output)
+
+
+def test_an_attacker_who_knows_the_noise_from_the_command_line(run_dir):
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--attack", "eot-pgd", "--samples", "3", "--steps", "2",
+                                 "--alpha", "0.01", "--no-sanity"])
+    assert r.exit_code == 0, r.output
+    assert "EOT3-PGD-2" in flat(r.output)
+    record = json.loads(next((run_dir / "attacks").glob("eot-pgd2-random-*.json")).read_text())
+    assert record["attack"]["samples"] == 3 and record["fb_passes_per_image"] == 6
+    assert record["attack"]["noise_std"] is None  # the run's own s_D (0.01), read from its privacy report
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--attack", "ensemble-pgd", "--surrogates", "2",
+                                 "--steps", "1", "--alpha", "0.01", "--no-sanity"])
+    assert r.exit_code == 0, r.output
+    assert "ENS2-PGD-1" in flat(r.output)

@@ -67,7 +67,8 @@ def _start(name: str, eps: float | None, alpha: float | None) -> Start:
 @app.command()
 def attack(
     run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train)."),
-    attack_name: str = typer.Option("pgd", "--attack", "-a", help="fgsm, bim or pgd."),
+    attack_name: str = typer.Option("pgd", "--attack", "-a", help="fgsm, bim, pgd, eot-pgd (an attacker who knows "
+                                    "the downlink noise) or ensemble-pgd (the copies it received)."),
     eps: str = typer.Option(f"{DEFAULT_EPS:g}", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: "
                                                                 "0.01,0.03,0.05"),
     alpha: str = typer.Option(f"{DEFAULT_ALPHA:g}", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
@@ -84,6 +85,9 @@ def attack(
     labels: str = typer.Option("pred", "--labels", help="pred (attacker's own predictions) or true."),
     centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
+    samples: int = typer.Option(None, "--samples", help="eot-pgd: K noisy copies a step (default 8)."),
+    noise_std: float = typer.Option(None, "--noise-std", help="eot-pgd: s_D (default: the run's downlink noise)."),
+    surrogates: int = typer.Option(None, "--surrogates", help="ensemble-pgd: R, the last rounds' copies (default 5)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
@@ -91,11 +95,13 @@ def attack(
     from ..experiments.run_context import load_run
     from ..experiments.train import torch_threads
 
-    names = (start or ("random" if attack_name == "pgd" else "zero")).split(",")
+    names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
     try:
         starts = [_start(s.strip(), crn_eps, crn_alpha) for s in names]
+        adaptive = {"eot-pgd": {"samples": samples or 8, "noise_std": noise_std},
+                    "ensemble-pgd": {"surrogates": surrogates or 5}}.get(attack_name, {})
         specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
-                      start=starts, seed=seed, labels=labels, centre_grad=centre_grad)
+                      start=starts, seed=seed, labels=labels, centre_grad=centre_grad, **adaptive)
         with progress_bars() as prog:
             ctx = load_run(run_dir, progress=prog, device=device)
             with torch_threads(ctx.cfg.threads):

@@ -79,12 +79,16 @@ def runs_table(runs: dict[Path, list[str]], infos: dict[Path, RunInfo], root: Pa
         cost = priv.get("defense_cost") or {}
         defense = d.name + (f" (f = {d.fraction})" if d.name in ("adversarial-training", "fed-safe") else "")
         name = str(rd.relative_to(root)) if root is not None and rd.is_relative_to(root) else str(rd)
+        learned = summ.get("learned")
+        rejected = len(summ.get("rejected_uploads") or [])
         rows.append([", ".join(names), name, cfg.seed, defense, noise.how, num(noise.downlink),
                      num(noise.clip) if noise.clip else "none", num(noise.uplink),
                      epsilon(priv), priv.get("delta", "n/a"), pct(summ.get("global_acc")),
+                     "n/a" if learned is None else ("yes" if learned else "NO: did not learn"), rejected,
                      num((cost.get("server") or {}).get("passes"), 6), num(summ.get("seconds"), 3)])
     return table(["used by", "run directory", "seed", "defense", "noise", "s_D", "clip C", "s_U",
-                  "epsilon (PLD; uplink, downlink)", "delta", "global acc", "server defense passes", "train s"], rows)
+                  "epsilon (PLD; uplink, downlink)", "delta", "global acc", "learned", "rejected uploads",
+                  "server defense passes", "train s"], rows)
 
 
 def setup_html(runs: dict[Path, list[str]], root: Path | None) -> str:
@@ -105,6 +109,9 @@ def setup_html(runs: dict[Path, list[str]], root: Path | None) -> str:
     out.append("<h3>Training runs, privacy and defense cost</h3><p class=\"note\">epsilon: what the run's noise "
                "really gives by the accountant (PLD, composed over the rounds; 'inf' without clipping or noise), at "
                "the delta shown; s_D downlink noise, s_U uplink noise, C uplink clip: the values the run used "
-               "(noise: hand-set, or calibrated by NbAFL for a target epsilon).</p>"
+               "(noise: hand-set, or calibrated by NbAFL for a target epsilon). learned: the global model ended more "
+               "than 2 points above the majority-class rate of its test set (SPEC 11); a run that did not learn "
+               "never enters a verdict. rejected uploads: non-finite (or outlying, as configured) client updates "
+               "the server refused, named in the run's summary.</p>"
                + runs_table({rd: runs[rd] for rd in existing}, existing, root))
     return "".join(out)
