@@ -81,14 +81,14 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
     return {
         "reproduction": reproduction, "task": task, "seed": seed, "training": measurement.training,
         **measurement.tag(), "label": spec.label, "attack": spec.attack, "eps": spec.eps, "alpha": spec.alpha,
-        "steps": spec.steps, "start": str(spec.start), **{k: s[k] for k in (
+        "steps": spec.steps, "start": str(spec.start), **{k: _float(s[k]) for k in (  # JSON null: undefined (NaN)
             "asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
             "aasr_literal", "clean_acc", "attack_acc", "undefined_asr_cells", "undefined_aetr_cells")},
         "seconds_per_batch": rec["attack_seconds_per_batch"], "fb_passes_per_image": rec["fb_passes_per_image"],
         "crn_passes_per_image": rec["crn_passes_per_image"],
         "start_source": ", ".join(sorted(set(rec["start_source"].values()))),
-        "global_acc": summ.get("global_acc", math.nan), "learned": bool(summ.get("learned", True)),
-        "majority_class_rate": summ.get("majority_class_rate", math.nan), "crn_seconds": crn_s,
+        "global_acc": _float(summ.get("global_acc")), "learned": bool(summ.get("learned", True)),
+        "majority_class_rate": _float(summ.get("majority_class_rate")), "crn_seconds": crn_s,
         "client_acc": float(np.mean(summ["client_final_acc"])) if summ.get("client_final_acc") else math.nan,
         "epsilon": _float((info.privacy.get("pld") or {}).get("epsilon")),
         "epsilon_unconditional": _float(((sens.get("unconditional") or {}).get("pld") or {}).get("epsilon")),

@@ -3,10 +3,12 @@
 The rule (:data:`RULES`, printed under every reproduction's verdicts):
 
 * A claim is checked at every point the reproduction measured (every step, eps, attack, ...). At a point,
-  ``difference`` = mean over seeds of ours - mean over seeds of the other number, and ``spread`` = the larger of the
-  two standard deviations over seeds (sample std, ddof 1). The point is **resolved** when it rests on at least
-  :data:`MIN_SEEDS` (3) seeds for each number and ``|difference| > spread``; a resolved point agrees with the claim
-  or contradicts it, an unresolved one is inconclusive.
+  ``difference`` = mean over seeds of ours - mean over seeds of the other number. Both numbers of a seed come from
+  runs of that seed, which share its data split and initial weights, so the ``spread`` is that of the paired
+  per-seed differences (their standard deviation over seeds, ddof 1); where the two numbers do not come from the
+  same seeds, it is the larger of the two standard deviations over seeds. The point is **resolved** when it rests
+  on at least :data:`MIN_SEEDS` (3) seeds and ``|difference| > spread``; a resolved point agrees with the claim or
+  contradicts it, an unresolved one is inconclusive.
 * The claim **holds** if every defined point agrees, **does not hold** if every defined point contradicts it,
   is **inconclusive** if no defined point is resolved, **partly** otherwise (some points resolved, not all the same
   way), and **undetermined** when no point is defined.
@@ -45,14 +47,16 @@ MIN_SEEDS = 3
 STATUSES: tuple[str, ...] = ("holds", "does not hold", "partly", "inconclusive", "undetermined", "indicative: holds",
                              "indicative: does not hold", "indicative: partly")
 RULES = (
-    "Verdict rules (SPEC 11): at each point, difference = our mean - the other mean over seeds, spread = the larger "
-    "of the two standard deviations over seeds (ddof 1). A point is resolved when both numbers rest on at least "
-    f"{MIN_SEEDS} seeds and |difference| > spread. A claim holds if every defined point agrees, does not hold if "
-    "every defined point contradicts it, is inconclusive if no point is resolved, partly otherwise; with fewer than "
-    f"{MIN_SEEDS} seeds the status is taken on the means alone and marked 'indicative'. A trend (e.g. 'ASR rises "
-    "with eps') agrees on a curve when its end points and its Spearman rank correlation (|rho| >= 0.5) go the "
-    "claimed way, resolved when the end points differ by more than their spread. Runs that did not learn (global "
-    "accuracy within 2 points of the majority-class rate) are left out of every verdict, which names them.")
+    "Verdict rules (SPEC 11): at each point, difference = our mean - the other mean over seeds; spread = the "
+    "standard deviation over seeds (ddof 1) of the paired per-seed differences (the two numbers of a seed come from "
+    "runs that share its split and initial weights; unpaired: the larger of the two standard deviations). A point "
+    f"is resolved when it rests on at least {MIN_SEEDS} seeds and |difference| > spread. A claim holds if every "
+    "defined point agrees, does not hold if every defined point contradicts it, is inconclusive if no point is "
+    f"resolved, partly otherwise; with fewer than {MIN_SEEDS} seeds the status is taken on the means alone and "
+    "marked 'indicative'. A trend (e.g. 'ASR rises with eps') agrees on a curve when its end points and its "
+    "Spearman rank correlation (|rho| >= 0.5) go the claimed way, resolved when the end points differ by more than "
+    "their spread. Runs that did not learn (global accuracy within 2 points of the majority-class rate) are left "
+    "out of every verdict, which names them.")
 
 Outcome = Literal["agrees", "contradicts", "unresolved", "mixed", "undefined"]
 
@@ -89,14 +93,22 @@ class Comparison:
     ours_std: float = math.nan
     other_std: float = math.nan
     seeds: int = 1
+    diff_std: float = math.nan  # std over seeds of the paired differences ours_s - other_s (NaN: not paired)
 
     @property
     def defined(self) -> bool:
         return not (math.isnan(self.ours) or math.isnan(self.other))
 
     @property
+    def paired(self) -> bool:
+        return not math.isnan(self.diff_std)
+
+    @property
     def spread(self) -> float:
-        """The larger of the two standard deviations over seeds (0 where undefined)."""
+        """The standard deviation of the paired per-seed differences, else the larger of the two standard
+        deviations over seeds (0 where undefined)."""
+        if self.paired:
+            return float(self.diff_std)
         return max(_zero_nan(self.ours_std), _zero_nan(self.other_std))
 
     @property
@@ -160,10 +172,11 @@ def compare(claim: str, points: Sequence[Comparison], *, expect: Literal["lower"
     parts = []
     for p, o in zip(points, outcomes, strict=True):
         tail = ""
+        kind = "paired spread" if p.paired else "spread"
         if o == "unresolved":
-            tail = f" (difference {fmt(p.ours - p.other, math.nan)} within the spread {fmt(p.spread, math.nan)})"
+            tail = f" (difference {fmt(p.ours - p.other, math.nan)} within the {kind} {fmt(p.spread, math.nan)})"
         elif p.resolved:
-            tail = f" (beyond the spread {fmt(p.spread, math.nan)})"
+            tail = f" (difference {fmt(p.ours - p.other, math.nan)} beyond the {kind} {fmt(p.spread, math.nan)})"
         parts.append(f"{p.where}: {names[0]} {fmt(p.ours, p.ours_std)} vs {names[1]} {fmt(p.other, p.other_std)}"
                      f"{tail}")
     ok = sum(o == "agrees" for o in outcomes)

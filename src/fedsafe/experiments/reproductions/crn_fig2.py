@@ -13,7 +13,7 @@ from ..delta import ConfigDelta
 from ..verdicts import Comparison, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .curves import crn_comparisons, curve_table
-from .format import aggregate, learned_only, not_learned_note, run_label
+from .format import aggregate, compare_rows, learned_only, not_learned_note, run_label
 from .setups import CRN_RUN
 
 __all__ = ["ALPHAS", "BEST_ALPHA", "CRN_FIG2", "SWEEP_STEPS"]
@@ -48,8 +48,7 @@ def _best_alpha(agg) -> list[Comparison]:
             out.append(Comparison(c, math.nan, math.nan))
             continue
         a, b = at.iloc[0], rest.loc[rest.asr_avg_benign_mean.idxmax()]
-        out.append(Comparison(f"{c} (best other: alpha {b.alpha:g})", a.asr_avg_benign_mean, b.asr_avg_benign_mean,
-                              a.asr_avg_benign_std, b.asr_avg_benign_std, int(min(a.seeds, b.seeds))))
+        out.append(compare_rows(f"{c} (best other: alpha {b.alpha:g})", a, b, "asr_avg_benign"))
     return out
 
 

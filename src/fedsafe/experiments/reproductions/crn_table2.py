@@ -15,9 +15,19 @@ from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS, AttackS
 from .. import figures as figs
 from ..delta import ConfigDelta
 from ..paper_numbers import crn_table_2
-from ..verdicts import Comparison, compare
+from ..verdicts import compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
-from .format import aggregate, cell, learned_only, no_paper_note, not_learned_note, paper_dataset, paper_text, run_label
+from .format import (
+    aggregate,
+    cell,
+    compare_rows,
+    learned_only,
+    no_paper_note,
+    not_learned_note,
+    paper_dataset,
+    paper_text,
+    run_label,
+)
 from .setups import CRN_RUN
 
 __all__ = ["CRN_TABLE2", "PAPER_PGD_STEPS", "numbers", "paper_numbers", "specs"]
@@ -107,10 +117,9 @@ def _build(inp: BuildInput) -> Built:
         v = idx.loc[(name, "vanilla")]
         for start in [s for s in dict.fromkeys(agg_v.start_name) if s != "vanilla" and (name, s) in idx.index]:
             c = idx.loc[(name, start)]
-            where, seeds = f"{name} {start.upper()}", int(min(c.seeds, v.seeds))
-            aetr.append(Comparison(where, c.aetr_mean, v.aetr_mean, c.aetr_std, v.aetr_std, seeds))
-            benign.append(Comparison(where, c.asr_avg_benign_mean, v.asr_avg_benign_mean, c.asr_avg_benign_std,
-                                     v.asr_avg_benign_std, seeds))
+            where = f"{name} {start.upper()}"
+            aetr.append(compare_rows(where, c, v, "aetr"))
+            benign.append(compare_rows(where, c, v, "asr_avg_benign"))
     ptxt = ""
     if ds:
         ptxt = "AETR " + ", ".join(f"{a} {s}: {p.text}" for (a, s), p in paper.items()) + f" ({ds})."

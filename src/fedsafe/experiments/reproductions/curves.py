@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..verdicts import Comparison
-from .format import cell
+from .format import cell, compare_rows
 
 __all__ = ["crn_comparisons", "curve_table", "curves_of"]
 
@@ -40,6 +40,5 @@ def crn_comparisons(agg: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
             continue
         for xv in sorted(agg[agg.curve == c][x]):
             a, b = idx.loc[(c, xv)], idx.loc[(base, xv)]
-            out.append(Comparison(f"{c} at {xname} {xv:g}", a.asr_avg_benign_mean, b.asr_avg_benign_mean,
-                                  a.asr_avg_benign_std, b.asr_avg_benign_std, int(min(a.seeds, b.seeds))))
+            out.append(compare_rows(f"{c} at {xname} {xv:g}", a, b, "asr_avg_benign"))
     return out

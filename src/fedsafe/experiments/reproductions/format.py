@@ -32,13 +32,45 @@ METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "as
 
 
 def aggregate(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METRICS) -> pd.DataFrame:
-    """Mean, standard deviation (ddof 1; NaN for one seed) and number of seeds of each metric per group."""
+    """Mean, standard deviation (ddof 1; NaN for one seed) and number of seeds of each metric per group, and the
+    per-seed values (``<metric>_by_seed``: {seed: value}) that paired comparisons need."""
     metrics = [m for m in metrics if m in summary.columns]
     g = summary.groupby(list(by), sort=False, dropna=False)
     out = g[metrics].mean().add_suffix("_mean")
     out = out.join(g[metrics].std(ddof=1).add_suffix("_std"))
     out["seeds"] = g.size()
+    if "seed" in summary.columns:
+        frames = [d for _, d in g]  # in the order of ``out``'s index (sort=False: first appearance)
+        for m in metrics:
+            out[f"{m}_by_seed"] = pd.Series([{int(k): _number(v) for k, v in zip(d["seed"], d[m], strict=True)}
+                                             for d in frames], index=out.index, dtype=object)
     return out.reset_index()
+
+
+def _number(v: Any) -> float:
+    """A metric value as a float; NaN for a missing one (None: JSON's null)."""
+    return math.nan if v is None else float(v)
+
+
+def paired_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> tuple[float, int]:
+    """(std over seeds of the per-seed differences a - b, number of seeds both have); (NaN, 0) when the rows hold no
+    per-seed values (ddof 1: NaN for one common seed)."""
+    sa, sb = a.get(f"{metric}_by_seed"), b.get(f"{metric}_by_seed")
+    if not isinstance(sa, dict) or not isinstance(sb, dict):
+        return math.nan, 0
+    common = sorted(set(sa) & set(sb))
+    d = [sa[k] - sb[k] for k in common if not (math.isnan(sa[k]) or math.isnan(sb[k]))]
+    return (float(pd.Series(d).std(ddof=1)) if len(d) > 1 else math.nan), len(d)
+
+
+def compare_rows(where: str, a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> Comparison:
+    """The :class:`Comparison` of ``metric`` between two aggregated rows: means, stds, and the paired spread over
+    the seeds both rows have (else the fewer seeds of the two)."""
+    spread, n = paired_spread(a, b, metric)
+    seeds = n if n else int(min(a.get("seeds", 1), b.get("seeds", 1)))
+    return Comparison(where, float(a[f"{metric}_mean"]), float(b[f"{metric}_mean"]),
+                      float(a.get(f"{metric}_std", math.nan)), float(b.get(f"{metric}_std", math.nan)), seeds,
+                      diff_std=spread)
 
 
 def seed_std(s: pd.Series) -> float:
@@ -121,9 +153,7 @@ def comparison(where: str, idx: Mapping[Any, Mapping[str, Any]], ours: Any, othe
     a, b = idx.get(ours), idx.get(other)
     if a is None or b is None:
         return Comparison(where, math.nan, math.nan)
-    return Comparison(where, float(a[f"{metric}_mean"]), float(b[f"{metric}_mean"]),
-                      float(a.get(f"{metric}_std", math.nan)), float(b.get(f"{metric}_std", math.nan)),
-                      int(min(a.get("seeds", 1), b.get("seeds", 1))))
+    return compare_rows(where, a, b, metric)
 
 
 def _learned(summary: pd.DataFrame) -> pd.Series:
