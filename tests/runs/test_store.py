@@ -211,3 +211,18 @@ def test_a_writer_that_may_wait_gets_the_run_once_it_is_released(tmp_path):
     finally:
         release.touch()
         holder.wait(30)
+
+
+def test_attacks_refuse_a_model_with_non_finite_weights(seed_runs, tmp_path):
+    """A NaN model must never be reported as robust (issue 11.1): the attack refuses it, naming the file."""
+    from fedsafe.config import config_hash
+
+    run = tmp_path / "run"
+    shutil.copytree(seed_runs / "seed0", run)
+    store = RunStore(run, config_hash=config_hash(_cfg("seed=0")))
+    state = store.load_final(1)
+    store.save_final(1, {k: v * math.nan if v.is_floating_point() else v for k, v in state.items()})  # valid hashes
+    with pytest.raises(ValueError, match="client_001.pt: client 1's final model has non-finite weights"):
+        load_run(run)
+    r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity"])
+    assert r.exit_code == 2 and "non-finite weights" in _flat(r.output) and r.output.count("error:") == 1
