@@ -155,6 +155,13 @@ def test_specs_of_the_adaptive_attacks_and_unchanged_keys_of_the_others():
             AttackSpec(**bad)
 
 
+@pytest.mark.parametrize("bad, match", [(dict(crn_window=0), "CRN window"), (dict(eot=(0,)), "--eot"),
+                                        (dict(eps=1.5), "eps"), (dict(steps=0), "steps")])
+def test_audit_settings_refuse_bad_values_with_the_shared_budget_checks(bad, match):
+    with pytest.raises(ValueError, match=match):
+        AuditSettings.of(**bad)
+
+
 class _Rounding(nn.Module):
     """Rounds its input to 1/4 steps first: a shattered gradient (zero almost everywhere)."""
 

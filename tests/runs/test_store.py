@@ -175,6 +175,21 @@ def test_the_summary_names_rejected_uploads_and_the_learning_flag(tmp_path):
     assert out.result is not None
 
 
+def test_the_did_not_learn_flag_fires_on_a_constant_model_and_attacks_warn(tmp_path, caplog):
+    class ZeroUploads:  # every client uploads all-zero weights: the global model outputs zero logits, one class
+        name = "zero"
+
+        def on_upload(self, upload, *, round_, client):
+            return {k: torch.zeros_like(v) for k, v in upload.items()}
+
+    train(_cfg("federation.downlink_noise=0"), tmp_path / "run", hooks=Hooks(upload=ZeroUploads()))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["global_acc"] <= summary["majority_class_rate"] and summary["learned"] is False
+    with caplog.at_level("WARNING"):
+        assert load_run(tmp_path / "run").learned is False
+    assert "did not learn" in caplog.text
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.rounds=true", "train.rounds: Input should be a valid integer"),
     ("federation.downlink_noise=.inf", "federation.downlink_noise: Input should be a finite number"),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient, predict
 from ..attacks.spec import DEFAULT_EPS, AttackSpec, Start
 from ..precision import resolve_precision
@@ -95,8 +96,8 @@ class AuditSettings:
         object.__setattr__(self, "eot", tuple(int(k) for k in self.eot))
         if any(k < 1 for k in self.eot):
             raise ValueError(f"--eot: every K must be an integer >= 1, got {list(self.eot)}")
-        if self.crn_window < 1:
-            raise ValueError(f"crn_window must be >= 1, got {self.crn_window}")
+        check_window(self.crn_window)
+        check_steps(self.steps)  # before step_size divides by it
         object.__setattr__(self, "precision", resolve_precision(self.precision))
         AttackSpec(attack="pgd", eps=self.eps, alpha=self.step_size, steps=self.steps)  # validates eps, alpha, steps
         self.mia()  # validates the shadow settings
