@@ -73,7 +73,8 @@ def main() -> None:
                                  "federation.uplink_noise=0.001"])
     data = prepare_data(cfg)
     spec = federation_spec(cfg, data)
-    make = model_factory(cfg, data, layout=False)
+    make = model_factory(cfg, data)  # in the memory format the run trains in, as `fedsafe train` builds it
+    make_nchw = model_factory(cfg, data, layout=False)
     n_img = sum(len(s) for s in data.client_train) * a.epochs
     isa = torch.backends.cpu.get_cpu_capability()
     print(f"CPU capability {isa}; fast bf16 units: {cpu_has_fast_bf16()} (AMX: {'AMX' in isa.upper()}); glibc malloc "
@@ -91,7 +92,7 @@ def main() -> None:
             return time.perf_counter() - t0
 
     def plain(precision: str, channels_last: bool) -> float:
-        model = make()
+        model = make_nchw()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         t0 = time.perf_counter()

@@ -190,7 +190,7 @@ def test_fedsafe_table1_verdicts_follow_the_numbers():
     assert table["(paper)"].iloc[0] == "0.12 / 0.05"  # MRI, step 0.005, adversarial training
     assert leaky["AT LEAKY: self / avg"].iloc[0] == "0.50 / 0.10" and leaky["AT clean"].iloc[0] == "0.50 / 0.30"
     dn_vs_at = built.verdicts[0]
-    assert dn_vs_at.status == "indicative: partly" and "3 of 4" in dn_vs_at.evidence  # one seed: indicative
+    assert dn_vs_at.status == "indicative: mixed" and "3 of 4" in dn_vs_at.evidence  # one seed: indicative
     leak = next(v for v in built.verdicts if "leaky protocol" in v.claim)
     assert leak.status == "indicative: holds"
     assert "the leak accounts for" in " ".join(built.tables[1].notes)
@@ -215,6 +215,10 @@ def test_a_run_that_did_not_learn_is_flagged_and_enters_no_verdict():
     # AT vs none: 3 seeds, equal numbers -> the difference (0) is within the spread: inconclusive
     at_vs_none = next(v for v in built.verdicts if v.claim.startswith("Adversarial training lowers"))
     assert at_vs_none.status == "inconclusive"
+    # a clean-accuracy claim counts the runs that did not learn (not learning is the cost it asks about), named
+    acc = next(v for v in built.verdicts if "clean accuracy" in v.claim)
+    assert acc.status != "undetermined" and "Counted although they did not learn" in acc.evidence
+    assert "distributed noise (Fed-Safe) seed 1" in acc.evidence
 
 
 @pytest.mark.parametrize("name", list(REPRODUCTIONS))
@@ -239,10 +243,24 @@ def test_compare_statuses():
     assert compare("c", lower, expect="higher", names=("x", "y")).status == "indicative: does not hold"
     mixed = [*lower, Comparison("c", 0.5, 0.2), Comparison("d", math.nan, 0.2)]
     v = compare("c", mixed, expect="lower", names=("x", "y"))
-    assert v.status == "indicative: partly" and "2 of 3" in v.evidence and "1 undefined" in v.evidence
+    assert v.status == "indicative: mixed" and "2 of 3" in v.evidence and "1 undefined" in v.evidence
     assert compare("c", [Comparison("a", math.nan, 1.0)], expect="lower", names=("x", "y")).status == "undetermined"
     noisy = compare("c", [Comparison("a", 0.10, 0.12, 0.05, 0.01, seeds=3)], expect="lower", names=("x", "y"))
     assert noisy.status == "inconclusive" and "within the spread" in noisy.evidence
+
+
+def test_partial_statuses_say_which_way_the_resolved_points_go():
+    def pt(ours, diff_std):  # 3 seeds, paired: resolved when |ours - 0.5| > diff_std
+        return Comparison("p", ours, 0.5, 0.1, 0.1, seeds=3, diff_std=diff_std)
+
+    def status(*points):
+        return compare("c", points, expect="lower", names=("x", "y")).status
+
+    assert status(pt(0.3, 0.05), pt(0.45, 0.1)) == "partly holds"  # one resolved below, one unresolved
+    assert status(pt(0.7, 0.05), pt(0.55, 0.1)) == "partly does not hold"  # nothing supports the claim
+    assert status(pt(0.3, 0.05), pt(0.7, 0.05), pt(0.45, 0.1)) == "mixed"
+    assert status(pt(0.3, 0.05), pt(0.2, 0.05)) == "holds" and status(pt(0.45, 0.1)) == "inconclusive"
+    assert {"partly holds", "partly does not hold", "mixed", "indicative: mixed"} <= set(STATUSES)
 
 
 def test_trend_and_spearman():
@@ -252,7 +270,7 @@ def test_trend_and_spearman():
     assert trend("t", down, expect="decreasing").status == "indicative: holds"
     assert trend("t", down, expect="increasing").status == "indicative: does not hold"
     half = {**down, "c": ([0.1, 0.5, 1.0], [0.1, 0.3, 0.2])}  # rises overall
-    assert trend("t", half, expect="decreasing").status == "indicative: partly"
+    assert trend("t", half, expect="decreasing").status == "indicative: mixed"
     seeds3 = {k: (*v, [0.01, 0.01, 0.01], 3) for k, v in down.items()}  # well separated over 3 seeds
     assert trend("t", seeds3, expect="decreasing").status == "holds"
     wide = {k: (*v, [0.2, 0.2, 0.2], 3) for k, v in down.items()}  # end points within the spread

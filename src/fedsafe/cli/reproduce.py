@@ -18,8 +18,8 @@ from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
 
-_STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly": "yellow", "inconclusive": "yellow",
-                 "undetermined": "dim"}
+_STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly holds": "yellow", "partly does not hold": "yellow",
+                 "mixed": "yellow", "inconclusive": "yellow", "undetermined": "dim"}
 
 
 def reproductions_help(reproductions, groups) -> str:

@@ -10,16 +10,18 @@ The rule (:data:`RULES`, printed under every reproduction's verdicts):
   on at least :data:`MIN_SEEDS` (3) seeds and ``|difference| > spread``; a resolved point agrees with the claim or
   contradicts it, an unresolved one is inconclusive.
 * The claim **holds** if every defined point agrees, **does not hold** if every defined point contradicts it,
-  is **inconclusive** if no defined point is resolved, **partly** otherwise (some points resolved, not all the same
-  way), and **undetermined** when no point is defined.
+  is **inconclusive** if no defined point is resolved, **partly holds** when the resolved points all agree and the
+  others are unresolved, **partly does not hold** when they all contradict it and the others are unresolved,
+  **mixed** when the resolved points go both ways, and **undetermined** when no point is defined.
 * With fewer than 3 seeds behind some point the spread means nothing: the same statuses are taken on the means
   alone and prefixed **"indicative: "** (e.g. "indicative: holds").
 * A *trend* claim ("ASR rises with eps") is checked per curve: a curve agrees when its end points go the claimed way
   and its rank correlation does too (Spearman's rho, ties averaged, |rho| >= 0.5 with the claimed sign), and is
   resolved when the end points differ by more than the larger of their two stds (>= 3 seeds); it contradicts when
-  both go the other way, and counts as mixed (partly) when only one does.
+  both go the other way, and is mixed when only one does.
 * A run that did not learn (its summary's ``learned`` is false: global accuracy within 2 points of the majority-class
-  rate) never enters a verdict: its rows are left out before the numbers are averaged, and the verdict names them.
+  rate) never enters a verdict on attacks: its rows are left out before the numbers are averaged, and the verdict
+  names them. A clean-accuracy verdict counts it (named): not learning is the very cost such a claim asks about.
 
 >>> one_seed = compare("DP lowers ASR", [Comparison("eps 0.01", 0.02, 0.05)], expect="lower", names=("DP", "no DP"))
 >>> one_seed.status
@@ -44,19 +46,22 @@ __all__ = ["Comparison", "MIN_SEEDS", "RULES", "STATUSES", "Verdict", "accuracy_
 
 MIN_SEEDS = 3
 """The fewest seeds behind a number for a verdict to be more than indicative (SPEC 11)."""
-STATUSES: tuple[str, ...] = ("holds", "does not hold", "partly", "inconclusive", "undetermined", "indicative: holds",
-                             "indicative: does not hold", "indicative: partly")
+_DECIDED = ("holds", "does not hold", "partly holds", "partly does not hold", "mixed")
+STATUSES: tuple[str, ...] = (*_DECIDED, "inconclusive", "undetermined", *(f"indicative: {s}" for s in _DECIDED))
 RULES = (
     "Verdict rules (SPEC 11): at each point, difference = our mean - the other mean over seeds; spread = the "
     "standard deviation over seeds (ddof 1) of the paired per-seed differences (the two numbers of a seed come from "
     "runs that share its split and initial weights; unpaired: the larger of the two standard deviations). A point "
     f"is resolved when it rests on at least {MIN_SEEDS} seeds and |difference| > spread. A claim holds if every "
     "defined point agrees, does not hold if every defined point contradicts it, is inconclusive if no point is "
-    f"resolved, partly otherwise; with fewer than {MIN_SEEDS} seeds the status is taken on the means alone and "
+    "resolved, partly holds (or partly does not hold) when the resolved points all agree (or all contradict) and the "
+    "others are unresolved, mixed when they go both ways; with fewer than "
+    f"{MIN_SEEDS} seeds the status is taken on the means alone and "
     "marked 'indicative'. A trend (e.g. 'ASR rises with eps') agrees on a curve when its end points and its "
     "Spearman rank correlation (|rho| >= 0.5) go the claimed way, resolved when the end points differ by more than "
     "their spread. Runs that did not learn (global accuracy within 2 points of the majority-class rate) are left "
-    "out of every verdict, which names them.")
+    "out of every verdict on attacks, which names them; a clean-accuracy verdict counts them (named), as not "
+    "learning is the cost it asks about.")
 
 Outcome = Literal["agrees", "contradicts", "unresolved", "mixed", "undefined"]
 
@@ -138,8 +143,10 @@ def decide(outcomes: Sequence[Outcome], seeds: int) -> str:
         status = "does not hold"
     elif all(o == "unresolved" for o in defined):
         status = "inconclusive"
-    else:
-        status = "partly"
+    elif "mixed" in defined or ("agrees" in defined and "contradicts" in defined):
+        status = "mixed"
+    else:  # some resolved points, all one way; the others unresolved
+        status = "partly holds" if "agrees" in defined else "partly does not hold"
     return f"indicative: {status}" if seeds < MIN_SEEDS else status
 
 
@@ -259,13 +266,17 @@ def _std(s: pd.Series) -> float:
 
 
 def accuracy_verdict(claim: str, accs: Mapping[str, pd.DataFrame], a: str, b: str, ref: str | None,
-                     excluded: Sequence[str] = ()) -> Verdict:
-    """Does ``a`` keep at least ``b``'s clean accuracy? ``accs``: name -> per-seed frame with ``clean_acc`` (runs
-    that learned only); ``ref`` (e.g. no defense) is quoted beside them when present. Decided by the rule of the
-    module docstring on the one point "clean accuracy" (a tie counts as agreeing)."""
+                     not_learned: Sequence[str] = ()) -> Verdict:
+    """Does ``a`` keep at least ``b``'s clean accuracy? ``accs``: name -> per-seed frame with ``clean_acc`` of
+    *every* run, those that did not learn included (named by ``not_learned``): failing to learn is exactly the cost
+    a clean-accuracy claim asks about, so such runs count here while they enter no verdict on attacks. ``ref``
+    (e.g. no defense) is quoted beside them when present. Decided by the rule of the module docstring on the one
+    point "clean accuracy" (a tie counts as agreeing)."""
+    counted = (" Counted although they did not learn (a clean-accuracy claim measures that cost): "
+               + "; ".join(not_learned) + ".") if not_learned else ""
     if a not in accs or b not in accs or accs[a].empty or accs[b].empty:
         missing = [n for n in (a, b) if n not in accs or accs[n].empty]
-        return Verdict(claim, "undetermined", f"no run of {' and '.join(missing)} to compare." + _left_out(excluded))
+        return Verdict(claim, "undetermined", f"no run of {' and '.join(missing)} to compare.")
     x, y = accs[a].clean_acc, accs[b].clean_acc
     point = Comparison("clean accuracy", float(x.mean()), float(y.mean()), _std(x), _std(y), min(len(x), len(y)))
     outcome = point.outcome("higher")
@@ -280,4 +291,4 @@ def accuracy_verdict(claim: str, accs: Mapping[str, pd.DataFrame], a: str, b: st
     return Verdict(claim, decide([outcome], point.seeds),
                    f"clean accuracy {a} {fmt_pct(x.mean(), _std(x))} vs {b} {fmt_pct(y.mean(), _std(y))} "
                    f"({100 * (x.mean() - y.mean()):+.1f} points{within}; {_seed_text(point.seeds)}){ref_txt}."
-                   + _left_out(excluded))
+                   + counted)

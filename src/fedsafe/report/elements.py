@@ -24,9 +24,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.note{color:#57606a;fo
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600;margin-right:6px}
 .quick{background:#fff1c2;color:#7a5400}.synthetic{background:#e6e0ff;color:#3d2a8a}
 .verdict{margin:6px 0;padding:6px 10px;border-left:5px solid #999;background:#f8f9fa;font-size:14px}
-.holds{border-color:#1a7f37}.does-not-hold{border-color:#cf222e}.partly{border-color:#bf8700}
+.holds{border-color:#1a7f37}.does-not-hold{border-color:#cf222e}.partly-holds{border-color:#4d9e5a}.partly-does-not-hold{border-color:#d9705f}.mixed{border-color:#bf8700}
 .undetermined{border-color:#8c959f}.status{font-weight:700}.holds .status{color:#1a7f37}
-.does-not-hold .status{color:#cf222e}.partly .status{color:#9a6700}.undetermined .status{color:#57606a}
+.does-not-hold .status{color:#cf222e}.mixed .status{color:#9a6700}.undetermined .status{color:#57606a}
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #d0d7de}figcaption{font-size:13px;color:#57606a}
 .heatmaps{display:flex;flex-wrap:wrap;gap:18px}.heatmap td{width:52px;text-align:center;font-size:12px}
 .heatmap caption{font-size:12px;text-align:left;max-width:330px;padding-bottom:3px}
@@ -108,7 +108,8 @@ def verdicts(items: Sequence[dict[str, str]]) -> str:
     for v in items:
         status = v.get("status", "undetermined")
         paper = f"<br><span class=\"note\">Paper: {esc(v['paper'])}</span>" if v.get("paper") else ""
-        out.append(f'<div class="verdict {slug(status)}">{esc(v.get("claim", ""))}: <span class="status">'
+        css = slug(status.removeprefix("indicative: "))
+        out.append(f'<div class="verdict {css}">{esc(v.get("claim", ""))}: <span class="status">'
                    f"{esc(status)}</span>. {esc(v.get('evidence', ''))}{paper}</div>")
     return "".join(out)
 

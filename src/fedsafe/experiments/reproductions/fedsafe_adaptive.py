@@ -162,9 +162,9 @@ def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, exclude
         out.append(compare(f"Fed-Safe's noise lowers membership inference ({view}'s view, LiRA AUC) vs FedAvg",
                            [comparison(f"{view} LiRA AUC", magg, DN, NONE, metric)], expect="lower",
                            names=("Fed-Safe", "FedAvg"), fmt=fmt_frac, excluded=left_out(excluded, DN, NONE)))
-    accs = {m: learned[learned.method == m].groupby("seed")[["clean_acc"]].first() for m in METHODS}
+    accs = {m: inp.summary[inp.summary.method == m].groupby("seed")[["clean_acc"]].first() for m in METHODS}
     out.append(accuracy_verdict("Fed-Safe costs no more clean accuracy than adversarial training", accs, DN, AT, NONE,
-                                excluded=left_out(excluded, DN, AT)))
+                                not_learned=left_out(excluded, DN, AT)))
     return out
 
 

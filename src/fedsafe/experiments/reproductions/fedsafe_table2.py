@@ -231,7 +231,7 @@ def _build(inp: BuildInput) -> Built:
                 f"{paper[('Average', 'ASR avg, DP')].text} ({ds}), with the setting it calls DP.")
     elif ds == "Glioma":
         ptxt = "Glioma: ASR 0.0 with DP at every eps (text)."
-    accs = {arm: learned[learned.arm == arm].groupby("seed")[["clean_acc"]].first() for arm in ARMS}
+    accs = {arm: inp.summary[inp.summary.arm == arm].groupby("seed")[["clean_acc"]].first() for arm in ARMS}
 
     def comps(arm: str) -> list:
         return [comparison(f"eps {e:g}", idx, (arm, e), (NO_NOISE, e), "asr_avg_benign") for e in EPS_VALUES]
@@ -243,9 +243,9 @@ def _build(inp: BuildInput) -> Built:
         compare(f"Noise for epsilon <= 10 ({labels[DP_TARGET]}) lowers the average ASR", comps(DP_TARGET),
                 expect="lower", names=("epsilon <= 10", "no noise"), excluded=dp),
         accuracy_verdict("The papers' noise setting costs no clean accuracy", accs, PAPERS, NO_NOISE, None,
-                         excluded=papers),
+                         not_learned=papers),
         accuracy_verdict("Noise for epsilon <= 10 costs no clean accuracy", accs, DP_TARGET, NO_NOISE, None,
-                         excluded=dp),
+                         not_learned=dp),
     )
     plot = agg.assign(eps_label=[f"{e:g}" for e in agg.eps_value])
     fig = figs.bars(plot, category="eps_label", series="arm", metric="asr_avg_benign", ylabel="avg ASR (benign)",
