@@ -221,6 +221,26 @@ def test_a_run_that_did_not_learn_is_flagged_and_enters_no_verdict():
     assert "distributed noise (Fed-Safe) seed 1" in acc.evidence
 
 
+def test_attack_means_average_only_the_runs_that_learned():
+    # 0.5 + 0.01 * seed everywhere, but FedAvg's seed 2 did not learn and reads 0.99: its mean stays ~0.50
+    def learned(m, seed):
+        return not (m.tag()["method"] == "no defense (FedAvg)" and seed == 2)
+
+    inp = _fake("fedsafe-table1", "meningioma", lambda m, k: 0.5, seeds=3, learned=learned)
+    bad = ~inp.summary.learned
+    inp.summary.loc[bad, ["asr_self", "asr_avg_benign"]] = 0.99
+    built = REPRODUCTIONS["fedsafe-table1"].build(inp)
+    frame = built.tables[0].frame
+    cells = frame["no defense: self / avg"]
+    assert cells.str.fullmatch(r"0\.5\d ± 0\.01 / 0\.5\d ± 0\.01 †").all()  # seeds 0, 1 (with seed 2: 0.66 ± 0.28)
+    assert frame["adversarial training: self / avg"].str.startswith("0.51 ± 0.01").all()  # seeds 0..2
+    assert any("Left out of the attack means" in n for n in built.tables[0].notes)
+    # where no run learned at all (one run attacked on its own), the numbers are shown, marked, for diagnosis
+    none = REPRODUCTIONS["crn-table1"].build(_fake("crn-table1", "meningioma", lambda m, k: 0.5, seeds=1,
+                                                   learned=lambda m, seed: False))
+    assert len(none.tables[0].frame) == 6 and any("No run learned" in n for n in none.tables[0].notes)
+
+
 @pytest.mark.parametrize("name", list(REPRODUCTIONS))
 @pytest.mark.parametrize("task", ["meningioma", "glioma", "breastmnist"])
 def test_every_builder_runs_and_says_where_the_paper_has_no_number(name, task):

@@ -34,7 +34,7 @@ from .execution import execute
 from .outputs import Written
 from .planning import Plan, plan
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, Table
-from .reproductions.format import aggregate, cell, fmt_seconds, run_label
+from .reproductions.format import aggregate, cell, fmt_seconds, learned_rows, run_label
 from .reproductions.setups import THREE_CLIENTS
 from .verdicts import Comparison, accuracy_verdict, compare
 
@@ -78,7 +78,7 @@ def _measurements(seed: int) -> list[Measurement]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["method", "row"])
+    agg = aggregate(learned_rows(inp.summary), ["method", "row"])  # attack means: runs that learned only
     rows = []
     for r in agg.itertuples():
         d = r._asdict()

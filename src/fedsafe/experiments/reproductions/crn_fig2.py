@@ -13,7 +13,7 @@ from ..delta import ConfigDelta
 from ..verdicts import Comparison, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .curves import crn_comparisons, curve_table
-from .format import aggregate, compare_rows, learned_only, not_learned_note, run_label
+from .format import aggregate, compare_rows, learned_only, learned_rows, not_learned_note, run_label
 from .setups import CRN_RUN
 
 __all__ = ["ALPHAS", "BEST_ALPHA", "CRN_FIG2", "SWEEP_STEPS"]
@@ -53,7 +53,7 @@ def _best_alpha(agg) -> list[Comparison]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["curve", "alpha"])
+    agg = aggregate(learned_rows(inp.summary), ["curve", "alpha"])  # attack means: runs that learned only
     eps = float(inp.summary.eps.iloc[0])
     fig = figs.line_panels(agg, x="alpha", series="curve", logx=True, xlabel="step size alpha",
                            panels=[("asr_avg_benign", "(a) ASR on benign clients"),

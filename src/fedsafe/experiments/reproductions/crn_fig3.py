@@ -12,7 +12,7 @@ from ..verdicts import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .crn_fig2 import BEST_ALPHA, SWEEP_STEPS
 from .curves import crn_comparisons, curve_table, curves_of
-from .format import aggregate, learned_only, not_learned_note, run_label
+from .format import aggregate, learned_only, learned_rows, not_learned_note, run_label
 from .setups import CRN_RUN
 
 __all__ = ["ALPHA", "CRN_FIG3", "EPS_VALUES"]
@@ -37,7 +37,7 @@ def _trainings(base) -> dict[str, ConfigDelta]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["curve", "eps_value"])
+    agg = aggregate(learned_rows(inp.summary), ["curve", "eps_value"])  # attack means: runs that learned only
     fig = figs.line_panels(agg, x="eps_value", series="curve", xlabel="budget eps",
                            panels=[("asr_avg_benign", "(a) ASR on benign clients"),
                                    ("asr_self", "(b) ASR on the adversarial client")],

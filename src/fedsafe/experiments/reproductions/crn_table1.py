@@ -30,6 +30,7 @@ from .format import (
     comparison,
     fmt_seconds,
     learned_only,
+    learned_rows,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -171,7 +172,7 @@ def _verdicts(idx: dict, labels: list[str], excluded: list[str], paper: dict, ds
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["row"])
+    agg = aggregate(learned_rows(inp.summary), ["row"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary)
     idx = {r.row: r._asdict() for r in aggregate(learned, ["row"]).itertuples()}
     ds = paper_dataset(inp, "crn")

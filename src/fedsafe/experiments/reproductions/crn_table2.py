@@ -22,6 +22,7 @@ from .format import (
     cell,
     compare_rows,
     learned_only,
+    learned_rows,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -87,7 +88,7 @@ def numbers(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["attack_name", "start_name"])
+    agg = aggregate(learned_rows(inp.summary), ["attack_name", "start_name"])  # attack means: runs that learned only
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     steps = {r.attack_name: int(r.steps) for r in inp.summary.itertuples()}

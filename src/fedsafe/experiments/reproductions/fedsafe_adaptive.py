@@ -27,7 +27,17 @@ from ..audit_mia import MiaSettings, run_membership
 from ..delta import ConfigDelta
 from ..verdicts import Verdict, accuracy_verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
-from .format import aggregate, comparison, fmt_frac, learned_only, left_out, marks, not_learned_note, run_label
+from .format import (
+    aggregate,
+    comparison,
+    fmt_frac,
+    learned_only,
+    learned_rows,
+    left_out,
+    marks,
+    not_learned_note,
+    run_label,
+)
 from .setups import ADV_TRAINING, AT, DN, FED_SAFE, FS_ATTACK_STEPS, FS_EPS, NO_DEFENSE, NONE, at_fraction
 
 __all__ = ["ADVERSARIES", "EOT_SAMPLES", "FEDSAFE_ADAPTIVE", "METHODS", "MIA_METRICS", "STEP"]
@@ -84,7 +94,7 @@ def _membership(summary: pd.DataFrame, quick: bool) -> pd.DataFrame:
 
 def _cell(idx: dict, key: tuple, mark: str) -> str:
     if key not in idx:
-        return "n/a"
+        return "n/a" + mark
     d = idx[key]
     return (f"{fmt_frac(d['asr_self_mean'], d.get('asr_self_std', math.nan))} / "
             f"{fmt_frac(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
@@ -169,7 +179,7 @@ def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, exclude
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["method", "adversary"])
+    agg = aggregate(learned_rows(inp.summary), ["method", "adversary"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "method")
     mia = _membership(inp.summary, inp.quick)
     mia_table, mia_data = _mia_table(inp, mia)

@@ -25,6 +25,7 @@ from .format import (
     comparison,
     fraction_text,
     learned_only,
+    learned_rows,
     marks,
     no_paper_note,
     not_learned_note,
@@ -74,7 +75,7 @@ def _tick(f: float, text: str) -> str:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["method", "fraction"])
+    agg = aggregate(learned_rows(inp.summary), ["method", "fraction"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary)
     agg_v = aggregate(learned, ["method", "fraction"])
     ds = paper_dataset(inp, "fed-safe")

@@ -26,6 +26,7 @@ from .format import (
     fmt_frac,
     fraction_text,
     learned_only,
+    learned_rows,
     left_out,
     marks,
     no_paper_note,
@@ -83,7 +84,7 @@ def _paper(ds: str | None) -> dict[tuple[str, str, str], float]:
 
 def _self_avg(idx: dict, key: tuple, mark: str = "", fmt: Callable[[float, float], str] = fmt_frac) -> str:
     if key not in idx:
-        return "n/a"
+        return "n/a" + mark
     d = idx[key]
     return (f"{fmt(d['asr_self_mean'], d.get('asr_self_std', math.nan))} / "
             f"{fmt(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
@@ -221,7 +222,7 @@ def _verdicts(idx: dict, accs: dict, excluded: list[str], paper: dict, ds: str |
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["method", "step"])
+    agg = aggregate(learned_rows(inp.summary), ["method", "step"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "method")
     agg_v = aggregate(learned, ["method", "step"])
     idx_v = {(r.method, r.step): r._asdict() for r in agg_v.itertuples()}

@@ -37,6 +37,7 @@ from .format import (
     comparison,
     fmt_num,
     learned_only,
+    learned_rows,
     left_out,
     marks,
     no_paper_note,
@@ -190,7 +191,7 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: s
              DP_TARGET: f"avg ASR, noise for epsilon <= 10 [{labels[DP_TARGET]}]"}
 
     def at(arm: str, e: float) -> str:
-        return cell(idx[(arm, e)], "asr_avg_benign") + mk.get(arm, "") if (arm, e) in idx else "n/a"
+        return (cell(idx[(arm, e)], "asr_avg_benign") if (arm, e) in idx else "n/a") + mk.get(arm, "")
 
     rows = []
     for e in EPS_VALUES:
@@ -218,7 +219,7 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: s
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(inp.summary, ["arm", "eps_value"])
+    agg = aggregate(learned_rows(inp.summary), ["arm", "eps_value"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "arm")
     idx = {(r.arm, r.eps_value): r._asdict() for r in aggregate(learned, ["arm", "eps_value"]).itertuples()}
     ds = paper_dataset(inp, "fed-safe")

@@ -23,8 +23,9 @@ from ..verdicts import Comparison, fmt_pct
 from .base import BuildInput
 
 __all__ = ["METRICS", "NOT_LEARNED_MARK", "aggregate", "cell", "comparison", "dataset", "fmt_frac", "fmt_num",
-           "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "left_out", "marks", "no_paper_note",
-           "not_learned", "not_learned_note", "paper_dataset", "paper_text", "paper_value", "run_label", "seed_std"]
+           "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "learned_rows", "left_out", "marks",
+           "no_paper_note", "not_learned", "not_learned_note", "paper_dataset", "paper_text", "paper_value",
+           "run_label", "seed_std"]
 
 METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
            "aasr_literal", "clean_acc", "attack_acc", "seconds_per_batch", "global_acc", "client_acc")
@@ -173,6 +174,14 @@ def not_learned(summary: pd.DataFrame, by: str = "training") -> list[str]:
     return out
 
 
+def learned_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs that learned: what every table of attack numbers averages (SPEC 11). Where no run learned
+    (e.g. ``fedsafe crn-tables`` on one run that did not), every row, each marked by :func:`marks` and explained
+    by :func:`not_learned_note`, so that the user still sees what was measured."""
+    ok = _learned(summary)
+    return summary[ok] if ok.any() else summary
+
+
 def learned_only(summary: pd.DataFrame, by: str = "training") -> tuple[pd.DataFrame, list[str]]:
     """The rows of runs that learned (what verdicts are made of), and :func:`not_learned`'s lines for the rest."""
     return summary[_learned(summary)], not_learned(summary, by)
@@ -188,8 +197,13 @@ def not_learned_note(summary: pd.DataFrame, by: str = "training") -> tuple[str, 
     lines = not_learned(summary, by)
     if not lines:
         return ()
-    return (f"{NOT_LEARNED_MARK.strip()} did not learn (global accuracy within 2 points of the majority-class rate, "
-            "SPEC 11): " + "; ".join(lines) + ". Its numbers are shown but enter no verdict.",)
+    head = (f"{NOT_LEARNED_MARK.strip()} did not learn (global accuracy within 2 points of the majority-class rate, "
+            "SPEC 11): " + "; ".join(lines) + ". ")
+    if not _learned(summary).any():
+        return (head + "No run learned: the attack numbers above are of models that did not learn, shown for "
+                "diagnosis only; they say nothing about robustness and enter no verdict.",)
+    return (head + "Left out of the attack means above (n/a: no run that learned) and of every verdict on attacks; "
+            "their rows stay in summary.csv and rows.csv.",)
 
 
 def marks(summary: pd.DataFrame, by: str = "training") -> dict[Any, str]:
