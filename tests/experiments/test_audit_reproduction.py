@@ -103,3 +103,16 @@ def test_three_seeds_give_full_verdicts_and_no_membership_numbers_leave_those_un
 def test_the_notes_say_no_paper_has_numbers():
     built = REP.build(_fake(_asr(survives=True)))
     assert any("no paper has numbers" in n for n in built.tables[0].notes)
+
+
+def test_membership_numbers_of_a_run_that_did_not_learn_enter_neither_the_table_nor_the_verdict():
+    inp = _fake(_asr(survives=True), seeds=3)
+    s = inp.summary
+    broken = (s.method == NONE) & (s.seed == 2)  # FedAvg's seed 2 did not learn, and its MIA numbers are absurd
+    s.loc[broken, "learned"] = False
+    s.loc[broken, list(MIA_METRICS)] = 0.0
+    built = REP.build(inp)
+    mia = next(t for t in built.tables if t.title.startswith("Membership")).frame.set_index("defense")
+    assert mia.loc[NONE, "server LiRA AUC"].startswith("0.70") and mia.loc[NONE, "server LiRA AUC"].endswith("†")
+    server = next(v for v in built.verdicts if "server's view" in v.claim)
+    assert "FedAvg 0.70" in server.evidence and "0.47" not in server.evidence  # 0.47: the mean with seed 2 in it

@@ -88,8 +88,9 @@ def _membership(summary: pd.DataFrame, quick: bool) -> pd.DataFrame:
                     "mia_insider_lira_auc": i["lira"]["auc"], "mia_insider_loss_auc": i["loss"]["auc"],
                     "mia_server_lira_tpr_1pct": s["lira"]["tpr_at_1pct_fpr"]}
         rows.append({"method": r.method, "seed": r.seed, **{k: math.nan if v is None else float(v)
-                                                            for k, v in vals.items()}})
-    return pd.DataFrame(rows, columns=["method", "seed", *MIA_METRICS])
+                                                            for k, v in vals.items()},
+                     "mia_seconds": float((m or {}).get("seconds") or math.nan)})
+    return pd.DataFrame(rows, columns=["method", "seed", *MIA_METRICS, "mia_seconds"])
 
 
 def _cell(idx: dict, key: tuple, mark: str) -> str:
@@ -118,31 +119,48 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame) -> Table:
                   *not_learned_note(inp.summary, "method")))
 
 
+def _mia_time(mia: pd.DataFrame) -> str:
+    """The membership inference's wall time, as the runs' audit files recorded it (it is not attack crafting)."""
+    secs = mia["mia_seconds"].dropna() if "mia_seconds" in mia else pd.Series(dtype=float)
+    if secs.empty:
+        return ""
+    return (f" Wall time of the membership inference (shadow models and scoring): {secs.sum() / 60:.0f} min in all "
+            f"over {len(secs)} runs ({secs.min() / 60:.0f}-{secs.max() / 60:.0f} min a run), as their audit files "
+            "recorded it.")
+
+
 def _mia_table(inp: BuildInput, mia: pd.DataFrame) -> tuple[Table, pd.DataFrame]:
     per = inp.summary.drop_duplicates(["method", "seed"]).reindex(
         columns=["method", "seed", "clean_acc", "global_acc", "epsilon", "epsilon_unconditional", "learned"])
     data = per.merge(mia, on=["method", "seed"], how="left")
-    agg = aggregate(data, ["method"], ["clean_acc", "global_acc", *MIA_METRICS]).set_index("method")
+    # clean accuracy over every run; the membership numbers, like every attack mean, over the runs that learned
+    acc = aggregate(data, ["method"], ["clean_acc", "global_acc"]).set_index("method")
+    aucs = aggregate(learned_rows(data), ["method"], MIA_METRICS).set_index("method")
+    agg = acc.join(aucs.drop(columns=[c for c in aucs.columns if c in acc.columns]), how="left")
+    mk = marks(data, "method")
     rows = []
     for m in METHODS:
         if m not in agg.index:
             continue
         a, eps = agg.loc[m], data[data.method == m]
 
-        def auc(k: str, a=a) -> str:
-            return fmt_frac(float(a[f"{k}_mean"]), float(a.get(f"{k}_std", math.nan)))
+        def auc(k: str, a=a, m=m) -> str:
+            return fmt_frac(float(a.get(f"{k}_mean", math.nan)), float(a.get(f"{k}_std", math.nan))) + mk.get(m, "")
 
         rows.append({"defense": m, "clean acc": fmt_pct(a["clean_acc_mean"], a.get("clean_acc_std", math.nan)),
                      "server LiRA AUC": auc("mia_server_lira_auc"), "server loss AUC": auc("mia_server_loss_auc"),
                      "insider LiRA AUC": auc("mia_insider_lira_auc"), "insider loss AUC": auc("mia_insider_loss_auc"),
-                     "server LiRA TPR at 1% FPR": fmt_pct(a["mia_server_lira_tpr_1pct_mean"]),
+                     "server LiRA TPR at 1% FPR": fmt_pct(a.get("mia_server_lira_tpr_1pct_mean", math.nan))
+                     + mk.get(m, ""),
                      "epsilon NbAFL / unconditional": f"{eps.epsilon.mean():.3g} / "
                                                       f"{eps.epsilon_unconditional.mean():.3g}"})
     notes = ("Membership inference on each arm's run: members = a client's training images, non-members = the "
              "global test set; server: the global model; insider: each client's final model attacking every other "
              "client's data; offline LiRA with shadow models trained on the attacker's own data (see "
              "`fedsafe audit` for the per-client numbers, the budget and the TPRs the non-members cannot resolve). "
-             "AUC 0.5 is chance. Epsilon: PLD accountant at delta 1e-5 (inf: no noise to credit).",)
+             "AUC 0.5 is chance. Epsilon: PLD accountant at delta 1e-5 (inf: no noise to credit). Clean accuracy: "
+             "every run; membership numbers: the runs that learned." + _mia_time(mia),
+             *not_learned_note(data, "method"))
     return Table("Membership inference beside each arm", pd.DataFrame(rows), notes), data
 
 
@@ -165,7 +183,8 @@ def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, exclude
                 [comparison(adv, idx, (DN, adv), (DN, PGD), "asr_avg_benign") for adv in eots], expect="higher",
                 names=("EOT", "PGD"), fmt=fmt_frac, excluded=left_out(excluded, DN)),
     ]
-    ok = mia[mia.method.isin(learned.method.unique())]
+    pairs = set(zip(learned.method, learned.seed, strict=True))  # (method, seed) of the runs that learned
+    ok = mia[[(m, s) in pairs for m, s in zip(mia.method, mia.seed, strict=True)]]
     magg = {r.method: r._asdict() for r in aggregate(ok, ["method"], MIA_METRICS).itertuples()}
     for view in ("server", "insider"):
         metric = f"mia_{view}_lira_auc"
