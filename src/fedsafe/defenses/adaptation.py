@@ -25,7 +25,6 @@ its own (seed, "<purpose>-dropout", round, client); the caller's global RNG is l
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -222,5 +221,6 @@ def fraction_label(fraction: float, counts: Sequence[int], client_sizes: Sequenc
     pct = [100 * k / n for k, n in zip(counts, client_sizes, strict=True)]
     lo, hi = min(counts), max(counts)
     count = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    share = f"{min(pct):.0f}%" if math.isclose(min(pct), max(pct), abs_tol=0.5) else f"{min(pct):.0f}-{max(pct):.0f}%"
+    lo_pct, hi_pct = f"{min(pct):.0f}", f"{max(pct):.0f}"
+    share = f"{lo_pct}%" if lo_pct == hi_pct else f"{lo_pct}-{hi_pct}%"  # "50%", never "50-50%"
     return f"f {fraction:g}: {count} images ({share} of |D_i|)"
