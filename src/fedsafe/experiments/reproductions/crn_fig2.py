@@ -13,7 +13,7 @@ from ..delta import ConfigDelta
 from ..verdicts import Comparison, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .curves import crn_comparisons, curve_table
-from .format import aggregate, compare_rows, learned_only, learned_rows, not_learned_note, run_label
+from .format import attack_means, compare_rows, learned_only, not_learned_note, run_label
 from .setups import CRN_RUN
 
 __all__ = ["ALPHAS", "BEST_ALPHA", "CRN_FIG2", "SWEEP_STEPS"]
@@ -53,7 +53,8 @@ def _best_alpha(agg) -> list[Comparison]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["curve", "alpha"])  # attack means: runs that learned only
+    learned, excluded = learned_only(inp.summary)
+    agg, agg_v = attack_means(inp.summary, learned, ["curve", "alpha"])
     eps = float(inp.summary.eps.iloc[0])
     fig = figs.line_panels(agg, x="alpha", series="curve", logx=True, xlabel="step size alpha",
                            panels=[("asr_avg_benign", "(a) ASR on benign clients"),
@@ -63,8 +64,6 @@ def _build(inp: BuildInput) -> Built:
                   curve_table(agg, "alpha", "alpha"),
                   ("The paper gives Figure 2 as a plot only: there are no numbers to put beside ours. The number of "
                    f"PGD steps is not stated: {SWEEP_STEPS} here.", *not_learned_note(inp.summary)))
-    learned, excluded = learned_only(inp.summary)
-    agg_v = aggregate(learned, ["curve", "alpha"])
     verdicts = (
         compare("CRN raises the ASR on benign clients (at every step size)", crn_comparisons(agg_v, "alpha", "alpha"),
                 expect="higher", names=("CRN", "vanilla"), excluded=excluded,

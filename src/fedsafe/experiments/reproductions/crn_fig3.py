@@ -12,7 +12,7 @@ from ..verdicts import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .crn_fig2 import BEST_ALPHA, SWEEP_STEPS
 from .curves import crn_comparisons, curve_table, curves_of
-from .format import aggregate, learned_only, learned_rows, not_learned_note, run_label
+from .format import attack_means, learned_only, not_learned_note, run_label
 from .setups import CRN_RUN
 
 __all__ = ["ALPHA", "CRN_FIG3", "EPS_VALUES"]
@@ -37,7 +37,8 @@ def _trainings(base) -> dict[str, ConfigDelta]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["curve", "eps_value"])  # attack means: runs that learned only
+    learned, excluded = learned_only(inp.summary)
+    agg, agg_v = attack_means(inp.summary, learned, ["curve", "eps_value"])
     fig = figs.line_panels(agg, x="eps_value", series="curve", xlabel="budget eps",
                            panels=[("asr_avg_benign", "(a) ASR on benign clients"),
                                    ("asr_self", "(b) ASR on the adversarial client")],
@@ -48,8 +49,6 @@ def _build(inp: BuildInput) -> Built:
                   ("The paper gives Figure 3 as a plot only: there are no numbers to put beside ours. PGD's steps "
                    f"and step size are not stated: {SWEEP_STEPS} steps of {ALPHA} here (the step the "
                    "paper found best in Figure 2).", *not_learned_note(inp.summary)))
-    learned, excluded = learned_only(inp.summary)
-    agg_v = aggregate(learned, ["curve", "eps_value"])
     verdicts = (
         trend("ASR on benign clients rises with eps", curves_of(agg_v, "eps_value", "asr_avg_benign"),
               expect="increasing", xname="eps", excluded=excluded,

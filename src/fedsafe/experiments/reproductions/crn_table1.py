@@ -25,12 +25,11 @@ from ..paper_numbers import crn_table_1
 from ..verdicts import Verdict, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
-    aggregate,
+    attack_means,
     cell,
     comparison,
     fmt_seconds,
     learned_only,
-    learned_rows,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -172,9 +171,9 @@ def _verdicts(idx: dict, labels: list[str], excluded: list[str], paper: dict, ds
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["row"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary)
-    idx = {r.row: r._asdict() for r in aggregate(learned, ["row"]).itertuples()}
+    agg, agg_v = attack_means(inp.summary, learned, ["row"])
+    idx = {r.row: r._asdict() for r in agg_v.itertuples()}
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     rows = []

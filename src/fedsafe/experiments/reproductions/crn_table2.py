@@ -18,11 +18,10 @@ from ..paper_numbers import crn_table_2
 from ..verdicts import compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
-    aggregate,
+    attack_means,
     cell,
     compare_rows,
     learned_only,
-    learned_rows,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -88,7 +87,8 @@ def numbers(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["attack_name", "start_name"])  # attack means: runs that learned only
+    learned, excluded = learned_only(inp.summary)
+    agg, agg_v = attack_means(inp.summary, learned, ["attack_name", "start_name"])
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     steps = {r.attack_name: int(r.steps) for r in inp.summary.itertuples()}
@@ -108,8 +108,6 @@ def _build(inp: BuildInput) -> Built:
                    "correctly, the share that also fool it. Vanilla: FGSM from zero, PGD from a uniform random start; "
                    f"{pgd_text} (the paper: {PAPER_PGD_STEPS} iterations, eps and alpha not stated).",
                    *not_learned_note(inp.summary), *no_paper_note(inp, "crn", "CRN Table II")))
-    learned, excluded = learned_only(inp.summary)
-    agg_v = aggregate(learned, ["attack_name", "start_name"])
     idx = agg_v.set_index(["attack_name", "start_name"])
     aetr, benign = [], []
     for name in dict.fromkeys(agg_v.attack_name):

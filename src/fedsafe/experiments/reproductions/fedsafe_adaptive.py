@@ -29,14 +29,15 @@ from ..verdicts import Verdict, accuracy_verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     aggregate,
+    attack_means,
     comparison,
     fmt_frac,
     learned_only,
-    learned_rows,
     left_out,
     marks,
     not_learned_note,
     run_label,
+    self_avg,
 )
 from .setups import ADV_TRAINING, AT, DN, FED_SAFE, FS_ATTACK_STEPS, FS_EPS, NO_DEFENSE, NONE, at_fraction
 
@@ -93,19 +94,11 @@ def _membership(summary: pd.DataFrame, quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "seed", *MIA_METRICS, "mia_seconds"])
 
 
-def _cell(idx: dict, key: tuple, mark: str) -> str:
-    if key not in idx:
-        return "n/a" + mark
-    d = idx[key]
-    return (f"{fmt_frac(d['asr_self_mean'], d.get('asr_self_std', math.nan))} / "
-            f"{fmt_frac(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
-
-
 def _asr_table(inp: BuildInput, agg: pd.DataFrame) -> Table:
     idx = {(r.method, r.adversary): r._asdict() for r in agg.itertuples()}
     mk = marks(inp.summary, "method")
     passes = inp.summary[inp.summary.method == DN].groupby("adversary")["fb_passes_per_image"].max()
-    rows = [{"attack": adv, **{f"{m}: self / avg": _cell(idx, (m, adv), mk.get(m, "")) for m in METHODS},
+    rows = [{"attack": adv, **{f"{m}: self / avg": self_avg(idx, (m, adv), mk.get(m, "")) for m in METHODS},
              "passes / image (Fed-Safe)": f"{passes.get(adv, math.nan):.0f}"} for adv in ADVERSARIES]
     info = inp.runs.get(DN)
     s_d = info.noise().downlink if info is not None else 0.01
@@ -129,13 +122,18 @@ def _mia_time(mia: pd.DataFrame) -> str:
             "recorded it.")
 
 
-def _mia_table(inp: BuildInput, mia: pd.DataFrame) -> tuple[Table, pd.DataFrame]:
+def _mia_rows(inp: BuildInput, mia: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed): the run's accuracy, epsilon, whether it learned, and its membership numbers."""
     per = inp.summary.drop_duplicates(["method", "seed"]).reindex(
         columns=["method", "seed", "clean_acc", "global_acc", "epsilon", "epsilon_unconditional", "learned"])
-    data = per.merge(mia, on=["method", "seed"], how="left")
+    return per.merge(mia, on=["method", "seed"], how="left")
+
+
+def _mia_table(data: pd.DataFrame, aucs: pd.DataFrame) -> Table:
+    """``data``: :func:`_mia_rows`; ``aucs``: the membership means for the table (:func:`attack_means`)."""
     # clean accuracy over every run; the membership numbers, like every attack mean, over the runs that learned
     acc = aggregate(data, ["method"], ["clean_acc", "global_acc"]).set_index("method")
-    aucs = aggregate(learned_rows(data), ["method"], MIA_METRICS).set_index("method")
+    aucs = aucs.set_index("method")
     agg = acc.join(aucs.drop(columns=[c for c in aucs.columns if c in acc.columns]), how="left")
     mk = marks(data, "method")
     rows = []
@@ -159,14 +157,14 @@ def _mia_table(inp: BuildInput, mia: pd.DataFrame) -> tuple[Table, pd.DataFrame]
              "client's data; offline LiRA with shadow models trained on the attacker's own data (see "
              "`fedsafe audit` for the per-client numbers, the budget and the TPRs the non-members cannot resolve). "
              "AUC 0.5 is chance. Epsilon: PLD accountant at delta 1e-5 (inf: no noise to credit). Clean accuracy: "
-             "every run; membership numbers: the runs that learned." + _mia_time(mia),
+             "every run; membership numbers: the runs that learned." + _mia_time(data),
              *not_learned_note(data, "method"))
-    return Table("Membership inference beside each arm", pd.DataFrame(rows), notes), data
+    return Table("Membership inference beside each arm", pd.DataFrame(rows), notes)
 
 
-def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, excluded: list[str]) -> list[Verdict]:
-    agg = aggregate(learned, ["method", "adversary"])
-    idx = {(r.method, r.adversary): r._asdict() for r in agg.itertuples()}
+def _verdicts(inp: BuildInput, agg_v: pd.DataFrame, mia_v: pd.DataFrame, excluded: list[str]) -> list[Verdict]:
+    """``agg_v`` / ``mia_v``: the attack and membership means over the runs that learned (:func:`attack_means`)."""
+    idx = {(r.method, r.adversary): r._asdict() for r in agg_v.itertuples()}
     eots, plain = ADVERSARIES[2:], ADVERSARIES[:2]
 
     def comps(advs, a, b, metric="asr_avg_benign"):
@@ -183,9 +181,7 @@ def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, exclude
                 [comparison(adv, idx, (DN, adv), (DN, PGD), "asr_avg_benign") for adv in eots], expect="higher",
                 names=("EOT", "PGD"), fmt=fmt_frac, excluded=left_out(excluded, DN)),
     ]
-    pairs = set(zip(learned.method, learned.seed, strict=True))  # (method, seed) of the runs that learned
-    ok = mia[[(m, s) in pairs for m, s in zip(mia.method, mia.seed, strict=True)]]
-    magg = {r.method: r._asdict() for r in aggregate(ok, ["method"], MIA_METRICS).itertuples()}
+    magg = {r.method: r._asdict() for r in mia_v.itertuples()}
     for view in ("server", "insider"):
         metric = f"mia_{view}_lira_auc"
         out.append(compare(f"Fed-Safe's noise lowers membership inference ({view}'s view, LiRA AUC) vs FedAvg",
@@ -198,11 +194,12 @@ def _verdicts(inp: BuildInput, learned: pd.DataFrame, mia: pd.DataFrame, exclude
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["method", "adversary"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "method")
-    mia = _membership(inp.summary, inp.quick)
-    mia_table, mia_data = _mia_table(inp, mia)
-    verdicts = _verdicts(inp, learned, mia, excluded)
+    agg, agg_v = attack_means(inp.summary, learned, ["method", "adversary"])
+    mia_data = _mia_rows(inp, _membership(inp.summary, inp.quick))
+    mia_agg, mia_v = attack_means(mia_data, learned_only(mia_data, "method")[0], ["method"], MIA_METRICS)
+    mia_table = _mia_table(mia_data, mia_agg)
+    verdicts = _verdicts(inp, agg_v, mia_v, excluded)
     plot = agg.copy()
     fig = figs.bars(plot, category="adversary", series="method", metric="asr_avg_benign", ylabel="ASR avg (benign)",
                     title=f"Does Fed-Safe survive an attacker who knows the noise? — {run_label(inp)}")

@@ -20,12 +20,11 @@ from ..delta import ConfigDelta
 from ..verdicts import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
-    aggregate,
+    attack_means,
     cell,
     comparison,
     fraction_text,
     learned_only,
-    learned_rows,
     marks,
     no_paper_note,
     not_learned_note,
@@ -75,9 +74,8 @@ def _tick(f: float, text: str) -> str:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["method", "fraction"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary)
-    agg_v = aggregate(learned, ["method", "fraction"])
+    agg, agg_v = attack_means(inp.summary, learned, ["method", "fraction"])
     ds = paper_dataset(inp, "fed-safe")
     counts = _counts(inp)
     fig = figs.line_panels(agg, x="fraction", series="method", x_as_percent=True,

@@ -10,7 +10,6 @@ sets themselves, as their code did), to measure how much of the paper's low ASR 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pandas as pd
 
@@ -21,12 +20,11 @@ from ..paper_numbers import fedsafe_table_1
 from ..verdicts import Comparison, Verdict, accuracy_verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
-    aggregate,
+    attack_means,
     comparison,
     fmt_frac,
     fraction_text,
     learned_only,
-    learned_rows,
     left_out,
     marks,
     no_paper_note,
@@ -34,6 +32,7 @@ from .format import (
     paper_dataset,
     run_label,
     seed_std,
+    self_avg,
 )
 from .setups import (
     ADV_TRAINING,
@@ -80,14 +79,6 @@ def _paper(ds: str | None) -> dict[tuple[str, str, str], float]:
         method, _, col = p.column.partition(": ")
         out[(p.row, method, col)] = p.value
     return out
-
-
-def _self_avg(idx: dict, key: tuple, mark: str = "", fmt: Callable[[float, float], str] = fmt_frac) -> str:
-    if key not in idx:
-        return "n/a" + mark
-    d = idx[key]
-    return (f"{fmt(d['asr_self_mean'], d.get('asr_self_std', math.nan))} / "
-            f"{fmt(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
 
 
 def _accuracy_table(inp: BuildInput, learned: pd.DataFrame) -> tuple[Table, dict[str, pd.DataFrame]]:
@@ -152,16 +143,16 @@ def _tables(inp: BuildInput, agg: pd.DataFrame, idx_v: dict, paper: dict, ds: st
     rows, leaky_rows = [], []
     for step in STEPS:
         rows.append({"step (alpha)": f"{step:g}",
-                     "adversarial training: self / avg": _self_avg(idx, (AT, step), mk.get(AT, "")),
+                     "adversarial training: self / avg": self_avg(idx, (AT, step), mk.get(AT, "")),
                      "(paper)": pp(step, AT),
-                     "distributed noise: self / avg": _self_avg(idx, (DN, step), mk.get(DN, "")),
+                     "distributed noise: self / avg": self_avg(idx, (DN, step), mk.get(DN, "")),
                      "(paper) ": pp(step, DN),
-                     "no defense: self / avg": _self_avg(idx, (NONE, step), mk.get(NONE, ""))})
+                     "no defense: self / avg": self_avg(idx, (NONE, step), mk.get(NONE, ""))})
         leaky_rows.append({"step (alpha)": f"{step:g}",
-                           "AT LEAKY: self / avg": _self_avg(idx, (AT_LEAKY, step), mk.get(AT_LEAKY, "")),
-                           "AT clean": _self_avg(idx, (AT, step), mk.get(AT, "")), "AT (paper)": pp(step, AT),
-                           "DN LEAKY: self / avg": _self_avg(idx, (DN_LEAKY, step), mk.get(DN_LEAKY, "")),
-                           "DN clean": _self_avg(idx, (DN, step), mk.get(DN, "")), "DN (paper)": pp(step, DN)})
+                           "AT LEAKY: self / avg": self_avg(idx, (AT_LEAKY, step), mk.get(AT_LEAKY, "")),
+                           "AT clean": self_avg(idx, (AT, step), mk.get(AT, "")), "AT (paper)": pp(step, AT),
+                           "DN LEAKY: self / avg": self_avg(idx, (DN_LEAKY, step), mk.get(DN_LEAKY, "")),
+                           "DN clean": self_avg(idx, (DN, step), mk.get(DN, "")), "DN (paper)": pp(step, DN)})
     at_f, dn_f = fraction_text(inp.runs.get(AT), FS_FRACTION), fraction_text(inp.runs.get(DN), FS_FRACTION)
     table = Table(
         f"Fed-Safe Table 1: ASR self / avg, adversarial training vs distributed noise (PGD-{FS_ATTACK_STEPS}, eps "
@@ -222,9 +213,8 @@ def _verdicts(idx: dict, accs: dict, excluded: list[str], paper: dict, ds: str |
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["method", "step"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "method")
-    agg_v = aggregate(learned, ["method", "step"])
+    agg, agg_v = attack_means(inp.summary, learned, ["method", "step"])
     idx_v = {(r.method, r.step): r._asdict() for r in agg_v.itertuples()}
     ds = paper_dataset(inp, "fed-safe")
     paper = _paper(ds)

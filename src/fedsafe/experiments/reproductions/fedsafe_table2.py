@@ -32,12 +32,11 @@ from ..runinfo import RunInfo
 from ..verdicts import accuracy_verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
-    aggregate,
+    attack_means,
     cell,
     comparison,
     fmt_num,
     learned_only,
-    learned_rows,
     left_out,
     marks,
     no_paper_note,
@@ -219,9 +218,9 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: s
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["arm", "eps_value"])  # attack means: runs that learned only
     learned, excluded = learned_only(inp.summary, "arm")
-    idx = {(r.arm, r.eps_value): r._asdict() for r in aggregate(learned, ["arm", "eps_value"]).itertuples()}
+    agg, agg_v = attack_means(inp.summary, learned, ["arm", "eps_value"])
+    idx = {(r.arm, r.eps_value): r._asdict() for r in agg_v.itertuples()}
     ds = paper_dataset(inp, "fed-safe")
     paper = _paper(ds)
     delta = _delta(inp)

@@ -22,10 +22,10 @@ from ..runinfo import RunInfo
 from ..verdicts import Comparison, fmt_pct
 from .base import BuildInput
 
-__all__ = ["METRICS", "NOT_LEARNED_MARK", "aggregate", "cell", "comparison", "dataset", "fmt_frac", "fmt_num",
-           "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "learned_rows", "left_out", "marks",
+__all__ = ["METRICS", "NOT_LEARNED_MARK", "aggregate", "attack_means", "cell", "comparison", "dataset", "fmt_frac",
+           "fmt_num", "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "learned_rows", "left_out", "marks",
            "no_paper_note", "not_learned", "not_learned_note", "paper_dataset", "paper_text", "paper_value",
-           "run_label", "seed_std"]
+           "run_label", "seed_std", "self_avg"]
 
 METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
            "aasr_literal", "clean_acc", "attack_acc", "seconds_per_batch", "global_acc", "client_acc")
@@ -148,6 +148,17 @@ NOT_LEARNED_MARK = " †"
 """Appended to a table cell whose run (in some seed) did not learn; :func:`not_learned_note` explains it."""
 
 
+def self_avg(idx: Mapping[Any, Mapping[str, Any]], key: Any, mark: str = "",
+             fmt: Callable[[float, float], str] = fmt_frac) -> str:
+    """"0.55 ± 0.25 / 0.53 ± 0.26 †": the aggregated row ``idx[key]``'s ASR self / ASR on benign clients, with
+    ``mark`` (:func:`marks`); "n/a" and the mark where the row is missing (no run that learned)."""
+    if key not in idx:
+        return "n/a" + mark
+    d = idx[key]
+    return (f"{fmt(d['asr_self_mean'], d.get('asr_self_std', math.nan))} / "
+            f"{fmt(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
+
+
 def comparison(where: str, idx: Mapping[Any, Mapping[str, Any]], ours: Any, other: Any, metric: str) -> Comparison:
     """The :class:`Comparison` of ``metric`` between the aggregated rows ``idx[ours]`` and ``idx[other]`` (means,
     stds and the fewer seeds of the two); undefined (NaN) when either row is missing."""
@@ -180,6 +191,15 @@ def learned_rows(summary: pd.DataFrame) -> pd.DataFrame:
     by :func:`not_learned_note`, so that the user still sees what was measured."""
     ok = _learned(summary)
     return summary[ok] if ok.any() else summary
+
+
+def attack_means(summary: pd.DataFrame, learned: pd.DataFrame, by: Sequence[str],
+                 metrics: Iterable[str] = METRICS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table means, verdict means) of the attack numbers, aggregated once: both over ``learned`` (the rows of
+    :func:`learned_only`); where no run learned, the table shows every run's numbers as :func:`learned_rows` does
+    and the verdicts have none."""
+    verdict = aggregate(learned, by, metrics)
+    return (verdict if len(learned) else aggregate(summary, by, metrics)), verdict
 
 
 def learned_only(summary: pd.DataFrame, by: str = "training") -> tuple[pd.DataFrame, list[str]]:
