@@ -116,3 +116,5 @@ def test_membership_numbers_of_a_run_that_did_not_learn_enter_neither_the_table_
     assert mia.loc[NONE, "server LiRA AUC"].startswith("0.70") and mia.loc[NONE, "server LiRA AUC"].endswith("†")
     server = next(v for v in built.verdicts if "server's view" in v.claim)
     assert "FedAvg 0.70" in server.evidence and "0.47" not in server.evidence  # 0.47: the mean with seed 2 in it
+    csv = built.data[built.data.method == NONE]  # table.csv says what the tables say
+    assert csv.mia_server_lira_auc_mean.sub(0.7025).abs().max() < 1e-9  # seeds 0, 1 (with seed 2: 0.47)

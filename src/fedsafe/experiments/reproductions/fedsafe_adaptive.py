@@ -203,7 +203,7 @@ def _build(inp: BuildInput) -> Built:
     plot = agg.copy()
     fig = figs.bars(plot, category="adversary", series="method", metric="asr_avg_benign", ylabel="ASR avg (benign)",
                     title=f"Does Fed-Safe survive an attacker who knows the noise? — {run_label(inp)}")
-    data = agg.merge(aggregate(mia_data, ["method"], MIA_METRICS), on="method", how="left", suffixes=("", "_mia"))
+    data = agg.merge(mia_agg, on="method", how="left", suffixes=("", "_mia"))  # table.csv: as the tables
     return Built((_asr_table(inp, agg), mia_table), (("adaptive", fig, "ASR on benign clients per attack and "
                                                                        "defense"),), tuple(verdicts), data=data)
 
