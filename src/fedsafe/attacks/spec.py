@@ -43,8 +43,8 @@ from fedsafe.attacks.crn import crn_alpha
 from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.config import CrnConfig, ExperimentConfig
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start",
-           "parse_start", "sweep"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_EOT_SAMPLES", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_SURROGATES",
+           "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start", "parse_start", "sweep"]
 
 _CRN_DEFAULTS = CrnConfig()
 DEFAULT_EPS: float = _CRN_DEFAULTS.eps
@@ -54,6 +54,10 @@ DEFAULT_WINDOWS: tuple[int, ...] = _CRN_DEFAULTS.windows
 DEFAULT_ALPHA = 0.001
 """The CRN paper's Table I step size."""
 DEFAULT_STEPS = 20
+DEFAULT_EOT_SAMPLES = 8
+"""EOT-PGD's K, noisy copies of the attacker's model a step, unless asked otherwise (``attack``, ``audit``)."""
+DEFAULT_SURROGATES = 5
+"""Ensemble PGD's R, the copies received over the last R rounds, unless asked otherwise."""
 
 StartKind = Literal["zero", "uniform", "crn"]
 _NAME = re.compile(r"^(zero|random|uniform|crn([0-9]+)(-final)?)$")

@@ -13,7 +13,16 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from ..attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, DEFAULT_WINDOWS, Start, sweep
+from ..attacks.spec import (
+    DEFAULT_ALPHA,
+    DEFAULT_EOT_SAMPLES,
+    DEFAULT_EPS,
+    DEFAULT_STEPS,
+    DEFAULT_SURROGATES,
+    DEFAULT_WINDOWS,
+    Start,
+    sweep,
+)
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
@@ -85,9 +94,11 @@ def attack(
     labels: str = typer.Option("pred", "--labels", help="pred (attacker's own predictions) or true."),
     centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
-    samples: int = typer.Option(None, "--samples", help="eot-pgd: K noisy copies a step (default 8)."),
+    samples: int = typer.Option(None, "--samples",
+                                help=f"eot-pgd: K noisy copies a step (default {DEFAULT_EOT_SAMPLES})."),
     noise_std: float = typer.Option(None, "--noise-std", help="eot-pgd: s_D (default: the run's downlink noise)."),
-    surrogates: int = typer.Option(None, "--surrogates", help="ensemble-pgd: R, the last rounds' copies (default 5)."),
+    surrogates: int = typer.Option(None, "--surrogates",
+                                   help=f"ensemble-pgd: R, the last rounds' copies (default {DEFAULT_SURROGATES})."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
@@ -98,8 +109,8 @@ def attack(
     names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
     try:
         starts = [_start(s.strip(), crn_eps, crn_alpha) for s in names]
-        adaptive = {"eot-pgd": {"samples": samples or 8, "noise_std": noise_std},
-                    "ensemble-pgd": {"surrogates": surrogates or 5}}.get(attack_name, {})
+        adaptive = {"eot-pgd": {"samples": samples or DEFAULT_EOT_SAMPLES, "noise_std": noise_std},
+                    "ensemble-pgd": {"surrogates": surrogates or DEFAULT_SURROGATES}}.get(attack_name, {})
         specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
                       start=starts, seed=seed, labels=labels, centre_grad=centre_grad, **adaptive)
         with progress_bars() as prog:

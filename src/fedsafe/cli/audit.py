@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
@@ -33,11 +34,12 @@ def _ints(text: str | None, name: str) -> tuple[int, ...] | None:
 @app.command()
 def audit(
     run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train, or RESULTS/runs/...)."),
-    eps: float = typer.Option(None, "--eps", help="L-inf budget of every attack in [0, 1] pixels (default 0.05)."),
+    eps: float = typer.Option(None, "--eps",
+                              help=f"L-inf budget of every attack in [0, 1] pixels (default {DEFAULT_EPS:g})."),
     steps: int = typer.Option(None, "--steps", "-k", help="Attack steps (default 20; --quick 10)."),
     alpha: float = typer.Option(None, "--alpha", help="Step size (default 2.5 eps / steps)."),
-    eot: str = typer.Option(None, "--eot", help="K values of EOT-PGD, comma-separated, e.g. 1,8,32 (default 8; "
-                                                "--quick 2)."),
+    eot: str = typer.Option(None, "--eot", help="K values of EOT-PGD, comma-separated, e.g. 1,8,32 (default "
+                                                f"{DEFAULT_EOT_SAMPLES}; --quick 2)."),
     shadows: int = typer.Option(None, "--shadows", help="Shadow models a view for LiRA (default 4; --quick 2)."),
     shadow_epochs: int = typer.Option(None, "--max-shadow-epochs",
                                       help="Cap on a shadow's epochs (min(T x E, cap); default 30; --quick 5)."),

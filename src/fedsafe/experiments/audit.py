@@ -35,7 +35,7 @@ from typing import Any
 from .. import __version__
 from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient, predict
-from ..attacks.spec import DEFAULT_EPS, AttackSpec, Start
+from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.atomic import json_safe
@@ -56,7 +56,7 @@ from .evaluation import evaluate_transfer
 from .results import read_evaluation
 from .run_context import RunContext, load_run
 from .runinfo import read_run
-from .sanity import SANITY_STEPS
+from .sanity import SANITY_STEPS, sanity_cache
 
 __all__ = ["QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "estimate", "open_audit", "run_audit"]
 
@@ -75,7 +75,7 @@ class AuditSettings:
     eps: float = DEFAULT_EPS
     steps: int = 20
     alpha: float | None = None
-    eot: tuple[int, ...] = (8,)
+    eot: tuple[int, ...] = (DEFAULT_EOT_SAMPLES,)
     crn_window: int = 10
     shadows: int = 4
     max_shadow_epochs: int = 30
@@ -216,7 +216,7 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
     cached = [read_evaluation(ctx.store.root, _key(s, settings), s) is not None for s in specs]
     # once per run when an evaluation is to run: the gradient cosines (2 passes a pair) and, unless cached, the
     # sanity checks (BIM-5 at eps 0.03 and 0.5, one step at 0)
-    sanity = (ctx.store.root / "attacks" / "sanity.json").is_file()
+    sanity = sanity_cache(ctx).is_file()
     attacks = 0.0 if all(cached) else n_test * (2 * n + (0 if sanity else 2 * SANITY_STEPS + 1 + 3))
     for spec, hit in zip(specs, cached, strict=True):
         if hit:

@@ -8,6 +8,7 @@ one (must give ~100%): 3 x 100 images x 12 passes a client (about a quarter of a
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from ..attacks.sanity import run_sanity_checks
 from ..runs.store import RunFileError
 from .run_context import RunContext
 
-__all__ = ["SANITY_EPS", "SANITY_STEPS", "sanity_warnings"]
+__all__ = ["SANITY_EPS", "SANITY_STEPS", "sanity_cache", "sanity_warnings"]
 
 SANITY_EPS = (0.0, 0.03, 0.5)
 SANITY_STEPS = 5
@@ -31,10 +32,15 @@ def _sanity_attack(model: nn.Module, x: torch.Tensor, precision: str) -> Callabl
     return attack
 
 
+def sanity_cache(ctx: RunContext) -> Path:
+    """Where a run's sanity checks are cached: ``RUN/attacks/sanity.json``."""
+    return ctx.store.root / "attacks" / "sanity.json"
+
+
 def sanity_warnings(ctx: RunContext, *, precision: str = "fp32", cache: bool = True) -> list[str]:
     """The checks on every client's final model and attack set; warnings prefixed by client. With ``cache``
     they are read from / written to ``RUN/attacks/sanity.json`` (per precision)."""
-    path = ctx.store.root / "attacks" / "sanity.json"
+    path = sanity_cache(ctx)
     stored = {}
     if cache and path.is_file():
         try:
