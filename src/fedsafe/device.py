@@ -13,6 +13,8 @@ import re
 
 import torch
 
+from .hardware import cpu_features
+
 __all__ = ["DeviceError", "describe_device", "resolve_device"]
 
 _SYNTAX = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -47,7 +49,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """A human-readable name: ``cpu`` or ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
+    """A human-readable name: ``cpu: AMD EPYC (x86_64; bf16 dot products: AVX512-BF16; no AMX)`` (the CPU's bf16
+    units, :mod:`fedsafe.hardware`) or ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu: {cpu_features().describe()}"
     return str(device)

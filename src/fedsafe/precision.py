@@ -1,8 +1,9 @@
 """Numeric precision: fp32, or bf16 autocast where the hardware has fast bf16 matrix units.
 
-``"auto"`` resolves to ``"bf16"`` on a CPU with AMX or AVX512-BF16 (or a CUDA device that supports bf16),
-else ``"fp32"``. bf16 is only ever used through :func:`autocast`: parameters, inputs and input gradients stay
-fp32, so attack budgets and pixel clipping are exact whatever the precision.
+``"auto"`` resolves to ``"bf16"`` on a CPU with AMX or AVX512-BF16 that oneDNN may use (see
+:mod:`fedsafe.hardware`), or a CUDA device that supports bf16, else ``"fp32"``. bf16 is only ever used through
+:func:`autocast`: parameters, inputs and input gradients stay fp32, so attack budgets and pixel clipping are exact
+whatever the precision.
 
 >>> resolve_precision("fp32")
 'fp32'
@@ -13,12 +14,13 @@ fp32, so attack budgets and pixel clipping are exact whatever the precision.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from typing import Literal, TypeVar
 
 import torch
 from torch import nn
+
+from .hardware import cpu_features
 
 __all__ = ["Precision", "autocast", "cpu_has_fast_bf16", "resolve_precision", "to_channels_last"]
 
@@ -27,17 +29,10 @@ _NAMES = ("fp32", "bf16", "auto")
 T = TypeVar("T", nn.Module, torch.Tensor)
 
 
-@functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has bf16 matrix/dot-product instructions (AMX-BF16 or AVX512-BF16)."""
-    if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
-        return True
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = {w for line in f if line.startswith("flags") for w in line.split()}
-    except OSError:  # not Linux: no evidence of fast bf16
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    """True when the CPU has bf16 matrix/dot-product instructions (AMX-BF16 or AVX512-BF16) and oneDNN is not
+    capped below them (``ONEDNN_MAX_CPU_ISA``)."""
+    return cpu_features().fast_bf16
 
 
 def resolve_precision(name: str, device: str | torch.device = "cpu") -> Precision:
