@@ -38,7 +38,7 @@ def test_output_shape_and_registry():
     assert m(torch.rand(2, 3, 32, 32)).shape == (2, 4)
     assert "paper-cnn" in MODELS
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
-        build_model("resnet", num_classes=2)
+        build_model("resnet", num_classes=2, in_channels=1, image_size=16)
 
 
 @pytest.mark.parametrize("kw, msg", [

@@ -1,6 +1,8 @@
-"""Models: the papers' CNN and a registry by name."""
+"""Models: the papers' CNN, a registry by name, MONAI networks and user factories (``external.py``)."""
 
 from .cnn import PaperCNN, conv_widths
-from .registry import MODELS, build_model
+from .external import MONAI_NETWORKS, ModelError
+from .registry import MODELS, build_model, check_model, describe_model
 
-__all__ = ["PaperCNN", "conv_widths", "MODELS", "build_model"]
+__all__ = ["PaperCNN", "conv_widths", "MODELS", "MONAI_NETWORKS", "ModelError", "build_model", "check_model",
+           "describe_model"]
