@@ -66,9 +66,29 @@ class SplitConfig(_Part):
 
 
 class ModelConfig(_Part):
+    # a registered model (paper-cnn), a MONAI network (monai:DenseNet121) or a factory package.module:factory,
+    # called with the task's num_classes, in_channels, image_size and ``kwargs`` (models/external.py)
     name: str = "paper-cnn"
-    width: float = Field(0.25, gt=0, le=4)
-    dropout: float = Field(0.25, ge=0, lt=1)
+    width: float = Field(0.25, gt=0, le=4)  # paper-cnn only
+    dropout: float = Field(0.25, ge=0, lt=1)  # paper-cnn only
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        ident = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+        if not re.fullmatch(rf"[a-z0-9][a-z0-9-]*|monai:\w+|{ident}:{ident}", v):
+            raise ValueError("must be a registered model (paper-cnn), monai:<Network> or package.module:factory")
+        return v
+
+    @field_validator("kwargs")
+    @classmethod
+    def _json_kwargs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"must hold plain YAML values (numbers, strings, lists, mappings): {e}") from None
+        return v
 
 
 class TrainConfig(_Part):
@@ -217,16 +237,43 @@ _Loader.add_implicit_resolver(
 )
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (PyYAML would keep the last silently)."""
+
+
+def _no_duplicate_keys(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if key in first:
+            raise DuplicateKeyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                                    f"{first[key] + 1})")
+        first[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _no_duplicate_keys)
+
+
 def read_yaml(text: str) -> Any:
     """Parse YAML with :class:`_Loader` (safe; YAML 1.2 floats)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any], *, origin: str = "config",
+                path: str = "") -> dict[str, Any]:
+    """``over`` merged into ``base``, section by section. Keys given for what ``base`` holds as a plain value
+    (``train: 5`` in a file, then ``--set train.local_epochs=1``) are a ConfigError naming it, never a silent
+    replacement of the value."""
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+            out[k] = _deep_merge(out[k], v, origin=origin, path=f"{path}{k}.")
+        elif isinstance(v, Mapping) and out.get(k) is not None:
+            raise ConfigError(f"{origin}: {path}{k} is {out[k]!r}, not a section: cannot set "
+                              f"{', '.join(f'{path}{k}.{sub}' for sub in v)} in it")
         else:
             out[k] = v
     return out
@@ -285,6 +332,8 @@ def load_config(path: str | Path | None = None, *, profile: str | None = None,
             user = read_yaml(path.read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
+        except DuplicateKeyError as e:
+            raise ConfigError(f"{path}: {e}") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -293,7 +342,8 @@ def load_config(path: str | Path | None = None, *, profile: str | None = None,
             raise ConfigError(f"{path}: top level must be a mapping of keys")
     over = parse_overrides(overrides)
     prof = over.get("profile") or profile or user.get("profile") or "cpu"
-    merged = _deep_merge(_deep_merge(_profile_dict(str(prof)), user), over)
+    merged = _deep_merge(_deep_merge(_profile_dict(str(prof)), user, origin=origin), over,
+                         origin=f"{origin} (with --set)")
     merged["profile"] = prof
     try:
         return ExperimentConfig.model_validate(merged)

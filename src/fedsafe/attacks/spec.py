@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_window
 from fedsafe.attacks.crn import crn_alpha
-from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, get_adaptive_attack, get_attack
+from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.config import CrnConfig, ExperimentConfig
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_EOT_SAMPLES", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_SURROGATES",
@@ -185,6 +185,8 @@ class AttackSpec:
     surrogates: int | None = None
 
     def __post_init__(self) -> None:
+        if self.attack not in ATTACKS and not self.adaptive:  # one message naming every attack, adaptive or not
+            raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(sorted(ATTACKS | ADAPTIVE_ATTACKS))}")
         get_adaptive_attack(self.attack) if self.adaptive else get_attack(self.attack)
         _check_adaptive(self)
         object.__setattr__(self, "start", Start.parse(self.start))

@@ -29,15 +29,48 @@ app = typer.Typer()
 
 
 def _floats(text: str | None, name: str) -> list[float | None]:
+    """A number or a comma-separated list of them; an empty item ("0.01,,0.03") is an error, never dropped."""
     if text is None:
         return [None]
+    if not text.strip():
+        raise fail(f"{name} is empty")
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise fail(f"{name} has an empty item in {text!r}: give numbers separated by single commas")
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        return [float(v) for v in items]
     except ValueError:
         raise fail(f"{name} must be a number or a comma-separated list of numbers, got {text!r}") from None
-    if not values:
-        raise fail(f"{name} is empty")
-    return values
+
+
+def _check_budgets(attack_name: str, eps: list[float | None], alpha: list[float | None]) -> None:
+    """Refuse what the library accepts but no one means on the command line: eps 0 (no attack: every image is left
+    as it is) and, for an iterative attack, a step alpha above the budget eps (every step is projected back)."""
+    for e in eps:
+        if e is not None and e == 0:
+            raise fail("--eps 0 is no attack (every image stays as it is): give a budget in (0, 1]")
+    if attack_name == "fgsm":
+        return
+    for e in eps:
+        for a in alpha:
+            if e is not None and a is not None and a > e:
+                raise fail(f"--alpha {a:g} is above --eps {e:g}: a step larger than the budget is projected back "
+                           "at once; give --alpha <= --eps")
+
+
+def _adaptive(attack_name: str, samples: int | None, noise_std: float | None,
+              surrogates: int | None) -> dict[str, object]:
+    """The adaptive attack's own settings (a default only when the flag is absent, never for a 0), and a refusal of
+    a setting the chosen attack does not take."""
+    if attack_name != "eot-pgd" and (samples is not None or noise_std is not None):
+        raise fail(f"--samples and --noise-std are eot-pgd settings, not {attack_name}'s")
+    if attack_name != "ensemble-pgd" and surrogates is not None:
+        raise fail(f"--surrogates is an ensemble-pgd setting, not {attack_name}'s")
+    if attack_name == "eot-pgd":
+        return {"samples": DEFAULT_EOT_SAMPLES if samples is None else samples, "noise_std": noise_std}
+    if attack_name == "ensemble-pgd":
+        return {"surrogates": DEFAULT_SURROGATES if surrogates is None else surrogates}
+    return {}
 
 
 def _pct(x: float) -> str:
@@ -107,12 +140,13 @@ def attack(
     from ..experiments.train import torch_threads
 
     names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
+    eps_values, alpha_values = _floats(eps, "--eps"), _floats(alpha, "--alpha")
+    _check_budgets(attack_name, eps_values, alpha_values)
+    adaptive = _adaptive(attack_name, samples, noise_std, surrogates)
     try:
         starts = [_start(s.strip(), crn_eps, crn_alpha) for s in names]
-        adaptive = {"eot-pgd": {"samples": samples or DEFAULT_EOT_SAMPLES, "noise_std": noise_std},
-                    "ensemble-pgd": {"surrogates": surrogates or DEFAULT_SURROGATES}}.get(attack_name, {})
-        specs = sweep(attack_name, eps=_floats(eps, "--eps"), alpha=_floats(alpha, "--alpha"), steps=steps,
-                      start=starts, seed=seed, labels=labels, centre_grad=centre_grad, **adaptive)
+        specs = sweep(attack_name, eps=eps_values, alpha=alpha_values, steps=steps, start=starts, seed=seed,
+                      labels=labels, centre_grad=centre_grad, **adaptive)
         with progress_bars() as prog:
             ctx = load_run(run_dir, progress=prog, device=device)
             with torch_threads(ctx.cfg.threads):
