@@ -160,6 +160,9 @@ def test_data_fingerprint_sees_pixels_labels_and_ids():
     assert data_fingerprint(_table(images=pixels)) != data_fingerprint(t)
     assert data_fingerprint(_table(labels=np.array([1, 1, 0, 1, 0, 1]))) != data_fingerprint(t)
     assert data_fingerprint(_table(ids=("x", *t.ids[1:]))) != data_fingerprint(t)
+    # split groups decide the splits: another grouping, another key; all-distinct groups keep the old key
+    assert data_fingerprint(_table(groups=np.array([0, 0, 2, 3, 4, 5]))) != data_fingerprint(t)
+    assert data_fingerprint(_table(groups=np.arange(6))) == data_fingerprint(t)
 
 
 def test_run_dirs_are_keyed_by_task_and_key(tmp_path):

@@ -33,7 +33,9 @@ from ..progress import Progress, report
 from .cache import cached_decode
 from .decode import RESAMPLE_NAME, check_size_channels, decode_files
 from .dedup import deduplicate
-from .neardup import OFF_NOTE, NearDuplicateSettings, cached_near_duplicates, singletons
+from .grouping import cached_groups, join_groups
+from .neardup import OFF_NOTE, NearDuplicateSettings, singletons
+from .scans import ScanSettings
 from .types import DataReport, ImageTable
 
 __all__ = [
@@ -132,14 +134,15 @@ def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = N
 def read_mri(
     root: Path | str, task: str, *, size: int, channels: int, cache_dir: Path | None = None, strict: bool = False,
     drop_conflicts: bool = False, near_duplicates: NearDuplicateSettings | None = NearDuplicateSettings(),
-    progress: Progress | None = None,
+    same_scan: ScanSettings | None = ScanSettings(), progress: Progress | None = None,
 ) -> tuple[ImageTable, DataReport]:
     """Read an MRI task: list, hash, decode (through the cache), pool Training + Testing, de-duplicate, group.
 
     Order matters: every distinct file content is decoded first, so unreadable files (empty, truncated, an
     HTML page saved as .jpg, pixel values without a known range) are skipped, counted and named before
     de-duplication and never form a duplicate group; exact de-duplication then runs on the readable files;
-    near-duplicates are grouped last (``neardup.py``; ``near_duplicates=None`` leaves every image alone).
+    near-duplicates and adjacent slices of one scan are grouped last (``grouping.py``; ``same_scan=None``
+    groups near-duplicates only, ``near_duplicates=None`` leaves every image alone).
 
     Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256, origin
     "train"/"test" (where the kept copy came from: Training wins) and near-duplicate groups; and the DataReport.
@@ -179,12 +182,13 @@ def read_mri(
             raise ValueError(f"{root}: class {cls!r} is empty after reading (every file unreadable or dropped)")
     images = decoded.images[np.array([row_of[f.sha256] for f in kept], dtype=np.int64)]
     if near_duplicates is None:
-        near = singletons(len(kept), OFF_NOTE)
+        grouped = join_groups(singletons(len(kept), OFF_NOTE), None)
     else:
-        near = cached_near_duplicates([f.path for f in kept], [f.sha256 for f in kept], near_duplicates,
-                                      cache_dir=cache_dir, task=task, progress=progress)
+        grouped = cached_groups([f.path for f in kept], [f.sha256 for f in kept], near_duplicates, same_scan,
+                                cache_dir=cache_dir, task=task, progress=progress)
+    near = grouped.near
     table = ImageTable(images=images, labels=labels, class_names=classes, ids=tuple(f.sha256 for f in kept),
-                       origin=tuple(f.origin for f in kept), name=task, groups=near.groups)
+                       origin=tuple(f.origin for f in kept), name=task, groups=grouped.groups)
 
     sizes = Counter(decoded.sizes[row_of[f.sha256]] for f in readable)
     counts: dict[str, dict[str, int]] = {}
@@ -207,11 +211,18 @@ def read_mri(
         notes.append(f"{len(dd.conflicts)} duplicate group(s) with conflicting labels dropped entirely "
                      f"(task.label_conflicts=drop): {named}" + (" ..." if len(dd.conflicts) > 3 else ""))
     names = [str(f.path.relative_to(root)) for f in kept]
-    near_summary = near.summary(labels, names)
+    near_summary = grouped.summary(labels, names)
     if near.settings is not None:
         notes.append(f"near-duplicates: {near.counts['groups']} group(s) hold {near.counts['images_in_groups']} "
-                     f"of {len(kept)} images ({near_summary['mixed_label_groups']} with mixed labels); splits keep "
-                     "each group inside one set" + (" (grouping read from the cache)" if near.cached else ""))
+                     f"of {len(kept)} images ({near_summary['mixed_label_groups']} with mixed labels)"
+                     + (" (grouping read from the cache)" if grouped.cached else ""))
+        if grouped.scans is not None:
+            scan = grouped.scans.counts
+            notes.append(f"same scan (adjacent slices): {scan['confirmed_pairs']} pair(s), {scan['groups']} group(s) "
+                         f"holding {scan['images_in_groups']} images")
+        notes.append(f"split groups (near-duplicates and same-scan slices joined): {grouped.counts['groups']} "
+                     f"group(s) hold {grouped.counts['images_in_groups']} of {len(kept)} images (largest "
+                     f"{grouped.counts['largest_group']}); splits keep each group inside one set")
     else:
         notes.append(near.note)
     flat = images.reshape(len(images), -1)

@@ -13,6 +13,9 @@ survives it and can land in a training set and a test set at once. The grouping 
 4. groups: the connected components of the confirmed pairs. A group's id is the smallest table index
    among its members, so an image alone keeps its own index as id.
 
+Adjacent slices of one scan are a looser kind of pair, found by ``scans.py``; ``grouping.py`` joins both
+kinds (and caches them: ``cached_groups``) into the groups the splits keep whole.
+
 Labels and source sizes are not compared: a group whose members carry different labels is counted
 (``mixed_label_groups``) and kept together like any other.
 
@@ -33,21 +36,20 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import imagehash
 import numpy as np
 from PIL import Image
 
 from ..progress import Progress, report
-from .cache import READER_VERSION, cache_path, load_entry, save_entry
-from .decode import decode_files, resize_images
+from .cache import READER_VERSION
+from .decode import resize_images
 
 __all__ = [
     "REFERENCE_SIZE", "DEFAULT_THRESHOLD", "DEFAULT_HASH_DISTANCE", "MAX_IMAGES", "NEAR_DUP_VERSION",
     "NearDuplicateSettings", "NearDuplicates", "phashes", "hamming", "candidate_pairs", "mean_abs_difference",
     "connected_groups", "find_near_duplicates", "singletons", "group_arrays", "near_duplicate_key",
-    "cached_near_duplicates", "OFF_NOTE",
+    "OFF_NOTE",
 ]
 
 log = logging.getLogger(__name__)
@@ -282,41 +284,3 @@ def near_duplicate_key(content_hashes: Sequence[str], settings: NearDuplicateSet
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def cached_near_duplicates(
-    paths: Sequence[Path], content_hashes: Sequence[str], settings: NearDuplicateSettings, *,
-    cache_dir: Path | None, task: str = "data", progress: Progress | None = None,
-) -> NearDuplicates:
-    """Group the files ``paths`` (distinct contents ``content_hashes``), through the cache when ``cache_dir``.
-
-    The entry (``<task>-near-<key>.npz``) is keyed by the content hashes and the settings, and stores the
-    confirmed pairs by content hash, so it serves any order of the same files. On a miss every file is
-    decoded at 256x256 grey (``decode.decode_files``); a file that does not decode here raises ValueError
-    (callers pass files that decoded already).
-    """
-    if len(paths) != len(content_hashes):
-        raise ValueError("paths and content hashes differ in length")
-    key = near_duplicate_key(content_hashes, settings)
-    entry_path = None if cache_dir is None else cache_path(Path(cache_dir), key, task=f"{task}-near")
-    entry = None if entry_path is None else load_entry(entry_path)
-    position = {h: i for i, h in enumerate(content_hashes)}
-    if entry is not None and {"hashes", "pairs", "differences", "hash_distances", "candidates"} <= set(entry) \
-            and set(entry["hashes"].tolist()) == set(position):
-        to_current = np.array([position[h] for h in entry["hashes"].tolist()], dtype=np.int64)
-        pairs = np.sort(to_current[entry["pairs"].astype(np.int64).reshape(-1, 2)], axis=1)
-        order = np.lexsort((pairs[:, 1], pairs[:, 0])) if len(pairs) else np.zeros(0, np.int64)
-        log.info("near-duplicate cache hit %s", entry_path)
-        return NearDuplicates(groups=connected_groups(len(paths), pairs[order]), pairs=pairs[order],
-                              differences=entry["differences"][order], hash_distances=entry["hash_distances"][order],
-                              candidates=int(entry["candidates"]), settings=settings, reference_size=REFERENCE_SIZE,
-                              cached=True)
-    decoded = decode_files(paths, size=REFERENCE_SIZE, channels=1, strict=True, progress=progress)
-    found = find_near_duplicates(decoded.images, settings, progress=progress)
-    if entry_path is not None:
-        save_entry(entry_path, {
-            "hashes": np.array(list(content_hashes), dtype=str), "pairs": found.pairs,
-            "differences": found.differences, "hash_distances": found.hash_distances,
-            "candidates": np.array(found.candidates, dtype=np.int64),
-        })
-    return found

@@ -71,13 +71,18 @@ NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "tr
 
 def data_fingerprint(table: ImageTable) -> str:
     """sha256 over a task's content: its name, classes, image ids (content hashes of the source files, or
-    "synthetic:<index>"), labels, and the decoded pixels (shape and bytes)."""
+    "synthetic:<index>"), labels, the decoded pixels (shape and bytes), and the split groups (near-duplicates and
+    same-scan slices, which decide the splits) unless every image is its own group (keys made before groups
+    counted stay valid for such tasks)."""
     h = hashlib.sha256()
     h.update(json.dumps({"name": table.name, "classes": list(table.class_names),
                          "shape": list(table.images.shape)}).encode())
     h.update("\n".join(table.ids).encode())
     h.update(np.ascontiguousarray(table.labels, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(table.images).tobytes())
+    if not np.array_equal(table.groups, np.arange(len(table))):
+        h.update(b"groups")
+        h.update(np.ascontiguousarray(table.groups, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
