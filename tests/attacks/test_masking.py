@@ -131,3 +131,19 @@ def test_steps_curve_check():
     assert "decreases" in w and "steps=5" in w
     with pytest.raises(ValueError, match="increasing"):
         check_steps_curve([5, 1], [0.0, 0.0])
+
+
+def test_masking_checks_catch_a_zero_gradient_model_on_a_small_eps_grid(plain):
+    model, x = plain
+    masked = nn.Sequential(Quantise(), model)  # torch.round: the input gradient is exactly zero everywhere
+    r = masking_checks(step_rule(bim), masked, x, eps_values=(0.0, 0.01, 0.03, 0.1), steps_values=(1, 5))
+    assert r.reaches_large_eps  # no eps >= 0.3 in the grid: the large-eps rule cannot judge ...
+    assert r.zero_input_gradient and r.possibly_masking  # ... the gradient test itself does
+    assert any(w.startswith("possibly masking (vanishing gradients)") and "zero for 32 of 32 samples" in w
+               for w in r.reasons)
+
+
+def test_the_zero_gradient_test_is_quiet_on_a_plain_cnn_on_the_same_grid(plain):
+    model, x = plain
+    r = masking_checks(step_rule(bim), model, x, eps_values=(0.0, 0.01, 0.03, 0.1), steps_values=(1, 5))
+    assert not r.zero_input_gradient and not any("vanishing" in w for w in r.reasons)

@@ -7,7 +7,11 @@ vanishing). One attack is run on one model and one batch along two curves:
 
 * ASR vs eps at a fixed number of steps: ASR 0 at eps = 0, non-decreasing within ``tol``, about 100% at a large
   eps (>= ``large_eps``; a budget of 0.5 allows almost any image);
-* ASR vs steps at a fixed eps: non-decreasing within ``tol``.
+* ASR vs steps at a fixed eps: non-decreasing within ``tol``;
+
+and, before either curve, the input gradient of the loss on the batch itself: zero for more than
+``max_zero_gradient`` of the samples is vanishing gradients, whatever eps grid the caller chose (the large-eps rule
+alone needs an eps >= ``large_eps`` in the grid to see it).
 
 A curve that breaks a rule makes the report "possibly masking", with one reason a broken rule. The curves' checks
 are those of :mod:`fedsafe.attacks.sanity`. ASR is white-box: the label changes of ``model`` itself on the
@@ -31,7 +35,13 @@ import torch
 from torch import nn
 
 from fedsafe.attacks.iterative import AttackResult, Labels
-from fedsafe.attacks.sanity import asr_sweep, drop_warnings, eps_zero_warnings, large_eps_warnings
+from fedsafe.attacks.sanity import (
+    asr_sweep,
+    check_input_gradients,
+    drop_warnings,
+    eps_zero_warnings,
+    large_eps_warnings,
+)
 
 __all__ = ["MaskingReport", "masking_checks", "step_rule"]
 
@@ -50,6 +60,8 @@ class MaskingReport:
             evaluate it with EOT).
         rises_with_eps, rises_with_steps: the curve never drops by more than ``tol``.
         reaches_large_eps: about 100% at the largest eps (True when no eps is large enough to judge).
+        zero_input_gradient: the loss gradient w.r.t. the input is (near) zero for more than
+            ``max_zero_gradient`` of the samples (vanishing gradients).
         reasons: one sentence a broken rule (empty when all hold).
     """
 
@@ -64,6 +76,7 @@ class MaskingReport:
     rises_with_steps: bool
     reaches_large_eps: bool
     reasons: tuple[str, ...]
+    zero_input_gradient: bool = False
 
     @property
     def possibly_masking(self) -> bool:
@@ -109,12 +122,14 @@ def masking_checks(
     tol: float = 0.05,
     large_eps: float = 0.3,
     min_asr_at_large_eps: float = 0.95,
+    max_zero_gradient: float = 0.05,
 ) -> MaskingReport:
     """Run ``attack(model, x, y, eps=, steps=)`` along the eps and steps curves (module docstring) and check them.
 
     Shapes: x (B, C, H, W) in [0, 1]; y (B,) int or ``"pred"``. Cost: ``steps_for_eps`` * len(eps_values) +
     sum(steps_values) forward+backward passes an image (a point on both curves is run once), plus one forward
-    pass per point. ``tol`` is in ASR units: with n samples one image is 1/n, so keep ``tol`` above it.
+    pass per point, plus one forward+backward pass for the input-gradient test (:func:`check_input_gradients`,
+    at ``max_zero_gradient``). ``tol`` is in ASR units: with n samples one image is 1/n, so keep ``tol`` above it.
 
     Example::
 
@@ -130,6 +145,8 @@ def masking_checks(
         raise ValueError("steps_values and steps_for_eps must be integers >= 1")
     if not 0 <= tol < 1:
         raise ValueError(f"tol is a drop in ASR in [0, 1), got {tol}")
+    if not 0 <= max_zero_gradient < 1:
+        raise ValueError(f"max_zero_gradient is a fraction of the samples in [0, 1), got {max_zero_gradient}")
     cache: dict[tuple[float, int], torch.Tensor] = {}
 
     def x_adv(eps: float, steps: int) -> torch.Tensor:
@@ -139,13 +156,15 @@ def masking_checks(
             cache[key] = out.x_adv if isinstance(out, AttackResult) else out
         return cache[key]
 
+    vanishing = check_input_gradients(model, x, y, max_zero_fraction=max_zero_gradient)
     by_eps = asr_sweep(lambda e: x_adv(e, steps_for_eps), model, x, values=list(eps_values))
     by_steps = asr_sweep(lambda k: x_adv(eps_for_steps, k), model, x, values=list(steps_values))
     zero = eps_zero_warnings(eps_arr, by_eps)
     eps_drops = drop_warnings(eps_arr, by_eps, tol=tol, name="eps")
     steps_drops = drop_warnings(steps_arr, by_steps, tol=tol, name="steps")
     large = large_eps_warnings(eps_arr, by_eps, large_eps=large_eps, min_asr=min_asr_at_large_eps)
-    reasons = ([f"possibly masking (stochastic model): {w}" for w in zero]
+    reasons = ([f"possibly masking (vanishing gradients): {w}" for w in vanishing]
+               + [f"possibly masking (stochastic model): {w}" for w in zero]
                + [f"possibly masking (ASR does not rise with eps at {steps_for_eps} steps): {w}" for w in eps_drops]
                + [f"possibly masking (ASR does not rise with steps at eps={eps_for_steps:g}): {w}"
                   for w in steps_drops]
@@ -155,5 +174,5 @@ def masking_checks(
         steps_for_eps=int(steps_for_eps), steps_values=tuple(int(k) for k in steps_values),
         asr_by_steps=tuple(by_steps.tolist()), eps_for_steps=float(eps_for_steps),
         changes_at_eps_zero=bool(zero), rises_with_eps=not eps_drops, rises_with_steps=not steps_drops,
-        reaches_large_eps=not large, reasons=tuple(reasons),
+        reaches_large_eps=not large, reasons=tuple(reasons), zero_input_gradient=bool(vanishing),
     )
