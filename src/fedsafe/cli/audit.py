@@ -9,12 +9,16 @@ The experiment modules are imported inside the command so that ``fedsafe --help`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS
 from .console import console, fail, out, progress_bars
+
+if TYPE_CHECKING:
+    from ..experiments.audit import AuditSettings
 
 app = typer.Typer()
 
@@ -51,17 +55,30 @@ def audit(
     masking: bool = typer.Option(True, "--masking/--no-masking", help="Run the gradient-masking checks."),
     quick: bool = typer.Option(False, "--quick", help="A smoke test: fewer steps, K = 2, 2 short shadows."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost estimate, then stop."),
+    data: Path = typer.Option(None, "--data", help="A recorded Flower run's audit data (.npz: test_x_<i>, train_x_<i>, "
+                                                  "heldout_x, server_x and their _y; fedsafe.flower.audit_data)."),
+    model: str = typer.Option(None, "--model", help="A recorded run's model factory package.module:factory "
+                                                    "(default: the one it recorded)."),
+    model_kwargs: str = typer.Option(None, "--model-kwargs", help="JSON keywords of --model's factory."),
+    sets: list[str] = typer.Option([], "--set", help="A recorded run's shadow recipe, train.KEY=VALUE (repeatable)."),
 ) -> None:
     """Audit a finished federation: the insider transfer matrix, membership inference, epsilon and clean accuracy,
     as one HTML page and a JSON summary in RUN/audit/."""
     from ..experiments.audit import AuditSettings, audit_dir, estimate, open_audit, run_audit
     from ..experiments.train import torch_threads
+    from ..flower.recording import is_recording
     from ..report.audit_html import write_audit_html
 
     try:
         settings = AuditSettings.of(eps=eps, steps=steps, alpha=alpha, eot=_ints(eot, "--eot"), shadows=shadows,
                                     max_shadow_epochs=shadow_epochs, insider_rounds=insider_rounds, seed=seed,
                                     precision=precision, membership=membership, masking=masking, quick=quick)
+    except ValueError as e:
+        raise fail(" ".join(str(e).split())) from None
+    if data is not None or model is not None or is_recording(run_dir):
+        return _audit_recorded(run_dir, settings, data=data, model=model, model_kwargs=model_kwargs, sets=sets,
+                               seed=seed or 0, dry_run=dry_run)
+    try:
         with progress_bars() as prog:
             ctx = open_audit(run_dir, progress=prog)
             if not ctx.learned:
@@ -86,4 +103,43 @@ def audit(
     console.print(f"cached: {c['attacks']} of {c['attack_specs']} attack evaluation(s), masking "
                   f"{'yes' if c['masking'] else 'no'}, membership {'yes' if c['membership'] else 'no'}; "
                   f"{summary['seconds']['total']:.1f} s", highlight=False)
+    console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)
+
+
+def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None, model: str | None,
+                    model_kwargs: str | None, sets: list[str], seed: int, dry_run: bool) -> None:
+    """The audit of a run recorded from a Flower app (fedsafe.flower.recorder) with the user's data and model."""
+    import json
+
+    from ..experiments.audit import audit_dir, estimate
+    from ..flower.audit_data import load_audit_data
+    from ..flower.recording import audit_recorded, is_recording, load_recorded
+    from ..report.audit_html import write_audit_html
+
+    if not is_recording(run_dir):
+        raise fail(f"{run_dir}: --data and --model are for a run recorded from a Flower app (RecordingStrategy); "
+                   "this is not one")
+    if data is None:
+        raise fail(f"{run_dir} is a recorded Flower run: name its audit data with --data FILE.npz")
+    try:
+        kwargs = json.loads(model_kwargs) if model_kwargs is not None else None
+    except ValueError:
+        raise fail(f"--model-kwargs is not valid JSON: {model_kwargs!r}") from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise fail(f"--model-kwargs must be a JSON object, got {model_kwargs!r}")
+    try:
+        audit_data = load_audit_data(data, membership=settings.membership)
+        common = {"data": audit_data, "model": model, "model_kwargs": kwargs, "overrides": sets, "seed": seed}
+        with progress_bars() as prog:
+            if dry_run:
+                for line in estimate(load_recorded(run_dir, **common).context, settings).lines():
+                    console.print(escape(line), highlight=False)
+                return
+            summary = audit_recorded(run_dir, settings=settings, data_path=data, progress=prog, **common)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(" ".join(str(e).split())) from None
+    html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
+    out.rule(f"audit of {escape(str(run_dir))}: recorded Flower run{' (QUICK)' if summary['quick'] else ''}")
+    for s in summary["sentences"]:
+        out.print(f"- {escape(s)}", highlight=False)
     console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)
