@@ -74,8 +74,8 @@ def check(
     near_hash_distance: int = typer.Option(DEFAULT_HASH_DISTANCE, "--near-hash-distance",
                                            help="pHash bits two candidate near-duplicates may differ in."),
 ) -> None:
-    """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates and
-    unreadable files."""
+    """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates, slices
+    of one scan (MRI), the groups the splits keep whole, and unreadable files."""
     try:
         if task is None:
             if path is None:
@@ -159,32 +159,50 @@ def show_report(report: DataReport) -> None:
 
 
 def show_near_duplicates(near: dict[str, object]) -> None:
-    """Print the near-duplicate counts of a DataReport and a few example pairs."""
+    """Print the near-duplicate counts of a DataReport, the same-scan pairs, the split groups and a few example
+    pairs of each kind."""
     if not near:
         return
     if not near.get("computed"):
         out.print(Text(f"near-duplicates: not searched ({near.get('note', 'no grouping')})"))
         return
     out.print(Text(f"near-duplicates: {near.get('method', '')}"))
-    counts = Table(title="Near-duplicates (each group stays in one split)")
+    _show_counts("Near-duplicates (re-encoded copies)", near)
+    _show_pairs("Example near-duplicate pairs (smallest to largest difference)", near)
+    scan = near.get("same_scan")
+    if isinstance(scan, dict) and scan.get("computed"):
+        out.print(Text(f"same scan (adjacent slices): {scan.get('method', '')}"))
+        _show_counts("Same-scan pairs", scan)
+        _show_pairs("Example same-scan pairs (smallest to largest difference)", scan)
+    groups = near.get("split_groups")
+    if isinstance(groups, dict):
+        out.print(Text("split groups: near-duplicates and same-scan slices joined; each group stays in one split"))
+        _show_counts("Split groups", groups)
+
+
+def _show_counts(title: str, counts_of: dict[str, object]) -> None:
+    counts = Table(title=title)
     counts.add_column("count of")
     counts.add_column("n", justify="right")
     for key in ("groups", "images_in_groups", "mixed_label_groups", "largest_group", "candidate_pairs",
                 "confirmed_pairs"):
-        if key in near:
-            counts.add_row(key.replace("_", " "), str(near[key]))
+        if key in counts_of:
+            counts.add_row(key.replace("_", " "), str(counts_of[key]))
     out.print(counts)
-    examples = list(near.get("examples") or [])[:TOP_PAIRS]
-    if examples:
-        pairs = Table(title="Example near-duplicate pairs (smallest to largest difference)")
-        pairs.add_column("image", overflow="fold")
-        pairs.add_column("near-duplicate of", overflow="fold")
-        pairs.add_column("mean |diff|", justify="right")
-        pairs.add_column("pHash bits", justify="right")
-        for e in examples:
-            pairs.add_row(Text(str(e["a"])), Text(str(e["b"])), f"{float(e['difference']):.4f}",
-                          str(e["hash_distance"]))
-        out.print(pairs)
+
+
+def _show_pairs(title: str, found: dict[str, object]) -> None:
+    examples = list(found.get("examples") or [])[:TOP_PAIRS]
+    if not examples:
+        return
+    pairs = Table(title=title)
+    pairs.add_column("image", overflow="fold")
+    pairs.add_column("paired with", overflow="fold")
+    pairs.add_column("mean |diff|", justify="right")
+    pairs.add_column("pHash bits", justify="right")
+    for e in examples:
+        pairs.add_row(Text(str(e["a"])), Text(str(e["b"])), f"{float(e['difference']):.4f}", str(e["hash_distance"]))
+    out.print(pairs)
 
 
 @app.command("download")
