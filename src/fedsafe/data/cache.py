@@ -7,6 +7,12 @@ gives another key; the old entry is simply not used. Entries are written to a te
 cache folder and renamed into place (``os.replace``), so a crash never leaves a half-written entry
 under a real name, and a reader never sees one. An unreadable entry is treated as absent (and rebuilt).
 
+Every entry carries a ``checksum``: sha256 over its arrays (dtype, shape and bytes, in a fixed order). On load the
+row counts (one image and one size a readable hash, one error a bad hash), the image shape and the checksum are
+verified; an entry that fails (zeroed images, rows cut off, an array swapped in) is rebuilt with a warning naming
+it and what is wrong, never used. Unreadable files' errors are stored without their path (two files of one content
+are named each by its own path when read back).
+
 The default folder is ``$FEDSAFE_CACHE`` or ``~/.cache/fedsafe`` (:func:`default_cache_dir`); every
 function here takes the folder explicitly.
 
@@ -33,19 +39,39 @@ from ..progress import Progress
 from . import decode
 
 __all__ = [
-    "READER_VERSION", "default_cache_dir", "cache_key", "cache_path", "load_entry", "save_entry", "cached_decode",
+    "READER_VERSION", "checksum", "default_cache_dir", "cache_key", "cache_path", "load_entry", "save_entry",
+    "cached_decode",
 ]
 
 log = logging.getLogger(__name__)
 
 READER_VERSION = 2
-"""Bump when decoding or resizing changes, so old entries are not used (2: 16-bit and float sources scaled)."""
+"""Bump when decoding or resizing changes, so old entries are not used (2: 16-bit and float sources scaled). An
+entry written before checksums (and path-free errors) is rebuilt once, quietly."""
+
+_ARRAYS = ("hashes", "images", "sizes", "bad_hashes", "bad_errors")
+"""The arrays of a decoded-image entry, in checksum order."""
+_NO_CHECKSUM = "no checksum"
 
 
 def default_cache_dir() -> Path:
-    """``$FEDSAFE_CACHE`` if set, else ``~/.cache/fedsafe``."""
+    """``$FEDSAFE_CACHE`` if set, else ``~/.cache/fedsafe``. ValueError when that path exists and is not a folder."""
     env = os.environ.get("FEDSAFE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "fedsafe"
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "fedsafe"
+    if path.exists() and not path.is_dir():
+        name = f"FEDSAFE_CACHE={env}" if env else str(path)
+        raise ValueError(f"{name}: the image cache must be a folder, and this is a file")
+    return path
+
+
+def checksum(arrays: Mapping[str, np.ndarray], names: Sequence[str] = _ARRAYS) -> str:
+    """sha256 hex over ``names``' arrays in that order: each one's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for name in names:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def cache_key(
@@ -79,15 +105,20 @@ def load_entry(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def save_entry(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write arrays atomically to ``path`` (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    """Write arrays atomically to ``path`` (temporary file in the same folder, then ``os.replace``). An OSError
+    (a full disk, a read-only folder, a cache "folder" that is a file) names ``path``."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
@@ -108,33 +139,51 @@ def cached_decode(
     key = cache_key(hashes, task=task, size=size, channels=channels)
     path = cache_path(Path(cache_dir), key, task=task)
     entry = load_entry(path)
-    if entry is not None and _entry_matches(entry, hashes, size, channels):
+    problem = None if entry is None else _entry_problem(entry, hashes, size, channels)
+    if entry is not None and problem is None:
         log.info("cache hit %s", path)
         return _from_entry(entry, paths, hashes, strict=strict), True
+    if problem == _NO_CHECKSUM:
+        log.info("cache entry %s predates checksums: rebuilding it", path)
+    elif problem is not None:
+        log.warning("cache entry %s is damaged (%s): decoding the images again and rewriting it", path, problem)
 
     result = decode.decode_files(paths, size=size, channels=channels, strict=strict, progress=progress)
     ok_hashes = [hashes[i] for i in result.ok]
     good = set(result.ok.tolist())
     bad = [i for i in range(len(paths)) if i not in good]
     errors = {u["file"]: u["error"] for u in result.unreadable}
-    save_entry(path, {
+    arrays = {
         "hashes": np.array(ok_hashes, dtype=str),
         "images": result.images,
         "sizes": np.array(result.sizes, dtype=str),
         "bad_hashes": np.array([hashes[i] for i in bad], dtype=str),
         "bad_errors": np.array([errors.get(str(paths[i]), "unreadable") for i in bad], dtype=str),
-    })
+    }
+    save_entry(path, {**arrays, "checksum": np.array(checksum(arrays))})
     log.info("cached %d decoded images in %s", len(ok_hashes), path)
     return result, False
 
 
-def _entry_matches(entry: Mapping[str, np.ndarray], hashes: Sequence[str], size: int, channels: int) -> bool:
-    needed = {"hashes", "images", "sizes", "bad_hashes", "bad_errors"}
-    if not needed <= set(entry):
-        return False
-    images = entry["images"]
+def _entry_problem(entry: Mapping[str, np.ndarray], hashes: Sequence[str], size: int, channels: int) -> str | None:
+    """What is wrong with a decoded-image entry, or None when it is whole and covers ``hashes``."""
+    missing = [k for k in _ARRAYS if k not in entry]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if "checksum" not in entry:
+        return _NO_CHECKSUM
+    images, n = entry["images"], len(entry["hashes"])
+    if images.ndim != 4 or images.shape[1:] != (size, size, channels):
+        return f"images of shape {images.shape}, expected (n, {size}, {size}, {channels})"
+    if len(images) != n or len(entry["sizes"]) != n or len(entry["bad_errors"]) != len(entry["bad_hashes"]):
+        return (f"{len(images)} images and {len(entry['sizes'])} sizes for {n} hashes, {len(entry['bad_errors'])} "
+                f"errors for {len(entry['bad_hashes'])} unreadable files")
+    if str(entry["checksum"]) != checksum(entry):
+        return "its checksum does not match its contents"
     known = set(entry["hashes"].tolist()) | set(entry["bad_hashes"].tolist())
-    return images.ndim == 4 and images.shape[1:] == (size, size, channels) and set(hashes) <= known
+    if not set(hashes) <= known:
+        return f"it lacks {len(set(hashes) - known)} of the files"
+    return None
 
 
 def _from_entry(

@@ -42,6 +42,7 @@ from ..progress import Progress, report
 
 __all__ = [
     "DECODE_ERRORS", "RESAMPLE", "RESAMPLE_NAME", "DecodeResult", "UnmappableImageError", "check_size_channels",
+    "error_text",
     "to_8bit", "to_square", "decode_image", "decode_files", "resize_images",
 ]
 
@@ -131,6 +132,15 @@ def decode_image(path: Path, *, size: int, channels: int) -> tuple[np.ndarray, t
         return to_square(image, size=size, channels=channels), image.size
 
 
+def error_text(exc: BaseException, path: Path | str) -> str:
+    """``exc``'s message without ``path`` in it (Pillow writes "cannot identify image file '<path>'"): files of one
+    content share a message (the cache stores it once), and each is named by its own path beside it."""
+    text = str(exc)
+    for form in (repr(str(path)), f'"{path}"', str(path)):
+        text = text.replace(f" {form}", "").replace(form, "the file")
+    return text
+
+
 @dataclass
 class DecodeResult:
     """Output of :func:`decode_files`.
@@ -163,7 +173,7 @@ def decode_files(
         try:
             array, (w, h) = decode_image(Path(path), size=size, channels=channels)
         except DECODE_ERRORS as exc:
-            message = f"{type(exc).__name__}: {exc}"
+            message = f"{type(exc).__name__}: {error_text(exc, path)}"
             if strict:
                 raise ValueError(f"cannot decode image {path}: {message}") from exc
             log.warning("skipping unreadable image %s: %s", path, message)
