@@ -261,10 +261,12 @@ def test_real_meningioma_twins_are_grouped(real_meningioma):
     table, report, _ = real_meningioma
     sizes = np.bincount(np.unique(table.groups, return_inverse=True)[1])
 
-    near = report.near_duplicates
-    assert near["groups"] == int(np.sum(sizes > 1)) and near["images_in_groups"] == int(sizes[sizes > 1].sum())
+    near, joined = report.near_duplicates, report.near_duplicates["split_groups"]
+    assert joined["groups"] == int(np.sum(sizes > 1)) and joined["images_in_groups"] == int(sizes[sizes > 1].sum())
     # SPEC section 1 measured 293 images with a same-size, same-label twin; groups here ignore the source size
     assert 293 <= near["images_in_groups"] <= 320 and near["mixed_label_groups"] == 0
+    # the table's groups join the re-encodings with the adjacent slices of one scan (scans.py)
+    assert joined["images_in_groups"] > near["images_in_groups"] and near["same_scan"]["groups"] > 0
 
 
 @pytest.mark.realdata
