@@ -29,7 +29,7 @@ from .attacks.crn_hook import CrnClientHook
 from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
 from .data.augment import augment_batch
 from .data.splits import Splits, make_splits
-from .data.tasks import load_task, load_task_kwargs
+from .data.tasks import TASKS, load_task, load_task_kwargs
 from .data.types import DataReport, ImageTable
 from .defenses.adaptation import adaptation_counts
 from .defenses.registry import defense_hooks
@@ -42,12 +42,16 @@ from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label
 from .privacy.nbafl import calibrate_nbafl
 from .progress import Progress
+from .runs.claim import inspect as inspect_run_dir
+from .runs.datacheck import check_data
+from .runs.fingerprint import fingerprint
 from .runs.store import RunFileError, RunStore, read_config_text
 from .seeding import numpy_rng, seed_for
 
 __all__ = [
-    "AugmentFn", "augment_fn", "build_hooks", "crn_hook", "default_data_root", "federation_spec", "load_run_config",
-    "model_factory", "noise_levels", "open_store", "prepare_data", "privacy_report", "run_device", "write_header",
+    "AugmentFn", "augment_fn", "build_hooks", "check_run_data", "crn_hook", "data_fingerprint", "default_data_root",
+    "federation_spec", "load_run_config", "model_factory", "noise_levels", "open_store", "prepare_data",
+    "privacy_report", "run_device", "write_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -288,7 +292,9 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
 
 
 def open_store(cfg: ExperimentConfig, root: str | Path) -> RunStore:
-    """The run directory of ``cfg`` at ``root``; ConfigError (one line) if it holds a run of another config."""
+    """The run directory of ``cfg`` at ``root``; RunDirRefused (one line, nothing touched) if ``root`` is not new,
+    empty or a fedsafe run (:func:`fedsafe.runs.claim.inspect`), ConfigError if it holds a run of another config."""
+    inspect_run_dir(root)
     store = RunStore(root, config_hash=config_hash(cfg))
     if store.has_config():
         try:
@@ -310,7 +316,38 @@ def load_run_config(root: str | Path) -> ExperimentConfig:
                            f"({' '.join(str(e).split())[:200]})") from None
 
 
+def data_fingerprint(cfg: ExperimentConfig, data: FederatedData) -> dict[str, Any]:
+    """The fingerprint of the images of ``data`` (:mod:`fedsafe.runs.fingerprint`): the resolved data root (None
+    for the embedded synthetic task), the preprocessing, and every image's id, label and pixels (as the uint8 they
+    were decoded to, whatever device the tensors are on)."""
+    t = cfg.task
+    spec = TASKS.get(t.name)
+    root = None if spec is not None and spec.data_root is None else (
+        Path(t.data_root) if t.data_root else default_data_root(t.name))
+    sets = [data.global_test, data.server, *data.client_test, *data.client_train]
+
+    def images() -> Any:
+        for s in sets:
+            pixels = (s.x.detach().float().cpu() * 255).round_().to(torch.uint8).numpy()
+            for image_id, y, p in zip(s.ids, s.y.cpu().tolist(), pixels, strict=True):
+                yield image_id, y, p.tobytes()
+
+    pre = {**data.report.preprocessing, "shape": [data.in_channels, data.image_size, data.image_size]}
+    return fingerprint(root=str(root.resolve()) if root is not None else None, source=data.report.source,
+                       synthetic=data.synthetic, preprocessing=pre, images=images())
+
+
+def check_run_data(store: RunStore, cfg: ExperimentConfig, data: FederatedData, *, doing: str) -> dict[str, Any]:
+    """Refuse (RunDataChanged, saying what changed) to ``doing`` ("resume", "attack") the run on data other than
+    the data it trained on; returns the data's fingerprint."""
+    fp = data_fingerprint(cfg, data)
+    check_data(store, fp, splits=data.split_ids(), doing=doing)
+    return fp
+
+
 def write_header(store: RunStore, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> None:
-    """The files a run writes before round 1 (both engines)."""
+    """The files a run writes before round 1 (both engines); on a resume, the data is checked against the run's
+    first (RunDataChanged) and only a missing or damaged header file is written again."""
+    fp = check_run_data(store, cfg, data, doing="resume")
     store.write_header(config_text=to_yaml(cfg), data_report=data.report.to_dict(), splits=data.split_ids(),
-                       privacy_report=privacy_report(cfg, data, spec))
+                       privacy_report=privacy_report(cfg, data, spec), fingerprint=fp)

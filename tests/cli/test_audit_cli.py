@@ -97,7 +97,7 @@ def test_one_line_errors(run_dir, tmp_path):
     incomplete = tmp_path / "incomplete"
     shutil.copytree(run_dir, incomplete)
     (incomplete / "summary.json").unlink()
-    assert "the run is not complete (no summary.json)" in error([str(incomplete)])
+    assert "the run is not complete (round" in (e := error([str(incomplete)])) and "no summary.json)" in e
     assert "--eot must be an integer" in error([str(run_dir), "--eot", "a,b"])
     assert "every K must be an integer >= 1" in error([str(run_dir), "--eot", "0"])
     assert "at least 2 shadow models" in error([str(run_dir), "--shadows", "1"])

@@ -23,7 +23,7 @@ def train(
     profile: str = typer.Option(None, "--profile", "-p", help="cpu or paper (default: the config's, else cpu)."),
     task: str = typer.Option(None, "--task", "-t", help="Shortcut for --set task.name=..."),
     data_root: str = typer.Option(None, "--data-root", help="Shortcut for --set task.data_root=..."),
-    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>)."),
+    run_dir: str = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. train.rounds=5"),
     stop_after: int = typer.Option(None, "--stop-after", min=1, help="Stop after this round (resume later)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
@@ -44,7 +44,10 @@ def train(
         cfg = load_config(config, profile=profile, overrides=overrides)
     except ConfigError as e:
         raise fail(str(e)) from None
-    rd = run_dir or Path("runs") / f"{cfg.task.name}-{cfg.profile}-{config_hash(cfg)[:10]}"
+    if run_dir is not None and not run_dir.strip():
+        raise fail(f"--run-dir is an empty path ({run_dir!r}): give the folder of the run")
+    default = Path("runs") / f"{cfg.task.name}-{cfg.profile}-{config_hash(cfg)[:10]}"
+    rd = Path(run_dir) if run_dir is not None else default
     try:
         with torch_threads(cfg.threads), progress_bars() as prog:
             outcome = run_train(cfg, rd, progress=prog, stop_after=stop_after)

@@ -36,6 +36,7 @@ from .. import __version__
 from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient, predict
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
+from ..build import load_run_config
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.atomic import json_safe
@@ -55,7 +56,7 @@ from .costs import duration
 from .evaluation import evaluate_transfer
 from .results import read_evaluation
 from .run_context import RunContext, load_run
-from .runinfo import read_run
+from .runinfo import open_run, read_run
 from .sanity import SANITY_STEPS, sanity_cache
 
 __all__ = ["QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "estimate", "open_audit", "run_audit"]
@@ -134,9 +135,8 @@ def open_audit(run_dir: str | Path, *, progress: Progress | None = None) -> RunC
         raise ValueError(f"{rd.root}: no such directory")
     if not rd.config.is_file():
         raise ValueError(f"{rd.root} is not a fedsafe run directory (no config.yaml)")
-    if not rd.is_complete():
-        raise ValueError(f"{rd.root}: the run is not complete (no summary.json): finish it with `fedsafe train "
-                         f"--run-dir {rd.root}` first")
+    if not rd.summary.is_file():  # a damaged one is named by load_run
+        raise open_run(rd.root).incomplete(load_run_config(rd.root).train.rounds)
     return load_run(rd.root, progress=progress)
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..build import load_run_config, prepare_data
+from ..build import check_run_data, load_run_config, prepare_data
 from ..build import model_factory as build_model_factory
 from ..config import ExperimentConfig, config_hash
 from ..device import resolve_device
 from ..federation.data import FederatedData
 from ..progress import Progress
-from ..runs.store import RunStore
+from ..runs.store import RunFileError, RunStore
 from .train import did_not_learn, majority_rate
 
 __all__ = ["RunContext", "load_run"]
@@ -53,15 +53,24 @@ class RunContext:
 def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
              model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None,
              device: str | None = None) -> RunContext:
-    """Read a complete run: its config, its data (rebuilt from the config unless given; the client test ids
-    must equal ``splits.json``), every client's final model (verified: config and content hashes) and the online
-    client states (if checkpointed), on ``device`` (auto, cpu, cuda, cuda:N; default the run's ``train.device``: a
-    run trained on a GPU can be attacked on a CPU and the reverse). Refuses a model with non-finite weights; warns
-    when the run did not learn."""
+    """Read a complete run: its config, its data (rebuilt from the config unless given; it must be the data the
+    run trained on, its recorded fingerprint, and its client test ids must equal ``splits.json``), every client's
+    final model (verified: config and content hashes, client) and the online client states (if checkpointed), on
+    ``device`` (auto, cpu, cuda, cuda:N; default the run's ``train.device``: a run trained on a GPU can be attacked
+    on a CPU and the reverse). Refuses a model with non-finite weights, a run that stopped early (RunIncomplete:
+    how far it got) and damaged JSON files (naming them); warns when the run did not learn."""
     cfg = load_run_config(run_dir)
     store = RunStore(run_dir, config_hash=config_hash(cfg))
+    damaged = store.damaged()
+    if damaged:
+        raise RunFileError(f"{damaged[0]}: not valid JSON: the file is damaged; training the run again with its own "
+                           f"config (fedsafe train --config {store.dir.config} --run-dir {store.root}) recomputes it")
+    if not store.is_complete() and not store.dir.final_model(0).is_file():
+        raise store.incomplete(cfg.train.rounds)
     dev = resolve_device(device or cfg.train.device)
     data = data.to(dev) if data is not None else prepare_data(cfg, progress=progress, device=dev)
+    if store.json_state(store.data_fingerprint) == "ok":  # runs written before fingerprints: splits.json only
+        check_run_data(store, cfg, data, doing="attack or audit")
     _check_splits(store, data)
     factory = model_factory or build_model_factory(cfg, data, device=data.device)
     models = []

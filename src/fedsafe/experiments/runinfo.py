@@ -16,7 +16,7 @@ from typing import Any
 
 from ..build import load_run_config
 from ..config import ExperimentConfig, config_hash
-from ..runs.store import RunFileError, RunStore
+from ..runs.store import RunFileError, RunFileMissing, RunStore
 
 __all__ = ["Noise", "RunInfo", "open_run", "read_run"]
 
@@ -84,7 +84,8 @@ def open_run(root: str | Path) -> RunStore:
 
 
 def read_run(root: str | Path) -> RunInfo:
-    """Everything :class:`RunInfo` holds; a missing JSON file reads as empty (a run still training)."""
+    """Everything :class:`RunInfo` holds; a missing JSON file reads as empty (a run still training), a damaged one
+    is refused (RunFileError naming it: read as empty it would report a run without numbers as a run with none)."""
     root = Path(root)
     try:
         cfg = load_run_config(root)
@@ -96,8 +97,11 @@ def read_run(root: str | Path) -> RunInfo:
     def read(path: Path, empty: Any) -> Any:
         try:
             return store.read_json(path)
-        except RunFileError:
+        except RunFileMissing:
             return empty
+        except RunFileError as e:
+            raise RunFileError(f"{e}; training the run again with its own config (fedsafe train --config {d.config} "
+                               f"--run-dir {root}) recomputes it") from None
 
     return RunInfo(root=root, config=cfg, summary=read(d.summary, {}), privacy=read(d.privacy_report, {}),
                    data_report=read(d.data_report, {}), metrics=read(d.metrics, []))

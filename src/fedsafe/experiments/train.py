@@ -112,6 +112,11 @@ def write_run_summary(store: RunStore, cfg: ExperimentConfig, data: FederatedDat
                                     extra=extra))
 
 
+def _finished(store: RunStore) -> bool:
+    """Complete, and none of its JSON files damaged (a damaged one is recomputed by finishing the run again)."""
+    return store.is_complete() and not store.damaged()
+
+
 def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = None,
           progress: Progress | None = None, stop_after: int | None = None, data: FederatedData | None = None,
           lock_wait: float = 0.0) -> TrainOutcome:
@@ -120,12 +125,14 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be a round >= 1, got {stop_after}")
     store = open_store(cfg, run_dir)
-    if store.is_complete():
+    if _finished(store):
         return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)
     run_device(cfg)  # a device that is not here fails before any work
     with store.lock(wait=lock_wait):
-        if store.is_complete():  # another process finished it while we waited
+        if _finished(store):  # another process finished it while we waited
             return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)
+        for path in store.damaged():
+            log.warning("%s: damaged (not valid JSON); recomputing it from the checkpoint", path)
         t0 = time.perf_counter()
         data = prepare_data(cfg, progress=progress) if data is None else data.to(run_device(cfg))
         spec = federation_spec(cfg, data)

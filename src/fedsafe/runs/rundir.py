@@ -16,6 +16,7 @@ Every file is written atomically (see :mod:`fedsafe.runs.atomic`).
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,4 +84,8 @@ class RunDir:
                 shutil.rmtree(self.received_dir(r), ignore_errors=True)
 
     def is_complete(self) -> bool:
-        return self.summary.is_file()
+        """Whether ``summary.json`` (written last) is there and a valid JSON object (a damaged one is not)."""
+        try:
+            return isinstance(json.loads(self.summary.read_text()), dict)
+        except (OSError, UnicodeError, ValueError):
+            return False

@@ -5,9 +5,16 @@ file copied from another run, truncated or corrupted is refused with a one-line 
 (:class:`RunFileError`) instead of silently mixing runs. The checkpoint of the previous round is kept beside the
 current one: if the current one cannot be verified, a resume continues from the last verified round.
 
-A run directory is written by one process at a time: :meth:`RunStore.lock` takes an exclusive lock (a second
-writer is refused with a message naming the holder's pid) and removes the ``*.tmp`` files that a killed write
-left behind.
+Every model file's header names its kind, round and client: a load checks them against the file it was asked for,
+so model files swapped inside one run (``final/client_000.pt`` and ``client_001.pt``, a later round's received copy
+copied over an earlier one) are refused too.
+
+A run directory is written by one process at a time: :meth:`RunStore.lock` refuses a folder that is not new, empty
+or a fedsafe run (:mod:`fedsafe.runs.claim`), takes an exclusive lock (a second writer is refused with a message
+naming the holder's pid) and removes the temporary files of its own writes that a killed write left behind.
+
+The data a run trained on is recorded (``data_fingerprint.json``, :mod:`fedsafe.runs.fingerprint`):
+:func:`fedsafe.runs.datacheck.check_data` refuses a resume, an attack or an audit on other data.
 
 Example::
 
@@ -19,13 +26,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import pickle
-import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,11 +39,13 @@ from typing import Any
 
 import torch
 
+from . import claim
 from .atomic import torch_load, torch_save, write_json, write_text
+from .errors import RunDataChanged, RunFileError, RunFileMissing, RunIncomplete, RunLockedError
 from .rundir import RunDir
 
-__all__ = ["FORMAT", "Checkpoint", "RunFileError", "RunFileMissing", "RunLockedError", "RunStore", "read_config_text",
-           "state_digest"]
+__all__ = ["FORMAT", "Checkpoint", "RunDataChanged", "RunFileError", "RunFileMissing", "RunIncomplete",
+           "RunLockedError", "RunStore", "read_config_text", "state_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +54,6 @@ FORMAT = "fedsafe-run/2"
 
 _LOAD_ERRORS = (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
                 KeyError, TypeError, AttributeError)
-
-
-class RunFileError(ValueError):
-    """A file of a run directory is missing, unreadable, of another run, or fails its content check."""
-
-
-class RunFileMissing(RunFileError, FileNotFoundError):
-    """A file the run should have is not there."""
-
-
-class RunLockedError(RuntimeError):
-    """Another process is writing the run directory."""
 
 
 def state_digest(*states: Mapping[str, torch.Tensor]) -> str:
@@ -124,59 +119,86 @@ class RunStore:
         return self.dir.config.is_file()
 
     def is_complete(self) -> bool:
-        return self.dir.summary.is_file()
+        """Whether ``summary.json`` (written last) is there and valid: a damaged one leaves the run to be finished
+        again, which recomputes it from the checkpoint."""
+        return self.dir.is_complete()
+
+    def damaged(self) -> list[Path]:
+        """The run's JSON files that are there but not valid JSON."""
+        d = self.dir
+        return [p for p in (d.summary, d.privacy_report, d.data_report, d.splits, d.metrics, self.data_fingerprint)
+                if self.json_state(p) == "damaged"]
 
     # -- locking ------------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def lock(self, *, wait: float = 0.0, poll: float = 5.0) -> Iterator[None]:
-        """Hold the run directory exclusively (``RUN/.lock``, an advisory ``flock``) for the block; clean the
-        ``*.tmp`` files a killed write left. Another holder: wait up to ``wait`` seconds for it (0: refuse at once),
-        then raise RunLockedError naming the holder's pid."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    if time.monotonic() >= deadline:
-                        raise RunLockedError(f"{self.root}: in use by another fedsafe process (pid {holder}); wait "
-                                             "for it to finish or choose another run directory") from None
-                    log.info("%s: waiting for pid %s, which holds the run", self.root, holder)
-                    time.sleep(poll)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            self.clean_tmp()
+        """Hold the run directory exclusively for the block (:func:`fedsafe.runs.claim.hold`: a folder that is not
+        new, empty or a run is refused untouched; the marker is written first; the run's own stale temporary files
+        go). Another holder: wait up to ``wait`` seconds for it (0: refuse at once), then raise RunLockedError
+        naming the holder's pid. A block that wrote nothing leaves nothing behind."""
+        with claim.hold(self.root, wait=wait, poll=poll):
             yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def clean_tmp(self) -> int:
-        """Delete ``.<name>.*.tmp`` files left by writes that were killed; returns how many."""
-        n = 0
-        for p in self.root.rglob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                n += 1
-        if n:
-            log.info("%s: removed %d stale temporary file(s)", self.root, n)
-        return n
+        """Delete the temporary files of the run's own writes that were killed; returns how many."""
+        return claim.clean_own_tmp(self.root)
 
     # -- header and summary -------------------------------------------------------------------------------------
 
+    @property
+    def data_fingerprint(self) -> Path:
+        return self.root / "data_fingerprint.json"
+
+    def json_state(self, path: Path) -> str:
+        """``"ok"`` (valid JSON), ``"missing"`` or ``"damaged"``."""
+        try:
+            self.read_json(path)
+        except RunFileMissing:
+            return "missing"
+        except RunFileError:
+            return "damaged"
+        return "ok"
+
+    def trained(self) -> bool:
+        """Whether a round was completed (a checkpoint exists; it may still fail its check)."""
+        return self.dir.checkpoint.exists() or self.previous_checkpoint.exists()
+
     def write_header(self, *, config_text: str, data_report: Mapping[str, Any], splits: Mapping[str, Any],
-                     privacy_report: Mapping[str, Any]) -> None:
-        """The files a run writes before round 1: config, data report, splits, privacy report."""
+                     privacy_report: Mapping[str, Any], fingerprint: Mapping[str, Any] | None = None) -> None:
+        """The files a run writes before round 1: config, data fingerprint, data report, splits, privacy report.
+
+        Before any round was trained every file is (re)written; after, only a missing or damaged one is (the data
+        is the run's, :meth:`check_data`): a resume never replaces the record of what the run trained on."""
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text(self.dir.config, config_text)
-        write_json(self.dir.data_report, data_report)
-        write_json(self.dir.splits, splits)
-        write_json(self.dir.privacy_report, privacy_report)
+        fresh = not self.trained()
+        if fresh or not self.dir.config.is_file():
+            write_text(self.dir.config, config_text)
+        files = [(self.data_fingerprint, fingerprint), (self.dir.data_report, data_report),
+                 (self.dir.splits, splits), (self.dir.privacy_report, privacy_report)]
+        for path, obj in files:
+            if obj is None:
+                continue
+            state = self.json_state(path)
+            if fresh or state != "ok":
+                if state == "damaged":
+                    log.warning("%s: damaged; written again from the run's config and data", path)
+                write_json(path, obj)
+        if self.json_state(self.dir.metrics) == "damaged" and (ck := self.load_checkpoint()) is not None:
+            log.warning("%s: damaged; written again from the checkpoint", self.dir.metrics)
+            write_json(self.dir.metrics, ck.metrics)
+
+    def incomplete(self, rounds: int) -> RunIncomplete:
+        """The error of a run that has no final models yet: how far it got."""
+        try:
+            ck = self.load_checkpoint()
+        except (RunFileError, ValueError):
+            ck = None
+        done = ck.round if ck is not None else 0
+        total = ck.rounds if ck is not None else rounds
+        return RunIncomplete(f"{self.root}: the run is not complete (round {done} of {total}"
+                             f"{'; no summary.json' if done == total else ''}); finish it with "
+                             f"`fedsafe train --run-dir {self.root}` (same config) first")
 
     def read_json(self, path: Path) -> Any:
         """A JSON file of the run; RunFileError naming it when missing or not valid JSON."""
@@ -199,8 +221,10 @@ class RunStore:
         torch_save({"format": FORMAT, "config_hash": self.config_hash, "kind": kind, "round": round_,
                     "client": client, "sha256": state_digest(cpu), "state": cpu}, path)
 
-    def load_state(self, path: Path, *, kind: str | None = None) -> dict[str, torch.Tensor]:
-        """Read and verify one model file (module docstring); RunFileError naming it otherwise."""
+    def load_state(self, path: Path, *, kind: str | None = None, round_: int | None = None,
+                   client: int | None = None) -> dict[str, torch.Tensor]:
+        """Read and verify one model file (module docstring): the run's, of ``kind``, and of the round and client
+        the caller asked for (when given); RunFileError naming it otherwise."""
         obj = self._load(path)
         if not isinstance(obj, dict) or obj.get("format") != FORMAT or "state" not in obj:
             raise RunFileError(f"{path}: not a fedsafe model file of this version (train the run again)")
@@ -209,6 +233,10 @@ class RunStore:
                                f"this run's {self.config_hash[:12]}); it was copied from elsewhere")
         if kind is not None and obj.get("kind") != kind:
             raise RunFileError(f"{path}: holds a {obj.get('kind')} model, expected a {kind} model")
+        for name, want in (("round", round_), ("client", client)):
+            if want is not None and obj.get(name) != want:
+                raise RunFileError(f"{path}: holds the model of {name} {obj.get(name)}, not of {name} {want}: model "
+                                   "files were swapped or copied within the run")
         state = obj["state"]
         if state_digest(state) != obj.get("sha256"):
             raise RunFileError(f"{path}: content check failed (the file was modified or damaged)")
@@ -230,13 +258,13 @@ class RunStore:
         self.save_state(self.dir.global_model(round_), state, kind="global", round_=round_)
 
     def load_global(self, round_: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.global_model(round_), kind="global")
+        return self.load_state(self.dir.global_model(round_), kind="global", round_=round_)
 
     def save_received(self, round_: int, client: int, state: Mapping[str, torch.Tensor]) -> None:
         self.save_state(self.dir.received(round_, client), state, kind="received", round_=round_, client=client)
 
     def load_received(self, round_: int, client: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.received(round_, client), kind="received")
+        return self.load_state(self.dir.received(round_, client), kind="received", round_=round_, client=client)
 
     def received_rounds(self) -> list[int]:
         return self.dir.received_rounds()
@@ -257,7 +285,7 @@ class RunStore:
         self.save_state(self.dir.final_model(client), state, kind="final", client=client)
 
     def load_final(self, client: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.final_model(client), kind="final")
+        return self.load_state(self.dir.final_model(client), kind="final", client=client)
 
     # -- rounds and the checkpoint ------------------------------------------------------------------------------
 
@@ -297,9 +325,27 @@ class RunStore:
                                f" this run's {self.config_hash[:12]}); it was copied from elsewhere")
         if state_digest(obj["global_state"], *obj["client_states"]) != obj.get("sha256"):
             raise RunFileError(f"{path}: content check failed (the file was modified or damaged)")
+        self._check_round(path, obj)
         return Checkpoint(round=int(obj["round"]), rounds=int(obj["rounds"]), num_clients=int(obj["num_clients"]),
                           global_state=obj["global_state"], client_states=list(obj["client_states"]),
                           metrics=list(obj["metrics"]), path=path)
+
+    def _check_round(self, path: Path, obj: Mapping[str, Any]) -> None:
+        """The checkpoint of round r holds r metric rows and the global model that ``models/global`` has for r."""
+        r = int(obj["round"])
+        rows = [m.get("round") for m in obj["metrics"]]
+        if len(rows) != r or (rows and rows[-1] != r):
+            raise RunFileError(f"{path}: holds round {r} but the metrics of {len(rows)} round(s): a damaged or "
+                               "swapped checkpoint")
+        g = self.dir.global_model(r)
+        try:
+            head = self._load(g)
+        except RunFileError:  # a missing or damaged model file is named by its own reader
+            return
+        if isinstance(head, dict) and head.get("round") == r and head.get("sha256") != state_digest(
+                obj["global_state"]):
+            raise RunFileError(f"{path}: holds round {r}, but not the global model of {g}: a checkpoint of another "
+                               "round or a swapped model file")
 
     def load_checkpoint(self, *, rounds: int | None = None, num_clients: int | None = None) -> Checkpoint | None:
         """The last verified round, or None when the run has not completed a round. Falls back to the previous
