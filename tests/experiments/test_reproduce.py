@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from fedsafe.experiments.execution import execute
 from fedsafe.experiments.outputs import markdown_table
@@ -16,7 +18,7 @@ from fedsafe.experiments.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.experiments.reproductions import REPRODUCTIONS
 from fedsafe.experiments.reproductions.base import BuildInput, Options
 from fedsafe.experiments.reproductions.format import METRICS, aggregate
-from fedsafe.experiments.verdicts import STATUSES, Comparison, compare, spearman, trend
+from fedsafe.experiments.verdicts import STATUSES, Comparison, Curve, compare, spearman, trend
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
 FS_TINY = (*TINY, "train.rounds=2")  # Fed-Safe Table 1 needs no CRN: 2 rounds are enough
@@ -211,8 +213,9 @@ def test_a_run_that_did_not_learn_is_flagged_and_enters_no_verdict():
     assert any("did not learn" in n and "distributed noise (Fed-Safe) seed 2" in n for n in table.notes)
     dn_vs_at = built.verdicts[0]  # its only evidence was the run that did not learn
     assert dn_vs_at.status == "undetermined" and "4 undefined" in dn_vs_at.evidence
-    assert "Left out (did not learn, SPEC 11): distributed noise (Fed-Safe) seed 0" in dn_vs_at.evidence
-    # AT vs none: 3 seeds, equal numbers -> the difference (0) is within the spread: inconclusive
+    assert ("Seeds left out (SPEC 11): distributed noise (Fed-Safe) seed 0 did not learn (global model "
+            "50.0% vs majority class 72.7%)") in dn_vs_at.evidence  # an older summary: no reason, its accuracies
+    # AT vs none: 3 matched seeds, equal numbers -> a mean paired difference of 0 (p 1): inconclusive
     at_vs_none = next(v for v in built.verdicts if v.claim.startswith("Adversarial training lowers"))
     assert at_vs_none.status == "inconclusive"
     # a clean-accuracy claim counts the runs that did not learn (not learning is the cost it asks about), named
@@ -241,6 +244,47 @@ def test_attack_means_average_only_the_runs_that_learned():
     assert len(none.tables[0].frame) == 6 and any("No run learned" in n for n in none.tables[0].notes)
 
 
+def test_an_arm_that_did_not_learn_on_seed_k_leaves_seed_k_out_of_every_comparison_with_it():
+    # issue 18's reversal: on the seeds where every arm learned, distributed noise has the HIGHEST ASR; its seed 2
+    # (ASR 0.24), which adversarial training lost, must not make it look lower
+    at, dn, none = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
+    asr = {none: 0.76, at: 0.67, dn: 0.78, "adversarial training, LEAKY": 0.6, "distributed noise, LEAKY": 0.7}
+    jitter = [0.0, 0.03, -0.02, 0.01, -0.03]  # differs per seed and arm: spreads that are not zero
+
+    def learned(m, seed):
+        return not (m.tag()["method"] == at and seed == 2)
+
+    inp = _fake("fedsafe-table1", "meningioma", lambda m, k: 0.5, seeds=5, learned=learned)
+    s = inp.summary
+    s["asr_avg_benign"] = [asr[m] + jitter[(seed + i) % 5] / (1 + i)
+                           for m, seed, i in zip(s.method, s.seed, s.method.map(list(asr).index), strict=True)]
+    s.loc[(s.method == dn) & (s.seed == 2), "asr_avg_benign"] = 0.24
+    s["learned_reason"] = ["client 2's model 71.9% vs majority 72.4%" if not ok else "" for ok in s.learned]
+    built = REPRODUCTIONS["fedsafe-table1"].build(inp)
+    by_claim = {v.claim.split(" compared")[0]: v for v in built.verdicts}
+    why = ("Seeds left out (SPEC 11): adversarial training seed 2 did not learn (client 2's model 71.9% vs majority "
+           "72.4%).")
+    for claim in ("Distributed noise lowers the average ASR (benign clients)", "Adversarial training lowers the "
+                  "average ASR", "Distributed noise lowers the attacker's self ASR"):
+        v = by_claim[claim]
+        assert v.evidence.count("n 4 (seeds 0, 1, 3, 4)") == 4 and why in v.evidence, claim
+    dn_at = by_claim["Distributed noise lowers the average ASR (benign clients)"]
+    assert dn_at.status == "does not hold"  # DN above AT at every step on the matched seeds
+    matched = s[(s.step == 0.005) & s.seed.isin([0, 1, 3, 4])].groupby("method").asr_avg_benign
+    assert f"DN {matched.mean()[dn]:.2f} vs AT {matched.mean()[at]:.2f}" in dn_at.evidence
+    ours, other = (s[(s.step == 0.005) & (s.method == m) & (s.seed != 2)].asr_avg_benign.to_numpy() for m in (dn, at))
+    shown = float(re.search(r"\), p ([0-9.e+-]+),", dn_at.evidence.split(";")[0]).group(1))  # 2 digits
+    assert shown == pytest.approx(sps.ttest_rel(ours, other).pvalue, rel=0.06)
+    # a comparison without the arm keeps seed 2; the leaky claim drops it only at the points with AT
+    dn_none = by_claim["Distributed noise lowers the average ASR"]
+    assert dn_none.evidence.count("n 5 (seeds 0-4)") == 4 and "Seeds left out" not in dn_none.evidence
+    leak = next(v for v in built.verdicts if "leaky protocol" in v.claim)
+    assert leak.evidence.count("n 4 (seeds 0, 1, 3, 4)") == 4 and leak.evidence.count("n 5 (seeds 0-4)") == 4
+    # a clean-accuracy claim counts the run that did not learn, still paired: all 5 seeds, the run named
+    acc = next(v for v in built.verdicts if "clean accuracy" in v.claim)
+    assert "n 5 (seeds 0-4)" in acc.evidence and "Counted although they did not learn" in acc.evidence
+
+
 @pytest.mark.parametrize("name", list(REPRODUCTIONS))
 @pytest.mark.parametrize("task", ["meningioma", "glioma", "breastmnist"])
 def test_every_builder_runs_and_says_where_the_paper_has_no_number(name, task):
@@ -258,43 +302,104 @@ def test_every_builder_runs_and_says_where_the_paper_has_no_number(name, task):
 
 
 def test_compare_statuses():
-    lower = [Comparison("a", 0.1, 0.2), Comparison("b", 0.1, 0.3)]  # one seed: indicative
+    lower = [Comparison("a", [0.1], [0.2]), Comparison("b", [0.1], [0.3])]  # one seed: indicative
     assert compare("c", lower, expect="lower", names=("x", "y")).status == "indicative: holds"
     assert compare("c", lower, expect="higher", names=("x", "y")).status == "indicative: does not hold"
-    mixed = [*lower, Comparison("c", 0.5, 0.2), Comparison("d", math.nan, 0.2)]
+    mixed = [*lower, Comparison("c", [0.5], [0.2]), Comparison("d", [], [])]
     v = compare("c", mixed, expect="lower", names=("x", "y"))
     assert v.status == "indicative: mixed" and "2 of 3" in v.evidence and "1 undefined" in v.evidence
-    assert compare("c", [Comparison("a", math.nan, 1.0)], expect="lower", names=("x", "y")).status == "undetermined"
-    noisy = compare("c", [Comparison("a", 0.10, 0.12, 0.05, 0.01, seeds=3)], expect="lower", names=("x", "y"))
-    assert noisy.status == "inconclusive" and "within the spread" in noisy.evidence
+    assert compare("c", [Comparison("a", [], [])], expect="lower", names=("x", "y")).status == "undetermined"
+    noisy = compare("c", [Comparison("a", [0.10, 0.15, 0.05], [0.12, 0.11, 0.13])], expect="lower",
+                    names=("x", "y"))
+    assert noisy.status == "inconclusive" and "1 unresolved" in noisy.evidence
+    assert "Smallest difference these seeds could resolve" in noisy.evidence
+    with pytest.raises(ValueError, match="NaN"):
+        Comparison("a", [0.1, math.nan], [0.2, 0.3])
+
+
+def _diffs(mean: float, sd: float) -> list[float]:
+    """Three per-seed differences with exactly this mean and standard deviation (ddof 1)."""
+    return [mean - sd, mean, mean + sd]
+
+
+def _point(mean: float, sd: float, where: str = "p") -> Comparison:
+    return Comparison(where, [0.5 + d for d in _diffs(mean, sd)], [0.5] * 3)
 
 
 def test_partial_statuses_say_which_way_the_resolved_points_go():
-    def pt(ours, diff_std):  # 3 seeds, paired: resolved when |ours - 0.5| > diff_std
-        return Comparison("p", ours, 0.5, 0.1, 0.1, seeds=3, diff_std=diff_std)
-
     def status(*points):
         return compare("c", points, expect="lower", names=("x", "y")).status
 
-    assert status(pt(0.3, 0.05), pt(0.45, 0.1)) == "partly holds"  # one resolved below, one unresolved
-    assert status(pt(0.7, 0.05), pt(0.55, 0.1)) == "partly does not hold"  # nothing supports the claim
-    assert status(pt(0.3, 0.05), pt(0.7, 0.05), pt(0.45, 0.1)) == "mixed"
-    assert status(pt(0.3, 0.05), pt(0.2, 0.05)) == "holds" and status(pt(0.45, 0.1)) == "inconclusive"
+    far_below, far_above, noisy = _point(-0.2, 0.005), _point(0.2, 0.005), _point(-0.05, 0.1)
+    assert status(far_below, noisy) == "partly holds"  # one resolved below, one unresolved
+    assert status(far_above, _point(0.05, 0.1)) == "partly does not hold"  # nothing supports the claim
+    assert status(far_below, far_above, noisy) == "mixed"
+    assert status(far_below, _point(-0.3, 0.01)) == "holds" and status(noisy) == "inconclusive"
     assert {"partly holds", "partly does not hold", "mixed", "indicative: mixed"} <= set(STATUSES)
+
+
+def test_points_resolve_at_p_below_005_after_holm_over_the_claim():
+    # two points at raw p 0.03 and 0.04 (3 seeds each): each resolves alone, but Holm over the claim gives both
+    # 2 x 0.03 = 0.06 and max(0.06, 1 x 0.04) = 0.06: neither resolves together
+    def at_p(p: float, where: str) -> Comparison:
+        t = sps.t.isf(p / 2, 2)
+        return _point(-t * 0.01 / math.sqrt(3), 0.01, where)
+
+    a, b = at_p(0.03, "a"), at_p(0.04, "b")
+    assert a.test.p == pytest.approx(0.03, abs=1e-12) and b.test.p == pytest.approx(0.04, abs=1e-12)
+    assert compare("c", [a], expect="lower", names=("x", "y")).status == "holds"
+    both = compare("c", [a, b], expect="lower", names=("x", "y"))
+    assert both.status == "inconclusive" and both.evidence.count("Holm p 0.06") == 2
+    # a third point far below: Holm multiplies its tiny p by 3 and the two others' by 2 and 1 -> still 0.06, 0.06
+    far = _point(-0.2, 0.001, "far")
+    assert compare("c", [a, b, far], expect="lower", names=("x", "y")).status == "partly holds"
+    # the evidence gives the exact numbers of each point: mean difference, 95% CI, p, Holm p, n and seeds
+    d = np.array(_diffs(-0.2, 0.001))
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    text = compare("c", [far], expect="lower", names=("x", "y")).evidence
+    low, high = 100 * (d.mean() - half), 100 * (d.mean() + half)
+    assert f"difference {100 * d.mean():.1f}% (95% CI {low:.1f}% to {high:.1f}%)" in text and "n 3 (seeds 0-2)" in text
+
+
+def test_the_smallest_resolvable_difference_is_the_t_half_width_at_the_strictest_holm_level():
+    noisy = [_point(-0.05, 0.1, "a"), _point(0.01, 0.2, "b")]  # 2 tested points: level 0.05 / 2
+    v = compare("c", noisy, expect="lower", names=("x", "y"))
+    expected = sps.t.ppf(1 - 0.025 / 2, 2) * 0.1 / math.sqrt(3)  # the smaller sd gives the smaller figure
+    assert v.status == "inconclusive"
+    assert f"Smallest difference these seeds could resolve: ±{100 * expected:.1f}% (a;" in v.evidence
+
+
+def _curve(xs, ys, seeds=(0,), jitter=0.0) -> Curve:
+    """A curve whose seed s reads ``y + jitter * (s - mean seed)`` at every x."""
+    mid = sum(seeds) / len(seeds)
+    return Curve(xs, [{s: y + jitter * (s - mid) * (1 + i) for s in seeds} for i, y in enumerate(ys)])
 
 
 def test_trend_and_spearman():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 2, 3], [1, 1, 1]))
-    down = {"a": ([0.1, 0.5, 1.0], [0.3, 0.2, 0.1]), "b": ([0.1, 0.5, 1.0], [0.4, 0.3, 0.2])}
+    xs = [0.1, 0.5, 1.0]
+    down = {"a": _curve(xs, [0.3, 0.2, 0.1]), "b": _curve(xs, [0.4, 0.3, 0.2])}
     assert trend("t", down, expect="decreasing").status == "indicative: holds"
     assert trend("t", down, expect="increasing").status == "indicative: does not hold"
-    half = {**down, "c": ([0.1, 0.5, 1.0], [0.1, 0.3, 0.2])}  # rises overall
+    half = {**down, "c": _curve(xs, [0.1, 0.3, 0.2])}  # rises overall
     assert trend("t", half, expect="decreasing").status == "indicative: mixed"
-    seeds3 = {k: (*v, [0.01, 0.01, 0.01], 3) for k, v in down.items()}  # well separated over 3 seeds
-    assert trend("t", seeds3, expect="decreasing").status == "holds"
-    wide = {k: (*v, [0.2, 0.2, 0.2], 3) for k, v in down.items()}  # end points within the spread
-    assert trend("t", wide, expect="decreasing").status == "inconclusive"
+    seeds3 = {k: _curve(xs, ys, (0, 1, 2), 0.005) for k, ys in (("a", [0.3, 0.2, 0.1]), ("b", [0.4, 0.3, 0.2]))}
+    assert trend("t", seeds3, expect="decreasing").status == "holds"  # end points far apart on every seed
+    wide = {k: _curve(xs, ys, (0, 1, 2), 0.2) for k, ys in (("a", [0.3, 0.2, 0.1]), ("b", [0.4, 0.3, 0.2]))}
+    assert trend("t", wide, expect="decreasing").status == "inconclusive"  # the end-point differences scatter
+
+
+def test_a_trend_tests_the_end_points_on_the_seeds_matched_along_the_curve():
+    # seed 3 did not learn at x = 0.5 (absent there): it leaves the whole curve, the end points included
+    values = [{0: 0.30, 1: 0.32, 2: 0.31, 3: 0.90}, {0: 0.2, 1: 0.21, 2: 0.2}, {0: 0.10, 1: 0.13, 2: 0.11, 3: 0.95}]
+    v = trend("t", {"a": Curve([0.1, 0.5, 1.0], values, ("x seed 3 did not learn (…)",))}, expect="decreasing")
+    first, last = np.array([0.30, 0.32, 0.31]), np.array([0.10, 0.13, 0.11])
+    assert v.status == "holds" and "n 3 (seeds 0-2)" in v.evidence
+    p = sps.ttest_rel(last, first).pvalue
+    assert p < 0.001 and f"p {p:.1e}, Holm p {p:.1e}" in v.evidence  # one curve: Holm changes nothing
+    assert "seed 3: no number (did not learn, or undefined) at x = 0.5" in v.evidence
+    assert "x seed 3 did not learn" in v.evidence
 
 
 def test_aggregate_mean_std_over_seeds_and_markdown():

@@ -34,9 +34,9 @@ from .execution import execute
 from .outputs import Written
 from .planning import Plan, plan
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, Table
-from .reproductions.format import aggregate, cell, fmt_seconds, learned_rows, run_label
+from .reproductions.format import accuracy_claim, arms, attack_means, cell, comparison, fmt_seconds, run_label
 from .reproductions.setups import THREE_CLIENTS
-from .verdicts import Comparison, accuracy_verdict, compare
+from .verdicts import compare
 
 __all__ = ["DEMO", "DEMO_OVERRIDES", "TINY_OVERRIDES", "DemoResult", "demo_plan", "run_demo"]
 
@@ -78,7 +78,7 @@ def _measurements(seed: int) -> list[Measurement]:
 
 
 def _build(inp: BuildInput) -> Built:
-    agg = aggregate(learned_rows(inp.summary), ["method", "row"])  # attack means: runs that learned only
+    agg = attack_means(inp.summary, ["method", "row"])  # attack means: runs that learned only
     rows = []
     for r in agg.itertuples():
         d = r._asdict()
@@ -90,22 +90,19 @@ def _build(inp: BuildInput) -> Built:
                    "its own model; ASR benign: mean over the other clients; AASR: over all. Under plain FedAvg every "
                    "client holds the same model, so an insider attacks everyone white-box; under Fed-Safe each "
                    "client's model is its own noisy, adapted copy.",))
-    idx = {(r.method, r.row): r for r in agg.itertuples()}
+    idx = arms(inp.summary, ["method", "row"])
     labels = list(dict.fromkeys(agg.row))
-    defended = [Comparison(lab, idx[(FEDSAFE, lab)].asr_avg_benign_mean, idx[(FEDAVG, lab)].asr_avg_benign_mean,
-                           idx[(FEDSAFE, lab)].asr_avg_benign_std, idx[(FEDAVG, lab)].asr_avg_benign_std)
-                for lab in labels if (FEDSAFE, lab) in idx and (FEDAVG, lab) in idx]
+    defended = [comparison(lab, idx, (FEDSAFE, lab), (FEDAVG, lab), "asr_avg_benign") for lab in labels]
     with_crn = f"PGD-20+CRN{WINDOW}"
-    crn = [Comparison(m, idx[(m, with_crn)].asr_avg_benign_mean, idx[(m, "PGD-20")].asr_avg_benign_mean,
-                      idx[(m, with_crn)].asr_avg_benign_std, idx[(m, "PGD-20")].asr_avg_benign_std)
-           for m in (FEDAVG, FEDSAFE) if (m, with_crn) in idx and (m, "PGD-20") in idx]
-    accs = {m: inp.summary[inp.summary.method == m].groupby("seed")[["clean_acc"]].first() for m in (FEDAVG, FEDSAFE)}
+    crn = [comparison(m, idx, (m, with_crn), (m, "PGD-20"), "asr_avg_benign") for m in (FEDAVG, FEDSAFE)
+           if (m, with_crn) in idx and (m, "PGD-20") in idx]
     verdicts = (
         compare("Fed-Safe lowers the ASR on benign clients compared with plain FedAvg", defended, expect="lower",
                 names=("Fed-Safe", "FedAvg")),
         compare(f"CRN raises the ASR on benign clients (PGD-20 from CRN{WINDOW} vs from a random start)", crn,
                 expect="higher", names=(f"CRN{WINDOW}", "random")),
-        accuracy_verdict("Fed-Safe costs no clean accuracy compared with plain FedAvg", accs, FEDSAFE, FEDAVG, None),
+        accuracy_claim("Fed-Safe costs no clean accuracy compared with plain FedAvg",
+                       arms(inp.summary, ["method"], ["clean_acc"]), FEDSAFE, FEDAVG, ("Fed-Safe", "FedAvg")),
     )
     fig = figs.bars(agg, category="row", series="method", metric="asr_avg_benign", ylabel="ASR on benign clients",
                     title=f"Demo: ASR on benign clients — {run_label(inp)}")

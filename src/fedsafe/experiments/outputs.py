@@ -88,6 +88,7 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
         "crn_passes_per_image": rec["crn_passes_per_image"],
         "start_source": ", ".join(sorted(set(rec["start_source"].values()))),
         "global_acc": _float(summ.get("global_acc")), "learned": bool(summ.get("learned", True)),
+        "learned_reason": str(summ.get("learned_reason") or ""),  # absent from summaries before issue 18
         "majority_class_rate": _float(summ.get("majority_class_rate")), "crn_seconds": crn_s,
         "client_acc": float(np.mean(summ["client_final_acc"])) if summ.get("client_final_acc") else math.nan,
         "epsilon": _float((info.privacy.get("pld") or {}).get("epsilon")),

@@ -18,7 +18,7 @@ Student's t distribution (written here: scipy is not a runtime dependency) and H
 [0.03, 0.06, 0.06, 0.02]
 >>> r = paired_test([0.30, 0.25, 0.40], [0.20, 0.20, 0.25])
 >>> r.n, round(r.mean, 3), round(r.p, 4)
-(3, 0.1, 0.0955)
+(3, 0.1, 0.0742)
 """
 
 from __future__ import annotations

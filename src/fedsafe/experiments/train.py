@@ -36,13 +36,13 @@ from ..federation.spec import FederationSpec
 from ..progress import Progress
 from ..runs.store import RunStore
 
-__all__ = ["TrainOutcome", "did_not_learn", "majority_rate", "run_summary", "torch_threads", "train",
-           "write_run_summary"]
+__all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majority_rate", "run_summary",
+           "torch_threads", "train", "write_run_summary"]
 
 log = logging.getLogger(__name__)
 
 LEARN_MARGIN = 0.02
-"""A global model within this much of the majority-class rate of its test set did not learn (SPEC 11)."""
+"""A model within this much of the majority-class rate of its test set did not learn (SPEC 11)."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,41 @@ def majority_rate(labels: torch.Tensor) -> float:
     return float(torch.bincount(labels.cpu()).max()) / len(labels)
 
 
-def did_not_learn(global_acc: float | None, majority: float, *, margin: float = LEARN_MARGIN) -> bool:
-    """SPEC 11: a global model whose accuracy is within ``margin`` of the majority-class rate (or undefined) did
-    not learn."""
-    return global_acc is None or math.isnan(global_acc) or global_acc <= majority + margin
+def did_not_learn(acc: float | None, majority: float, *, margin: float = LEARN_MARGIN) -> bool:
+    """SPEC 11: a model whose accuracy is within ``margin`` of the majority-class rate of its test set (or
+    undefined) did not learn."""
+    return acc is None or math.isnan(acc) or acc <= majority + margin
+
+
+@dataclass(frozen=True)
+class LearnCheck:
+    """Whether a run learned (SPEC 11): its global model and every attacked client model (each client's final
+    model on its own test set) beyond the majority-class rate by the margin; ``reason`` names those that are not
+    ("client 2's model 71.9% vs majority 72.4%"), empty when it learned."""
+
+    learned: bool
+    reason: str
+    client_learned: tuple[bool, ...]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def learn_check(global_acc: float | None, global_majority: float, client_accs: Sequence[float | None] | None,
+                client_majorities: Sequence[float], *, margin: float = LEARN_MARGIN) -> LearnCheck:
+    """:class:`LearnCheck` of the global model and the client models (None: no client accuracy recorded, only the
+    global model is judged)."""
+    failed = []
+    if did_not_learn(global_acc, global_majority, margin=margin):
+        failed.append(f"global model {_pct(global_acc)} vs majority {_pct(global_majority)}")
+    accs = list(client_accs) if client_accs is not None else []
+    if accs and len(accs) != len(client_majorities):
+        raise ValueError(f"{len(accs)} client accuracies for {len(client_majorities)} clients")
+    clients = tuple(not did_not_learn(a, m, margin=margin) for a, m in zip(accs, client_majorities, strict=False))
+    failed += [f"client {i}'s model {_pct(a)} vs majority {_pct(m)}"
+               for i, (a, m, ok) in enumerate(zip(accs, client_majorities, clients, strict=False)) if not ok]
+    return LearnCheck(not failed, "; ".join(failed), clients)
 
 
 def _rejections(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -80,10 +111,10 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
     final = metrics[-1]
     last_eval = [m for m in metrics if "global_acc" in m][-1]
     majority = majority_rate(data.global_test.y)
-    learned = not did_not_learn(last_eval["global_acc"], majority)
-    if not learned:
-        log.warning("the global model did not learn: accuracy %.1f%% vs majority-class rate %.1f%% (SPEC 11); "
-                    "attacks on it are meaningless", 100 * last_eval["global_acc"], 100 * majority)
+    client_majority = [majority_rate(s.y) for s in data.client_test]
+    check = learn_check(last_eval["global_acc"], majority, final.get("client_final_acc"), client_majority)
+    if not check.learned:
+        log.warning("the run did not learn (SPEC 11): %s; attacks on it are meaningless", check.reason)
     device = torch.device(spec.local.device)
     return {
         "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
@@ -95,8 +126,10 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
                   "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
         "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
         "aggregator": spec.aggregator, "global_test_size": len(data.global_test),
-        "global_acc": last_eval["global_acc"], "majority_class_rate": majority, "learned": learned,
-        "client_final_acc": final.get("client_final_acc"), **_rejections(metrics), "seconds": seconds,
+        "global_acc": last_eval["global_acc"], "majority_class_rate": majority, "learned": check.learned,
+        "learned_reason": check.reason, "client_final_acc": final.get("client_final_acc"),
+        "client_majority_class_rate": client_majority, "client_learned": list(check.client_learned),
+        **_rejections(metrics), "seconds": seconds,
         "resumed_from_round": resumed_from, **(extra or {}),
     }
 

@@ -25,11 +25,11 @@ from ..paper_numbers import crn_table_1
 from ..verdicts import Verdict, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    arms,
     attack_means,
     cell,
     comparison,
     fmt_seconds,
-    learned_only,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -137,7 +137,7 @@ def _short(label: str) -> str:
     return label.replace("PGD-1+", "").replace(", step ", " ")
 
 
-def _verdicts(idx: dict, labels: list[str], excluded: list[str], paper: dict, ds: str | None) -> list[Verdict]:
+def _verdicts(idx: dict, labels: list[str], paper: dict, ds: str | None) -> list[Verdict]:
     crn_rows = [r for r in labels if r.startswith("PGD-1+CRN")]
     out = []
     ptxt = ""
@@ -151,8 +151,7 @@ def _verdicts(idx: dict, labels: list[str], excluded: list[str], paper: dict, ds
         for row in crn_rows:
             out.append(compare(f"{row.partition(',')[0]} beats {other} in AASR with the CRN step at {_step_of(row)}",
                                [comparison("AASR", idx, row, other, "aasr")], expect="higher",
-                               names=(row.partition(",")[0], other), excluded=excluded,
-                               paper=ptxt if other == "PGD-40" else ""))
+                               names=(row.partition(",")[0], other), paper=ptxt if other == "PGD-40" else ""))
     window = crn_rows[0].partition("CRN")[2].partition(",")[0] if crn_rows else ""
     for row in crn_rows:
         step = _step_of(row)
@@ -161,19 +160,18 @@ def _verdicts(idx: dict, labels: list[str], excluded: list[str], paper: dict, ds
             out.append(compare(f"Accumulating over rounds beats the same steps on the final model alone (CRN step "
                                f"{step})", [comparison("AASR", idx, row, control, "aasr"),
                                             comparison("ASR benign", idx, row, control, "asr_avg_benign")],
-                               expect="higher", names=("rounds", "final model only"), excluded=excluded))
+                               expect="higher", names=("rounds", "final model only")))
     if "PGD-40" in idx and crn_rows:
         out.append(compare("PGD-1+CRN crafts a batch faster than PGD-40 (attack time; the CRN steps are paid during "
                            "training)", [comparison(f"CRN step {_step_of(r)}", idx, r, "PGD-40", "seconds_per_batch")
                                          for r in crn_rows], expect="lower", names=("PGD-1+CRN", "PGD-40"),
-                           fmt=fmt_seconds, excluded=excluded))
+                           fmt=fmt_seconds))
     return out
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary)
-    agg, agg_v = attack_means(inp.summary, learned, ["row"])
-    idx = {r.row: r._asdict() for r in agg_v.itertuples()}
+    agg = attack_means(inp.summary, ["row"])
+    idx = arms(inp.summary, ["row"])
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     rows = []
@@ -211,7 +209,7 @@ def _build(inp: BuildInput) -> Built:
     fig = figs.bars(plot, category="short", series="series", metric="aasr", ylabel="AASR",
                     title=f"CRN Table I: AASR — {run_label(inp)}", paper="paper" if ds else None)
     return Built((table,), (("table1", fig, "AASR of each attack (hatched: the paper's)"),),
-                 tuple(_verdicts(idx, list(agg.row), excluded, paper, ds)), data=agg)
+                 tuple(_verdicts(idx, list(agg.row), paper, ds)), data=agg)
 
 
 CRN_TABLE1 = Reproduction("crn-table1", "CRN Table I: PGD-1+CRN10 vs PGD-20 vs PGD-40", "crn", _trainings,

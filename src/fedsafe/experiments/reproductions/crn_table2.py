@@ -18,10 +18,10 @@ from ..paper_numbers import crn_table_2
 from ..verdicts import compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    arms,
     attack_means,
     cell,
-    compare_rows,
-    learned_only,
+    comparison,
     no_paper_note,
     not_learned_note,
     paper_dataset,
@@ -87,8 +87,7 @@ def numbers(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary)
-    agg, agg_v = attack_means(inp.summary, learned, ["attack_name", "start_name"])
+    agg = attack_means(inp.summary, ["attack_name", "start_name"])
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     steps = {r.attack_name: int(r.steps) for r in inp.summary.itertuples()}
@@ -108,25 +107,22 @@ def _build(inp: BuildInput) -> Built:
                    "correctly, the share that also fool it. Vanilla: FGSM from zero, PGD from a uniform random start; "
                    f"{pgd_text} (the paper: {PAPER_PGD_STEPS} iterations, eps and alpha not stated).",
                    *not_learned_note(inp.summary), *no_paper_note(inp, "crn", "CRN Table II")))
-    idx = agg_v.set_index(["attack_name", "start_name"])
+    idx = arms(inp.summary, ["attack_name", "start_name"])
     aetr, benign = [], []
-    for name in dict.fromkeys(agg_v.attack_name):
-        if (name, "vanilla") not in idx.index:
+    for name in dict.fromkeys(inp.summary.attack_name):
+        if (name, "vanilla") not in idx:
             continue
-        v = idx.loc[(name, "vanilla")]
-        for start in [s for s in dict.fromkeys(agg_v.start_name) if s != "vanilla" and (name, s) in idx.index]:
-            c = idx.loc[(name, start)]
+        for start in [s for s in dict.fromkeys(inp.summary.start_name) if s != "vanilla" and (name, s) in idx]:
             where = f"{name} {start.upper()}"
-            aetr.append(compare_rows(where, c, v, "aetr"))
-            benign.append(compare_rows(where, c, v, "asr_avg_benign"))
+            aetr.append(comparison(where, idx, (name, start), (name, "vanilla"), "aetr"))
+            benign.append(comparison(where, idx, (name, start), (name, "vanilla"), "asr_avg_benign"))
     ptxt = ""
     if ds:
         ptxt = "AETR " + ", ".join(f"{a} {s}: {p.text}" for (a, s), p in paper.items()) + f" ({ds})."
     verdicts = (
         compare("CRN raises the transfer of errors to benign clients (AETR)", aetr, expect="higher",
-                names=("CRN", "vanilla"), paper=ptxt, excluded=excluded),
-        compare("CRN raises the ASR on benign clients", benign, expect="higher", names=("CRN", "vanilla"),
-                excluded=excluded),
+                names=("CRN", "vanilla"), paper=ptxt),
+        compare("CRN raises the ASR on benign clients", benign, expect="higher", names=("CRN", "vanilla")),
     )
     plot = agg.assign(series=list(agg.attack_name),
                       start_label=[s.upper() if s != "vanilla" else "Vanilla" for s in agg.start_name])

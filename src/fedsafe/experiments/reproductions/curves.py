@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..verdicts import Comparison
-from .format import cell, compare_rows
+from ..verdicts import Comparison, Curve
+from .format import arms, cell, comparison, curve
 
 __all__ = ["crn_comparisons", "curve_table", "curves_of"]
 
@@ -21,24 +21,28 @@ def curve_table(agg: pd.DataFrame, x: str, xname: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def curves_of(agg: pd.DataFrame, x: str, metric: str) -> dict:
-    """curve -> (xs, means, stds, fewest seeds) of ``metric``, for :func:`~fedsafe.experiments.verdicts.trend`."""
-    return {c: (list(g[x]), list(g[f"{metric}_mean"]), list(g[f"{metric}_std"]), int(g.seeds.min()))
-            for c, g in agg.groupby("curve", sort=False)}
+def curves_of(summary: pd.DataFrame, x: str, metric: str) -> dict[str, Curve]:
+    """curve -> its :class:`~fedsafe.experiments.verdicts.Curve` of ``metric`` (seed by seed, runs that learned),
+    for :func:`~fedsafe.experiments.verdicts.trend`."""
+    idx = arms(summary, ["curve", x])
+    out = {}
+    for c in dict.fromkeys(summary.curve):
+        xs = sorted({k[1] for k in idx if k[0] == c})
+        out[c] = curve(idx, [(c, v) for v in xs], xs, metric)
+    return out
 
 
-def crn_comparisons(agg: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
-    """CRN-started curve vs its vanilla curve at each x, ASR on benign clients."""
+def crn_comparisons(summary: pd.DataFrame, x: str, xname: str) -> list[Comparison]:
+    """CRN-started curve vs its vanilla curve at each x, ASR on benign clients, on matched seeds."""
     out = []
-    vanilla = {c for c in agg.curve if "+CRN" not in c}
-    idx = agg.set_index(["curve", x])
-    for c in dict.fromkeys(agg.curve):
+    vanilla = {c for c in summary.curve if "+CRN" not in c}
+    idx = arms(summary, ["curve", x])
+    for c in dict.fromkeys(summary.curve):
         if c in vanilla:
             continue
         base = c.split("+")[0]
         if base not in vanilla:
             continue
-        for xv in sorted(agg[agg.curve == c][x]):
-            a, b = idx.loc[(c, xv)], idx.loc[(base, xv)]
-            out.append(compare_rows(f"{c} at {xname} {xv:g}", a, b, "asr_avg_benign"))
+        for xv in sorted({k[1] for k in idx if k[0] == c}):
+            out.append(comparison(f"{c} at {xname} {xv:g}", idx, (c, xv), (base, xv), "asr_avg_benign"))
     return out

@@ -25,15 +25,15 @@ from ...attacks.spec import AttackSpec, Start
 from .. import figures as figs
 from ..audit_mia import MiaSettings, run_membership
 from ..delta import ConfigDelta
-from ..verdicts import Verdict, accuracy_verdict, compare, fmt_pct
+from ..verdicts import Verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    accuracy_claim,
     aggregate,
+    arms,
     attack_means,
     comparison,
     fmt_frac,
-    learned_only,
-    left_out,
     marks,
     not_learned_note,
     run_label,
@@ -125,7 +125,8 @@ def _mia_time(mia: pd.DataFrame) -> str:
 def _mia_rows(inp: BuildInput, mia: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, seed): the run's accuracy, epsilon, whether it learned, and its membership numbers."""
     per = inp.summary.drop_duplicates(["method", "seed"]).reindex(
-        columns=["method", "seed", "clean_acc", "global_acc", "epsilon", "epsilon_unconditional", "learned"])
+        columns=["method", "seed", "training", "clean_acc", "global_acc", "majority_class_rate", "epsilon",
+                 "epsilon_unconditional", "learned", "learned_reason", "run_dir"])
     return per.merge(mia, on=["method", "seed"], how="left")
 
 
@@ -162,9 +163,9 @@ def _mia_table(data: pd.DataFrame, aucs: pd.DataFrame) -> Table:
     return Table("Membership inference beside each arm", pd.DataFrame(rows), notes)
 
 
-def _verdicts(inp: BuildInput, agg_v: pd.DataFrame, mia_v: pd.DataFrame, excluded: list[str]) -> list[Verdict]:
-    """``agg_v`` / ``mia_v``: the attack and membership means over the runs that learned (:func:`attack_means`)."""
-    idx = {(r.method, r.adversary): r._asdict() for r in agg_v.itertuples()}
+def _verdicts(inp: BuildInput, mia_data: pd.DataFrame) -> list[Verdict]:
+    """Every comparison on the matched seeds of its arms (:func:`.format.arms`); ``mia_data``: :func:`_mia_rows`."""
+    idx = arms(inp.summary, ["method", "adversary"])
     eots, plain = ADVERSARIES[2:], ADVERSARIES[:2]
 
     def comps(advs, a, b, metric="asr_avg_benign"):
@@ -173,33 +174,30 @@ def _verdicts(inp: BuildInput, agg_v: pd.DataFrame, mia_v: pd.DataFrame, exclude
     out = [
         compare("Fed-Safe's lower ASR on benign clients (vs adversarial training) survives an attacker who knows the "
                 "noise (EOT-PGD at the run's s_D)", comps(eots, DN, AT), expect="lower",
-                names=("Fed-Safe", "AT"), fmt=fmt_frac, excluded=left_out(excluded, DN, AT)),
+                names=("Fed-Safe", "AT"), fmt=fmt_frac),
         compare("Fed-Safe lowers the ASR on benign clients vs adversarial training against a non-adaptive attacker",
-                comps(plain, DN, AT), expect="lower", names=("Fed-Safe", "AT"), fmt=fmt_frac,
-                excluded=left_out(excluded, DN, AT)),
+                comps(plain, DN, AT), expect="lower", names=("Fed-Safe", "AT"), fmt=fmt_frac),
         compare("Knowing the noise helps the attacker: EOT-PGD beats PGD on Fed-Safe's benign clients",
                 [comparison(adv, idx, (DN, adv), (DN, PGD), "asr_avg_benign") for adv in eots], expect="higher",
-                names=("EOT", "PGD"), fmt=fmt_frac, excluded=left_out(excluded, DN)),
+                names=("EOT", "PGD"), fmt=fmt_frac),
     ]
-    magg = {r.method: r._asdict() for r in mia_v.itertuples()}
+    magg = arms(mia_data.assign(training=mia_data.method), ["method"], MIA_METRICS)  # training: NaN in old CSVs
     for view in ("server", "insider"):
         metric = f"mia_{view}_lira_auc"
         out.append(compare(f"Fed-Safe's noise lowers membership inference ({view}'s view, LiRA AUC) vs FedAvg",
                            [comparison(f"{view} LiRA AUC", magg, DN, NONE, metric)], expect="lower",
-                           names=("Fed-Safe", "FedAvg"), fmt=fmt_frac, excluded=left_out(excluded, DN, NONE)))
-    accs = {m: inp.summary[inp.summary.method == m].groupby("seed")[["clean_acc"]].first() for m in METHODS}
-    out.append(accuracy_verdict("Fed-Safe costs no more clean accuracy than adversarial training", accs, DN, AT, NONE,
-                                not_learned=left_out(excluded, DN, AT)))
+                           names=("Fed-Safe", "FedAvg"), fmt=fmt_frac))
+    out.append(accuracy_claim("Fed-Safe costs no more clean accuracy than adversarial training",
+                              arms(inp.summary, ["method"], ["clean_acc"]), DN, AT, ("Fed-Safe", "AT"), NONE))
     return out
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary, "method")
-    agg, agg_v = attack_means(inp.summary, learned, ["method", "adversary"])
+    agg = attack_means(inp.summary, ["method", "adversary"])
     mia_data = _mia_rows(inp, _membership(inp.summary, inp.quick))
-    mia_agg, mia_v = attack_means(mia_data, learned_only(mia_data, "method")[0], ["method"], MIA_METRICS)
+    mia_agg = attack_means(mia_data, ["method"], MIA_METRICS)
     mia_table = _mia_table(mia_data, mia_agg)
-    verdicts = _verdicts(inp, agg_v, mia_v, excluded)
+    verdicts = _verdicts(inp, mia_data)
     plot = agg.copy()
     fig = figs.bars(plot, category="adversary", series="method", metric="asr_avg_benign", ylabel="ASR avg (benign)",
                     title=f"Does Fed-Safe survive an attacker who knows the noise? — {run_label(inp)}")

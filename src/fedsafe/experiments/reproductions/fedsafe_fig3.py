@@ -20,11 +20,12 @@ from ..delta import ConfigDelta
 from ..verdicts import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    arms,
     attack_means,
     cell,
     comparison,
+    curve,
     fraction_text,
-    learned_only,
     marks,
     no_paper_note,
     not_learned_note,
@@ -74,8 +75,7 @@ def _tick(f: float, text: str) -> str:
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary)
-    agg, agg_v = attack_means(inp.summary, learned, ["method", "fraction"])
+    agg = attack_means(inp.summary, ["method", "fraction"])
     ds = paper_dataset(inp, "fed-safe")
     counts = _counts(inp)
     fig = figs.line_panels(agg, x="fraction", series="method", x_as_percent=True,
@@ -108,17 +108,17 @@ def _build(inp: BuildInput) -> Built:
                    "pathology 12.2%, meningioma 9.7%, glioma 0.0%). The attack is not stated: "
                    f"PGD-{FS_ATTACK_STEPS}, eps {FS_EPS}, alpha {ALPHA} here.",
                    *not_learned_note(inp.summary), *no_paper_note(inp, "fed-safe", "Figure 3")))
-    curves = {m: (list(g.fraction), list(g.asr_avg_benign_mean), list(g.asr_avg_benign_std), int(g.seeds.min()))
-              for m, g in agg_v.groupby("method", sort=False)}
-    idx_v = {(r.method, r.fraction): r._asdict() for r in agg_v.itertuples()}
+    idx_v = arms(inp.summary, ["method", "fraction"])
+    curves = {m: curve(idx_v, [(m, f) for f in FRACTIONS], FRACTIONS, "asr_avg_benign")
+              for m in dict.fromkeys(inp.summary.method)}
     comps = [comparison(f"{100 * f:g}%", idx_v, (DN, f), (AT, f), "asr_avg_benign") for f in FRACTIONS]
     verdicts = (
         trend("More adaptation samples lower the ASR on benign clients", curves, expect="decreasing",
-              xname="f", excluded=excluded,
+              xname="f",
               paper="'using more retraining samples in the global model leads to a lower attack success "
                     "rate in all scenarios' (Section 4.3)."),
         compare("Distributed noise needs fewer samples: lower ASR on benign clients than adversarial training at the "
-                "same fraction", comps, expect="lower", names=("DN", "AT"), excluded=excluded,
+                "same fraction", comps, expect="lower", names=("DN", "AT"),
                 paper="'distributed noise outperformed adversarial training and achieved perfect defense with much "
                       "fewer samples'."),
     )

@@ -17,15 +17,17 @@ from ...attacks.spec import AttackSpec
 from .. import figures as figs
 from ..delta import ConfigDelta
 from ..paper_numbers import fedsafe_table_1
-from ..verdicts import Comparison, Verdict, accuracy_verdict, compare, fmt_pct
+from ..verdicts import Comparison, Verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    accuracy_claim,
+    aggregate,
+    arms,
     attack_means,
     comparison,
     fmt_frac,
     fraction_text,
     learned_only,
-    left_out,
     marks,
     no_paper_note,
     not_learned_note,
@@ -81,15 +83,14 @@ def _paper(ds: str | None) -> dict[tuple[str, str, str], float]:
     return out
 
 
-def _accuracy_table(inp: BuildInput, learned: pd.DataFrame) -> tuple[Table, dict[str, pd.DataFrame]]:
-    rows, accs = [], {}
+def _accuracy_table(inp: BuildInput, learned: pd.DataFrame) -> Table:
+    rows = []
     for method in METHODS:
         sub = inp.summary[inp.summary.method == method]
         if sub.empty:
             continue
         per_seed = sub.groupby("seed")[["clean_acc", "global_acc", "client_acc"]].first()
         ok = learned[learned.method == method]
-        accs[method] = per_seed[["clean_acc"]]  # every run: not learning is an accuracy cost
         info = inp.runs.get(method)
         cost = (info.privacy if info is not None else {}).get("defense_cost", {})
         majority = sub["majority_class_rate"].mean() if "majority_class_rate" in sub else math.nan
@@ -108,7 +109,7 @@ def _accuracy_table(inp: BuildInput, learned: pd.DataFrame) -> tuple[Table, dict
                    "target)). The paper reports no clean accuracy for Table 1. Adaptation samples: what f meant in "
                    "the seed-0 run (images per client copy, % of its training set |D_i|).",
                    *not_learned_note(inp.summary, "method")))
-    return table, accs
+    return table
 
 
 def _leak_note(idx: dict, paper: dict, ds: str | None) -> str:
@@ -176,7 +177,7 @@ def _tables(inp: BuildInput, agg: pd.DataFrame, idx_v: dict, paper: dict, ds: st
     return table, leaky
 
 
-def _verdicts(idx: dict, accs: dict, excluded: list[str], paper: dict, ds: str | None) -> list[Verdict]:
+def _verdicts(idx: dict, accs: dict, paper: dict, ds: str | None) -> list[Verdict]:
     steps = [f"step {s:g}" for s in STEPS]
 
     def comps(metric: str, a: str, b: str) -> list[Comparison]:
@@ -191,36 +192,31 @@ def _verdicts(idx: dict, accs: dict, excluded: list[str], paper: dict, ds: str |
             for m in (AT_LEAKY, DN_LEAKY) for s in STEPS]
     out = [
         compare("Distributed noise lowers the average ASR (benign clients) compared with adversarial training",
-                comps("asr_avg_benign", DN, AT), expect="lower", names=("DN", "AT"), paper=pv, fmt=fmt_frac,
-                excluded=left_out(excluded, DN, AT)),
+                comps("asr_avg_benign", DN, AT), expect="lower", names=("DN", "AT"), paper=pv, fmt=fmt_frac),
         compare("Distributed noise lowers the attacker's self ASR compared with adversarial training",
                 comps("asr_self", DN, AT), expect="lower", names=("DN", "AT"), fmt=fmt_frac,
-                paper="'reduce the attacker's self-ASR by up to 8%, and the attacker's average ASR by up to 27%'.",
-                excluded=left_out(excluded, DN, AT)),
+                paper="'reduce the attacker's self-ASR by up to 8%, and the attacker's average ASR by up to 27%'."),
         compare("Adversarial training lowers the average ASR compared with no defense",
-                comps("asr_avg_benign", AT, NONE), expect="lower", names=("AT", "none"), fmt=fmt_frac,
-                excluded=left_out(excluded, AT, NONE)),
+                comps("asr_avg_benign", AT, NONE), expect="lower", names=("AT", "none"), fmt=fmt_frac),
         compare("Distributed noise lowers the average ASR compared with no defense",
-                comps("asr_avg_benign", DN, NONE), expect="lower", names=("DN", "none"), fmt=fmt_frac,
-                excluded=left_out(excluded, DN, NONE)),
+                comps("asr_avg_benign", DN, NONE), expect="lower", names=("DN", "none"), fmt=fmt_frac),
         compare("The authors' leaky protocol (adaptation on the attack sets) gives a lower average ASR than the "
-                "clean protocol", leak, expect="lower", names=("leaky", "clean"), fmt=fmt_frac,
-                excluded=left_out(excluded, AT, DN, AT_LEAKY, DN_LEAKY)),
+                "clean protocol", leak, expect="lower", names=("leaky", "clean"), fmt=fmt_frac),
     ]
-    out.append(accuracy_verdict("Distributed noise costs no more clean accuracy than adversarial training",
-                                accs, DN, AT, NONE, not_learned=left_out(excluded, DN, AT)))
+    out.append(accuracy_claim("Distributed noise costs no more clean accuracy than adversarial training",
+                              accs, DN, AT, ("DN", "AT"), NONE))
     return out
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary, "method")
-    agg, agg_v = attack_means(inp.summary, learned, ["method", "step"])
-    idx_v = {(r.method, r.step): r._asdict() for r in agg_v.itertuples()}
+    learned = learned_only(inp.summary)
+    agg = attack_means(inp.summary, ["method", "step"])
+    idx_v = {(r.method, r.step): r._asdict() for r in aggregate(learned, ["method", "step"]).itertuples()}
     ds = paper_dataset(inp, "fed-safe")
     paper = _paper(ds)
     table, leaky = _tables(inp, agg, idx_v, paper, ds)
-    acc_table, accs = _accuracy_table(inp, learned)
-    verdicts = _verdicts(idx_v, accs, excluded, paper, ds)
+    acc_table = _accuracy_table(inp, learned)
+    verdicts = _verdicts(arms(inp.summary, ["method", "step"]), arms(inp.summary, ["method"], ["clean_acc"]), paper, ds)
     plot = agg.assign(step_label=[f"{s:g}" for s in agg.step])
     fig = figs.bars(plot, category="step_label", series="method", metric="asr_avg_benign", ylabel="ASR avg (benign)",
                     title=f"Fed-Safe Table 1: average ASR on benign clients per step — {run_label(inp)}")

@@ -29,15 +29,15 @@ from .. import figures as figs
 from ..delta import ConfigDelta
 from ..paper_numbers import fedsafe_table_2, lookup
 from ..runinfo import RunInfo
-from ..verdicts import accuracy_verdict, compare, fmt_pct
+from ..verdicts import compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    accuracy_claim,
+    arms,
     attack_means,
     cell,
     comparison,
     fmt_num,
-    learned_only,
-    left_out,
     marks,
     no_paper_note,
     not_learned_note,
@@ -218,9 +218,8 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: s
 
 
 def _build(inp: BuildInput) -> Built:
-    learned, excluded = learned_only(inp.summary, "arm")
-    agg, agg_v = attack_means(inp.summary, learned, ["arm", "eps_value"])
-    idx = {(r.arm, r.eps_value): r._asdict() for r in agg_v.itertuples()}
+    agg = attack_means(inp.summary, ["arm", "eps_value"])
+    idx = arms(inp.summary, ["arm", "eps_value"])
     ds = paper_dataset(inp, "fed-safe")
     paper = _paper(ds)
     delta = _delta(inp)
@@ -231,21 +230,20 @@ def _build(inp: BuildInput) -> Built:
                 f"{paper[('Average', 'ASR avg, DP')].text} ({ds}), with the setting it calls DP.")
     elif ds == "Glioma":
         ptxt = "Glioma: ASR 0.0 with DP at every eps (text)."
-    accs = {arm: inp.summary[inp.summary.arm == arm].groupby("seed")[["clean_acc"]].first() for arm in ARMS}
+    accs = arms(inp.summary, ["arm"], ["clean_acc"])
 
     def comps(arm: str) -> list:
         return [comparison(f"eps {e:g}", idx, (arm, e), (NO_NOISE, e), "asr_avg_benign") for e in EPS_VALUES]
 
-    papers, dp = left_out(excluded, PAPERS, NO_NOISE), left_out(excluded, DP_TARGET, NO_NOISE)
     verdicts = (
         compare(f"The papers' noise setting ({labels[PAPERS]}) lowers the average ASR", comps(PAPERS),
-                expect="lower", names=("papers' setting", "no noise"), paper=ptxt, excluded=papers),
+                expect="lower", names=("papers' setting", "no noise"), paper=ptxt),
         compare(f"Noise for epsilon <= 10 ({labels[DP_TARGET]}) lowers the average ASR", comps(DP_TARGET),
-                expect="lower", names=("epsilon <= 10", "no noise"), excluded=dp),
-        accuracy_verdict("The papers' noise setting costs no clean accuracy", accs, PAPERS, NO_NOISE, None,
-                         not_learned=papers),
-        accuracy_verdict("Noise for epsilon <= 10 costs no clean accuracy", accs, DP_TARGET, NO_NOISE, None,
-                         not_learned=dp),
+                expect="lower", names=("epsilon <= 10", "no noise")),
+        accuracy_claim("The papers' noise setting costs no clean accuracy", accs, PAPERS, NO_NOISE,
+                       ("papers' setting", "no noise")),
+        accuracy_claim("Noise for epsilon <= 10 costs no clean accuracy", accs, DP_TARGET, NO_NOISE,
+                       ("epsilon <= 10", "no noise")),
     )
     plot = agg.assign(eps_label=[f"{e:g}" for e in agg.eps_value])
     fig = figs.bars(plot, category="eps_label", series="arm", metric="asr_avg_benign", ylabel="avg ASR (benign)",

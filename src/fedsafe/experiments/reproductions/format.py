@@ -1,7 +1,8 @@
 """What every builder shares: averaging over seeds, the cells of a table (ours, with the spread over seeds, beside
-the paper's), the comparisons a verdict is made of, the runs that did not learn (flagged in the tables, left out
-of the verdicts: SPEC 11), the real adaptation counts behind a fraction f, the papers' names of our tasks, and the
-label of a run.
+the paper's), the per-seed numbers of each arm (:class:`Arm`) from which every comparison of a verdict is paired on
+its matched seeds, the runs that did not learn (flagged in the tables, left out of every comparison on attacks with
+their seed, named with the reason: SPEC 11), the real adaptation counts behind a fraction f, the papers' names of
+our tasks, and the label of a run.
 
 >>> fmt_frac(0.123, 0.01), fmt_seconds(0.21), fmt_num(float("inf"))
 ('0.12 ± 0.01', '0.210', 'inf')
@@ -13,19 +14,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
 
 from ...defenses.adaptation import adaptation_counts, fraction_label
 from ..runinfo import RunInfo
-from ..verdicts import Comparison, fmt_pct
+from ..verdicts import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
 from .base import BuildInput
 
-__all__ = ["METRICS", "NOT_LEARNED_MARK", "aggregate", "attack_means", "cell", "comparison", "dataset", "fmt_frac",
-           "fmt_num", "fmt_pct", "fmt_seconds", "fraction_text", "learned_only", "learned_rows", "left_out", "marks",
-           "no_paper_note", "not_learned", "not_learned_note", "paper_dataset", "paper_text", "paper_value",
-           "run_label", "seed_std", "self_avg"]
+__all__ = ["METRICS", "NOT_LEARNED_MARK", "Arm", "accuracy_claim", "aggregate", "arms", "attack_means", "cell",
+           "compare_rows", "comparison", "curve", "dataset", "fmt_frac", "fmt_num", "fmt_pct", "fmt_seconds",
+           "fraction_text", "learned_only", "learned_rows", "marks", "no_paper_note", "not_learned", "not_learned_note",
+           "paper_dataset", "paper_text", "paper_value", "run_label", "seed_std", "self_avg", "why_not_learned"]
 
 METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "asr_avg_benign_literal",
            "aasr_literal", "clean_acc", "attack_acc", "seconds_per_batch", "global_acc", "client_acc")
@@ -33,45 +36,90 @@ METRICS = ("asr_self", "asr_avg_benign", "aasr", "aetr", "asr_self_literal", "as
 
 
 def aggregate(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METRICS) -> pd.DataFrame:
-    """Mean, standard deviation (ddof 1; NaN for one seed) and number of seeds of each metric per group, and the
-    per-seed values (``<metric>_by_seed``: {seed: value}) that paired comparisons need."""
+    """Mean, standard deviation (ddof 1; NaN for one seed) and number of seeds of each metric per group: what a
+    table shows. Verdicts never use these means: they pair seeds (:func:`arms`, :func:`compare_rows`)."""
     metrics = [m for m in metrics if m in summary.columns]
     g = summary.groupby(list(by), sort=False, dropna=False)
     out = g[metrics].mean().add_suffix("_mean")
     out = out.join(g[metrics].std(ddof=1).add_suffix("_std"))
     out["seeds"] = g.size()
-    if "seed" in summary.columns:
-        frames = [d for _, d in g]  # in the order of ``out``'s index (sort=False: first appearance)
-        for m in metrics:
-            out[f"{m}_by_seed"] = pd.Series([{int(k): _number(v) for k, v in zip(d["seed"], d[m], strict=True)}
-                                             for d in frames], index=out.index, dtype=object)
     return out.reset_index()
 
 
 def _number(v: Any) -> float:
     """A metric value as a float; NaN for a missing one (None: JSON's null)."""
-    return math.nan if v is None else float(v)
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
-def paired_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> tuple[float, int]:
-    """(std over seeds of the per-seed differences a - b, number of seeds both have); (NaN, 0) when the rows hold no
-    per-seed values (ddof 1: NaN for one common seed)."""
-    sa, sb = a.get(f"{metric}_by_seed"), b.get(f"{metric}_by_seed")
-    if not isinstance(sa, dict) or not isinstance(sb, dict):
-        return math.nan, 0
-    common = sorted(set(sa) & set(sb))
-    d = [sa[k] - sb[k] for k in common if not (math.isnan(sa[k]) or math.isnan(sb[k]))]
-    return (float(pd.Series(d).std(ddof=1)) if len(d) > 1 else math.nan), len(d)
+# -- the per-seed numbers of each arm, and the comparisons paired on matched seeds (SPEC 11) -----------------------
 
 
-def compare_rows(where: str, a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> Comparison:
-    """The :class:`Comparison` of ``metric`` between two aggregated rows: means, stds, and the paired spread over
-    the seeds both rows have (else the fewer seeds of the two)."""
-    spread, n = paired_spread(a, b, metric)
-    seeds = n if n else int(min(a.get("seeds", 1), b.get("seeds", 1)))
-    return Comparison(where, float(a[f"{metric}_mean"]), float(b[f"{metric}_mean"]),
-                      float(a.get(f"{metric}_std", math.nan)), float(b.get(f"{metric}_std", math.nan)), seeds,
-                      diff_std=spread)
+@dataclass(frozen=True)
+class Arm:
+    """One group of a summary (an arm at one point: a training and attack setting) seed by seed: ``values``
+    (metric -> seed -> number, every run) and ``not_learned`` (seed -> why its run did not learn)."""
+
+    name: str
+    values: Mapping[str, Mapping[int, float]]
+    not_learned: Mapping[int, str]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for v in self.values.values() for s in v})
+
+    def by_seed(self, metric: str, *, learned_only: bool = True) -> dict[int, float]:
+        """seed -> ``metric``, without the seeds whose run did not learn (unless ``learned_only`` is false)."""
+        return {s: v for s, v in self.values.get(metric, {}).items()
+                if not (learned_only and s in self.not_learned)}
+
+
+def why_not_learned(row: Mapping[str, Any]) -> str:
+    """The reason a summary row's run did not learn: its ``learned_reason`` (written by training since issue 18),
+    else, for an older summary, its global accuracy beside the majority-class rate."""
+    reason = row.get("learned_reason")
+    if isinstance(reason, str) and reason.strip():
+        return reason
+    acc, maj = _number(row.get("global_acc")), _number(row.get("majority_class_rate"))
+    return f"global model {fmt_pct(acc)} vs majority class {fmt_pct(maj)}"
+
+
+def arms(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METRICS) -> dict[Any, Arm]:
+    """Group key (a value for one ``by`` column, else a tuple, as :func:`aggregate`'s rows) -> :class:`Arm`, from
+    every row of ``summary`` (the first row of a seed, where a group has several)."""
+    metrics = [m for m in metrics if m in summary.columns]
+    learned = _learned(summary)
+    out: dict[Any, Arm] = {}
+    for key, g in summary.groupby(list(by), sort=False, dropna=False):
+        k = key[0] if isinstance(key, tuple) and len(by) == 1 else key
+        first = g.drop_duplicates("seed")
+        name = str(first["training"].iloc[0]) if "training" in first else str(k)
+        bad = {int(r["seed"]): _did_not_learn(name, r) for _, r in first[~learned.loc[first.index]].iterrows()}
+        out[k] = Arm(name, {m: {int(sd): _number(v) for sd, v in zip(first["seed"], first[m], strict=True)}
+                            for m in metrics}, bad)
+    return out
+
+
+def _did_not_learn(name: str, row: Mapping[str, Any]) -> str:
+    """"adversarial training seed 2 did not learn (client 2's model 71.9% vs majority 72.4%; run 3f2a...)"."""
+    run = f"; run {PurePath(row['run_dir']).name}" if isinstance(row.get("run_dir"), str) else ""
+    return f"{name} seed {int(row['seed'])} did not learn ({why_not_learned(row)}{run})"
+
+
+def compare_rows(where: str, a: Arm, b: Arm, metric: str, *, count_not_learned: bool = False) -> Comparison:
+    """``metric`` of ``a`` against ``b`` on their matched seeds: the seeds both ran where both runs learned (every
+    seed both ran with ``count_not_learned``, for a clean-accuracy claim); each seed left out is named with why."""
+    only = not count_not_learned
+    sa, sb = a.by_seed(metric, learned_only=only), b.by_seed(metric, learned_only=only)
+    left = []
+    for seed in sorted(set(a.seeds) | set(b.seeds)):
+        if seed in sa and seed in sb:
+            continue
+        left += [arm.not_learned.get(seed, f"seed {seed}: no {arm.name} run")
+                 for arm, vals in ((a, sa), (b, sb)) if seed not in vals]
+    return Comparison.matched(where, sa, sb, left)
 
 
 def seed_std(s: pd.Series) -> float:
@@ -159,13 +207,42 @@ def self_avg(idx: Mapping[Any, Mapping[str, Any]], key: Any, mark: str = "",
             f"{fmt(d['asr_avg_benign_mean'], d.get('asr_avg_benign_std', math.nan))}{mark}")
 
 
-def comparison(where: str, idx: Mapping[Any, Mapping[str, Any]], ours: Any, other: Any, metric: str) -> Comparison:
-    """The :class:`Comparison` of ``metric`` between the aggregated rows ``idx[ours]`` and ``idx[other]`` (means,
-    stds and the fewer seeds of the two); undefined (NaN) when either row is missing."""
+def comparison(where: str, idx: Mapping[Any, Arm], ours: Any, other: Any, metric: str) -> Comparison:
+    """:func:`compare_rows` of the arms ``idx[ours]`` and ``idx[other]`` (:func:`arms`); no matched seed (undefined)
+    when either is missing."""
     a, b = idx.get(ours), idx.get(other)
     if a is None or b is None:
-        return Comparison(where, math.nan, math.nan)
+        missing = " and ".join(str(k) for k, v in ((ours, a), (other, b)) if v is None)
+        return Comparison(where, (), (), left_out=(f"no run of {missing}",))
     return compare_rows(where, a, b, metric)
+
+
+def curve(idx: Mapping[Any, Arm], keys: Sequence[Any], xs: Sequence[float], metric: str) -> Curve:
+    """The :class:`~fedsafe.experiments.verdicts.Curve` of ``metric`` over the arms ``keys`` (at ``xs``): at each
+    x the seeds whose run learned; the runs that did not are named."""
+    present = [(k, x) for k, x in zip(keys, xs, strict=True) if k in idx]
+    gone = [line for k, _ in present for line in idx[k].not_learned.values()]
+    return Curve([x for _, x in present], [idx[k].by_seed(metric) for k, _ in present], tuple(dict.fromkeys(gone)))
+
+
+def accuracy_claim(claim: str, idx: Mapping[Any, Arm], a: Any, b: Any, names: tuple[str, str],
+                   ref: Any = None) -> Verdict:
+    """Does arm ``a`` keep at least arm ``b``'s clean accuracy? Every run counts, those that did not learn too
+    (named): not learning is the cost such a claim asks about (SPEC 11); the seeds still pair. ``ref`` (e.g. no
+    defense) is quoted beside them, on the same seeds, when present."""
+    if a not in idx or b not in idx:
+        return accuracy_verdict(claim, comparison("clean accuracy", idx, a, b, "clean_acc"), names)
+    point = compare_rows("clean accuracy", idx[a], idx[b], "clean_acc", count_not_learned=True)
+    counted = [arm.not_learned[s] for arm in (idx[a], idx[b]) for s in point.seeds if s in arm.not_learned]
+    ref_txt = ""
+    if ref is not None and ref in idx:
+        r = idx[ref].by_seed("clean_acc", learned_only=False)
+        if all(s in r for s in point.seeds):
+            rm = sum(r[s] for s in point.seeds) / point.n
+            ref_txt = (f"; against {idx[ref].name} on the same seeds ({fmt_pct(rm)}): {names[0]} "
+                       f"{100 * (point.mean_ours - rm):+.1f} points, {names[1]} {100 * (point.mean_other - rm):+.1f} "
+                       "points")
+    return accuracy_verdict(claim, point, names, counted=counted, ref=ref_txt)
 
 
 def _learned(summary: pd.DataFrame) -> pd.Series:
@@ -175,14 +252,18 @@ def _learned(summary: pd.DataFrame) -> pd.Series:
 
 
 def not_learned(summary: pd.DataFrame, by: str = "training") -> list[str]:
-    """One line per (``by`` value, seed) whose run did not learn: "DP seed 1 (global acc 71.9%, majority 72.7%)"."""
+    """One line per (``by`` value, seed) whose run did not learn: "DP seed 1 (client 2's model 71.9% vs majority
+    72.4%)" (:func:`why_not_learned`)."""
     bad = summary[~_learned(summary)]
     out = []
     for (name, seed), g in bad.groupby([by, "seed"], sort=False):
-        r = g.iloc[0]
-        acc, maj = r.get("global_acc", math.nan), r.get("majority_class_rate", math.nan)
-        out.append(f"{name} seed {seed} (global acc {fmt_pct(float(acc))}, majority class {fmt_pct(float(maj))})")
+        out.append(f"{name} seed {seed} ({why_not_learned(g.iloc[0])})")
     return out
+
+
+def learned_only(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the runs that learned (none where none did)."""
+    return summary[_learned(summary)]
 
 
 def learned_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -193,23 +274,10 @@ def learned_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[ok] if ok.any() else summary
 
 
-def attack_means(summary: pd.DataFrame, learned: pd.DataFrame, by: Sequence[str],
-                 metrics: Iterable[str] = METRICS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(table means, verdict means) of the attack numbers, aggregated once: both over ``learned`` (the rows of
-    :func:`learned_only`); where no run learned, the table shows every run's numbers as :func:`learned_rows` does
-    and the verdicts have none."""
-    verdict = aggregate(learned, by, metrics)
-    return (verdict if len(learned) else aggregate(summary, by, metrics)), verdict
-
-
-def learned_only(summary: pd.DataFrame, by: str = "training") -> tuple[pd.DataFrame, list[str]]:
-    """The rows of runs that learned (what verdicts are made of), and :func:`not_learned`'s lines for the rest."""
-    return summary[_learned(summary)], not_learned(summary, by)
-
-
-def left_out(lines: list[str], *names: str) -> list[str]:
-    """The lines of :func:`not_learned` about the trainings ``names`` (those a verdict compares)."""
-    return [line for line in lines if any(line.startswith(f"{n} seed ") for n in names)]
+def attack_means(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METRICS) -> pd.DataFrame:
+    """The table means of the attack numbers: over the runs that learned (:func:`learned_rows`: every run, marked,
+    where none did). Verdicts do not use them: they pair seeds (:func:`arms`)."""
+    return aggregate(learned_rows(summary), by, metrics)
 
 
 def not_learned_note(summary: pd.DataFrame, by: str = "training") -> tuple[str, ...]:
@@ -217,13 +285,13 @@ def not_learned_note(summary: pd.DataFrame, by: str = "training") -> tuple[str, 
     lines = not_learned(summary, by)
     if not lines:
         return ()
-    head = (f"{NOT_LEARNED_MARK.strip()} did not learn (global accuracy within 2 points of the majority-class rate, "
-            "SPEC 11): " + "; ".join(lines) + ". ")
+    head = (f"{NOT_LEARNED_MARK.strip()} did not learn (the global model or an attacked client model within 2 points "
+            "of the majority-class rate, SPEC 11): " + "; ".join(lines) + ". ")
     if not _learned(summary).any():
         return (head + "No run learned: the attack numbers above are of models that did not learn, shown for "
                 "diagnosis only; they say nothing about robustness and enter no verdict.",)
-    return (head + "Left out of the attack means above (n/a: no run that learned) and of every verdict on attacks; "
-            "their rows stay in summary.csv and rows.csv.",)
+    return (head + "Left out of the attack means above (n/a: no run that learned) and, with their seed, of every "
+            "comparison on attacks with their arm; their rows stay in summary.csv and rows.csv.",)
 
 
 def marks(summary: pd.DataFrame, by: str = "training") -> dict[Any, str]:
