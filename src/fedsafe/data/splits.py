@@ -11,8 +11,9 @@ de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from t
 
 All indices are positions in the pooled ``labels`` array.
 
-Near-duplicate groups (SPEC section 1; ``groups=``, e.g. ``ImageTable.groups``): every group lands whole in
-one set, so no held-out image has a copy in training data, in the server set or in another client's set.
+Groups (SPEC section 1; ``groups=``, e.g. ``ImageTable.groups``: re-encoded copies and adjacent slices of one
+scan joined, ``data/grouping.py``): every group lands whole in one set, so no held-out image has a copy or a
+neighbouring slice in training data, in the server set or in another client's set.
 Sets are then filled with whole groups: a group that would overshoot a class's count is passed over (it
 stays in line for the next sets, and otherwise ends in the training data), so sizes stay exact while
 enough groups fit; a set that whole groups cannot fill exactly is named in ``notes``.
