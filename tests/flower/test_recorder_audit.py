@@ -13,17 +13,20 @@ from typer.testing import CliRunner
 from fedsafe.cli import app as cli_app
 from fedsafe.experiments.audit import AuditSettings
 from fedsafe.flower.audit_data import AuditDataError, audit_data_from_arrays, load_audit_data
-from fedsafe.flower.recording import audit_recorded
+from fedsafe.flower.recording import audit_recorded, downlink_spread
 
 from ._user_app import (
     MODEL,
     ROUNDS,
     TESTS_DIR,
     N,
+    NoisyDownlink,
+    UserGrid,
     audit_arrays,
     client_app,
     record,
     server_identity,  # noqa: F401 -- the autouse fixture
+    server_main,
     store_of,
     user_server_app,
 )
@@ -47,6 +50,11 @@ def test_audit_data_errors_name_the_file_and_key(tmp_path):
     arrays["test_x_1"] = arrays["test_x_1"] * 3
     with pytest.raises(AuditDataError, match=r"test_x_1: float images must be finite pixels in \[0, 1\]"):
         audit_data_from_arrays(arrays, origin="a.npz")
+    arrays = {k: v for k, v in audit_arrays().items() if not k.startswith(("train_", "server_"))}
+    with pytest.raises(AuditDataError, match="a.npz: missing train_x_0"):
+        audit_data_from_arrays(arrays, origin="a.npz")
+    data = audit_data_from_arrays(arrays, origin="a.npz", membership=False)  # --no-membership needs neither
+    assert [len(s) for s in data.client_train] == [0] * N and len(data.client_test[2]) == 24
     (tmp_path / "x.npz").write_text("not a zip")
     with pytest.raises(AuditDataError, match="x.npz: not a readable .npz"):
         load_audit_data(tmp_path / "x.npz")
@@ -58,13 +66,41 @@ def test_audit_of_a_recording_reports_what_it_used(recorded, tmp_path):
     s = audit_recorded(recorded, data=load_audit_data(path), data_path=path, settings=QUICK)
     assert s["clients"] == N and s["rounds"] == ROUNDS and s["profile"] == "recorded Flower run"
     assert {a["attack"] for a in s["attacks"]} == {"pgd", "eot-pgd"}
-    assert s["attack_notes"] == ["no PGD+CRN: the run kept no received copies (federation.keep_received_rounds = 0)"]
+    assert s["attack_notes"][0].startswith("no PGD+CRN: every client received one shared copy")
+    assert s["downlink_noise"] == 0.0 and s["recorded"]["downlink_spread"] is None
     assert len(s["membership"]["insider"]["pairs"]) == N * (N - 1)
     used = s["recorded"]["data"]
     assert used["file"] == str(path) and used["members"][0] == "train_x_0 (48 images)"
     assert "heldout_x (40 images)" in s["sentences"][0] and MODEL in s["sentences"][0]
     assert s["learned"] and s["global_acc"] > 0.8  # the square is easy: the federation learned it
     assert json.loads((recorded / "audit" / "audit.json").read_text())["recorded"]["inputs"] == s["recorded"]["inputs"]
+    again = audit_recorded(recorded, data=load_audit_data(path), data_path=path, settings=QUICK)
+    assert again["cached"]["attacks"] == len(s["attacks"]) and again["membership"]["cached"]
+    arrays = audit_arrays()
+    arrays["heldout_x"] = arrays["heldout_x"][::-1].copy()  # other audit data: nothing cached may be reused
+    np.savez(path, **arrays)
+    other = audit_recorded(recorded, data=load_audit_data(path), data_path=path, settings=QUICK)
+    assert other["cached"]["attacks"] == 0 and not other["membership"]["cached"]
+
+
+def test_eot_attacker_knows_the_measured_spread_of_per_client_downlinks(tmp_path):
+    run_dir = tmp_path / "run"
+    server_main(UserGrid(), run_dir, NoisyDownlink(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N,
+                                                   min_available_nodes=N))
+    store = store_of(run_dir)
+    spread, t = downlink_spread(store, N)
+    # written out with numpy: the per-weight sample variance over the copies (ddof 1), pooled, square root
+    copies = [store.load_received(ROUNDS, i) for i in range(N)]
+    flat = np.stack([np.concatenate([c[k].numpy().ravel() for k in c]) for c in copies]).astype(np.float64)
+    assert t == ROUNDS and spread == pytest.approx(np.sqrt(flat.var(axis=0, ddof=1).mean()), rel=1e-9)
+    assert spread == pytest.approx(0.01, rel=0.15)  # NoisyDownlink's std
+    path = tmp_path / "audit.npz"
+    np.savez(path, **audit_arrays())
+    s = audit_recorded(run_dir, data=load_audit_data(path), data_path=path, settings=QUICK)
+    assert s["downlink_noise"] == pytest.approx(spread)
+    assert [a["noise_std"] for a in s["attacks"] if a["attack"] == "eot-pgd"] == [pytest.approx(spread)]
+    assert any(a["start"] == "crn2" for a in s["attacks"])  # the kept per-client copies replay CRN
+    assert any(f"s_D = {spread:.3g}" in x for x in s["sentences"])
 
 
 def test_cli_audits_a_recording_with_the_users_model_and_data(recorded, tmp_path):
@@ -76,6 +112,8 @@ def test_cli_audits_a_recording_with_the_users_model_and_data(recorded, tmp_path
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "recorded Flower run" in text and "adam lr 0.01, batch 32" in text
+    res = CliRunner().invoke(cli_app, [*args, "--dry-run"])
+    assert res.exit_code == 0 and "Estimated cost" in res.output
     res = CliRunner().invoke(cli_app, ["audit", str(recorded)])
     assert res.exit_code == 2 and "name its audit data with --data" in " ".join(res.output.split())
     res = CliRunner().invoke(cli_app, [*args[:6], "--set", "federation.downlink_noise=1"])

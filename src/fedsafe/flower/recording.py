@@ -35,14 +35,14 @@ from ..experiments.audit_text import sentences
 from ..experiments.run_context import RunContext
 from ..experiments.train import did_not_learn, majority_rate
 from ..federation.data import FederatedData
-from ..models import build_model
+from ..models import build_model, check_model
 from ..progress import Progress
 from ..runs.atomic import json_safe
 from ..runs.store import RunFileError, RunStore, read_config_text
 from .audit_data import describe
 
-__all__ = ["KIND", "Recorded", "audit_config", "audit_recorded", "inputs_fingerprint", "is_recording", "load_recorded",
-           "read_recording", "recording_config", "recording_hash", "recording_yaml"]
+__all__ = ["KIND", "Recorded", "audit_config", "audit_recorded", "downlink_spread", "inputs_fingerprint",
+           "is_recording", "load_recorded", "read_recording", "recording_config", "recording_hash", "recording_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,10 @@ def is_recording(root: str | Path) -> bool:
 
 def audit_config(rec: Mapping[str, Any], data: FederatedData, *, model: str | None = None,
                  model_kwargs: Mapping[str, Any] | None = None, overrides: Iterable[str] = (),
-                 seed: int = 0) -> ExperimentConfig:
+                 seed: int = 0, downlink_noise: float = 0.0) -> ExperimentConfig:
     """The fedsafe config the audit of recording ``rec`` on ``data`` runs under (module docstring). ``model``:
-    another factory than the recorded one (its weights must fit). ConfigError (one line) on a bad ``--set``."""
+    another factory than the recorded one (its weights must fit); ``downlink_noise``: s_D of the EOT attacker
+    (:func:`downlink_spread`). ConfigError (one line) on a bad ``--set`` or model name."""
     allowed = {"train", "seed", "threads"}
     bad = [o for o in overrides if o.partition("=")[0].split(".")[0] not in allowed]
     if bad:
@@ -100,10 +101,31 @@ def audit_config(rec: Mapping[str, Any], data: FederatedData, *, model: str | No
              f"train.rounds={int(rec['rounds'])}", "train.local_epochs=1", "train.augment=false",
              "train.precision=fp32", "train.channels_last=false", "train.device=cpu",
              f"federation.keep_received_rounds={int(rec.get('keep_received_rounds', 0))}"]
+    if downlink_noise:
+        fixed.append(f"federation.downlink_noise={downlink_noise!r}")
     cfg = load_config(None, profile="cpu", overrides=[*fixed, *overrides])
     name = model or str(rec["model"]["name"])
     kwargs = dict(rec["model"].get("kwargs") or {}) if model_kwargs is None else dict(model_kwargs)
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": name, "kwargs": kwargs})})
+    try:
+        chosen = cfg.model.model_validate({**cfg.model.model_dump(), "name": name, "kwargs": kwargs})
+    except ValueError as e:
+        raise ConfigError(f"--model {name!r}: {' '.join(str(e).split())[:200]}") from None
+    return cfg.model_copy(update={"model": chosen})
+
+
+def downlink_spread(store: RunStore, num_clients: int) -> tuple[float, int] | None:
+    """(s, round): the std of the clients' downlink copies around their mean, pooled over every float weight, in
+    the last round whose per-client copies the recording kept (sum of squared deviations / ((m - 1) x weights)
+    for m copies). For copies w + n_i with n_i ~ N(0, s_D^2) it estimates s_D. None: no round kept two copies."""
+    for t in reversed(store.received_rounds()):
+        copies = [store.load_received(t, i) for i in range(num_clients) if store.dir.received(t, i).is_file()]
+        if len(copies) < 2:
+            continue
+        keys = [k for k, v in copies[0].items() if v.is_floating_point()]
+        flat = torch.stack([torch.cat([c[k].double().flatten() for k in keys]) for c in copies])
+        dev = flat - flat.mean(0)
+        return float((dev.square().sum() / ((len(copies) - 1) * flat.shape[1])).sqrt()), t
+    return None
 
 
 def _factory(cfg: ExperimentConfig, data: FederatedData):  # -> Callable[[], nn.Module]
@@ -134,7 +156,7 @@ def inputs_fingerprint(cfg: ExperimentConfig, data: FederatedData) -> str:
 class Recorded:
     """A recording loaded for the audit: the run context, the recording's config, the last global model's accuracy
     on the audit's non-members (a fraction), the clients audited with the global model (no final model of their
-    own), and :func:`inputs_fingerprint`."""
+    own), :func:`inputs_fingerprint` and :func:`downlink_spread` (the EOT attacker's s_D)."""
 
     context: RunContext
     recording: dict[str, Any]
@@ -142,6 +164,7 @@ class Recorded:
     majority_rate: float
     without_final_model: list[int]
     inputs: str
+    downlink_spread: tuple[float, int] | None = None
 
 
 def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = None,
@@ -162,8 +185,12 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
     n, rounds = int(rec["num_clients"]), int(rec["rounds"])
     if data.num_clients != n:
         raise ValueError(f"the audit data holds {data.num_clients} clients' sets, the recording {n} clients")
-    cfg = audit_config(rec, data, model=model, model_kwargs=model_kwargs, overrides=overrides, seed=seed)
+    spread = downlink_spread(store, n)
+    cfg = audit_config(rec, data, model=model, model_kwargs=model_kwargs, overrides=overrides, seed=seed,
+                       downlink_noise=spread[0] if spread else 0.0)
     factory = _factory(cfg, data)
+    check_model(factory(), cfg.model.name, num_classes=len(data.class_names), in_channels=data.in_channels,
+                image_size=data.image_size)
     final_global = store.load_global(rounds)
     models, missing = [], []
     for i in range(n):
@@ -187,7 +214,7 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
     ctx = RunContext(store=store, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=rounds,
                      client_states=None, learned=learned)
     return Recorded(context=ctx, recording=rec, global_acc=acc, majority_rate=majority_rate(data.global_test.y),
-                    without_final_model=missing, inputs=inputs_fingerprint(cfg, data))
+                    without_final_model=missing, inputs=inputs_fingerprint(cfg, data), downlink_spread=spread)
 
 
 def _accuracy(model: torch.nn.Module, data: FederatedData) -> float:
@@ -229,6 +256,7 @@ def audit_recorded(root: str | Path, *, data: FederatedData, settings: AuditSett
         "global_acc": rec.global_acc, "majority_class_rate": rec.majority_rate, "learned": ctx.learned,
         "recorded": {"recording": r, "model": {"name": ctx.cfg.model.name, "kwargs": dict(ctx.cfg.model.kwargs)},
                      "data": used, "shadow_recipe": recipe, "inputs": rec.inputs,
+                     "downlink_spread": list(rec.downlink_spread) if rec.downlink_spread else None,
                      "clients_audited_with_the_global_model": rec.without_final_model},
     }
     first = (f"Recorded Flower run ({' > '.join(r['strategy'])}, {r['num_clients']} clients, {r['rounds']} rounds), "
@@ -238,11 +266,17 @@ def audit_recorded(root: str | Path, *, data: FederatedData, settings: AuditSett
              f"({len(data.server)}); shadow models trained with {recipe}; the global model's accuracy is on heldout_x.")
     notes = [f"Clients {rec.without_final_model} returned no model: the audit used the last global model as "
              "theirs."] if rec.without_final_model else []
+    if rec.downlink_spread:
+        notes.append(f"The clients' downlink copies differ: EOT-PGD's attacker assumes s_D = "
+                     f"{rec.downlink_spread[0]:.3g}, their measured spread in round {rec.downlink_spread[1]}.")
     dp = r.get("dp") or {}
     privacy = ("Privacy is not accounted for a recorded run: " + (
         f"its strategy {dp.get('class')} adds noise multiplier {dp.get('noise_multiplier')} at clipping norm "
         f"{dp.get('clipping_norm')} (Flower's accountant, where it was used, has the epsilon)" if dp else
         "its strategy adds no noise fedsafe knows of") + ".")
+    summary["attack_notes"] = [
+        "no PGD+CRN: every client received one shared copy of the global model (a recording keeps per-client "
+        "copies only where they differ)" if x.startswith("no PGD+CRN") else x for x in summary["attack_notes"]]
     rest = [privacy if x.startswith("The noise spent epsilon") else x for x in sentences(summary)]
     summary["sentences"] = [first, *notes, *rest]
     summary = json_safe(summary)
