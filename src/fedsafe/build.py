@@ -29,7 +29,7 @@ from .attacks.crn_hook import CrnClientHook
 from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
 from .data.augment import augment_batch
 from .data.splits import Splits, make_splits
-from .data.tasks import TASKS, load_task, load_task_kwargs
+from .data.tasks import load_task, load_task_kwargs
 from .data.types import DataReport, ImageTable
 from .defenses.adaptation import adaptation_counts
 from .defenses.registry import defense_hooks
@@ -316,14 +316,10 @@ def load_run_config(root: str | Path) -> ExperimentConfig:
                            f"({' '.join(str(e).split())[:200]})") from None
 
 
-def data_fingerprint(cfg: ExperimentConfig, data: FederatedData) -> dict[str, Any]:
-    """The fingerprint of the images of ``data`` (:mod:`fedsafe.runs.fingerprint`): the resolved data root (None
-    for the embedded synthetic task), the preprocessing, and every image's id, label and pixels (as the uint8 they
-    were decoded to, whatever device the tensors are on)."""
-    t = cfg.task
-    spec = TASKS.get(t.name)
-    root = None if spec is not None and spec.data_root is None else (
-        Path(t.data_root) if t.data_root else default_data_root(t.name))
+def data_fingerprint(data: FederatedData) -> dict[str, Any]:
+    """The fingerprint of the images of ``data`` (:mod:`fedsafe.runs.fingerprint`): the data root they were read
+    from, resolved (None for the embedded synthetic task), the preprocessing, and every image's id, label and
+    pixels (as the uint8 they were decoded to, whatever device the tensors are on)."""
     sets = [data.global_test, data.server, *data.client_test, *data.client_train]
 
     def images() -> Any:
@@ -333,14 +329,15 @@ def data_fingerprint(cfg: ExperimentConfig, data: FederatedData) -> dict[str, An
                 yield image_id, y, p.tobytes()
 
     pre = {**data.report.preprocessing, "shape": [data.in_channels, data.image_size, data.image_size]}
-    return fingerprint(root=str(root.resolve()) if root is not None else None, source=data.report.source,
-                       synthetic=data.synthetic, preprocessing=pre, images=images())
+    root = None if data.synthetic else str(Path(data.report.source).resolve())
+    return fingerprint(root=root, source=data.report.source, synthetic=data.synthetic, preprocessing=pre,
+                       images=images())
 
 
-def check_run_data(store: RunStore, cfg: ExperimentConfig, data: FederatedData, *, doing: str) -> dict[str, Any]:
+def check_run_data(store: RunStore, data: FederatedData, *, doing: str) -> dict[str, Any]:
     """Refuse (RunDataChanged, saying what changed) to ``doing`` ("resume", "attack") the run on data other than
     the data it trained on; returns the data's fingerprint."""
-    fp = data_fingerprint(cfg, data)
+    fp = data_fingerprint(data)
     check_data(store, fp, splits=data.split_ids(), doing=doing)
     return fp
 
@@ -348,6 +345,6 @@ def check_run_data(store: RunStore, cfg: ExperimentConfig, data: FederatedData, 
 def write_header(store: RunStore, cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> None:
     """The files a run writes before round 1 (both engines); on a resume, the data is checked against the run's
     first (RunDataChanged) and only a missing or damaged header file is written again."""
-    fp = check_run_data(store, cfg, data, doing="resume")
+    fp = check_run_data(store, data, doing="resume")
     store.write_header(config_text=to_yaml(cfg), data_report=data.report.to_dict(), splits=data.split_ids(),
                        privacy_report=privacy_report(cfg, data, spec), fingerprint=fp)

@@ -153,10 +153,10 @@ def test_a_run_without_a_fingerprint_is_checked_against_its_splits(env):
     assert json.loads((run / "data_fingerprint.json").read_text())["images"] == 200  # recorded now
 
 
-def test_the_fingerprint_covers_ids_labels_and_pixels_on_any_device(tmp_path):
+def test_the_fingerprint_is_the_sorted_digests_of_ids_labels_and_pixels():
     cfg = load_config(overrides=SYN)
     data = prepare_data(cfg)
-    fp = data_fingerprint(cfg, data)
+    fp = data_fingerprint(data)
     sets = [data.global_test, data.server, *data.client_test, *data.client_train]
     assert fp["images"] == sum(len(s) for s in sets) and fp["root"] is None and fp["synthetic"] is True
     # an independent digest of one image: sha256(id NUL label NUL uint8 pixels)[:16]

@@ -70,7 +70,7 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
     dev = resolve_device(device or cfg.train.device)
     data = data.to(dev) if data is not None else prepare_data(cfg, progress=progress, device=dev)
     if store.json_state(store.data_fingerprint) == "ok":  # runs written before fingerprints: splits.json only
-        check_run_data(store, cfg, data, doing="attack or audit")
+        check_run_data(store, data, doing="attack or audit")
     _check_splits(store, data)
     factory = model_factory or build_model_factory(cfg, data, device=data.device)
     models = []
