@@ -160,8 +160,10 @@ class RecordingStrategy(Strategy):
             self._header(store)
             ck = store.load_checkpoint(rounds=num_rounds, num_clients=self.num_clients)
             arrays = initial_arrays
+            self._nodes = {}
             if ck is None:
-                self.offset, self.metrics = 0, []
+                self.offset, self.metrics, self.global_state = 0, [], {}
+                self.client_states = [{} for _ in range(self.num_clients)]
                 store.save_global(0, _state(initial_arrays))
             else:
                 self.offset, self.metrics = ck.round, list(ck.metrics)
