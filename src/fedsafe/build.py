@@ -28,8 +28,9 @@ from torch import nn
 from .attacks.crn_hook import CrnClientHook
 from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
 from .data.augment import augment_batch
+from .data.sites import site_splits
 from .data.splits import Splits, make_splits
-from .data.tasks import load_task, load_task_kwargs
+from .data.tasks import load_task, load_task_kwargs, task_class_names
 from .data.types import DataReport, ImageTable
 from .defenses.adaptation import adaptation_counts
 from .defenses.registry import defense_hooks
@@ -37,7 +38,7 @@ from .device import resolve_device
 from .federation.data import FederatedData, build_federated_data
 from .federation.hooks import Hooks
 from .federation.spec import FederationSpec, LocalSpec
-from .models import build_model
+from .models import build_model, check_model
 from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label
 from .privacy.nbafl import calibrate_nbafl
@@ -49,9 +50,9 @@ from .runs.store import RunFileError, RunStore, read_config_text
 from .seeding import numpy_rng, seed_for
 
 __all__ = [
-    "AugmentFn", "augment_fn", "build_hooks", "check_run_data", "crn_hook", "data_fingerprint", "default_data_root",
-    "federation_spec", "load_run_config", "model_factory", "noise_levels", "open_store", "prepare_data",
-    "privacy_report", "run_device", "write_header",
+    "AugmentFn", "augment_fn", "build_hooks", "check_configured_model", "check_run_data", "crn_hook",
+    "data_fingerprint", "default_data_root", "federation_spec", "load_run_config", "model_factory", "model_kwargs",
+    "noise_levels", "open_store", "prepare_data", "privacy_report", "run_device", "write_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,12 @@ def _splits(cfg: ExperimentConfig, table: ImageTable, server: int | float) -> Sp
     elif s.partition == "dirichlet":
         kwargs["alpha"] = s.dirichlet_alpha
     glob = int(s.global_test_size) if s.global_test_size >= 1 else float(s.global_test_size)
+    if s.partition == "sites":
+        if table.sites is None:
+            raise ValueError(f"splits.partition=sites: task {cfg.task.name!r} has no sites (task.sites_csv)")
+        return site_splits(table.labels, table.sites, num_clients=s.num_clients, client_test_size=s.client_test_size,
+                           server_size=server, global_test_size=glob, rng=numpy_rng(cfg.seed, "splits"),
+                           groups=table.groups)
     return make_splits(table.labels, num_clients=s.num_clients, client_test_size=s.client_test_size,
                        server_size=server, global_test_size=glob, partition=s.partition, partition_kwargs=kwargs,
                        rng=numpy_rng(cfg.seed, "splits"), groups=table.groups)
@@ -183,7 +190,7 @@ def model_factory(cfg: ExperimentConfig, data: FederatedData | None = None, *, n
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed_for(cfg.seed, "model-init"))
             model = build_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
-                                image_size=cfg.task.image_size, width=cfg.model.width, dropout=cfg.model.dropout)
+                                image_size=cfg.task.image_size, kwargs=cfg.model.kwargs, **model_kwargs(cfg))
         model = model.to(dev)
         if layout and cfg.train.channels_last:
             model = to_channels_last(model)
@@ -193,6 +200,26 @@ def model_factory(cfg: ExperimentConfig, data: FederatedData | None = None, *, n
         return model
 
     return make
+
+
+def model_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The keywords ``model.name`` is built with besides the task's shape and ``model.kwargs``: for the papers'
+    CNN ``model.width`` and ``model.dropout`` (which no other model takes), else none."""
+    return {"width": cfg.model.width, "dropout": cfg.model.dropout} if cfg.model.name == "paper-cnn" else {}
+
+
+def check_configured_model(cfg: ExperimentConfig, num_classes: int | None = None) -> None:
+    """Build the configured model on the CPU and run one forward pass on a zero batch of the task's shape: a
+    factory that cannot be imported or built, or whose output is not (B, num_classes) logits, is a ModelError
+    (one line) here, before a run directory is written. ``num_classes`` None: the task's, without reading its
+    images."""
+    if num_classes is None:
+        t = cfg.task
+        num_classes = len(task_class_names(t.name, Path(t.data_root) if t.data_root else default_data_root(t.name)))
+    model = model_factory(cfg, num_classes=num_classes, in_channels=cfg.task.channels, layout=False,
+                          device="cpu")()
+    check_model(model, cfg.model.name, num_classes=num_classes, in_channels=cfg.task.channels,
+                image_size=cfg.task.image_size)
 
 
 def augment_fn(cfg: ExperimentConfig) -> AugmentFn | None:

@@ -50,11 +50,14 @@ class TaskConfig(_Part):
     near_duplicates: bool = True
     near_duplicate_threshold: float = Field(0.02, gt=0, le=1)
     near_duplicate_hash_distance: int = Field(14, ge=0, le=64)
+    # image-folder task: a CSV (file,site[,patient]; a relative path is read from the data root) naming each
+    # image's hospital (splits.partition: sites) and patient (one patient's images stay in one set)
+    sites_csv: str | None = None
 
 
 class SplitConfig(_Part):
     num_clients: int = Field(3, ge=1, le=10_000)
-    partition: Literal["shards", "dirichlet", "iid"] = "shards"
+    partition: Literal["shards", "dirichlet", "iid", "sites"] = "shards"  # sites: task.sites_csv's hospitals
     num_shards: int = Field(15, ge=1)
     dirichlet_alpha: float = Field(0.5, gt=0)
     client_test_size: int = Field(100, ge=1)
@@ -204,6 +207,8 @@ class ExperimentConfig(_Part):
         if s.partition == "shards" and s.num_shards % s.num_clients:
             raise ValueError(f"splits.num_shards ({s.num_shards}) must be a multiple of splits.num_clients "
                              f"({s.num_clients})")
+        if s.partition == "sites" and self.task.sites_csv is None:
+            raise ValueError("splits.partition=sites needs task.sites_csv (the image-folder task's CSV of file,site)")
         if self.crn.enabled and max(self.crn.windows) > self.train.rounds:
             raise ValueError(f"crn.windows ({list(self.crn.windows)}) cannot exceed train.rounds ({self.train.rounds})")
         if self.crn.enabled and self.federation.keep_received_rounds < max(self.crn.windows):

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from typer.testing import CliRunner
 
+from fedsafe.cli import app
 from fedsafe.experiments.execution import execute
-from fedsafe.experiments.outputs import markdown_table
+from fedsafe.experiments.outputs import command_line, markdown_table
 from fedsafe.experiments.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.experiments.reproductions import REPRODUCTIONS
-from fedsafe.experiments.reproductions.base import BuildInput, Options
+from fedsafe.experiments.reproductions.base import DEFAULT_SEEDS, BuildInput, Options, parse_seeds
 from fedsafe.experiments.reproductions.format import METRICS, aggregate
 from fedsafe.experiments.verdicts import STATUSES, Comparison, Curve, compare, spearman, trend
 
@@ -94,11 +97,16 @@ def test_outputs_of_a_reproduction(tmp_path):
     assert {v["status"] for v in manifest["verdicts"]} <= set(STATUSES)
     assert manifest["heatmaps"] and len(manifest["heatmaps"][0]["matrix"]) == 3
     md = w.markdown.read_text()  # seeds, profile, precision, device, wall time, the exact command, the rules
-    assert "Seeds 0; profile cpu; device " in md and "training precision" in md and "wall time: 5 training run(s)" in md
+    assert "Seeds 0 (fixed before the run; every seed's numbers are in summary.csv, learned or not); profile cpu; " \
+        "device " in md and "training precision" in md and "wall time: 5 training run(s)" in md
+    assert "1 seed(s) (0) (fewer than the 5 this reproduction asks for)" in md and manifest["seeds"] == [0]
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
     assert "Verdict rules (SPEC 11)" in md and "LEAKY" in md
     summary = pd.read_csv(w.folder / "summary.csv")
-    assert {"learned", "majority_class_rate", "epsilon_unconditional", "device"} <= set(summary.columns)
+    assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
+        summary.columns)
+    assert len(summary) == 5 * 4  # every run's numbers, learned or not
+    assert (summary.learned_reason.fillna("") == "").eq(summary.learned).all()  # a reason exactly where it did not
 
 
 def test_reproductions_share_their_trainings():
@@ -126,6 +134,37 @@ def test_reproductions_share_their_trainings():
     two = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
                options=Options(quick=True, overrides=TINY, seeds=2))
     assert len(two.runs) == 2 and {r.seed for r in two.runs.values()} == {0, 1}
+
+
+def test_the_seed_list_is_fixed_before_running_and_stated_first():
+    p = plan(["crn-table1", "crn-table2"], tasks=["synthetic"], results="unused-results",
+             options=Options(quick=True, overrides=TINY, seeds=(3, 1, 4)))
+    assert {r.seed for r in p.runs.values()} == {1, 3, 4} and {j.seed for j in p.jobs} == {1, 3, 4}
+    lines = p.describe()
+    assert lines[1] == "Seeds (fixed before running, never chosen by outcome): 1, 3, 4 (3)."
+    assert lines[2].startswith("Fewer seeds than asked for: crn-table1 asks for at least 5;")
+    assert "crn-table2" not in lines[2]  # it asks for 3 (the default)
+    assert REPRODUCTIONS["fedsafe-table1"].min_seeds == REPRODUCTIONS["crn-table1"].min_seeds == 5
+    five = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
+                options=Options(quick=True, overrides=TINY, seeds=5))
+    assert {r.seed for r in five.runs.values()} == {0, 1, 2, 3, 4} and "Fewer seeds" not in " ".join(five.describe())
+    assert command_line("crn-table1", "synthetic", Options(seeds=(1, 3)), Path("r")).count("--seeds 1,3 ") == 1
+    assert "--seeds 5 " in command_line("crn-table1", "synthetic", Options(seeds=5), Path("r"))
+
+
+def test_seeds_are_a_count_or_a_list_and_bad_values_are_named():
+    assert parse_seeds("5") == (0, 1, 2, 3, 4) == Options(seeds=5).seeds and parse_seeds("4,0,2") == (0, 2, 4)
+    assert Options().seeds == (0,) and DEFAULT_SEEDS == (0, 1, 2, 3, 4)
+    for bad in ("0", "-2", "a", "1,1", "1,-1", "1.5"):
+        with pytest.raises(ValueError, match=re.escape(f"--seeds {bad!r}")):
+            parse_seeds(bad)
+    res = CliRunner().invoke(app, ["reproduce", "crn-table1", "--task", "synthetic", "--seeds", "0,x", "--dry-run",
+                                   "--results", "unused-results"])
+    assert res.exit_code != 0 and "--seeds '0,x': give a count N" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["reproduce", "crn-table1", "--task", "synthetic", "--seeds", "0,2", "--dry-run",
+                                   "--quick", "--results", "unused-results", *[a for o in TINY for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
+    assert "Seeds (fixed before running, never chosen by outcome): 0, 2 (2)." in res.output
 
 
 def test_a_missing_task_names_its_path_and_an_unknown_name_lists_the_known_ones():
@@ -239,9 +278,10 @@ def test_attack_means_average_only_the_runs_that_learned():
     assert frame["adversarial training: self / avg"].str.startswith("0.51 ± 0.01").all()  # seeds 0..2
     assert any("Left out of the attack means" in n for n in built.tables[0].notes)
     # where no run learned at all (one run attacked on its own), the numbers are shown, marked, for diagnosis
-    none = REPRODUCTIONS["crn-table1"].build(_fake("crn-table1", "meningioma", lambda m, k: 0.5, seeds=1,
-                                                   learned=lambda m, seed: False))
-    assert len(none.tables[0].frame) == 6 and any("No run learned" in n for n in none.tables[0].notes)
+    all_bad = _fake("crn-table1", "meningioma", lambda m, k: 0.5, seeds=1, learned=lambda m, seed: False)
+    none = REPRODUCTIONS["crn-table1"].build(all_bad)
+    assert len(none.tables[0].frame) == all_bad.summary.row.nunique()  # every attack's row, shown
+    assert any("No run learned" in n for n in none.tables[0].notes)
 
 
 def test_an_arm_that_did_not_learn_on_seed_k_leaves_seed_k_out_of_every_comparison_with_it():

@@ -34,8 +34,8 @@ def test_import_path_calls_the_factory_with_the_task_shape_and_kwargs(user_path)
     torch.manual_seed(3)
     m = build_model("user_models:make_net", **SHAPE, kwargs={"hidden": 5})
     torch.manual_seed(3)
-    ref = user_models.SmallNet(3, 1, hidden=5)
-    assert type(m) is user_models.SmallNet and m.head.out_features == 3 and m.head.in_features == 5
+    ref = user_models.SmallNet(3, 1, 16, hidden=5)
+    assert type(m) is user_models.SmallNet and m.head.out_features == 3 and m.head.in_features == 5 * 4 * 4
     assert m.state_dict().keys() == ref.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values(), strict=True))
     check_model(m, "user_models:make_net", **SHAPE)

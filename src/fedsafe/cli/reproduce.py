@@ -68,7 +68,8 @@ def reproduce(
                                                               "breastmnist, pcam, synthetic, or all (every paper "
                                                               "task whose data is present); repeatable."),
     profile: str = typer.Option("cpu", "--profile", "-p", help="cpu or paper."),
-    seeds: int = typer.Option(1, "--seeds", help="Run every table over seeds 0..N-1 (mean ± std)."),
+    seeds: str = typer.Option("5", "--seeds", help="The seeds, fixed before running: N for seeds 0..N-1 (default "
+                                                   "0..4), or a list such as 0,1,2."),
     results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory (runs are cached in "
                                                                            "RESULTS/runs)."),
     quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),
@@ -83,13 +84,13 @@ def reproduce(
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
     from ..experiments.execution import execute
     from ..experiments.planning import expand_tasks, plan
-    from ..experiments.reproductions.base import Options
+    from ..experiments.reproductions.base import Options, parse_seeds
     from ..experiments.train import torch_threads
 
     set_ = [*set_, *([f"train.device={device}"] if device else [])]
     try:
-        options = Options(profile=profile, seeds=seeds, quick=quick, overrides=tuple(set_), precision=precision,
-                          batch_size=batch_size)
+        options = Options(profile=profile, seeds=parse_seeds(seeds), quick=quick, overrides=tuple(set_),
+                          precision=precision, batch_size=batch_size)
         tasks, skipped = expand_tasks(task or ["meningioma"], options)
         for t, why in skipped.items():
             console.print(f"[yellow]skipping {t}:[/] {escape(why)}", highlight=False)

@@ -40,7 +40,7 @@ from .types import DataReport, ImageTable
 
 __all__ = [
     "MRI_CLASSES", "MRI_SPLITS", "MRI_TASKS", "IMAGE_SUFFIXES", "MriFile", "sha256_file", "list_mri_files",
-    "read_mri",
+    "read_image_files", "read_mri",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,25 +136,39 @@ def read_mri(
     drop_conflicts: bool = False, near_duplicates: NearDuplicateSettings | None = NearDuplicateSettings(),
     same_scan: ScanSettings | None = ScanSettings(), progress: Progress | None = None,
 ) -> tuple[ImageTable, DataReport]:
-    """Read an MRI task: list, hash, decode (through the cache), pool Training + Testing, de-duplicate, group.
-
-    Order matters: every distinct file content is decoded first, so unreadable files (empty, truncated, an
-    HTML page saved as .jpg, pixel values without a known range) are skipped, counted and named before
-    de-duplication and never form a duplicate group; exact de-duplication then runs on the readable files;
-    near-duplicates and adjacent slices of one scan are grouped last (``grouping.py``; ``same_scan=None``
-    groups near-duplicates only, ``near_duplicates=None`` leaves every image alone).
-
-    Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256, origin
-    "train"/"test" (where the kept copy came from: Training wins) and near-duplicate groups; and the DataReport.
-    ``cache_dir=None`` decodes without caching. Raises ValueError for a missing root, an unknown task,
-    label conflicts among duplicates (unless ``drop_conflicts``), an unreadable file under ``strict``,
-    or a class left empty after reading.
-    """
+    """Read an MRI task: list and hash its files (:func:`list_mri_files`), then :func:`read_image_files`
+    (decode through the cache, pool Training + Testing, de-duplicate, group)."""
     root = Path(root)
     classes = _task_classes(task)
     check_size_channels(size, channels)
     files = list_mri_files(root, task, progress=progress)
+    table, report_, _ = read_image_files(
+        files, root=root, task=task, classes=classes, size=size, channels=channels, cache_dir=cache_dir,
+        strict=strict, drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, same_scan=same_scan,
+        progress=progress, pooled_note="Training and Testing pooled (SPEC section 1, Splits); origin tells where "
+        "each kept file came from")
+    return table, report_
 
+
+def read_image_files(
+    files: list[MriFile], *, root: Path, task: str, classes: tuple[str, ...], size: int, channels: int,
+    cache_dir: Path | None, strict: bool, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
+    same_scan: ScanSettings | None, progress: Progress | None, pooled_note: str,
+) -> tuple[ImageTable, DataReport, list[MriFile]]:
+    """Read listed, hashed image files of one task (the MRI layout's, or an image folder's, ``folder.py``).
+
+    Order matters: every distinct file content is decoded first, so unreadable files (empty, truncated, an
+    HTML page saved as .jpg, pixel values without a known range) are skipped, counted and named before
+    de-duplication and never form a duplicate group; exact de-duplication then runs on the readable files
+    (the copy of the first origin listed is kept); near-duplicates and adjacent slices of one scan are grouped
+    last (``grouping.py``; ``same_scan=None`` groups near-duplicates only, ``near_duplicates=None`` leaves every
+    image alone).
+
+    Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256, origin
+    (where the kept copy came from) and near-duplicate groups; the DataReport; and the kept files, in table
+    order. ``cache_dir=None`` decodes without caching. Raises ValueError for label conflicts among duplicates
+    (unless ``drop_conflicts``), an unreadable file under ``strict``, or a class left empty after reading.
+    """
     first_of: dict[str, int] = {}
     for i, f in enumerate(files):
         first_of.setdefault(f.sha256, i)
@@ -192,14 +206,14 @@ def read_mri(
 
     sizes = Counter(decoded.sizes[row_of[f.sha256]] for f in readable)
     counts: dict[str, dict[str, int]] = {}
-    for origin in MRI_SPLITS.values():
+    for origin in dict.fromkeys(f.origin for f in files):
         per_class = Counter(f.class_name for f in files if f.origin == origin)
         if per_class:
             counts[origin] = {cls: per_class.get(cls, 0) for cls in classes}
     notes = [
-        "Training and Testing pooled (SPEC section 1, Splits); origin tells where each kept file came from",
+        pooled_note,
         f"exact duplicates (sha256 of file bytes) removed: {dd.counts['removed']} of {len(readable)} readable "
-        "files; the Training copy is kept",
+        f"files; the {files[0].origin if files else 'first'} copy is kept",
         "images read from the cache " + str(cache_dir) if hit else
         "images decoded" + ("" if cache_dir is None else f" and cached in {cache_dir}"),
     ]
@@ -238,4 +252,4 @@ def read_mri(
         near_duplicates=near_summary,
     )
     log.info("%s: %d images kept of %d files", task, len(table), len(files))
-    return table, report_
+    return table, report_, kept

@@ -9,7 +9,11 @@ brain-tumor-4class   the brain-tumor-mri folder                       the four f
 breastmnist          breastmnist.npz, or a folder holding it          malignant, normal+benign
 pcam                 the folder of the official PCam .h5 files        normal, tumor
 synthetic            none (embedded generator)                        no_tumor, tumor
+image-folder         a folder with one sub-folder per class           the class folders, a-z
 ===================  ===============================================  ==========================
+
+``image-folder`` (``folder.py``) reads the user's own images, optionally with a sites CSV (``sites_csv``:
+file,site[,patient]; a relative path is read from the data root) that partitions the federation by hospital.
 
 Every real task pools its source's splits, skips unreadable files, removes exact duplicates (keeping the
 train copy) and groups near-duplicates (``table.groups``; ``neardup.py``); ``origin`` in the table says
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..progress import Progress
 from .cache import default_cache_dir
+from .folder import folder_classes, read_image_folder
 from .medmnist import MEDMNIST_CLASSES, read_medmnist
 from .mri import MRI_SPLITS, MRI_TASKS, read_mri
 from .neardup import NearDuplicateSettings
@@ -45,7 +50,7 @@ from .types import DataReport, ImageTable
 if TYPE_CHECKING:
     from ..config import TaskConfig
 
-__all__ = ["TaskSpec", "TASKS", "load_task", "load_task_kwargs", "resolve_drop_conflicts"]
+__all__ = ["TaskSpec", "TASKS", "load_task", "load_task_kwargs", "resolve_drop_conflicts", "task_class_names"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,24 @@ TASKS: dict[str, TaskSpec] = {
                      "the folder of camelyonpatch_level_2_split_*_{x,y}.h5", paper_size=96),
     "synthetic": TaskSpec("synthetic", "synthetic", SYNTHETIC_CLASSES,
                           "embedded procedurally generated MRI-like slices (not real data)", None),
+    "image-folder": TaskSpec("image-folder", "image-folder", (),
+                             "your own images: one sub-folder per class (optionally under train/ and test/)",
+                             "a folder with one sub-folder per class"),
 }
+"""Tasks by name. ``class_names`` is empty for ``image-folder``: its classes are its folders
+(:func:`task_class_names`)."""
+
+
+def task_class_names(name: str, data_root: Path | str | None) -> tuple[str, ...]:
+    """The class names of task ``name`` without reading its images (an image folder's are its class folders).
+    Raises ValueError for an unknown task or an image folder without two class folders."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    if TASKS[name].source != "image-folder":
+        return TASKS[name].class_names
+    if data_root is None:
+        raise ValueError(f"task {name!r} needs data_root: {TASKS[name].data_root}")
+    return folder_classes(Path(data_root).expanduser())
 
 
 def resolve_drop_conflicts(
@@ -114,7 +136,7 @@ def load_task_kwargs(task: TaskConfig) -> dict[str, Any]:
         "cache_dir": Path(task.cache_dir) if task.cache_dir else None, "strict": task.strict,
         "n_synthetic": task.synthetic_size, "label_conflicts": task.label_conflicts,
         "near_duplicates": task.near_duplicates, "near_duplicate_threshold": task.near_duplicate_threshold,
-        "near_duplicate_hash_distance": task.near_duplicate_hash_distance,
+        "near_duplicate_hash_distance": task.near_duplicate_hash_distance, "sites_csv": task.sites_csv,
     }
 
 
@@ -124,7 +146,7 @@ def load_task(
     progress: Progress | None = None, max_per_split: int | None = None, drop_conflicts: bool | None = None,
     use_cache: bool = True, label_conflicts: Literal["error", "drop"] | None = None, near_duplicates: bool = True,
     near_duplicate_threshold: float = NearDuplicateSettings.threshold,
-    near_duplicate_hash_distance: int = NearDuplicateSettings.hash_distance,
+    near_duplicate_hash_distance: int = NearDuplicateSettings.hash_distance, sites_csv: Path | str | None = None,
 ) -> tuple[ImageTable, DataReport]:
     """Read task ``name``: images (N, image_size, image_size, channels) uint8, labels (N,), near-duplicate
     groups (N,), and its DataReport.
@@ -134,7 +156,8 @@ def load_task(
     instead of being skipped. seed, n_synthetic: the synthetic task only. max_per_split: read at most this
     many images of each official split (breastmnist, pcam). label_conflicts: "error" or "drop" (None: the
     task's default; ``drop_conflicts=True/False`` is the older spelling). near_duplicates: group
-    near-duplicates with these thresholds (False: every image its own group).
+    near-duplicates with these thresholds (False: every image its own group). sites_csv: image-folder only, its
+    CSV of file,site[,patient] (relative: read from the data root).
 
     Raises ValueError for an unknown task (listing the known ones), a missing data_root (naming the path),
     and whatever the reader rejects (a one-line message naming the file or key).
@@ -143,6 +166,8 @@ def load_task(
         spec = TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+    if sites_csv is not None and spec.source != "image-folder":
+        raise ValueError(f"task.sites_csv applies to the image-folder task, not {name!r}")
     if max_per_split is not None and spec.source not in ("medmnist", "pcam"):
         raise ValueError(f"max_per_split applies to tasks with official splits (breastmnist, pcam), not {name!r}")
     drop = resolve_drop_conflicts(spec, label_conflicts, drop_conflicts)
@@ -158,6 +183,13 @@ def load_task(
     root = Path(data_root).expanduser()
     if not root.exists():
         raise ValueError(f"data root not found: {root}")
+    if spec.source == "image-folder":
+        csv_path = None if sites_csv is None else Path(sites_csv).expanduser()
+        if csv_path is not None and not csv_path.is_absolute():
+            csv_path = root / csv_path
+        return read_image_folder(root, size=image_size, channels=channels, cache_dir=None if not use_cache else
+                                 Path(cache_dir) if cache_dir is not None else default_cache_dir(), strict=strict,
+                                 drop_conflicts=drop, near_duplicates=near, sites_csv=csv_path, progress=progress)
     loader = _LOADERS[spec.source]
     cache = None if not use_cache else Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return loader(spec, root, size=image_size, channels=channels, cache_dir=cache, strict=strict,

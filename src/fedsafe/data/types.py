@@ -20,6 +20,7 @@ class ImageTable:
     groups: (N,) int64 near-duplicate group id per image (``neardup.py``): images with the same id are
     copies of one picture (e.g. one scan saved with two JPEG encodings) and must stay in one split; an
     image alone has an id no other image has. ``None`` (the default) means all distinct: ``arange(N)``.
+    sites: (N,) the hospital of each image (the image-folder task's sites CSV, ``folder.py``), or ``None``.
     """
 
     images: np.ndarray
@@ -29,6 +30,7 @@ class ImageTable:
     origin: tuple[str, ...]
     name: str
     groups: np.ndarray | None = None
+    sites: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -41,6 +43,8 @@ class ImageTable:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise ValueError(
                 f"{self.name}: images must be (N,H,W,C) uint8, got {self.images.shape} {self.images.dtype}")
+        if self.sites is not None and len(self.sites) != n:
+            raise ValueError(f"{self.name}: sites must have one entry per image ({n}), got {len(self.sites)}")
         if self.images.shape[0] != n or len(self.ids) != n or len(self.origin) != n:
             raise ValueError(f"{self.name}: images, labels, ids and origin differ in length")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
@@ -54,7 +58,7 @@ class ImageTable:
         return ImageTable(
             images=self.images[index], labels=self.labels[index], class_names=self.class_names,
             ids=tuple(self.ids[i] for i in index), origin=tuple(self.origin[i] for i in index), name=self.name,
-            groups=self.groups[index],
+            groups=self.groups[index], sites=None if self.sites is None else tuple(self.sites[i] for i in index),
         )
 
     def class_counts(self) -> dict[str, int]:

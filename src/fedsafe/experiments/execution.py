@@ -36,5 +36,5 @@ def execute(p: Plan, *, progress: Progress | None = None,
         for task in p.tasks:
             jobs = [j for j in p.jobs if j.reproduction == rep.name and j.task == task]
             written.append(write_outputs(p.cache.results, rep, task, o, jobs, evaluations,
-                                         p.trainings.get((rep.name, task, 0), {})))
+                                         p.trainings.get((rep.name, task, o.seeds[0]), {})))
     return written

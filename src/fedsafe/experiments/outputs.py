@@ -28,10 +28,10 @@ from .cache import Evaluation
 from .costs import duration
 from .delta import ConfigDelta
 from .planning import QUICK_OVERRIDES, Job
-from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction
+from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, seeds_arg
 from .reproductions.format import run_label
 from .runinfo import RunInfo, read_run
-from .verdicts import RULES
+from .verdicts import RULES, seeds_text
 
 __all__ = ["Written", "built_markdown", "command_line", "markdown_table", "run_facts", "setting_text", "summary_row",
            "write_outputs"]
@@ -111,17 +111,21 @@ def setting_text(inp: BuildInput, setting: str) -> str:
     extra = f" Extra settings: {', '.join(inp.options.overrides)}." if inp.options.overrides else ""
     syn = " The task is synthetic (procedurally generated images, not real data)." if inp.task == "synthetic" else ""
     o = inp.options
+    fewer = (f" (fewer than the {inp.reproduction.min_seeds} this reproduction asks for)"
+             if len(o.seeds) < inp.reproduction.min_seeds else "")
     return (f"Task {inp.task}; profile {o.profile} ({m and m.name} width {m and m.width}, "
             f"{size}x{size}x{ch}, {tr and tr.rounds} rounds x {tr and tr.local_epochs} local epochs, "
             f"{tr and tr.optimizer} lr {tr and tr.lr}, training precision {summ.get('precision')}); "
-            f"{o.seeds} seed(s){', mean ± std' if o.seeds > 1 else ''}; attacks in {o.precision}, {o.batch_size} "
+            f"{len(o.seeds)} seed(s) ({seeds_text(o.seeds)}){fewer}{', mean ± std' if len(o.seeds) > 1 else ''}; "
+            "attacks "
+            f"in {o.precision}, {o.batch_size} "
             f"images a batch; each client's attack set is its own test set. Setting: {setting}.{quick}{extra}{syn}")
 
 
 def command_line(name: str, task: str, options: Options, results: Path) -> str:
     """The ``fedsafe reproduce`` command that gives these outputs again (every option spelt out)."""
     parts = ["fedsafe", "reproduce", name, "--task", task, "--profile", options.profile, "--seeds",
-             str(options.seeds), *(["--quick"] if options.quick else [])]
+             seeds_arg(options.seeds), *(["--quick"] if options.quick else [])]
     for o in options.overrides:
         parts += ["--set", shlex.quote(o)]
     parts += ["--precision", options.precision, "--batch-size", str(options.batch_size), "--results",
@@ -144,7 +148,8 @@ def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
             attack_s += float((per.attack_seconds_per_batch * per.batches).sum())
             attack_s += float(per.crn_seconds.sum()) if "crn_seconds" in per else 0.0
     seeds = sorted({j.seed for j in jobs})
-    return (f"Seeds {', '.join(map(str, seeds))}; profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
+    return (f"Seeds {seeds_text(seeds)} (fixed before the run; every seed's numbers are in summary.csv, learned or "
+            f"not); profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
             f"training precision {', '.join(precisions) or 'n/a'}, attacks {options.precision}; wall time: "
             f"{len(runs)} training run(s) {duration(train_s)} in all (as their summaries recorded, cached runs "
             f"included), attack crafting {duration(attack_s)} (timed batches and CRN replays).")
@@ -214,7 +219,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
     summary = pd.DataFrame(rows)
     runs: dict[str, RunInfo] = {}
     for j in jobs:
-        if j.seed == 0 and j.measurement.training not in runs:
+        if j.seed == options.seeds[0] and j.measurement.training not in runs:
             runs[j.measurement.training] = infos[j.run_dir]
     inp = BuildInput(reproduction=rep, task=task, options=options, summary=summary, runs=runs, trainings=trainings)
     built = rep.build(inp)
@@ -244,7 +249,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
     manifest = {
         "kind": "fedsafe-reproduction", "fedsafe_version": __version__, "name": rep.name, "title": rep.title,
         "paper": rep.paper, "task": task, "synthetic": task == "synthetic", "profile": options.profile,
-        "seeds": options.seeds, "quick": options.quick, "overrides": list(options.overrides),
+        "seeds": list(options.seeds), "quick": options.quick, "overrides": list(options.overrides),
         "attack_precision": options.precision, "label": run_label(inp), "setting": setting, "facts": facts,
         "command": command,
         "trainings": {name: d.overrides() for name, d in trainings.items()},

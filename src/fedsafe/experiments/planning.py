@@ -3,7 +3,9 @@ training train it once), which attack evaluations to run on them, what is alread
 (:mod:`fedsafe.experiments.costs`). Nothing is trained here.
 
 Each training's config is the profile, then the task and ``--quick`` (``QUICK``), then the user's overrides, then
-the reproduction's own delta for that training, then the seed.
+the reproduction's own delta for that training, then the seed. The seeds are the list in :class:`Options`, fixed
+before anything runs (SPEC 11): the plan trains and attacks every one of them, and :meth:`Plan.describe` states the
+list (and any reproduction that asks for more seeds than it gets) before execution starts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .costs import DEFAULT_MACS_PER_SECOND, duration, eval_passes, macs_per_imag
 from .delta import ConfigDelta
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
+from .verdicts import seeds_text
 
 __all__ = ["PAPER_TASKS", "QUICK", "QUICK_OVERRIDES", "TASK_NAMES", "Job", "Plan", "PlannedRun", "base_config",
            "expand_tasks", "plan"]
@@ -91,23 +94,36 @@ class Plan:
                 "train_seconds": sum(r.estimate_seconds for r in todo), "evaluations": len(evals),
                 "evaluations_to_run": len(etodo), "attack_seconds": sum(self.eval_estimates[e] for e in etodo)}
 
+    def seed_lines(self) -> list[str]:
+        """The seed list, fixed before running, and each reproduction that asks for more seeds than it gets."""
+        seeds = self.options.seeds
+        lines = [f"Seeds (fixed before running, never chosen by outcome): {seeds_text(seeds)} ({len(seeds)})."]
+        short = [r for r in self.reproductions if len(seeds) < r.min_seeds]
+        if short:
+            lines.append("Fewer seeds than asked for: " + "; ".join(
+                f"{r.name} asks for at least {r.min_seeds}" for r in short) + f"; with {len(seeds)} its verdicts can "
+                "resolve less (below 3 matched seeds they are indicative only).")
+        return lines
+
     def describe(self) -> list[str]:
-        """What one seed (and all seeds) costs, in sentences for the console."""
-        one, every = self.cost(0), self.cost(None)
+        """What one seed (and all seeds) costs, in sentences for the console, after the seed list."""
+        first = self.options.seeds[0]
+        one, every = self.cost(first), self.cost(None)
         q = " (QUICK: fewer rounds)" if self.options.quick else ""
         lines = [
             f"{', '.join(r.name for r in self.reproductions)} on {', '.join(self.tasks)}; profile "
-            f"{self.options.profile}{q}; {self.options.seeds} seed(s).",
+            f"{self.options.profile}{q}.", *self.seed_lines(),
             f"One seed: {one['runs']} training run(s), {one['runs_to_train']} not yet cached x ~"
             f"{duration(one['seconds_per_run'])} each = ~{duration(one['train_seconds'])}; "
             f"{one['evaluations']} attack evaluation(s), {one['evaluations_to_run']} not yet cached "
             f"(~{duration(one['attack_seconds'])}).",
         ]
-        per_rep = [f"{r.name} {len(self.trainings.get((r.name, self.tasks[0], 0), {}))}" for r in self.reproductions]
+        per_rep = [f"{r.name} {len(self.trainings.get((r.name, self.tasks[0], first), {}))}"
+                   for r in self.reproductions]
         lines.append(f"Trainings a seed (per task): {', '.join(per_rep)}; {one['runs'] // max(len(self.tasks), 1)} "
                      "distinct (a training two tables share is trained once).")
-        if self.options.seeds > 1:
-            lines.append(f"All {self.options.seeds} seeds: {every['runs_to_train']} run(s) to train "
+        if len(self.options.seeds) > 1:
+            lines.append(f"All {len(self.options.seeds)} seeds: {every['runs_to_train']} run(s) to train "
                          f"(~{duration(every['train_seconds'])}), {every['evaluations_to_run']} evaluation(s) "
                          f"(~{duration(every['attack_seconds'])}).")
         lines.append(f"Estimates: {self.speed_source}.")
@@ -161,7 +177,7 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     trainings: dict[tuple[str, str, int], dict[str, ConfigDelta]] = {}
     for task in tasks:
         _check_task(task, base_config(task, 0, options))
-        for seed in range(options.seeds):
+        for seed in options.seeds:
             base = base_config(task, seed, options)
             for rep in reps:
                 deltas = trainings[(rep.name, task, seed)] = rep.trainings(base)

@@ -19,8 +19,10 @@ from .. import __version__
 from ..build import (
     augment_fn,
     build_hooks,
+    check_configured_model,
     federation_spec,
     model_factory,
+    model_kwargs,
     open_store,
     prepare_data,
     run_device,
@@ -33,6 +35,7 @@ from ..federation.data import FederatedData
 from ..federation.hooks import Hooks
 from ..federation.simulator import SimulationResult, Simulator
 from ..federation.spec import FederationSpec
+from ..models import describe_model
 from ..progress import Progress
 from ..runs.store import RunStore
 
@@ -121,8 +124,9 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
         "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
         "device": describe_device(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "model": {"name": cfg.model.name, "width": cfg.model.width, "image_size": cfg.task.image_size,
-                  "channels": data.in_channels, "parameters": sum(p.numel() for p in model.parameters()),
+        "model": {"name": cfg.model.name, "width": cfg.model.width if cfg.model.name == "paper-cnn" else None,
+                  "kwargs": {**model_kwargs(cfg), **cfg.model.kwargs}, "image_size": cfg.task.image_size,
+                  "channels": data.in_channels, **describe_model(model),
                   "macs_per_image": int(model.macs_per_image()) if hasattr(model, "macs_per_image") else None},
         "optimizer": cfg.train.optimizer, "rounds": cfg.train.rounds, "clients": data.num_clients,
         "aggregator": spec.aggregator, "global_test_size": len(data.global_test),
@@ -157,6 +161,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
     process is writing is refused, or waited for up to ``lock_wait`` seconds (then skipped if it completed)."""
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be a round >= 1, got {stop_after}")
+    # a model that cannot be built, or does not fit the task, fails here in one line, before anything is written
+    check_configured_model(cfg, None if data is None else len(data.class_names))
     store = open_store(cfg, run_dir)
     if _finished(store):
         return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)

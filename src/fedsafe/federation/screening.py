@@ -79,6 +79,8 @@ def _non_finite(state: StateDict) -> str | None:
 def _update_norm(state: StateDict, reference: StateDict | None) -> float:
     total = torch.zeros((), dtype=torch.float64)
     for key, value in state.items():
+        if not value.is_floating_point():  # counters (BatchNorm's num_batches_tracked) are not weights
+            continue
         v = value.detach().to(torch.float64)
         if reference is not None:
             v = v - reference[key].detach().to(torch.float64)

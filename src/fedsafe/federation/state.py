@@ -1,8 +1,11 @@
 """Arithmetic over model state dicts: the maths of a federated round, engine-independent.
 
 A *state* is a mapping name -> tensor (a model's ``state_dict()``; fedsafe models keep their normalisation
-constants out of it, so every entry is a learnable weight). Functions return new states unless their name
-ends in ``_``.
+constants out of it, so every entry is a learnable weight). A model the user brings may hold buffers too:
+floating-point ones (BatchNorm's running statistics) travel, are clipped and noised like the weights (they are
+computed from the clients' data); integer ones (BatchNorm's ``num_batches_tracked`` counters) are not weights:
+norms, clipping and noise leave them out, and averaging rounds them. Functions return new states unless their
+name ends in ``_``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ def flatten(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def global_norm(state: Mapping[str, torch.Tensor]) -> float:
-    """||w||_2 over all entries (computed in float64)."""
-    return float(torch.sqrt(sum((v.detach().to(torch.float64) ** 2).sum() for v in state.values())))
+    """||w||_2 over all floating-point entries (computed in float64)."""
+    return float(torch.sqrt(sum((v.detach().to(torch.float64) ** 2).sum() for v in state.values()
+                                if v.is_floating_point())))
 
 
 def clip_(state: Mapping[str, torch.Tensor], max_norm: float) -> float:
@@ -38,7 +42,8 @@ def clip_(state: Mapping[str, torch.Tensor], max_norm: float) -> float:
     scale = 1.0 / max(1.0, global_norm(state) / max_norm)
     if scale < 1.0:
         for v in state.values():
-            v.mul_(scale)
+            if v.is_floating_point():
+                v.mul_(scale)
     return scale
 
 
@@ -51,13 +56,13 @@ def clip(state: Mapping[str, torch.Tensor], max_norm: float) -> OrderedDict[str,
 def add_gaussian(state: Mapping[str, torch.Tensor], std: float, generator: torch.Generator) -> OrderedDict[
         str, torch.Tensor]:
     """w + n, n ~ N(0, std^2 I), drawn entry by entry in the state's order from ``generator`` (on its device, then
-    moved to each entry's)."""
+    moved to each entry's); integer entries (counters) are copied unchanged and draw nothing."""
     if std < 0:
         raise ValueError(f"noise std must be >= 0, got {std}")
     out = clone(state)
     if std == 0:
         return out
-    for v in out.values():
+    for v in (v for v in out.values() if v.is_floating_point()):
         # drawn on the generator's device (a CPU generator on every machine: the same noise on CPU and GPU)
         noise = torch.randn(v.shape, generator=generator, dtype=torch.float32, device=generator.device)
         v.add_(noise.to(device=v.device, dtype=v.dtype), alpha=std)
@@ -88,7 +93,8 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float
         acc = torch.zeros_like(states[0][k], dtype=torch.float64)
         for s, w in zip(states, weights, strict=True):
             acc.add_(s[k].detach().to(torch.float64), alpha=float(w) / total)
-        out[k] = acc.to(states[0][k].dtype)
+        dtype = states[0][k].dtype
+        out[k] = acc.to(dtype) if states[0][k].is_floating_point() else acc.round().to(dtype)
     return out
 
 

@@ -28,7 +28,40 @@ from ..delta import ConfigDelta, describe_trainings
 from ..runinfo import RunInfo
 from ..verdicts import Verdict
 
-__all__ = ["BuildInput", "Built", "Measurement", "Options", "Reproduction", "Table", "tags"]
+__all__ = ["DEFAULT_SEEDS", "BuildInput", "Built", "Measurement", "Options", "Reproduction", "Table", "parse_seeds",
+           "seeds_arg", "tags"]
+
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+"""The seeds ``fedsafe reproduce`` runs unless told otherwise (SPEC 11: fixed before a reproduction runs)."""
+
+
+def parse_seeds(text: str | int) -> tuple[int, ...]:
+    """``--seeds``: "5" (or 5) -> seeds 0..4; "0,1,2" -> those seeds, in increasing order. ValueError names the
+    value when it is neither."""
+    value = str(text).strip()
+    try:
+        if "," not in value:
+            n = int(value)
+            if n < 1:
+                raise ValueError
+            return tuple(range(n))
+        seeds = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give a count N (seeds 0..N-1) or a comma-separated list of seeds "
+                         "(e.g. 0,1,2)") from None
+    return _checked(seeds, f"--seeds {text!r}")
+
+
+def _checked(seeds: list[int], what: str) -> tuple[int, ...]:
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{what}: the seeds must be distinct non-negative integers, at least one")
+    return tuple(sorted(seeds))
+
+
+def seeds_arg(seeds: tuple[int, ...]) -> str:
+    """The ``--seeds`` value that gives ``seeds`` again: "5" for 0..4, else "0,2,5"."""
+    return str(len(seeds)) if seeds == tuple(range(len(seeds))) else ",".join(map(str, seeds))
 
 
 def tags(**kw: Any) -> tuple[tuple[str, Any], ...]:
@@ -51,11 +84,13 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Options:
-    """How to run: profile, seeds (0 .. seeds-1), quick, extra ``key=value`` overrides (over the profile, under
-    the reproduction's own settings), and the attack evaluation's precision and batch size."""
+    """How to run: profile, the seed list (fixed before anything runs and never chosen by outcome, SPEC 11; an
+    int N means seeds 0..N-1; ``fedsafe reproduce`` defaults to :data:`DEFAULT_SEEDS`, the library to seed 0),
+    quick, extra ``key=value`` overrides (over the profile, under the reproduction's own settings), and the attack
+    evaluation's precision and batch size."""
 
     profile: str = "cpu"
-    seeds: int = 1
+    seeds: tuple[int, ...] | int = (0,)
     quick: bool = False
     overrides: tuple[str, ...] = ()
     precision: str = "fp32"
@@ -63,8 +98,11 @@ class Options:
     sanity: bool = True
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int | tuple | list):
+            raise ValueError(f"seeds must be a count or a list of seeds, got {self.seeds!r}")
+        seeds = (parse_seeds(self.seeds) if isinstance(self.seeds, int) else
+                 _checked(list(self.seeds), f"seeds {self.seeds!r}"))
+        object.__setattr__(self, "seeds", seeds)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -116,6 +154,7 @@ class Reproduction:
     measurements: Callable[[int], list[Measurement]]
     build: Callable[[BuildInput], Built]
     note: str = ""
+    min_seeds: int = 3  # the fewest seeds it asks for (CRN Table I and Fed-Safe Table 1: 5); fewer is said aloud
 
     def setting(self, trainings: Mapping[str, ConfigDelta]) -> str:
         """The trainings in words (what they share, then what each changes), then ``note``."""

@@ -215,4 +215,4 @@ def _build(inp: BuildInput) -> Built:
 CRN_TABLE1 = Reproduction("crn-table1", "CRN Table I: PGD-1+CRN10 vs PGD-20 vs PGD-40", "crn", _trainings,
                           measurements, _build,
                           note="PGD-1+CRN10 with the CRN step at eps/j and at the attack's alpha, each beside its "
-                               "final-model control (same steps, same step size, one model)")
+                               "final-model control (same steps, same step size, one model)", min_seeds=5)

@@ -227,4 +227,4 @@ def _build(inp: BuildInput) -> Built:
 FEDSAFE_TABLE1 = Reproduction("fedsafe-table1", "Fed-Safe Table 1: adversarial training vs distributed noise",
                               "fed-safe", _trainings, _measurements, _build,
                               note="Table 1 and 2 use f = 0.2, the paper's '20% of the training samples'; the LEAKY "
-                                   "trainings are the authors' protocol, a labelled variant")
+                                   "trainings are the authors' protocol, a labelled variant", min_seeds=5)

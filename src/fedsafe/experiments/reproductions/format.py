@@ -186,7 +186,8 @@ def no_paper_note(inp: BuildInput, paper: str, tables: str) -> tuple[str, ...]:
 def run_label(inp: BuildInput) -> str:
     """"meningioma, profile cpu, 3 seeds, QUICK": what the numbers of a figure come from."""
     syn = " (not real data)" if inp.task == "synthetic" else ""
-    seeds = f", {inp.options.seeds} seeds" if inp.options.seeds > 1 else ""
+    n = len(inp.options.seeds)
+    seeds = f", {n} seeds" if n > 1 else ""
     return f"{inp.task}{syn}, profile {inp.options.profile}{seeds}" + (", QUICK" if inp.quick else "")
 
 
