@@ -13,9 +13,10 @@ from . import privacy as _privacy
 from . import report as _report
 from . import reproduce as _reproduce
 from . import train as _train
-from .runtime import tune_glibc_malloc
+from .runtime import OneLineErrors, tune_glibc_malloc
 
-app = typer.Typer(help="fedsafe: attack and defend federated learning on medical images.", no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, help="fedsafe: attack and defend federated learning on medical images.",
+                  no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(_data.app, name="data", help="Read, check and download the data sets.")
 app.registered_commands += _train.app.registered_commands

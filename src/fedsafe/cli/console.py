@@ -32,6 +32,6 @@ def progress_bars() -> Iterator[ProgressFn]:
 
 
 def fail(message: str) -> typer.Exit:
-    """Print a one-line error and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False)
+    """Print a one-line error (never wrapped at the terminal's width) and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True)
     return typer.Exit(code=2)

@@ -117,8 +117,8 @@ def save_entry(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if isinstance(exc, OSError) and exc.errno is not None and str(exc.filename) != str(path.parent):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the folder's own fault keeps its name
         raise
     return path
 

@@ -89,7 +89,11 @@ def make_result(spec: AttackSpec, rows: list[dict[str, Any]], trows: list, align
         csv_path, json_path = attacks_dir / f"{key}.csv", attacks_dir / f"{key}.json"
         write_text(csv_path, frame.to_csv(index=False))
         record["csv"] = str(csv_path)
-        write_json(json_path, record)
+        try:
+            write_json(json_path, record)
+        except BaseException:  # a full disk: never a CSV without its JSON
+            csv_path.unlink(missing_ok=True)
+            raise
     return TransferResult(spec=spec, key=key, frame=frame, matrices=mats, summary=summ, alignment=align,
                           record=record, csv_path=csv_path, json_path=json_path)
 
