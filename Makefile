@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,flower]'
+	# monai: the tests of MONAI networks (model.name monai:<Network>); it needs only torch and numpy, no torchvision
+	$(BIN)/python -m pip install --quiet -e '.[dev,flower,monai]'
 	# the reference attack library of the tests only; --no-deps: its metadata names torchvision (unused)
 	$(BIN)/python -m pip install --quiet scipy requests
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
