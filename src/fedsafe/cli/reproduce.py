@@ -5,6 +5,7 @@ reproduce --help`` imports the registry to list every reproduction by name with 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -15,8 +16,17 @@ from typer.core import TyperCommand
 
 from ..config import ConfigError, load_config
 from .console import console, fail, out, progress_bars
+from .runtime import tune_glibc_malloc
 
 app = typer.Typer()
+
+
+def worker_thread_count(jobs: int, cores: int | None = None) -> int:
+    """Torch threads of each of ``jobs`` workers: the cores this process may use, shared out (at least 1)."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
 
 _STATUS_STYLE = {"holds": "green", "does not hold": "red", "partly holds": "yellow", "partly does not hold": "yellow",
                  "mixed": "yellow", "inconclusive": "yellow", "undetermined": "dim"}
@@ -79,10 +89,13 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write RESULTS/report.html at the end."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for the trainings and attack "
+                                                            "evaluations (torch threads: cores / jobs each, unless "
+                                                            "threads is set; on a GPU they share it)."),
 ) -> None:
     """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
-    from ..experiments.execution import execute
+    from ..experiments.execution import JobFailed, execute
     from ..experiments.planning import expand_tasks, plan
     from ..experiments.reproductions.base import Options, parse_seeds
     from ..experiments.train import torch_threads
@@ -95,6 +108,7 @@ def reproduce(
         for t, why in skipped.items():
             console.print(f"[yellow]skipping {t}:[/] {escape(why)}", highlight=False)
         threads = load_config(profile=profile, overrides=list(set_)).threads
+        worker_threads = threads or worker_thread_count(jobs)
         with torch_threads(threads), progress_bars() as prog:
             names = [n.strip() for n in name.split(",") if n.strip()]
             p = plan(names, tasks=tasks, results=results, options=options, progress=prog)
@@ -102,8 +116,8 @@ def reproduce(
                 console.print(line, highlight=False)
             if dry_run:
                 return
-            written = execute(p, progress=prog)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+            written = execute(p, progress=prog, jobs=jobs, threads=worker_threads, worker_setup=tune_glibc_malloc)
+    except (ConfigError, ValueError, FileNotFoundError, JobFailed) as e:
         raise fail(" ".join(str(e).split())) from None
     for w in written:
         print_written(w)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -168,8 +169,11 @@ def png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
 
 
 def svg_text(fig: Figure) -> str:
+    """The figure as SVG, the same bytes for the same figure: no date in its metadata, and its element ids hashed
+    with a fixed salt (matplotlib's default salt is random)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
+    with rc_context({"svg.hashsalt": "fedsafe"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
 
 
