@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
+from fedsafe.experiments.runinfo import read_run
+from fedsafe.report.setup import model_line
 
 HERE = Path(__file__).resolve().parent
 TINY = ["--set", "task.image_size=16", "--set", "task.synthetic_size=300", "--set", "splits.client_test_size=20",
@@ -72,6 +74,8 @@ def test_the_run_records_the_model_and_its_arguments(user_run):
     base = load_config(overrides=[s for s in TINY + USER if s != "--set"])
     other = load_config(overrides=[s for s in TINY + USER if s != "--set"][:-1] + ["model.kwargs.hidden=7"])
     assert config_hash(base) != config_hash(other)
+    line = model_line(read_run(user_run))  # the HTML report names the class and its keywords, no paper width
+    assert "Model user_models:make_net (user_models.SmallNet, {&quot;hidden&quot;: 6}) on 16x16x1" in line
 
 
 def test_a_user_model_is_attacked_and_audited(user_run):

@@ -4,6 +4,7 @@ delta) the accountant gives and its cost. Every run is read through :func:`fedsa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,11 @@ def model_line(info: RunInfo) -> str:
         raise ValueError(f"{info.root}: not a fedsafe run directory (no readable config.yaml)")
     model, tr = summ.get("model") or {}, cfg.train
     macs = model.get("macs_per_image")
-    return (f"Model {esc(model.get('name', cfg.model.name))} width "
-            f"{esc(model.get('width', cfg.model.width))} on {esc(model.get('image_size'))}x"
+    width = model.get("width", cfg.model.width)
+    # a model the user brings (monai:<Network>, package.module:factory): its class and keywords, no paper width
+    shape = f"width {esc(width)}" if width is not None else (
+        f"({esc(model.get('class'))}, {esc(json.dumps(model.get('kwargs', cfg.model.kwargs), sort_keys=True))})")
+    return (f"Model {esc(model.get('name', cfg.model.name))} {shape} on {esc(model.get('image_size'))}x"
             f"{esc(model.get('image_size'))}x{esc(model.get('channels'))} images, {esc(model.get('parameters'))} "
             f"parameters, {num(macs / 1e6 if macs else None)} MMAC an image; profile {esc(cfg.profile)}; "
             f"{esc(tr.rounds)} rounds x {esc(tr.local_epochs)} local epochs, {esc(tr.optimizer)} "
