@@ -131,7 +131,10 @@ def user_server_app(run_dir: Path) -> ServerApp:
 # -- an in-memory Grid calling the user's ClientApp ------------------------------------------------------------------
 
 class UserGrid(Grid):
-    def __init__(self) -> None:
+    """The user's nodes in this process; ``report_partition=False``: the replies do not name their partition."""
+
+    def __init__(self, *, report_partition: bool = True) -> None:
+        self.report_partition = report_partition
         self.ids = [int(uuid4().int % 2**62) for _ in range(N)]
         self.contexts = {nid: Context(run_id=1, node_id=nid, node_config={"partition-id": i, "num-partitions": N},
                                       state=RecordDict(), run_config={}) for i, nid in enumerate(self.ids)}
@@ -146,7 +149,11 @@ class UserGrid(Grid):
         for msg in messages:
             msg.metadata.__dict__["_message_id"] = f"m{next(self._ids)}"
             self.sent.append(msg)
-            replies.append(client_app(msg, self.contexts[msg.metadata.dst_node_id]))
+            reply = client_app(msg, self.contexts[msg.metadata.dst_node_id])
+            if not self.report_partition and "metrics" in reply.content:
+                m = reply.content["metrics"]
+                reply.content["metrics"] = MetricRecord({k: v for k, v in m.items() if k != "partition-id"})
+            replies.append(reply)
         return replies
 
     def set_run(self, run) -> None:  # pragma: no cover

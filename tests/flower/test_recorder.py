@@ -197,6 +197,15 @@ def test_a_flower_dp_wrapper_is_recorded_with_its_noise(tmp_path):
     assert any(not torch.allclose(v, mean[k], atol=1e-4) for k, v in store.load_global(ROUNDS).items())
 
 
+def test_replies_without_a_partition_id_are_told_apart_by_node(tmp_path, caplog):
+    server_main(UserGrid(report_partition=False), tmp_path / "run")
+    store = store_of(tmp_path / "run")
+    assert [r["clients"] for r in store.read_json(store.dir.metrics)] == [[0, 1, 2], [0, 1, 2]]
+    finals = [store.load_final(i)["fc.weight"] for i in range(N)]
+    assert all(not torch.equal(finals[i], finals[j]) for i in range(N) for j in range(i))
+    assert sum("reports no 'partition-id'" in r.getMessage() for r in caplog.records) == N
+
+
 def test_a_recording_of_another_federation_is_refused(recorded):
     grid = UserGrid()
     strategy = user_strategy(recorded)
