@@ -3,6 +3,7 @@ one, builders put the papers' numbers beside ours, and verdicts follow their rul
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -21,7 +22,8 @@ from fedsafe.experiments.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.experiments.reproductions import REPRODUCTIONS
 from fedsafe.experiments.reproductions.base import DEFAULT_SEEDS, BuildInput, Options, parse_seeds
 from fedsafe.experiments.reproductions.format import METRICS, aggregate
-from fedsafe.experiments.verdicts import STATUSES, Comparison, Curve, compare, spearman, trend
+from fedsafe.experiments.verdicts import RULES, STATUSES, Comparison, Curve, compare, spearman, trend
+from fedsafe.report.html import build_report
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
 FS_TINY = (*TINY, "train.rounds=2")  # Fed-Safe Table 1 needs no CRN: 2 rounds are enough
@@ -102,6 +104,7 @@ def test_outputs_of_a_reproduction(tmp_path):
     assert "1 seed(s) (0) (fewer than the 5 this reproduction asks for)" in md and manifest["seeds"] == [0]
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
     assert "Verdict rules (SPEC 11)" in md and "LEAKY" in md
+    assert manifest["rules"] == RULES and html.escape(RULES) in build_report(w.folder)  # the report prints it too
     summary = pd.read_csv(w.folder / "summary.csv")
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
         summary.columns)
@@ -206,10 +209,11 @@ def test_crn_table1_beside_the_paper_with_both_crn_steps_and_their_controls():
     table = built.tables[0].frame
     assert table.attack.tolist() == [
         "PGD-1+CRN10, step eps/j", "PGD-1+CRN10, step 0.001", "final-model control, step eps/j",
-        "final-model control, step 0.001", "PGD-20", "PGD-40"]
-    # the paper's numbers beside both CRN steps (it does not state its own), never beside a control
-    assert table["AASR (paper)"].tolist() == ["63.92%", "63.92%", "—", "—", "27.52%", "32.99%"]
-    assert "±" in table["AASR"].iloc[0] and table["passes/image"].iloc[2] == "1 + 50 final"
+        "final-model control, step 0.001", "PGD-20", "PGD-40", "PGD-20, alpha 2.5eps/K", "PGD-40, alpha 2.5eps/K"]
+    # the paper's numbers beside both CRN steps (it does not state its own), never beside a control or Madry's step
+    assert table["AASR (paper)"].tolist() == ["63.92%", "63.92%", "—", "—", "27.52%", "32.99%", "—", "—"]
+    assert "±" in table["AASR"].iloc[0]
+    assert table["passes/image at attack"].iloc[2] == "51 (1 + 50 CRN on the final model)"
     claims = {v.claim: v.status for v in built.verdicts}
     assert claims["PGD-1+CRN10 beats PGD-40 in AASR with the CRN step at eps/j"] == "indicative: holds"  # 2 seeds
     assert claims["PGD-1+CRN10 beats PGD-40 in AASR with the CRN step at 0.001"] == "indicative: holds"

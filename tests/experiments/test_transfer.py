@@ -223,7 +223,7 @@ def test_crn_tables_put_the_papers_numbers_beside_ours(run_dir):
     # Assert: the CRN step at eps/j (online buffers) and at the attack's alpha (replayed), each with its control
     assert list(tables.table_1.attack) == [
         "PGD-1+CRN3, step eps/j", "PGD-1+CRN3, step 0.01", "final-model control, step eps/j",
-        "final-model control, step 0.01", "PGD-2", "PGD-40"]
+        "final-model control, step 0.01", "PGD-2", "PGD-40", "PGD-2, alpha 2.5eps/K", "PGD-40, alpha 2.5eps/K"]
     assert list(tables.table_1.start_source[:4]) == ["crn-online", "crn-replayed", "crn-final-model",
                                                      "crn-final-model"]
     paper = tables.table_1.aasr_paper.tolist()  # the paper's numbers only where the settings are the paper's

@@ -13,7 +13,8 @@ from ..config import ExperimentConfig
 from ..data.tasks import TASKS
 from .runinfo import read_run
 
-__all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "macs_per_image", "measured_speeds", "train_passes"]
+__all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
+           "train_passes"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
@@ -99,6 +100,21 @@ def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
         online = cfg.crn.enabled and not start.final and own == Start.crn(own.window).crn_settings(cfg)
         crn = 0.0 if online else float(own.window * own.steps)
     return s.num_clients * s.client_test_size * (spec.passes_per_image + 1 + crn + 2 * s.num_clients / 3)
+
+
+def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple[int, int]:
+    """(at attack time, in total) gradient (forward+backward) passes an image of an attack from a start that took
+    ``crn`` passes: a CRN start's R x j steps are paid during training when they run on the received copies, at
+    attack time when they run on the final model (the control of SPEC 7); in total either way. The attack's
+    ``attack`` passes are its steps (x K for EOT, x R for an ensemble); forward-only passes (its labels, the
+    targets' predictions) are not gradient passes.
+
+    >>> gradient_passes(1, 50, crn_at_attack_time=False), gradient_passes(1, 50, crn_at_attack_time=True)
+    ((1, 51), (51, 51))
+    """
+    if attack < 0 or crn < 0:
+        raise ValueError(f"gradient passes cannot be negative, got attack {attack}, CRN {crn}")
+    return (attack + crn if crn_at_attack_time else attack), attack + crn
 
 
 def measured_speeds(runs: Path, memo: dict) -> list[float]:

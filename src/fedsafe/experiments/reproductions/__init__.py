@@ -2,9 +2,11 @@
 
 ==================  =========================================================================================
 crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1+CRN10 (CRN step eps/j and 0.001, each
-                    beside its final-model control), PGD-20, PGD-40 at eps 0.05, alpha 0.001: ACC, AASR, time
+                    beside its final-model control), PGD-20, PGD-40 at eps 0.05, alpha 0.001 and 2.5 eps/K: ACC,
+                    AASR, time, gradient passes an image at attack time and in total
 crn-table2          the same run; AETR of FGSM and PGD-40 x vanilla / CRN5 / CRN10
-crn-fig2            the same run; PGD-20 (eps 0.05) +- CRN5/CRN10 at alpha 0.001 ... 0.02; ASR benign vs adversary
+crn-fig2            the same run; PGD-20 (eps 0.05) +- CRN5/CRN10 at alpha 0.001 ... 0.02 and 2.5 eps/K; ASR benign
+                    vs adversary
 crn-fig3            the same run; FGSM and PGD-20 (alpha 0.005) +- CRN5/CRN10 at eps 0.01 ... 0.07
 fedsafe-table1      one split (server set for f = 1); no defense / per-client adversarial training (s_D 0) /
                     Fed-Safe (s_D 0.01) at f = 0.2, and both defenses in the authors' LEAKY protocol; PGD-20,

@@ -7,8 +7,14 @@ step at eps / j (the run's online buffers: R x j steps that can cross the ball m
 cross-round effect: the same centred step loop, the same R x j steps at the same step size, from zero, on the
 attacker's final model alone (``Start.crn(R, final=True)``), then the same final PGD-1 step. The verdicts say under
 which CRN step "PGD-1 + CRN10 beats PGD-40" holds, and whether accumulating over rounds beats the same steps on one
-model. The paper's numbers are shown only beside rows of its own settings (same label). CRN's own cost (R x j passes
-an image) is paid during training; the control pays it at attack time.
+model. The paper's numbers are shown only beside rows of its own settings (same label).
+
+Feasible baselines (issue 18): the papers' alpha 0.001 moves PGD-20 / PGD-40 at most 0.02 / 0.04 inside eps 0.05, so
+"CRN beats PGD-K" is partly a step-budget effect; PGD-K is also run at Madry et al.'s step 2.5 eps / K
+(:func:`madry_alpha`, rows "PGD-40, alpha 2.5eps/K"), and every "beats" verdict is stated against both baselines.
+Full cost: gradient passes an image at attack time and in total (:func:`passes`): CRN's own R x j passes an image are
+paid during training (counted in total), the control pays them at attack time; the speed-up is stated on attack time
+(seconds a batch, a paired test) and on total passes (exact counts).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import pandas as pd
 
 from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from .. import figures as figs
+from ..costs import gradient_passes
 from ..delta import ConfigDelta
 from ..paper_numbers import crn_table_1
 from ..verdicts import Verdict, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
+    METRICS,
     arms,
     attack_means,
     cell,
@@ -38,11 +46,26 @@ from .format import (
 )
 from .setups import CRN_RUN
 
-__all__ = ["CRN_TABLE1", "EPS_OVER_J", "PGD_STEPS", "control_label", "crn_label", "numbers", "paper_numbers", "specs"]
+__all__ = ["CRN_TABLE1", "EPS_OVER_J", "MADRY", "MADRY_STEP", "PGD_STEPS", "control_label", "crn_label", "madry_alpha",
+           "madry_label", "numbers", "paper_numbers", "passes", "specs"]
 
 PGD_STEPS = (20, 40)
 EPS_OVER_J = "eps/j"
 """The CRN step of the run's own online buffers (``crn.alpha`` unset: eps / j)."""
+MADRY_STEP = 2.5
+"""Madry et al. (2018)'s step rule: alpha = 2.5 eps / K, so that K steps can cross the eps-ball (the papers' alpha
+0.001 moves PGD-20 at most 0.02 inside eps 0.05: a baseline that cannot reach the budget)."""
+MADRY = "alpha 2.5eps/K"
+
+
+def madry_alpha(eps: float, steps: int) -> float:
+    """2.5 eps / K (at most eps: a step never leaves the ball). ``madry_alpha(0.05, 40)`` = 0.003125."""
+    return min(eps, MADRY_STEP * eps / steps)
+
+
+def madry_label(steps: int) -> str:
+    """"PGD-40, alpha 2.5eps/K": PGD-K from a random start at Madry et al.'s step."""
+    return f"PGD-{steps}, {MADRY}"
 
 
 def crn_label(window: int, step: str) -> str:
@@ -56,9 +79,11 @@ def control_label(window: int, step: str) -> str:
 
 
 def specs(*, windows: Sequence[int] = DEFAULT_WINDOWS, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
-          pgd_steps: Sequence[int] = PGD_STEPS, seed: int = 0, controls: bool = True) -> dict[str, AttackSpec]:
+          pgd_steps: Sequence[int] = PGD_STEPS, seed: int = 0, controls: bool = True,
+          madry: bool = True) -> dict[str, AttackSpec]:
     """label -> spec: PGD-1 from the longest window's CRN (at the attack's eps) with the CRN step at eps / j and at
-    ``alpha``, their final-model controls (``controls``), then PGD-k from a random start."""
+    ``alpha``, their final-model controls (``controls``), then PGD-k from a random start at ``alpha`` (the papers'
+    setting) and, with ``madry``, at alpha 2.5 eps / k (:func:`madry_alpha`: a baseline that can cross the ball)."""
     long = max(windows)
     steps = {EPS_OVER_J: None, f"{alpha:g}": alpha}
     out = {crn_label(long, name): AttackSpec(attack="pgd", eps=eps, alpha=alpha, steps=1,
@@ -70,6 +95,9 @@ def specs(*, windows: Sequence[int] = DEFAULT_WINDOWS, eps: float = DEFAULT_EPS,
                 for name, a in steps.items()}
     for k in pgd_steps:
         out[f"PGD-{k}"] = AttackSpec(attack="pgd", eps=eps, alpha=alpha, steps=k, start="random", seed=seed)
+    if madry:
+        out |= {madry_label(k): AttackSpec(attack="pgd", eps=eps, alpha=madry_alpha(eps, k), steps=k, start="random",
+                                           seed=seed) for k in pgd_steps}
     return out
 
 
@@ -95,8 +123,9 @@ def paper_numbers(ds: str | None) -> dict:
 
 
 def _paper_row(paper: dict, g: pd.DataFrame) -> dict:
-    """The paper's cells of a row: by the spec's label ("PGD-1+CRN10"), never for a final-model control."""
-    if "models" in g and g.models.iloc[0] == "final":
+    """The paper's cells of a row: by the spec's label ("PGD-1+CRN10"), never for a final-model control or a
+    baseline at another step than the paper's (Madry's)."""
+    if "models" in g and g.models.iloc[0] == "final" or "row" in g and str(g.row.iloc[0]).endswith(MADRY):
         return {}
     return paper.get(g.label.iloc[0], {}) if "label" in g else {}
 
@@ -110,7 +139,7 @@ def numbers(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
                      "aasr": g.aasr.mean(), "aasr_paper": _value(p, "AASR"),
                      "asr_avg_benign": g.asr_avg_benign.mean(), "asr_self": g.asr_self.mean(),
                      "seconds_per_batch": g.seconds_per_batch.mean(), "seconds_paper": _value(p, "time"),
-                     "attack_passes_per_image": int(g.fb_passes_per_image.iloc[0]),
+                     **dict(zip(("attack_passes_per_image", "total_passes_per_image"), passes(g), strict=True)),
                      "crn_passes_per_image": int(g.crn_passes_per_image.iloc[0]),
                      "start_source": g.start_source.iloc[0]})
     return pd.DataFrame(rows)
@@ -120,21 +149,40 @@ def _value(cells: dict, column: str) -> float:
     return cells[column].value if column in cells else math.nan
 
 
-def _passes_text(sub: pd.DataFrame) -> str:
-    """"1 + 50 received" (CRN steps on the received copies, during training), "1 + 50 final" (on the final model,
-    at attack time), "40"."""
+def _final(sub: pd.DataFrame) -> bool:
+    return "models" in sub and sub.models.iloc[0] == "final"
+
+
+def passes(sub: pd.DataFrame) -> tuple[int, int]:
+    """(at attack time, in total) gradient passes an image of a row's attack (:func:`~..costs.gradient_passes`): its
+    CRN steps count at attack time only on the final model (the control); in total always."""
+    return gradient_passes(int(sub.fb_passes_per_image.iloc[0]), int(sub.crn_passes_per_image.iloc[0]),
+                           crn_at_attack_time=_final(sub))
+
+
+PASS_COLUMNS = ("attack_passes_per_image", "total_passes_per_image")
+
+
+def _pass_columns(summary: pd.DataFrame) -> dict[str, list[int]]:
+    """:data:`PASS_COLUMNS` of every summary row (:func:`passes` of each row on its own)."""
+    counts = [passes(summary.iloc[[i]]) for i in range(len(summary))]
+    return {name: [c[k] for c in counts] for k, name in enumerate(PASS_COLUMNS)}
+
+
+def _passes_text(sub: pd.DataFrame, total: bool) -> str:
+    """"1", "51 (1 + 50 CRN in training)", "51 (1 + 50 CRN on the final model)", "40"."""
     attack, n = int(sub.fb_passes_per_image.iloc[0]), int(sub.crn_passes_per_image.iloc[0])
-    if n == 0:
+    final = _final(sub)
+    if n == 0 or not (total or final):
         return str(attack)
-    where = sub.models.iloc[0] if "models" in sub else "received"
-    return f"{attack} + {n} {'final' if where == 'final' else 'received'}"
+    return f"{attack + n} ({attack} + {n} CRN {'on the final model' if final else 'in training'})"
 
 
 def _short(label: str) -> str:
-    """A bar's label: "CRN10 eps/j", "control eps/j", "PGD-40"."""
+    """A bar's label: "CRN10 eps/j", "control eps/j", "PGD-40", "PGD-40 2.5eps/K"."""
     if label.startswith("final-model control"):
         return f"control {_step_of(label)}"
-    return label.replace("PGD-1+", "").replace(", step ", " ")
+    return label.replace("PGD-1+", "").replace(", step ", " ").replace(", alpha ", " ")
 
 
 def _verdicts(idx: dict, labels: list[str], paper: dict, ds: str | None) -> list[Verdict]:
@@ -145,7 +193,7 @@ def _verdicts(idx: dict, labels: list[str], paper: dict, ds: str | None) -> list
         pc, po = paper["PGD-1+CRN10"], paper["PGD-40"]
         ptxt = (f"AASR {pc['AASR'].text} vs {po['AASR'].text}, {po['time'].value / pc['time'].value:.0f}x faster "
                 f"({ds}); the CRN step is not stated.")
-    for other in ("PGD-40", "PGD-20"):
+    for other in ("PGD-40", "PGD-20", *(r for r in labels if r.endswith(MADRY))):
         if other not in idx:
             continue
         for row in crn_rows:
@@ -169,9 +217,40 @@ def _verdicts(idx: dict, labels: list[str], paper: dict, ds: str | None) -> list
     return out
 
 
+def _paper_speedup(paper: dict, ds: str | None) -> str:
+    if not (ds and "PGD-40" in paper and "PGD-1+CRN10" in paper):
+        return ""
+    pc, po = paper["PGD-1+CRN10"], paper["PGD-40"]
+    return (f"{po['time'].value:g} s vs {pc['time'].value:g} s a batch on a GPU ({ds}): "
+            f"{po['time'].value / pc['time'].value:.0f}x faster, attack time only.")
+
+
+def _speedup_verdict(idx: dict, costs: dict[str, tuple[float, int, int]], crn_rows: list[str],
+                     paper: str) -> list[Verdict]:
+    """"PGD-1+CRN10 is cheaper than PGD-40" in gradient passes an image in total (CRN's R x j passes during training
+    counted; the attack-time claim is :func:`_verdicts`' last); the speed-ups on both counts and on time beside it.
+    ``costs``: row -> (mean seconds a batch, passes at attack time, passes in total)."""
+    if "PGD-40" not in costs or not crn_rows:
+        return []
+    s40, _, total40 = costs["PGD-40"]
+    ratios = []
+    for r in crn_rows:
+        s, at, total = costs[r]
+        time = f"{s40 / s:.0f}x" if s > 0 else "n/a"
+        ratios.append(f"CRN step {_step_of(r)}: PGD-40 / PGD-1+CRN10 = {total40 / total:.2f}x in passes in total "
+                      f"({total40} vs {total}), {total40 / max(at, 1):.0f}x at attack time ({total40} vs {at}), "
+                      f"{time} in seconds a batch")
+    points = [comparison(f"CRN step {_step_of(r)}", idx, r, "PGD-40", "total_passes_per_image") for r in crn_rows]
+    return [compare("PGD-1+CRN10 costs fewer gradient passes an image than PGD-40, counting CRN's R x j passes "
+                    "during training", points, expect="lower", names=("PGD-1+CRN10", "PGD-40"),
+                    fmt=lambda x, _std=math.nan: f"{x:.0f}",
+                    paper=" ".join(t for t in (paper, "Here: " + "; ".join(ratios) + ".") if t))]
+
+
 def _build(inp: BuildInput) -> Built:
     agg = attack_means(inp.summary, ["row"])
-    idx = arms(inp.summary, ["row"])
+    summary = inp.summary.assign(**_pass_columns(inp.summary))  # exact counts, for the speed-up verdict
+    idx = arms(summary, ["row"], [*METRICS, *PASS_COLUMNS])
     ds = paper_dataset(inp, "crn")
     paper = paper_numbers(ds)
     rows = []
@@ -186,16 +265,20 @@ def _build(inp: BuildInput) -> Built:
             "ASR benign": cell(d, "asr_avg_benign"),
             "s/batch": cell(d, "seconds_per_batch", fmt_seconds) + (f" +{fmt_seconds(crn_s)}" if final else ""),
             "s/batch (paper, GPU)": paper_text(p.get("time")),
-            "passes/image": _passes_text(sub),
+            "passes/image at attack": _passes_text(sub, total=False),
+            "passes/image in total": _passes_text(sub, total=True),
         })
     eps, alpha = float(inp.summary.eps.iloc[0]), float(inp.summary.alpha.iloc[0])
     table = Table(f"CRN Table I: clean accuracy, AASR and attack time (eps {eps:g}, alpha {alpha:g})",
                   pd.DataFrame(rows),
                   ("ACC: the clients' clean accuracy on the attack sets; AASR: ASR averaged over every (attacker, "
                    "target); s/batch: wall seconds to craft one attacker's batch here (the paper: a GPU; a final-"
-                   "model control adds its CRN steps' seconds, paid at attack time: '+'); passes/image: the attack's, "
-                   "+ the CRN steps on the received copies (paid during training) or on the final model (at attack "
-                   "time); ASR self is in table.csv. CRN step "
+                   "model control adds its CRN steps' seconds, paid at attack time: '+'); passes/image: gradient "
+                   "(forward+backward) passes an image at attack time (the attack's steps; a final-model control's "
+                   "R x j CRN steps too) and in total (a CRN start's R x j steps on the received copies, paid during "
+                   "training, included); ASR self is in table.csv. PGD-K, alpha 2.5eps/K: Madry et al.'s step, so "
+                   "that every baseline can cross the eps-ball (the paper's alpha moves PGD-K at most K x alpha); "
+                   "the paper's numbers stand beside its own alpha only. CRN step "
                    "eps/j: the run's online buffers (j = the local epochs); CRN step "
                    f"{alpha:g}: the attack's own step, replayed from the received copies the run kept. The paper "
                    "does not state its CRN step: its numbers are shown beside both. Final-model control: the same "
@@ -203,13 +286,19 @@ def _build(inp: BuildInput) -> Built:
                    "then the same PGD-1 step: what accumulating over the rounds' received copies adds over the same "
                    "steps on one model.", *not_learned_note(inp.summary),
                    *no_paper_note(inp, "crn", "CRN Table I")))
+    cost = {r: passes(inp.summary[inp.summary.row == r]) for r in agg.row}
+    agg = agg.assign(attack_passes_per_image=[cost[r][0] for r in agg.row],
+                     total_passes_per_image=[cost[r][1] for r in agg.row])
     plot = agg.assign(series="ours", short=[_short(r) for r in agg.row])
     if ds:
         plot["paper"] = [_value(_paper_row(paper, inp.summary[inp.summary.row == r]), "AASR") for r in plot.row]
     fig = figs.bars(plot, category="short", series="series", metric="aasr", ylabel="AASR",
                     title=f"CRN Table I: AASR — {run_label(inp)}", paper="paper" if ds else None)
     return Built((table,), (("table1", fig, "AASR of each attack (hatched: the paper's)"),),
-                 tuple(_verdicts(idx, list(agg.row), paper, ds)), data=agg)
+                 (*_verdicts(idx, list(agg.row), paper, ds),
+                  *_speedup_verdict(idx, {r.row: (r.seconds_per_batch_mean, *cost[r.row]) for r in agg.itertuples()},
+                                    [r for r in agg.row if r.startswith("PGD-1+CRN")], _paper_speedup(paper, ds))),
+                 data=agg)
 
 
 CRN_TABLE1 = Reproduction("crn-table1", "CRN Table I: PGD-1+CRN10 vs PGD-20 vs PGD-40", "crn", _trainings,
