@@ -68,6 +68,10 @@ def print_written(written) -> None:
     for v in built.verdicts:
         style = _STATUS_STYLE.get(v.status.removeprefix("indicative: "), "")
         out.print(f"- {escape(v.claim)}: [bold {style}]{v.status}[/]. {escape(v.evidence)}", highlight=False)
+    if built.verdicts:
+        from ..experiments.verdicts import RULES
+
+        out.print(f"[dim]{escape(RULES)}[/]", highlight=False)
     out.print(f"written: {written.markdown} (and CSVs, figures, verdicts.json in {written.folder})", highlight=False)
 
 

@@ -256,7 +256,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
         "tables": [{"title": t.title, "columns": [str(c) for c in t.frame.columns],
                     "rows": [[str(v) for v in r] for r in t.frame.itertuples(index=False)], "notes": list(t.notes)}
                    for t in built.tables],
-        "figures": fig_entries, "verdicts": verdicts, "notes": list(built.notes),
+        "figures": fig_entries, "verdicts": verdicts, "rules": RULES, "notes": list(built.notes),
         "heatmaps": _heatmaps(jobs, evaluations),
         "runs": {name: _relative(info.root, root) for name, info in runs.items()},
         "all_runs": sorted({_relative(j.run_dir, root) for j in jobs}),
