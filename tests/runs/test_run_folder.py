@@ -5,7 +5,10 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -182,3 +185,27 @@ def test_a_folder_left_with_only_a_lock_is_taken(tmp_path):
     cfg = load_config(overrides=TINY)
     out = train(cfg, run, stop_after=1)
     assert out.run_dir.config_hash == config_hash(cfg) and (run / MARKER).is_file()
+
+
+_HOLDER = """
+import sys, time
+from fedsafe.runs.store import RunStore
+with RunStore(sys.argv[1], config_hash="x").lock():
+    print("ready", flush=True)
+    time.sleep(1.0)
+print("released", flush=True)
+"""
+
+
+def test_a_waiter_takes_the_folder_a_holder_left_without_writing(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with RunStore(run, config_hash="y").lock(wait=60, poll=0.05):
+            assert holder.stdout.readline().strip() == "released"  # it wrote nothing, so took its files away
+            assert (run / ".lock").read_text().strip() == str(os.getpid()) and (run / MARKER).is_file()
+            (run / "config.yaml").write_text("seed: 0\n")
+    finally:
+        holder.wait(30)
+    assert inspect(run) == "run"

@@ -197,8 +197,8 @@ class RunStore:
         done = ck.round if ck is not None else 0
         total = ck.rounds if ck is not None else rounds
         return RunIncomplete(f"{self.root}: the run is not complete (round {done} of {total}"
-                             f"{'; no summary.json' if done == total else ''}); finish it with "
-                             f"`fedsafe train --run-dir {self.root}` (same config) first")
+                             f"{'; no summary.json' if done == total else ''}); finish it first: fedsafe train "
+                             f"--config {self.dir.config} --run-dir {self.root}")
 
     def read_json(self, path: Path) -> Any:
         """A JSON file of the run; RunFileError naming it when missing or not valid JSON."""
