@@ -1,6 +1,8 @@
 """The layout of a run directory: everything a run leaves behind, and the checkpoint it resumes from.
 
+    RUN/.fedsafe-run             written first: the folder is a fedsafe run (:mod:`fedsafe.runs.claim`)
     RUN/config.yaml              resolved configuration (profile, precision and every setting)
+    RUN/data_fingerprint.json    the data the run trained on (:mod:`fedsafe.runs.fingerprint`)
     RUN/data_report.json         what was read, de-duplicated and split
     RUN/privacy_report.json      the (epsilon, delta) the run's noise gives (accountant) and defense cost
     RUN/metrics.json             per-round metrics (clean accuracy of the global model and every client's)
