@@ -16,7 +16,7 @@ from fedsafe.cli.data import app
 from fedsafe.data.grouping import grouping_key, join_groups
 from fedsafe.data.mri import list_mri_files, read_mri
 from fedsafe.data.neardup import NearDuplicates, NearDuplicateSettings, phashes
-from fedsafe.data.scans import ScanSettings, close_pairs, find_same_scan
+from fedsafe.data.scans import ScanPairs, ScanSettings, close_pairs, find_same_scan
 from fedsafe.data.splits import make_splits, straddling_groups
 
 
@@ -122,17 +122,22 @@ def test_odd_or_colour_images_are_refused():
 def test_groups_join_both_kinds_of_pair():
     near = NearDuplicates(groups=np.array([0, 0, 2, 3, 4, 5]), pairs=np.array([[0, 1]]), differences=np.array([0.01]),
                           hash_distances=np.array([1]), candidates=1, settings=NearDuplicateSettings())
-    rng = np.random.default_rng(0)
-    images = np.stack([smooth(9), smooth(10), *neighbour_slices(1, rng)[:2], smooth(11), smooth(12)])
-    scans = find_same_scan(images, phashes(images))  # pairs (2, 3)
-    scans = type(scans)(n=6, pairs=np.array([[1, 2], [2, 3]]), differences=np.array([0.02, 0.02]),
-                        hash_distances=np.array([3, 3]), candidates=2, settings=scans.settings)
+    scans = ScanPairs(n=6, pairs=np.array([[0, 1], [1, 2], [2, 3]]), differences=np.array([0.01, 0.02, 0.03]),
+                      hash_distances=np.array([1, 3, 9]), candidates=4, settings=ScanSettings())
 
     joined = join_groups(near, scans)
+    summary = joined.summary(np.array([0, 0, 0, 0, 1, 1]), [f"f{i}" for i in range(6)])
 
     assert joined.groups.tolist() == [0, 0, 0, 0, 4, 5]  # 0-1 re-encoded, 1-2 and 2-3 slices: one group
     assert joined.counts == {"groups": 1, "images_in_groups": 4, "largest_group": 4}
     assert join_groups(near, None).groups.tolist() == [0, 0, 2, 3, 4, 5]
+    same = summary["same_scan"]
+    assert (same["confirmed_pairs"], same["pairs_beyond_near_duplicates"], same["candidate_pairs"]) == (3, 2, 4)
+    assert [(e["a"], e["b"], e["difference"], e["hash_distance"]) for e in same["examples"]] == [
+        ("f1", "f2", 0.02, 3), ("f2", "f3", 0.03, 9)]  # the re-encoded pair 0-1 is not an example of a slice
+    assert summary["split_groups"] == {"groups": 1, "images_in_groups": 4, "largest_group": 4,
+                                       "mixed_label_groups": 0}
+    assert (summary["groups"], summary["images_in_groups"]) == (1, 2)  # the near-duplicates' own counts
 
 
 def test_the_cache_key_follows_both_settings():
@@ -195,6 +200,7 @@ def test_reader_groups_scans_reports_them_and_splits_keep_them_whole(tmp_path):
     assert len(set(plain.groups.tolist())) == len(plain)  # without the scan search every image is alone here
     same, joined = report.near_duplicates["same_scan"], report.near_duplicates["split_groups"]
     assert (same["computed"], same["groups"], same["images_in_groups"], same["confirmed_pairs"]) == (True, 4, 12, 12)
+    assert same["pairs_beyond_near_duplicates"] == 12  # no two slices here are re-encodings of one picture
     assert same["threshold"] == 0.025 and same["loose_threshold"] == 0.035 and same["hash_distance"] == 10
     assert {(e["a"].split(" ")[0], e["b"].split(" ")[0]) for e in same["examples"]} <= {
         (f"{s}/{c}/scan{k}", f"{t}/{c}/scan{k}") for k in range(4) for c in ("no_tumor", "meningioma_tumor")

@@ -173,7 +173,7 @@ def show_near_duplicates(near: dict[str, object]) -> None:
     if isinstance(scan, dict) and scan.get("computed"):
         out.print(Text(f"same scan (adjacent slices): {scan.get('method', '')}"))
         _show_counts("Same-scan pairs", scan)
-        _show_pairs("Example same-scan pairs (smallest to largest difference)", scan)
+        _show_pairs("Example same-scan pairs, not re-encoded copies (smallest to largest difference)", scan)
     groups = near.get("split_groups")
     if isinstance(groups, dict):
         out.print(Text("split groups: near-duplicates and same-scan slices joined; each group stays in one split"))
@@ -185,7 +185,7 @@ def _show_counts(title: str, counts_of: dict[str, object]) -> None:
     counts.add_column("count of")
     counts.add_column("n", justify="right")
     for key in ("groups", "images_in_groups", "mixed_label_groups", "largest_group", "candidate_pairs",
-                "confirmed_pairs"):
+                "confirmed_pairs", "pairs_beyond_near_duplicates"):
         if key in counts_of:
             counts.add_row(key.replace("_", " "), str(counts_of[key]))
     out.print(counts)

@@ -80,11 +80,15 @@ class SplitGroups:
 
     def summary(self, labels: np.ndarray, names: Sequence[str]) -> dict[str, object]:
         """The ``DataReport.near_duplicates`` entry: the near-duplicates' own summary, ``same_scan`` (the
-        same-scan pairs' counts, rule and examples) and ``split_groups`` (the joined groups the splits keep
-        whole)."""
+        same-scan pairs' counts, rule, ``pairs_beyond_near_duplicates``: those not inside a near-duplicate group,
+        and examples of them) and ``split_groups`` (the joined groups the splits keep whole)."""
         out = self.near.summary(labels, names)
-        out["same_scan"] = {"computed": False} if self.scans is None else {"computed": True,
-                                                                           **self.scans.summary(names)}
+        if self.scans is None:
+            out["same_scan"] = {"computed": False}
+        else:
+            a, b = self.scans.pairs[:, 0], self.scans.pairs[:, 1]
+            new = self.near.groups[a] != self.near.groups[b]  # not two re-encodings of one picture
+            out["same_scan"] = {"computed": True, **self.scans.summary(names, new=new)}
         out["split_groups"] = group_counts(self.groups, labels)
         return out
 

@@ -96,14 +96,21 @@ class ScanPairs:
             "candidate_pairs": int(self.candidates), "confirmed_pairs": int(len(self.pairs)),
         })
 
-    def summary(self, names: Sequence[str], *, examples: int = _EXAMPLES) -> dict[str, object]:
-        """Counts (of the same-scan pairs alone), the rule, and example pairs spread over the differences."""
+    def summary(self, names: Sequence[str], *, examples: int = _EXAMPLES,
+                new: np.ndarray | None = None) -> dict[str, object]:
+        """Counts (of the same-scan pairs alone), the rule, and example pairs spread over the differences.
+
+        new: (P,) bool, the pairs that another grouping has not joined already (e.g. not re-encoded copies): they
+        are counted (``pairs_beyond_near_duplicates``) and the examples are drawn from them."""
         out: dict[str, object] = {
             "method": self.settings.method(), "threshold": float(self.settings.threshold),
             "loose_threshold": float(self.settings.loose_threshold), "hash_distance": int(self.settings.hash_distance),
             "size": SCAN_SIZE, **self.counts,
         }
-        order = np.argsort(self.differences, kind="stable")
+        shown = np.ones(len(self.pairs), bool) if new is None else np.asarray(new, bool)
+        if new is not None:
+            out["pairs_beyond_near_duplicates"] = int(shown.sum())
+        order = np.flatnonzero(shown)[np.argsort(self.differences[shown], kind="stable")]
         picks = sorted({int(order[round(k)]) for k in np.linspace(0, len(order) - 1, min(examples, len(order)))})
         out["examples"] = [
             {"a": str(names[self.pairs[p, 0]]), "b": str(names[self.pairs[p, 1]]),
