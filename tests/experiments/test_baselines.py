@@ -106,6 +106,21 @@ def test_fig2_sweeps_madry_step_too():
     assert "at alpha 0.00625" in crn_claim.evidence
 
 
+def test_table2_judges_crn_against_pgd_at_madry_step_too():
+    from fedsafe.experiments.reproductions.crn_table2 import specs as table2_specs
+
+    got = table2_specs()
+    for start in ("vanilla", "crn5", "crn10"):
+        paper, madry = got[("PGD", start)], got[("PGD, alpha 2.5eps/K", start)]
+        assert (paper.steps, paper.alpha) == (40, 0.001) and madry.steps == 40
+        assert madry.alpha == pytest.approx(2.5 * 0.05 / 40) and madry.start == paper.start
+    built = _build("crn-table2")
+    rows = built.tables[0].frame
+    assert (rows.attack == "PGD-40, alpha 2.5eps/K").sum() == 3
+    assert set(rows[rows.attack == "PGD-40, alpha 2.5eps/K"]["AETR (paper)"]) == {"—"}
+    assert "PGD, alpha 2.5eps/K CRN10" in built.verdicts[0].evidence  # a point of "CRN raises the AETR"
+
+
 def test_gradient_passes():
     assert gradient_passes(40, 0, crn_at_attack_time=False) == (40, 40)
     assert gradient_passes(1, 50, crn_at_attack_time=False) == (1, 51)

@@ -231,7 +231,8 @@ def test_crn_tables_put_the_papers_numbers_beside_ours(run_dir):
     assert tables.table_1.seconds_paper.iloc[5] == 6.794 and tables.table_1.acc_paper.iloc[5] == 0.8412
     assert list(zip(tables.table_2.attack, tables.table_2.start, strict=True)) == [
         ("FGSM", "vanilla"), ("FGSM", "crn1"), ("FGSM", "crn3"), ("PGD-2", "vanilla"), ("PGD-2", "crn1"),
-        ("PGD-2", "crn3")]
+        ("PGD-2", "crn3"), ("PGD-2, alpha 2.5eps/K", "vanilla"), ("PGD-2, alpha 2.5eps/K", "crn1"),
+        ("PGD-2, alpha 2.5eps/K", "crn3")]
     assert tables.table_2.aetr_paper.iloc[0] == 0.848 and np.isnan(tables.table_2.aetr_paper.iloc[3])
     assert set(tables.claims) >= {"crn1_aasr_above_pgd40", "crn1_alpha_aasr_above_pgd40",
                                   "crn1_rounds_beat_final_model", "crn1_alpha_rounds_beat_final_model",
