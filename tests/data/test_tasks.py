@@ -25,13 +25,16 @@ def _npz(path, n=(6, 2, 4)):
 
 
 def test_registry_is_explicit():
-    assert list(TASKS) == ["meningioma", "glioma", "brain-tumor-4class", "breastmnist", "pcam", "synthetic"]
+    assert list(TASKS) == ["meningioma", "glioma", "brain-tumor-4class", "breastmnist", "pcam", "synthetic",
+                           "image-folder"]
     assert TASKS["meningioma"].class_names == ("no_tumor", "meningioma_tumor")
+    assert TASKS["image-folder"].class_names == ()  # its classes are its folders (test_folder.py)
     assert TASKS["synthetic"].data_root is None
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(ValueError, match="known: meningioma, glioma, brain-tumor-4class, breastmnist, pcam, synthetic"):
+    with pytest.raises(ValueError, match="known: meningioma, glioma, brain-tumor-4class, breastmnist, pcam, synthetic, "
+                                         "image-folder"):
         load_task("lung", image_size=32, channels=1)
 
 
