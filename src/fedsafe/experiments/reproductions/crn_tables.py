@@ -63,7 +63,7 @@ def crn_tables(
         seed, windows=windows, eps=eps, alpha=alpha, pgd_steps=pgd_steps)]
     t2 = [Measurement("run", s, tags(attack_name=name, start_name=start)) for (name, start), s in crn_table2.specs(
         windows=windows, eps=eps, alpha=alpha, steps=table_2_steps, seed=seed).items()]
-    options = Options(profile=ctx.cfg.profile, precision=precision, batch_size=batch_size)
+    options = Options(profile=ctx.cfg.profile, seeds=(seed,), precision=precision, batch_size=batch_size)
     (one, two), results = build_on_run(ctx, [(crn_table1.CRN_TABLE1, t1), (crn_table2.CRN_TABLE2, t2)],
                                        options=options, paper_dataset=dataset, write=write, progress=progress)
     table_1 = crn_table1.numbers(one.input.summary, crn_table1.paper_numbers(dataset))
