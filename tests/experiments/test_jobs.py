@@ -10,8 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fedsafe.attacks.spec import AttackSpec, Start
+from fedsafe.cli import app
 from fedsafe.cli.reproduce import worker_thread_count
 from fedsafe.experiments.execution import JobFailed, chunks, execute
 from fedsafe.experiments.planning import plan
@@ -116,3 +118,13 @@ def test_chunks_keep_a_crn_start_together_and_balance_the_cost():
 @pytest.mark.parametrize(("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (8, 2, 1), (3, 16, 5)])
 def test_workers_share_the_cores(jobs, cores, threads):
     assert worker_thread_count(jobs, cores) == threads
+
+
+def test_the_command_takes_jobs_and_refuses_zero(tmp_path):
+    args = ["reproduce", "crn-table1", "--task", "synthetic", "--quick", "--dry-run", "--results", str(tmp_path),
+            *[a for o in TINY for a in ("--set", o)]]
+    ok = CliRunner().invoke(app, [*args, "--jobs", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "training run(s)" in ok.output and not (tmp_path / "runs").exists()  # planned, nothing trained
+    bad = CliRunner().invoke(app, [*args, "--jobs", "0"])
+    assert bad.exit_code == 2 and "--jobs" in bad.output
