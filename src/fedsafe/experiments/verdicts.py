@@ -135,8 +135,9 @@ class Comparison:
     @classmethod
     def matched(cls, where: str, ours: Mapping[int, float], other: Mapping[int, float],
                 left_out: Sequence[str] = ()) -> Comparison:
-        """The pairs of the seeds both ``ours`` and ``other`` define (seed -> number); a seed in only one, or whose
-        number is NaN, is left out and named (after ``left_out``, the reasons the caller knows)."""
+        """The pairs of the seeds both ``ours`` and ``other`` define (seed -> number). A seed of both whose number is
+        NaN is left out and named here; ``left_out`` names the others left out (the caller knows why: a run that did
+        not learn, a seed one arm did not run)."""
         both = sorted(s for s in set(ours) & set(other) if not (math.isnan(ours[s]) or math.isnan(other[s])))
         extra = [f"seed {s}: a number is undefined" for s in sorted(set(ours) & set(other)) if s not in both]
         return cls(where, [ours[s] for s in both], [other[s] for s in both], both, (*left_out, *extra))
@@ -236,7 +237,7 @@ def _stats_text(t: PairedTest, adjusted: float, seeds: Sequence[int], fmt: Calla
     if t.n >= MIN_SEEDS:
         text += f", Holm p {_p(adjusted)}"
         if not adjusted < ALPHA:
-            text += f", resolvable from ±{fmt(resolvable(t.sd, t.n, level), math.nan)}"
+            text += f", smallest resolvable ±{fmt(resolvable(t.sd, t.n, level), math.nan)}"
     return text + f", n {t.n} (seed{'s' if t.n > 1 else ''} {seeds_text(seeds)})"
 
 
