@@ -13,7 +13,7 @@ import pytest
 from fedsafe.build import federation_spec, model_factory, prepare_data
 from fedsafe.config import load_config
 from fedsafe.experiments.reproductions.format import arms, compare_rows, why_not_learned
-from fedsafe.experiments.train import learn_check, run_summary
+from fedsafe.experiments.train import learn_check, run_summary, summary_learned
 
 TINY = ["task.name=synthetic", "task.image_size=16", "task.synthetic_size=150", "model.width=0.04",
         "splits.client_test_size=20", "train.rounds=1"]
@@ -62,3 +62,16 @@ def test_summaries_without_the_new_fields_still_read():
     idx = arms(frame, ["training"], ["asr_self"])
     point = compare_rows("x", idx["a"], idx["b"], "asr_self")
     assert point.seeds == (0, 1) and point.difference == pytest.approx(-0.25) and not point.left_out
+
+
+def test_an_older_summary_is_judged_again_on_its_client_models_from_the_data_report():
+    old = {"global_acc": 0.85, "majority_class_rate": 0.72, "learned": True, "client_final_acc": [0.9, 0.73, 0.8]}
+    report = {"splits": {"client0_test": {"no tumour": 30, "tumour": 70}, "client1_test": {"no tumour": 28,
+                                                                                            "tumour": 72},
+                         "client2_test": {"no tumour": 50, "tumour": 50}}}
+    check = summary_learned(old, report)  # client 1's model: 73.0% against its majority 72.0%
+    assert not check.learned and check.reason == "client 1's model 73.0% vs majority 72.0%"
+    assert summary_learned(old, {}).learned is True  # no class counts: the global model alone, as recorded
+    assert summary_learned({"learned": False}, report).learned is False  # nothing to judge: the recorded flag
+    new = {**old, "learned": True, "learned_reason": "", "client_learned": [True, True, True]}
+    assert summary_learned(new, report).learned is True  # a summary with the new fields is read as written

@@ -31,6 +31,7 @@ from .planning import QUICK_OVERRIDES, Job
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, seeds_arg
 from .reproductions.format import run_label
 from .runinfo import RunInfo, read_run
+from .train import summary_learned
 from .verdicts import RULES, seeds_text
 
 __all__ = ["Written", "built_markdown", "command_line", "markdown_table", "run_facts", "setting_text", "summary_row",
@@ -76,6 +77,7 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
     s, summ = rec["summary"], info.summary
     sens = info.privacy.get("sensitivities") or {}
     frame = evaluation.frame
+    learned = summary_learned(summ, info.data_report)  # an older summary: its client models judged here
     crn_s = (float(frame.drop_duplicates("attacker")["crn_seconds"].mean())
              if "crn_seconds" in frame and "attacker" in frame else 0.0)
     return {
@@ -87,8 +89,7 @@ def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measure
         "seconds_per_batch": rec["attack_seconds_per_batch"], "fb_passes_per_image": rec["fb_passes_per_image"],
         "crn_passes_per_image": rec["crn_passes_per_image"],
         "start_source": ", ".join(sorted(set(rec["start_source"].values()))),
-        "global_acc": _float(summ.get("global_acc")), "learned": bool(summ.get("learned", True)),
-        "learned_reason": str(summ.get("learned_reason") or ""),  # absent from summaries before issue 18
+        "global_acc": _float(summ.get("global_acc")), "learned": learned.learned, "learned_reason": learned.reason,
         "majority_class_rate": _float(summ.get("majority_class_rate")), "crn_seconds": crn_s,
         "client_acc": float(np.mean(summ["client_final_acc"])) if summ.get("client_final_acc") else math.nan,
         "epsilon": _float((info.privacy.get("pld") or {}).get("epsilon")),

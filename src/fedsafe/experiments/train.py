@@ -40,7 +40,7 @@ from ..progress import Progress
 from ..runs.store import RunStore
 
 __all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majority_rate", "run_summary",
-           "torch_threads", "train", "write_run_summary"]
+           "summary_learned", "torch_threads", "train", "write_run_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,27 @@ def learn_check(global_acc: float | None, global_majority: float, client_accs: S
     failed += [f"client {i}'s model {_pct(a)} vs majority {_pct(m)}"
                for i, (a, m, ok) in enumerate(zip(accs, client_majorities, clients, strict=False)) if not ok]
     return LearnCheck(not failed, "; ".join(failed), clients)
+
+
+def summary_learned(summary: Mapping[str, Any], data_report: Mapping[str, Any] | None = None) -> LearnCheck:
+    """Whether the run of a ``summary.json`` learned, under the current rule. A summary that records its client
+    models (``client_learned``, since issue 18) is read as it is; an older one is judged again from its global and
+    client accuracies, each client's majority-class rate taken from the class counts of its test set in the run's
+    data report (``splits.client<i>_test``); without them, from its recorded flag and global model alone."""
+    if "client_learned" in summary:
+        flags = tuple(bool(v) for v in summary.get("client_learned") or ())
+        return LearnCheck(bool(summary.get("learned", True)), str(summary.get("learned_reason") or ""), flags)
+    acc, maj = summary.get("global_acc"), summary.get("majority_class_rate")
+    if acc is None or maj is None:  # nothing to judge again: the recorded flag
+        return LearnCheck(bool(summary.get("learned", True)), "", ())
+    splits = (data_report or {}).get("splits") or {}
+    accs = summary.get("client_final_acc")
+    counts = [splits.get(f"client{i}_test") for i in range(len(accs or []))]
+    if not accs or any(not isinstance(c, Mapping) or not sum(c.values()) for c in counts):
+        accs, majorities = None, []
+    else:
+        majorities = [max(c.values()) / sum(c.values()) for c in counts]  # type: ignore[union-attr]
+    return learn_check(float(acc), float(maj), accs, majorities)
 
 
 def _rejections(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
