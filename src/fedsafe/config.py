@@ -130,9 +130,10 @@ class FederationConfig(_Part):
     byzantine: int = Field(0, ge=0)  # krum / multi-krum: clients assumed malicious (f)
     multi_krum_m: int | None = Field(None, ge=1)  # multi-krum: uploads averaged (None: n - f)
     # upload screening: a non-finite upload is always rejected; an update norm above norm_factor x the median is
-    # handled by norm_action (None: no norm check)
-    norm_factor: float | None = Field(None, gt=1)
-    norm_action: Literal["flag", "clip", "reject"] = "flag"
+    # handled by norm_action (None: no norm check). Default: federation.spec.DEFAULT_NORM_FACTOR, far above any
+    # honest client's ratio, and reject
+    norm_factor: float | None = Field(20.0, gt=1)
+    norm_action: Literal["flag", "clip", "reject"] = "reject"
 
 
 class CalibrationConfig(_Part):

@@ -71,9 +71,12 @@ def test_without_screening_one_nan_client_would_make_the_model_nan():
     assert all(torch.isnan(v).all() for v in avg.values() if v.is_floating_point())
 
 
-def test_a_huge_update_is_flagged_clipped_or_rejected_as_configured(clean):
-    flagged = _run(Poison(2, "huge"), rounds=1, norm_factor=10.0, norm_action="flag")  # flagged, still averaged
-    assert [f["client"] for f in flagged.metrics[0]["flagged_uploads"]] == [2]
+def test_a_huge_update_is_flagged_clipped_or_rejected_as_configured(clean, caplog):
+    with caplog.at_level(logging.WARNING, logger="fedsafe.federation.protocol"), \
+            pytest.raises(ValueError, match=r"^round 1: the aggregate of clients 0, 1, 2 exploded: .*; cause: client "
+                                            r"2's update norm .* \(.* x the median, flagged: norm .* > 10 x median"):
+        _run(Poison(2, "huge"), rounds=1, norm_factor=10.0, norm_action="flag")  # flagged, averaged: it explodes
+    assert "round 1: flagged the upload of client 2" in caplog.text
     rejected = _run(Poison(2, "huge"), rounds=2, norm_factor=10.0, norm_action="reject")
     assert [r["client"] for r in rejected.metrics[0]["rejected_uploads"]] == [2]
     clipped = _run(Poison(2, "huge"), rounds=2, norm_factor=10.0, norm_action="clip")
@@ -87,7 +90,8 @@ def test_a_round_where_every_upload_is_non_finite_is_an_error():
     updates = [client_update(model, model.state_dict(), train=data.client_train[i], test=data.client_test[i],
                              spec=spec, round_=1, client=i, client_state={}, hooks=Hooks(upload=Poison(i, "nan")))
                for i in range(3)]
-    with pytest.raises(ValueError, match="nothing"):
+    with pytest.raises(ValueError, match=r"^round 1: all 3 uploads are non-finite: a round cannot aggregate nothing "
+                                         r"\(clients 0, 1, 2\)"):
         server_aggregate([u.upload for u in updates], sizes=[1, 1, 1], spec=spec, round_=1, server_hook=None, row={})
 
 

@@ -10,8 +10,12 @@ Round t:
    own test set (evaluation rounds); the uplink: clip to C, add N(0, s_U^2 I) (keyed by (seed, t, i)); an upload
    hook (a poisoning client, a test's fault) may replace what is sent;
 3. :func:`server_aggregate` (server): every upload is screened (a non-finite one is rejected, an outlying norm
-   flagged / clipped / rejected as configured), the accepted ones are aggregated (FedAvg re-weighted over them, or
-   a robust rule), then the server hook's ``after_aggregation`` runs;
+   flagged / clipped / rejected as configured: by default rejected above ``DEFAULT_NORM_FACTOR`` x the median), the
+   accepted ones are aggregated (FedAvg re-weighted over them, or a robust rule), then the server hook's
+   ``after_aggregation`` runs. A round whose aggregate is not finite, or explodes (its update norm above
+   max(norm_factor, ``DEFAULT_NORM_FACTOR``) x the median upload's: only a flagged upload or a screen turned off
+   lets that happen), stops the run with an error naming the round, the clients and the cause: a broken global
+   model is never carried on to the next round;
 4. :func:`round_record`: the round's metrics row, the same keys on both engines.
 
 After round T, :func:`server_downlink` keyed as round T + 1 gives every client its final model.
@@ -20,6 +24,7 @@ After round T, :func:`server_downlink` keyed as round T + 1 gives every client i
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +37,9 @@ from .client import accuracy, local_train
 from .data import Split
 from .hooks import ClientHook, Hooks, ServerHook
 from .round import downlink_copy, uplink
-from .screening import screen_uploads
-from .spec import FederationSpec
+from .screening import Screening, screen_uploads
+from .spec import DEFAULT_NORM_FACTOR, FederationSpec
+from .state import global_norm
 
 __all__ = ["Aggregation", "ClientUpdate", "add_cost", "client_update", "evaluate", "round_record",
            "server_aggregate", "server_downlink"]
@@ -128,8 +134,14 @@ def server_aggregate(uploads: Sequence[Mapping[str, torch.Tensor]], *, sizes: Se
                      reference: Mapping[str, torch.Tensor] | None = None) -> Aggregation:
     """Screen, aggregate and defend (module docstring, step 3). ``reference`` is the global model the round started
     from: the norm screen measures each update against it. A rejected upload is named in the log and the result;
-    the others are re-weighted. Raises ValueError when no upload is acceptable."""
-    screened = screen_uploads(uploads, reference=reference, norm_factor=spec.norm_factor, action=spec.norm_action)
+    the others are re-weighted. Raises ValueError naming the round when no upload is acceptable, and naming the
+    round, the clients and the cause when the aggregate is not finite or explodes (module docstring, step 3)."""
+    try:
+        screened = screen_uploads(uploads, reference=reference, norm_factor=spec.norm_factor,
+                                  action=spec.norm_action)
+    except ValueError as e:
+        clients = _names(range(len(uploads)))
+        raise ValueError(f"round {round_}: {str(e).rstrip('.')} (clients {clients}){_start_hint(reference)}") from None
     for r in screened.rejected:
         log.warning("round %d: rejected the upload of client %s: %s", round_, r["client"], r["reason"])
     for f in screened.flagged:
@@ -139,10 +151,7 @@ def server_aggregate(uploads: Sequence[Mapping[str, torch.Tensor]], *, sizes: Se
     weights = [float(sizes[i]) for i in accepted] if spec.weighted else None
     global_state, info = aggregate_with(spec.aggregator, states, weights, trim_fraction=spec.trim_fraction,
                                         byzantine=spec.byzantine, multi_krum_m=spec.multi_krum_m)
-    bad = [k for k, v in global_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:  # finite uploads can still overflow (a huge flagged update): never carry a broken model on silently
-        raise ValueError(f"round {round_}: the aggregate of the accepted uploads is not finite (in {bad[0]}); a "
-                         "flagged upload overflowed: set federation.norm_action to clip or reject")
+    _check_aggregate(global_state, screened, accepted, spec=spec, round_=round_, reference=reference)
     if "selected" in info:  # positions among the accepted uploads -> client indices
         info = {**info, "selected": [accepted[int(k)] for k in info["selected"]]}  # type: ignore[union-attr]
     if server_hook is not None:
@@ -150,6 +159,46 @@ def server_aggregate(uploads: Sequence[Mapping[str, torch.Tensor]], *, sizes: Se
         add_cost(row, cost)
     return Aggregation(global_state=dict(global_state), accepted=tuple(accepted),
                        rejected=tuple(screened.rejected), flagged=tuple(screened.flagged), info=dict(info))
+
+
+def _names(clients: Sequence[int] | range) -> str:
+    return ", ".join(str(c) for c in clients)
+
+
+def _start_hint(reference: Mapping[str, torch.Tensor] | None) -> str:
+    """What the global model the round started from looks like (a model already blown up trains into NaN)."""
+    if reference is None:
+        return ""
+    top = max((float(v.detach().abs().max()) for v in reference.values() if v.is_floating_point() and v.numel()),
+              default=0.0)
+    return f"; the global model this round started from has entries up to |w| = {top:.3g}"
+
+
+def _check_aggregate(state: Mapping[str, torch.Tensor], screened: Screening, accepted: Sequence[int], *,
+                     spec: FederationSpec, round_: int, reference: Mapping[str, torch.Tensor] | None) -> None:
+    """Raise ValueError when the aggregate is not finite or its update norm exceeds max(norm_factor,
+    ``DEFAULT_NORM_FACTOR``) x the median upload's, naming the round, the accepted clients and the cause: the
+    accepted uploads above that bound (else the largest), with their norms and what screening said of them."""
+    floats = [k for k, v in state.items() if v.is_floating_point()]
+    bad = [k for k in floats if not bool(torch.isfinite(state[k]).all())]
+    median = screened.median_norm
+    bound = max(spec.norm_factor or DEFAULT_NORM_FACTOR, DEFAULT_NORM_FACTOR) * median
+    norm = math.nan
+    if not bad and median > 0:
+        norm = global_norm({k: state[k].detach().double() - (0.0 if reference is None else reference[k].double())
+                            for k in floats})
+    if not bad and not norm > bound:
+        return
+    what = (f"is not finite (in {bad[0]})" if bad else
+            f"exploded: its update norm {norm:.3g} is {norm / median:.3g} x the median upload's {median:.3g}")
+    causes = [i for i in accepted if screened.norms[i] > bound] or [max(accepted, key=lambda i: screened.norms[i])]
+    said = {int(f["client"]): f"flagged: {f['reason']}" for f in screened.flagged}  # type: ignore[call-overload]
+    named = "; ".join(f"client {i}'s update norm {screened.norms[i]:.3g} ({screened.norms[i] / median:.3g} x the "
+                      f"median{', ' + said[i] if i in said else ''})" if median > 0 else
+                      f"client {i}'s update norm {screened.norms[i]:.3g}" for i in causes)
+    raise ValueError(f"round {round_}: the aggregate of clients {_names(accepted)} {what}; cause: {named}. Screen "
+                     "such uploads out: federation.norm_action reject (the default) or clip, with a "
+                     "federation.norm_factor no honest client reaches")
 
 
 def round_record(row: dict[str, object], updates: Sequence[ClientUpdate], agg: Aggregation, *,
