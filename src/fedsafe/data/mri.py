@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +95,27 @@ def _task_classes(task: str) -> tuple[str, ...]:
         raise ValueError(f"unknown MRI task {task!r}; known: {', '.join(MRI_TASKS)}") from None
 
 
-def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = None) -> list[MriFile]:
+def _not_a_file(path: Path) -> str:
+    """What ``path`` (named like an image but no regular file) is, in words: "a FIFO", "a symbolic link to a
+    character device", "a broken symbolic link"..."""
+    link = "a symbolic link to " if path.is_symlink() else ""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a broken symbolic link" if link else "unreadable"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return link + next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = None,
+                   not_files: list[dict[str, str]] | None = None) -> list[MriFile]:
     """List and hash the image files of ``task`` under ``root`` (the brain-tumor-mri folder).
 
     Returns files in a fixed order: Training before Testing, classes in task order, names sorted.
-    Hidden files and files without an image suffix are ignored.
+    Hidden files and files without an image suffix are ignored. An entry named like an image that is no regular
+    file (a FIFO, a device, a folder, a broken link) is never opened: it is appended to ``not_files`` when given
+    (``{"file", "error", "origin", "class_name"}``) and logged.
 
     Raises ValueError when the root or both split folders are missing, or when a class of the task
     has no folder in any split (message names the root and the class).
@@ -117,8 +136,16 @@ def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = N
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir(), key=lambda p: p.name):
-                if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
+                if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if path.is_file():
                     paths.append((path, MRI_SPLITS[split], cls, label))
+                    continue
+                error = f"not a regular file: {_not_a_file(path)}"
+                log.warning("skipping %s: %s", path, error)
+                if not_files is not None:
+                    not_files.append({"file": str(path), "error": error, "origin": MRI_SPLITS[split],
+                                      "class_name": cls})
     for cls in classes:
         if not any(p[2] == cls for p in paths):
             raise ValueError(f"{root}: class {cls!r} has no image files in {' or '.join(splits)}")
@@ -141,12 +168,13 @@ def read_mri(
     root = Path(root)
     classes = _task_classes(task)
     check_size_channels(size, channels)
-    files = list_mri_files(root, task, progress=progress)
+    not_files: list[dict[str, str]] = []
+    files = list_mri_files(root, task, progress=progress, not_files=not_files)
     table, report_, _ = read_image_files(
         files, root=root, task=task, classes=classes, size=size, channels=channels, cache_dir=cache_dir,
         strict=strict, drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, same_scan=same_scan,
         progress=progress, pooled_note="Training and Testing pooled (SPEC section 1, Splits); origin tells where "
-        "each kept file came from")
+        "each kept file came from", not_files=not_files)
     return table, report_
 
 
@@ -154,6 +182,7 @@ def read_image_files(
     files: list[MriFile], *, root: Path, task: str, classes: tuple[str, ...], size: int, channels: int,
     cache_dir: Path | None, strict: bool, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
     same_scan: ScanSettings | None, progress: Progress | None, pooled_note: str,
+    not_files: Sequence[Mapping[str, str]] = (),
 ) -> tuple[ImageTable, DataReport, list[MriFile]]:
     """Read listed, hashed image files of one task (the MRI layout's, or an image folder's, ``folder.py``).
 
@@ -166,8 +195,10 @@ def read_image_files(
 
     Returns an ImageTable of images (K, size, size, channels) uint8, labels (K,), ids = file sha256, origin
     (where the kept copy came from) and near-duplicate groups; the DataReport; and the kept files, in table
-    order. ``cache_dir=None`` decodes without caching. Raises ValueError for label conflicts among duplicates
-    (unless ``drop_conflicts``), an unreadable file under ``strict``, or a class left empty after reading.
+    order. ``not_files``: entries named like images that are no regular file (:func:`list_mri_files`), named
+    and counted as unreadable. ``cache_dir=None`` decodes without caching. Raises ValueError for label conflicts
+    among duplicates (unless ``drop_conflicts``), an unreadable file under ``strict``, or a class left empty after
+    reading.
     """
     first_of: dict[str, int] = {}
     for i, f in enumerate(files):
@@ -186,6 +217,7 @@ def read_image_files(
     readable = [f for f in files if f.sha256 in row_of]
     unreadable = [{"file": str(f.path), "error": error_of.get(f.sha256, "unreadable")}
                   for f in files if f.sha256 not in row_of]
+    unreadable += [{"file": n["file"], "error": n["error"]} for n in not_files]
 
     dd = deduplicate([f.sha256 for f in readable], [f.label for f in readable], [f.origin for f in readable],
                      names=[str(f.path) for f in readable], drop_conflicts=drop_conflicts)
@@ -207,7 +239,8 @@ def read_image_files(
     sizes = Counter(decoded.sizes[row_of[f.sha256]] for f in readable)
     counts: dict[str, dict[str, int]] = {}
     for origin in dict.fromkeys(f.origin for f in files):
-        per_class = Counter(f.class_name for f in files if f.origin == origin)
+        per_class = Counter([f.class_name for f in files if f.origin == origin]
+                            + [n["class_name"] for n in not_files if n["origin"] == origin])
         if per_class:
             counts[origin] = {cls: per_class.get(cls, 0) for cls in classes}
     notes = [
@@ -218,8 +251,9 @@ def read_image_files(
         "images decoded" + ("" if cache_dir is None else f" and cached in {cache_dir}"),
     ]
     if unreadable:
-        notes.append(f"{len(unreadable)} unreadable file(s) ({len(error_of)} distinct contents) skipped before "
-                     "de-duplication: they form no duplicate group and no label conflict")
+        notes.append(f"{len(unreadable)} unreadable file(s) ({len(error_of)} distinct contents"
+                     + (f", {len(not_files)} not a regular file" if not_files else "")
+                     + ") skipped before de-duplication: they form no duplicate group and no label conflict")
     if dd.conflicts:
         named = "; ".join(" = ".join(c["files"]) for c in dd.conflicts[:3])
         notes.append(f"{len(dd.conflicts)} duplicate group(s) with conflicting labels dropped entirely "
