@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fedsafe-installed
 
-.PHONY: demo test env clean-env
+.PHONY: demo test test-slow env clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,9 +24,14 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fedsafe demo
 
+# `make test`: lint and every test but the slow end-to-end ones (minutes each: the Flower deployment and
+# simulation, kill-and-resume); `make test-slow` runs those; CI (.ci/run) runs both.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
 
 clean-env:
 	rm -rf $(VENV)

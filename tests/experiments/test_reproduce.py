@@ -47,6 +47,7 @@ def _comparable(path):
     return frame.drop(columns=[c for c in _TIMING if c in frame.columns])
 
 
+@pytest.mark.slow  # 20-40 s on 2 cores: the reproduction trained three times over (make test-slow)
 def test_an_interrupted_reproduction_resumes_and_equals_an_uninterrupted_one(tmp_path):
     a = tmp_path / "interrupted"
     seen: list[tuple[str, bool]] = []

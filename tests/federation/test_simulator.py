@@ -131,6 +131,7 @@ def test_checkpoint_for_another_federation_is_refused(tmp_path):
         _run(rounds=3, run_dir=rd)
 
 
+@pytest.mark.slow  # 30-60 s on 2 cores: child processes killed and resumed (make test-slow)
 @pytest.mark.timeout(180)
 def test_kill_minus_9_at_any_point_then_resume_is_bit_identical(tmp_path):
     rounds = 6

@@ -16,6 +16,7 @@ from fedsafe.runs.rundir import RunDir
 from ._helpers import assert_same_run, run_files, tiny_config
 
 
+@pytest.mark.slow  # 50-110 s on 2 cores: a Flower simulation in Ray (make test-slow)
 @pytest.mark.timeout(300, method="signal")
 def test_flower_simulation_equals_in_process_simulator(tmp_path):
     cfg = tiny_config()
