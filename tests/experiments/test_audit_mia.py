@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from fedsafe.experiments.run_context import load_run
 from fedsafe.federation.data import FederatedData, Split
 from fedsafe.federation.simulator import Simulator
 from fedsafe.federation.spec import FederationSpec, LocalSpec
+from fedsafe.metrics.membership import per_example_loss
 from fedsafe.runs.atomic import write_json, write_text
 from fedsafe.runs.store import RunStore
 
@@ -128,3 +130,41 @@ def test_shadows_are_reproducible_and_differ_from_each_other(run_dir):
     assert not torch.equal(wa[0], wa[1])  # each shadow its own initialisation and batch order
     with pytest.raises(ValueError, match="at least 2 shadow"):
         MiaSettings(shadows=1)
+
+
+def _delong_by_pairs(parts):
+    """(low, high) of the mean AUC of ``parts`` [(members, non-members)] sharing the non-members, counted pair by
+    pair (each part's members are their own images)."""
+    def h(a, b):
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+    k, z = len(parts), 1.959963984540054
+    var, shared, aucs = 0.0, 0.0, []
+    for pos, neg in parts:
+        v10 = np.array([np.mean([h(p, q) for q in neg]) for p in pos]) / k
+        shared = shared + np.array([np.mean([h(p, q) for p in pos]) for q in neg]) / k
+        var += v10.var(ddof=1) / len(pos)
+        aucs.append(k * v10.mean())
+    var += shared.var(ddof=1) / len(shared)
+    return np.mean(aucs) - z * np.sqrt(var), np.mean(aucs) + z * np.sqrt(var)
+
+
+def test_membership_auc_intervals_equal_delong_by_hand(run_dir):
+    ctx = context(run_dir)
+    r = membership_audit(ctx, SETTINGS, cache=False)
+    glob = _mlp()
+    glob.load_state_dict(ctx.store.load_global(ROUNDS))
+    data = _data()
+
+    def scores(s):
+        return (-per_example_loss(glob, s.x, s.y)).numpy()
+
+    neg = scores(data.global_test)
+    expected = _delong_by_pairs([(scores(data.client_train[i]), neg) for i in range(2)])
+    assert r["server"]["mean"]["loss"]["auc_ci"] == pytest.approx(expected, abs=1e-9)
+    assert r["server"]["per_client"][1]["loss"]["auc_ci"] == pytest.approx(
+        _delong_by_pairs([(scores(data.client_train[1]), neg)]), abs=1e-9)
+    for view in ("server", "insider"):
+        for attack in ("loss", "lira"):
+            lo, hi = r[view]["mean"][attack]["auc_ci"]
+            assert lo <= r[view]["mean"][attack]["auc"] <= hi and hi - lo > 0.01
+    assert "DeLong" in r["intervals"] and "shadow" in r["intervals"]

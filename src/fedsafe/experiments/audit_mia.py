@@ -19,9 +19,12 @@ view)``; view 0 the server, m + 1 insider m) for E_s = min(T x E, ``max_shadow_e
 images seen as often as a client saw its own in the run, capped. With fewer than 16 shadows LiRA uses one
 pooled variance (the paper's advice for few shadows).
 
-Reported per client (server) or pair (insider), and averaged: AUC and TPR at 1% and 0.1% FPR, NaN where the
-number of non-members cannot resolve that FPR (the result's notes say so). Cached in
-``RUN/audit/mia-<hash of the settings>.json``.
+Reported per client (server) or pair (insider), and averaged: AUC with its 95% DeLong interval over images
+(:func:`fedsafe.metrics.intervals.auc_mean_ci`; the mean's counts a victim's members once and the shared
+non-members once) and TPR at 1% and 0.1% FPR, NaN where the number of non-members cannot resolve that FPR (the
+result's notes say so). The intervals hold the trained target and shadow models fixed: the randomness of
+training the shadows (few shadows estimate LiRA's OUT Gaussians roughly) is not in them, which the result says.
+Cached in ``RUN/audit/mia-<hash of the settings>.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from torch import nn
 from ..build import augment_fn, federation_spec, load_run_config
 from ..federation.client import local_train
 from ..federation.data import Split
+from ..metrics.intervals import auc_mean_ci
 from ..metrics.lira import lira_offline_scores, model_logit_confidence
 from ..metrics.membership import MembershipRoc, loss_scores, membership_roc
 from ..progress import Progress, report
@@ -54,13 +58,15 @@ from ..seeding import seed_for
 from .run_context import RunContext, load_run
 from .runinfo import open_run
 
-__all__ = ["GLOBAL_STD_BELOW", "MiaSettings", "membership_audit", "run_membership", "shadow_epochs", "train_shadows",
-           "view_rocs"]
+__all__ = ["GLOBAL_STD_BELOW", "INTERVALS", "MiaSettings", "membership_audit", "run_membership", "shadow_epochs",
+           "train_shadows", "view_rocs"]
 
 log = logging.getLogger(__name__)
 
 GLOBAL_STD_BELOW = 16
 """Fewer shadow models than this: LiRA fits one pooled variance instead of one per example."""
+INTERVALS = ("AUC intervals: 95% DeLong over the images (members and non-members), the trained target and shadow "
+             "models held fixed; they do not cover the randomness of training the shadow models")
 
 
 @dataclass(frozen=True)
@@ -128,34 +134,57 @@ def train_shadows(ctx: RunContext, data: Split, *, settings: MiaSettings, view: 
     return out
 
 
-def _roc_dict(r: MembershipRoc) -> dict[str, Any]:
-    return {"auc": r.auc, "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr, "tpr_at_0_1pct_fpr": r.tpr_at_0_1pct_fpr,
-            "n_members": r.n_members, "n_nonmembers": r.n_nonmembers, "notes": list(r.notes)}
+def _roc_dict(r: MembershipRoc, pos: np.ndarray, neg: np.ndarray) -> dict[str, Any]:
+    _, lo, hi = auc_mean_ci([(pos, neg, "members", "nonmembers")])
+    return {"auc": r.auc, "auc_ci": [lo, hi], "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
+            "tpr_at_0_1pct_fpr": r.tpr_at_0_1pct_fpr, "n_members": r.n_members, "n_nonmembers": r.n_nonmembers,
+            "notes": list(r.notes)}
 
 
-def view_rocs(targets: Sequence[nn.Module], shadows: Sequence[nn.Module], members: Split, nonmembers: Split, *,
-              settings: MiaSettings = MiaSettings()) -> dict[str, dict[str, Any]]:
-    """Both attacks of one view on one candidate set: ``{"loss": roc, "lira": roc}`` (AUC, TPRs, counts, notes).
-    Each target model's scores are averaged over ``targets`` (loss and phi alike); shadows are OUT for every
-    candidate."""
-    x, y = torch.cat([members.x, nonmembers.x]), torch.cat([members.y, nonmembers.y])
+Scores = dict[str, tuple[np.ndarray, np.ndarray]]
+"""attack -> (member scores, non-member scores) of one (view, victim)."""
+
+
+def _view_scores(targets: Sequence[nn.Module], shadows: Sequence[nn.Module], members: Sequence[Split],
+                 nonmembers: Split, settings: MiaSettings) -> list[Scores]:
+    """Both attacks' scores of one view on each member set against the one non-member set: every model scores
+    the non-members once (not once a victim). Each target model's scores are averaged over ``targets``."""
+    x = torch.cat([*(m.x for m in members), nonmembers.x])
+    y = torch.cat([*(m.y for m in members), nonmembers.y])
     kw = {"batch_size": settings.batch_size, "precision": settings.precision}
     loss = torch.stack([loss_scores(t, x, y, **kw) for t in targets]).mean(0).cpu().numpy()
     phi = torch.stack([model_logit_confidence(t, x, y, **kw) for t in targets]).mean(0).cpu().numpy()
     shadow_phi = np.stack([model_logit_confidence(s, x, y, **kw).cpu().numpy() for s in shadows])
     lira = lira_offline_scores(phi, shadow_phi, global_std=len(shadows) < GLOBAL_STD_BELOW)
-    n = len(members)
-    return {"loss": _roc_dict(membership_roc(loss[:n], loss[n:])),
-            "lira": _roc_dict(membership_roc(lira[:n], lira[n:]))}
+    ends = np.cumsum([0, *(len(m) for m in members)])
+    return [{"loss": (loss[a:b], loss[ends[-1]:]), "lira": (lira[a:b], lira[ends[-1]:])}
+            for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
-def _mean(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def _rocs(scores: Scores) -> dict[str, dict[str, Any]]:
+    return {a: _roc_dict(membership_roc(pos, neg), pos, neg) for a, (pos, neg) in scores.items()}
+
+
+def view_rocs(targets: Sequence[nn.Module], shadows: Sequence[nn.Module], members: Split, nonmembers: Split, *,
+              settings: MiaSettings = MiaSettings()) -> dict[str, dict[str, Any]]:
+    """Both attacks of one view on one candidate set: ``{"loss": roc, "lira": roc}`` (AUC with its DeLong 95%
+    interval over images, TPRs, counts, notes). Each target model's scores are averaged over ``targets`` (loss and
+    phi alike); shadows are OUT for every candidate."""
+    return _rocs(_view_scores(targets, shadows, [members], nonmembers, settings)[0])
+
+
+def _mean(rows: Sequence[dict[str, Any]], scores: Sequence[Scores], victims: Sequence[int]
+          ) -> dict[str, dict[str, Any]]:
+    """The mean over rows of each number, and the mean AUC's DeLong interval: a victim's members are one group of
+    images (in every row that attacks it), the non-members one group shared by every row."""
     out = {}
     for attack in ("loss", "lira"):
         out[attack] = {}
         for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"):
             v = np.array([r[attack][k] for r in rows], dtype=float)
             out[attack][k] = float(v.mean()) if v.size and not np.isnan(v).any() else math.nan
+        parts = [(*s[attack], f"members-{i}", "nonmembers") for s, i in zip(scores, victims, strict=True)]
+        out[attack]["auc_ci"] = list(auc_mean_ci(parts)[1:]) if parts else [math.nan, math.nan]
     return out
 
 
@@ -183,15 +212,18 @@ def _compute(ctx: RunContext, settings: MiaSettings, members: Callable[[int], Sp
     t0 = time.perf_counter()
     glob = _model(ctx, ctx.store.load_global(ctx.total_rounds))
     shadows = train_shadows(ctx, ctx.data.server, settings=settings, view=0, progress=progress, done=done, total=total)
-    server = [{"client": i, **view_rocs([glob], shadows, members(i), ctx.data.global_test, settings=settings)}
-              for i in range(n)]
-    pairs = []
+    server_scores = _view_scores([glob], shadows, [members(i) for i in range(n)], ctx.data.global_test, settings)
+    server = [{"client": i, **_rocs(sc)} for i, sc in enumerate(server_scores)]
+    pairs, pair_scores, victims = [], [], []
     for m in insiders:
         shadows = train_shadows(ctx, ctx.data.client_train[m], settings=settings, view=m + 1, progress=progress,
                                 done=done, total=total)
         targets = _insider_targets(ctx, m, settings.insider_rounds)
-        pairs += [{"attacker": m, "victim": i, **view_rocs(targets, shadows, members(i), ctx.data.global_test,
-                                                              settings=settings)} for i in range(n) if i != m]
+        others = [i for i in range(n) if i != m]
+        scores = _view_scores(targets, shadows, [members(i) for i in others], ctx.data.global_test, settings)
+        pairs += [{"attacker": m, "victim": i, **_rocs(sc)} for i, sc in zip(others, scores, strict=True)]
+        pair_scores += scores
+        victims += others
     notes = sorted({note for r in (*server, *pairs) for a in ("loss", "lira") for note in r[a]["notes"]})
     if not insiders:
         notes.append("one client: no insider view")
@@ -209,9 +241,9 @@ def _compute(ctx: RunContext, settings: MiaSettings, members: Callable[[int], Sp
                            f"final model and the copies of the last {min(settings.insider_rounds, ctx.total_rounds)} "
                            "rounds (scores averaged)"),
         "nonmembers": len(ctx.data.global_test),
-        "server": {"per_client": server, "mean": _mean(server)},
-        "insider": {"pairs": pairs, "mean": _mean(pairs)},
-        "notes": notes, "seconds": time.perf_counter() - t0, "shadows_trained": total,
+        "server": {"per_client": server, "mean": _mean(server, server_scores, range(n))},
+        "insider": {"pairs": pairs, "mean": _mean(pairs, pair_scores, victims)},
+        "intervals": INTERVALS, "notes": notes, "seconds": time.perf_counter() - t0, "shadows_trained": total,
     }
 
 
