@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import config_hash
-from fedsafe.experiments.audit_text import fmt_auc, fmt_eps, fmt_pct, strongest
+from fedsafe.experiments.audit_text import fmt_auc, fmt_ci, fmt_eps, fmt_pct, strongest
 from fedsafe.experiments.runinfo import read_run
 from fedsafe.runs.store import RunStore
 
@@ -51,9 +51,18 @@ def test_audit_writes_the_page_and_the_summary_whose_sentences_carry_its_numbers
     assert [a["fb_passes_per_image"] for a in s["attacks"]] == [10, 10, 10, 20]
     best, m, eps = strongest(s["attacks"]), s["membership"], s["privacy"]["epsilon"]
     sentences = " ".join(s["sentences"])
-    assert f"An insider fools {fmt_pct(best['asr_avg_benign'])} of the other clients' predictions" in sentences
-    assert f"inferred at AUC {fmt_auc(m['server']['mean']['lira']['auc'])} by the server" in sentences
-    assert f"AUC {fmt_auc(m['insider']['mean']['lira']['auc'])} by an insider" in sentences
+    ci = fmt_ci(best["asr_avg_benign_ci"])
+    assert ci.startswith(" (95% CI ") and f"An insider fools {fmt_pct(best['asr_avg_benign'])}{ci} of the other" \
+        in sentences
+    server, insider = m["server"]["mean"]["lira"], m["insider"]["mean"]["lira"]
+    assert f"inferred at AUC {fmt_auc(server['auc'])}{fmt_ci(server['auc_ci'], fmt_auc)} by the server" in sentences
+    assert f"AUC {fmt_auc(insider['auc'])}{fmt_ci(insider['auc_ci'], fmt_auc)} by an insider" in sentences
+    # the quick audit states its budget first and labels itself; the verdicts are printed and kept
+    assert s["level"] == "quick" and s["budget"]["shadows"] == 2 and s["budget"]["max_shadow_epochs"] == 5
+    assert s["budget"]["text"] in s["sentences"] and s["budget"]["text"].startswith("Budget: a QUICK audit")
+    assert "Intervals are 95% over images" in s["budget"]["text"] and "Budget: a QUICK audit" in text
+    assert set(s["verdicts"]) >= {"learned", "insider attack", "membership (server)", "differential privacy"}
+    assert "Verdicts:" in text and f"insider attack: {s['verdicts']['insider attack']}" in text
     # downlink noise only and no clip: the accountant credits nothing, and the sentence says so
     assert fmt_eps(eps["nbafl"]) == fmt_eps(eps["unconditional"]) == "infinite" and "epsilon infinite" in sentences
     assert "PGD+CRN2 instead of CRN10" in sentences and "TPR at 1% FPR is not resolvable with 45" in sentences

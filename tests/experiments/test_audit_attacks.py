@@ -18,7 +18,7 @@ from fedsafe.attacks.spec import AttackSpec, Start
 from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.experiments.audit import AuditSettings, run_audit
 from fedsafe.experiments.audit_attacks import masking_audit, run_downlink_noise
-from fedsafe.experiments.audit_text import fmt_auc, fmt_pct
+from fedsafe.experiments.audit_text import fmt_auc, fmt_ci, fmt_pct
 from fedsafe.experiments.evaluation import evaluate_transfer
 from fedsafe.experiments.results import read_evaluation
 from fedsafe.experiments.run_context import load_run
@@ -203,10 +203,12 @@ def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(ru
     assert first["attacks"][2]["noise_std"] == S_D
     best = max(first["attacks"], key=lambda a: a["asr_avg_benign"])
     text = " ".join(first["sentences"])
-    assert best["asr_avg_benign"] > 0 and f"An insider fools {fmt_pct(best['asr_avg_benign'])} of the other" in text
+    ci = fmt_ci(best["asr_avg_benign_ci"])
+    assert best["asr_avg_benign"] > 0 and f"An insider fools {fmt_pct(best['asr_avg_benign'])}{ci} of the other" in text
     m = first["membership"]
-    assert f"inferred at AUC {fmt_auc(m['server']['mean']['lira']['auc'])} by the server" in text
-    assert f"AUC {fmt_auc(m['insider']['mean']['lira']['auc'])} by an insider" in text
+    server, insider = m["server"]["mean"]["lira"], m["insider"]["mean"]["lira"]
+    assert f"inferred at AUC {fmt_auc(server['auc'])}{fmt_ci(server['auc_ci'], fmt_auc)} by the server" in text
+    assert f"AUC {fmt_auc(insider['auc'])}{fmt_ci(insider['auc_ci'], fmt_auc)} by an insider" in text
     assert "PGD+CRN3 instead of CRN10" in text and "WARNING" not in text
     again = run_audit(context(run_dir), settings)
     assert again["cached"] == {"attacks": 3, "attack_specs": 3, "masking": True, "membership": True}

@@ -50,10 +50,15 @@ def audit(
     insider_rounds: int = typer.Option(None, "--insider-rounds",
                                        help="The insider also scores with its last R received copies (default 0)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the random starts and the EOT noise (default 0)."),
-    precision: str = typer.Option(None, "--precision", help="fp32 (default) or bf16."),
+    precision: str = typer.Option(None, "--precision", help="auto (default: bf16 where fast), fp32 (--full) or bf16."),
     membership: bool = typer.Option(True, "--membership/--no-membership", help="Run the membership inference."),
     masking: bool = typer.Option(True, "--masking/--no-masking", help="Run the gradient-masking checks."),
     quick: bool = typer.Option(False, "--quick", help="A smoke test: fewer steps, K = 2, 2 short shadows."),
+    full: bool = typer.Option(False, "--full", help="The full budget: EOT K = 8, 4 shadows of <= 30 epochs, masking "
+                                                    "on 100 images, fp32 (default: K = 2, 2 shadows of <= 10 epochs, "
+                                                    "50 images, bf16 where fast)."),
+    masking_images: int = typer.Option(None, "--masking-images", help="Images a client of the masking checks "
+                                                                      "(default 50; --full 100)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost estimate, then stop."),
     data: Path = typer.Option(None, "--data", help="A recorded Flower run's audit data (.npz: test_x_<i>, train_x_<i>, "
                                                   "heldout_x, server_x and their _y; fedsafe.flower.audit_data)."),
@@ -72,7 +77,8 @@ def audit(
     try:
         settings = AuditSettings.of(eps=eps, steps=steps, alpha=alpha, eot=_ints(eot, "--eot"), shadows=shadows,
                                     max_shadow_epochs=shadow_epochs, insider_rounds=insider_rounds, seed=seed,
-                                    precision=precision, membership=membership, masking=masking, quick=quick)
+                                    precision=precision, membership=membership, masking=masking, quick=quick,
+                                    full=full, masking_images=masking_images)
     except ValueError as e:
         raise fail(" ".join(str(e).split())) from None
     if data is not None or model is not None or is_recording(run_dir):
@@ -95,15 +101,24 @@ def audit(
         raise fail(" ".join(str(e).split())) from None
     html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
     label = " \\[synthetic]" if summary["synthetic"] else ""
-    quick_label = " (QUICK)" if summary["quick"] else ""
+    quick_label = {"quick": " (QUICK)", "full": " (full)"}.get(summary.get("level", ""), "")
     out.rule(f"audit of {escape(str(run_dir))}: {escape(summary['task'])}{label}{quick_label}")
     for s in summary["sentences"]:
         out.print(f"- {escape(s)}", highlight=False)
+    _print_verdicts(summary)
     c = summary["cached"]
     console.print(f"cached: {c['attacks']} of {c['attack_specs']} attack evaluation(s), masking "
                   f"{'yes' if c['masking'] else 'no'}, membership {'yes' if c['membership'] else 'no'}; "
                   f"{summary['seconds']['total']:.1f} s", highlight=False)
     console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)
+
+
+def _print_verdicts(summary: dict) -> None:
+    verdicts = summary.get("verdicts") or {}
+    if verdicts:
+        out.print("Verdicts:", highlight=False)
+        for k, v in verdicts.items():
+            out.print(f"  {escape(k)}: {escape(v)}", highlight=False)
 
 
 def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None, model: str | None,
@@ -142,4 +157,5 @@ def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None
     out.rule(f"audit of {escape(str(run_dir))}: recorded Flower run{' (QUICK)' if summary['quick'] else ''}")
     for s in summary["sentences"]:
         out.print(f"- {escape(s)}", highlight=False)
+    _print_verdicts(summary)
     console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)

@@ -19,6 +19,9 @@ a second audit with the same settings reads them back. The summary (:func:`run_a
 >>> s = AuditSettings(quick=True)
 >>> s.steps, s.eot, s.shadows, round(s.step_size, 4)
 (10, (2,), 2, 0.0125)
+>>> f = AuditSettings(full=True)
+>>> f.level, f.eot, f.shadows, f.max_shadow_epochs, f.masking_images, f.precision
+('full', (8,), 4, 30, 100, 'fp32')
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from .audit_attacks import (
     run_downlink_noise,
 )
 from .audit_mia import MiaSettings, membership_audit, shadow_epochs
-from .audit_text import attack_row, privacy_facts, sentences
+from .audit_text import attack_row, privacy_facts, sentences, verdicts
 from .costs import duration
 from .evaluation import evaluate_transfer
 from .results import read_evaluation
@@ -59,10 +62,15 @@ from .run_context import RunContext, load_run
 from .runinfo import open_run, read_run
 from .sanity import SANITY_STEPS, sanity_cache
 
-__all__ = ["QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "estimate", "open_audit", "run_audit"]
+__all__ = ["FULL", "QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "budget", "estimate",
+           "open_audit", "run_audit"]
 
 log = logging.getLogger(__name__)
 
+FULL = {"eot": (DEFAULT_EOT_SAMPLES,), "shadows": 4, "max_shadow_epochs": 30, "masking_images": MASKING_IMAGES,
+        "precision": "fp32"}
+"""--full: the audit as it was before issue 19 (EOT K = 8, 4 shadow models of at most 30 epochs a view, the masking
+checks on 100 images a client, fp32 attacks), to compare the default budget with."""
 QUICK = {"steps": 10, "eot": (2,), "shadows": 2, "max_shadow_epochs": 5}
 """--quick: fewer attack steps, EOT with K = 2, 2 shadow models of at most 5 epochs (a smoke test, labelled)."""
 
@@ -70,30 +78,37 @@ QUICK = {"steps": 10, "eot": (2,), "shadows": 2, "max_shadow_epochs": 5}
 @dataclass(frozen=True)
 class AuditSettings:
     """What the audit runs. ``alpha`` None: Madry's 2.5 eps / steps (the attack can cross the ball); ``eot``: the
-    K values of EOT-PGD; ``crn_window``: R of the CRN start (shortened to the rounds the run kept); ``quick``:
-    :data:`QUICK` over the defaults not given."""
+    K values of EOT-PGD; ``crn_window``: R of the CRN start (shortened to the rounds the run kept); ``precision``
+    "auto": bf16 where the CPU or GPU computes it fast, else fp32. The defaults are the budget of issue 19 (minutes
+    on a laptop: EOT K = 2, 2 shadow models of at most 10 epochs a view, the masking checks on 50 images a client);
+    ``full``: :data:`FULL` over the defaults not given; ``quick``: :data:`QUICK` over them (a smoke test)."""
 
     eps: float = DEFAULT_EPS
     steps: int = 20
     alpha: float | None = None
-    eot: tuple[int, ...] = (DEFAULT_EOT_SAMPLES,)
+    eot: tuple[int, ...] = (2,)
     crn_window: int = 10
-    shadows: int = 4
-    max_shadow_epochs: int = 30
+    shadows: int = 2
+    max_shadow_epochs: int = 10
     insider_rounds: int = 0
     seed: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"
     batch_size: int = 100
     masking: bool = True
+    masking_images: int = 50
     membership: bool = True
     quick: bool = False
+    full: bool = False
     given: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.quick:
-            for k, v in QUICK.items():
-                if k not in self.given:
-                    object.__setattr__(self, k, v)
+        if self.quick and self.full:
+            raise ValueError("--quick and --full exclude each other")
+        for k, v in (QUICK if self.quick else FULL if self.full else {}).items():
+            if k not in self.given:
+                object.__setattr__(self, k, v)
+        if self.masking_images < 1:
+            raise ValueError(f"masking_images must be >= 1, got {self.masking_images}")
         object.__setattr__(self, "eot", tuple(int(k) for k in self.eot))
         if any(k < 1 for k in self.eot):
             raise ValueError(f"--eot: every K must be an integer >= 1, got {list(self.eot)}")
@@ -108,6 +123,11 @@ class AuditSettings:
         """Settings from the options given (None = not given: the default, or :data:`QUICK`'s with quick)."""
         kept = {k: v for k, v in given.items() if v is not None}
         return cls(**kept, given=frozenset(kept))
+
+    @property
+    def level(self) -> str:
+        """"quick", "full" or "standard" (the default budget)."""
+        return "quick" if self.quick else "full" if self.full else "standard"
 
     @property
     def step_size(self) -> float:
@@ -173,7 +193,7 @@ def _key(spec: AttackSpec, settings: AuditSettings) -> str:
 
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
     blob = json.dumps({"seed": settings.seed, "precision": settings.precision, "eps": MASKING_EPS,
-                       "steps": MASKING_STEPS, "images": MASKING_IMAGES}, sort_keys=True)
+                       "steps": MASKING_STEPS, "images": settings.masking_images}, sort_keys=True)
     return audit_dir(ctx.store.root) / f"masking-{hashlib.sha256(blob.encode()).hexdigest()[:10]}.json"
 
 
@@ -211,7 +231,7 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
     """Image passes (forward + backward = 1) of every part not cached, and their seconds at the run's speed."""
     specs, _ = attack_specs(ctx, settings)
     n_test, n = sum(len(s) for s in ctx.data.client_test), ctx.num_clients
-    n_mask = sum(min(len(s), MASKING_IMAGES) for s in ctx.data.client_test)
+    n_mask = sum(min(len(s), settings.masking_images) for s in ctx.data.client_test)
     s_d = run_downlink_noise(ctx)
     cached = [read_evaluation(ctx.store.root, _key(s, settings), s) is not None for s in specs]
     # once per run when an evaluation is to run: the gradient cosines (2 passes a pair) and, unless cached, the
@@ -267,9 +287,32 @@ def _masking(ctx: RunContext, settings: AuditSettings, progress: Progress | None
         except (RunFileError, KeyError, TypeError) as e:
             log.warning("recomputing the masking checks: %s", e)
     t0 = time.perf_counter()
-    clients = masking_audit(ctx, seed=settings.seed, precision=settings.precision, progress=progress)
+    clients = masking_audit(ctx, seed=settings.seed, precision=settings.precision, progress=progress,
+                            images=settings.masking_images)
     ctx.store.write_json(path, {"clients": clients})
     return json_safe(clients), False, time.perf_counter() - t0
+
+
+def budget(ctx: RunContext, settings: AuditSettings) -> dict[str, Any]:
+    """What this audit spent and how sure its numbers are, as a sentence (``text``) and its parts."""
+    n_images = sum(len(s) for s in ctx.data.client_test)
+    eot = ", ".join(str(k) for k in settings.eot)
+    name = {"standard": "Budget: the standard audit", "full": "Budget: the full audit (--full)",
+            "quick": "Budget: a QUICK audit (a smoke test)"}[settings.level]
+    parts = [f"PGD-{settings.steps}, PGD+CRN, EOT K = {eot} at {settings.precision} on all {n_images} attack images"]
+    if settings.masking:
+        parts.append(f"masking checks on {settings.masking_images} images a client")
+    if settings.membership:
+        parts.append(f"{settings.shadows} shadow models a view of at most {settings.max_shadow_epochs} epochs")
+    full = ("" if settings.level == "full" else
+            f" (--full: EOT K = {FULL['eot'][0]}, {FULL['shadows']} shadows of at most {FULL['max_shadow_epochs']} "
+            f"epochs, masking on {FULL['masking_images']} images, {FULL['precision']})")
+    text = (f"{name}: {'; '.join(parts)}{full}. Intervals are 95% over images with the trained models held fixed: "
+            "Wilson for an ASR (each attack image counted once), DeLong for an AUC; they do not cover the "
+            "randomness of training the shadow models (fewer shadows weaken LiRA, not the loss threshold).")
+    return {"level": settings.level, "attack_images": n_images, "masking_images": settings.masking_images,
+            "shadows": settings.shadows, "max_shadow_epochs": settings.max_shadow_epochs,
+            "eot": list(settings.eot), "precision": settings.precision, "text": text}
 
 
 def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, progress: Progress | None = None
@@ -286,7 +329,8 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
         "kind": "fedsafe-audit", "fedsafe_version": __version__, "run_dir": str(ctx.store.root),
         "task": ctx.data.task, "synthetic": ctx.data.synthetic, "clients": ctx.num_clients,
         "rounds": ctx.total_rounds, "defense": ctx.cfg.defense.name, "profile": ctx.cfg.profile,
-        "quick": settings.quick, "settings": settings.to_dict(),
+        "quick": settings.quick, "level": settings.level, "settings": settings.to_dict(),
+        "budget": budget(ctx, settings),
         "learned": ctx.learned, "global_acc": summ.get("global_acc"),
         "majority_class_rate": summ.get("majority_class_rate"), "client_final_acc": summ.get("client_final_acc"),
         "downlink_noise": run_downlink_noise(ctx), "privacy": privacy_facts(info.privacy),
@@ -300,6 +344,7 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     summary["sentences"] = sentences(summary)
+    summary["verdicts"] = verdicts(summary)
     summary["seconds"]["total"] = time.perf_counter() - t0
     summary = json_safe(summary)
     ctx.store.write_json(audit_dir(ctx.store.root) / "audit.json", summary)

@@ -90,19 +90,20 @@ def adaptive_attack(ctx: RunContext, spec: AttackSpec, attacker: int
     return fn, {"models": surrogate_models(ctx, attacker, rounds)}, {**NOT_ADAPTIVE, "surrogates": rounds}
 
 
-def masking_audit(ctx: RunContext, *, seed: int = 0, precision: str = "fp32", progress: Progress | None = None
-                  ) -> list[dict[str, Any]]:
-    """The masking checks of every client's final model on its own attack set (its first :data:`MASKING_IMAGES`
-    images): PGD (Madry's step 2.5 eps / steps,
+def masking_audit(ctx: RunContext, *, seed: int = 0, precision: str = "fp32", progress: Progress | None = None,
+                  images: int = MASKING_IMAGES) -> list[dict[str, Any]]:
+    """The masking checks of every client's final model on its own attack set (its first ``images`` images,
+    :data:`MASKING_IMAGES` by default): PGD (Madry's step 2.5 eps / steps,
     random start from ``seed_for(seed, "masking", client)``) at eps :data:`MASKING_EPS` (10 steps) and at steps
     :data:`MASKING_STEPS` (eps 0.03). One dict a client: the two curves, the flags and the reasons."""
     out = []
     for i, model in enumerate(ctx.models):
         report(progress, "masking checks", i, ctx.num_clients)
         attack = step_rule(pgd, seed=seed_for(seed, "masking", i), precision=precision)
-        r = masking_checks(attack, model, ctx.data.client_test[i].x[:MASKING_IMAGES], eps_values=MASKING_EPS,
+        r = masking_checks(attack, model, ctx.data.client_test[i].x[:images], eps_values=MASKING_EPS,
                            steps_for_eps=MASKING_STEPS_FOR_EPS, steps_values=MASKING_STEPS)
-        out.append({"client": i, "possibly_masking": r.possibly_masking, "reasons": list(r.reasons),
+        out.append({"client": i, "images": min(images, len(ctx.data.client_test[i])),
+                    "possibly_masking": r.possibly_masking, "reasons": list(r.reasons),
                     "eps_values": list(r.eps_values), "asr_by_eps": list(r.asr_by_eps),
                     "steps_for_eps": r.steps_for_eps, "steps_values": list(r.steps_values),
                     "asr_by_steps": list(r.asr_by_steps), "eps_for_steps": r.eps_for_steps,

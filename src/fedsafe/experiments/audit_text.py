@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..attacks.spec import AttackSpec
+from ..metrics.intervals import wilson_interval
 
-__all__ = ["as_float", "attack_row", "fmt_auc", "fmt_eps", "fmt_pct", "privacy_facts", "sentences", "strongest"]
+__all__ = ["as_float", "asr_intervals", "attack_row", "fmt_auc", "fmt_ci", "fmt_eps", "fmt_pct", "privacy_facts",
+           "sentences", "strongest", "verdicts"]
 
 
 def as_float(v: Any) -> float:
@@ -34,6 +37,39 @@ def fmt_pct(v: Any) -> str:
 def fmt_auc(v: Any) -> str:
     f = as_float(v)
     return "n/a" if math.isnan(f) else f"{f:.3f}"
+
+
+def fmt_ci(ci: Any, fmt=fmt_pct) -> str:
+    """" (95% CI lo-hi)" of an interval [lo, hi], empty when there is none."""
+    if not ci or any(math.isnan(as_float(v)) for v in ci):
+        return ""
+    return f" (95% CI {fmt(ci[0])}-{fmt(ci[1])})"
+
+
+def asr_intervals(asr: Any, n_correct: Any, *, asr_self: float, asr_avg_benign: float) -> dict[str, Any]:
+    """Wilson 95% intervals of ASR self and ASR on the other clients, over images.
+
+    ``asr``, ``n_correct``: (attackers, targets) matrices (target = attacker on the diagonal). ASR self counts the
+    n = sum of the diagonal's correct predictions. ASR on the others is a mean over targets that judged the same
+    attack images, whose outcomes are correlated: each image counts once, n = sum over attackers of the mean number
+    of correct predictions over its other targets (a mean of correlated Bernoullis varies at most as one does, so
+    this is conservative). Returns ``{"asr_self_ci", "asr_avg_benign_ci", "images_self", "images_benign"}``."""
+    a, n = np.asarray(asr, dtype=float), np.asarray(n_correct, dtype=float)
+    if a.ndim != 2 or a.shape != n.shape:
+        return {"asr_self_ci": None, "asr_avg_benign_ci": None, "images_self": 0, "images_benign": 0}
+    diag = np.zeros(a.shape, dtype=bool)
+    diag[np.arange(min(a.shape)), np.arange(min(a.shape))] = True
+    n_self = float(n[diag].sum())
+    others = np.where(~diag, n, np.nan)
+    n_benign = float(np.nansum(np.nanmean(others, axis=1))) if a.shape[1] > 1 else 0.0
+
+    def ci(p: float, m: float) -> list[float] | None:
+        if m <= 0 or math.isnan(p):
+            return None
+        return list(wilson_interval(min(max(p, 0.0), 1.0) * m, m))
+
+    return {"asr_self_ci": ci(asr_self, n_self), "asr_avg_benign_ci": ci(asr_avg_benign, n_benign),
+            "images_self": int(n_self), "images_benign": int(round(n_benign))}
 
 
 def fmt_eps(v: Any) -> str:
@@ -60,6 +96,8 @@ def attack_row(spec: AttackSpec, record: dict[str, Any], frame: pd.DataFrame, *,
         "fb_passes_per_image": record["fb_passes_per_image"], "crn_passes_per_image": record["crn_passes_per_image"],
         "seconds_per_batch": record["attack_seconds_per_batch"],
         "start_source": sorted(set(record["start_source"].values())),
+        **asr_intervals(record["matrices"]["asr"], record["matrices"].get("n_correct"),
+                        asr_self=as_float(s["asr_self"]), asr_avg_benign=as_float(s["asr_avg_benign"])),
         "attackers": record["matrices"]["attackers"], "asr_matrix": record["matrices"]["asr"],
         "sanity_warnings": list(record.get("sanity_warnings") or []), "cached": cached,
     }
@@ -93,7 +131,8 @@ def _attack_sentences(s: dict[str, Any]) -> list[str]:
     best = strongest(attacks)
     if best is None:
         return ["No attack result is defined (no benign client classified an attack image correctly)."]
-    out = [f"An insider fools {fmt_pct(best['asr_avg_benign'])} of the other clients' predictions ({best['label']}, "
+    out = [f"An insider fools {fmt_pct(best['asr_avg_benign'])}{fmt_ci(best.get('asr_avg_benign_ci'))} of the other "
+           f"clients' predictions ({best['label']}, "
            f"eps {best['eps']:g}: the share of a benign client's correct predictions on the attacker's test set that "
            f"the attack flips, mean over the {s['clients']} attackers; {fmt_pct(best['asr_self'])} of its own)."]
     parts = []
@@ -101,7 +140,8 @@ def _attack_sentences(s: dict[str, Any]) -> list[str]:
         extra = (f"; K = {a['samples']} noisy copies a step at s_D = {as_float(a['noise_std']):g}"
                  if a["attack"] == "eot-pgd" else "")
         crn = f" + {a['crn_passes_per_image']} CRN" if a["crn_passes_per_image"] else ""
-        parts.append(f"{a['label']} {fmt_pct(a['asr_avg_benign'])} ({a['fb_passes_per_image']}{crn} passes an "
+        parts.append(f"{a['label']} {fmt_pct(a['asr_avg_benign'])}{fmt_ci(a.get('asr_avg_benign_ci'))} "
+                     f"({a['fb_passes_per_image']}{crn} passes an "
                      f"image{extra})")
     out.append("ASR on the other clients per attack: " + ", ".join(parts) + ".")
     return out
@@ -112,12 +152,14 @@ def _mia_sentences(s: dict[str, Any]) -> list[str]:
     if not m:
         return []
     server, insider = m["server"]["mean"], m["insider"]["mean"]
-    text = (f"Membership of a client's patients is inferred at AUC {fmt_auc(server['lira']['auc'])} by the server "
-            f"(offline LiRA, {m['settings']['shadows']} shadow models; loss threshold: AUC "
-            f"{fmt_auc(server['loss']['auc'])})")
+    def auc(r: dict[str, Any]) -> str:
+        return fmt_auc(r["auc"]) + fmt_ci(r.get("auc_ci"), fmt_auc)
+
+    text = (f"Membership of a client's patients is inferred at AUC {auc(server['lira'])} by the server "
+            f"(offline LiRA, {m['settings']['shadows']} shadow models; loss threshold: AUC {auc(server['loss'])})")
     if m["insider"]["pairs"]:
-        text += (f" and at AUC {fmt_auc(insider['lira']['auc'])} by an insider through its {m['insider_models']} "
-                 f"(loss threshold: AUC {fmt_auc(insider['loss']['auc'])})")
+        text += (f" and at AUC {auc(insider['lira'])} by an insider through its {m['insider_models']} "
+                 f"(loss threshold: AUC {auc(insider['loss'])})")
     text += "; 0.5 is chance."
     tpr = server["lira"]["tpr_at_1pct_fpr"]
     if math.isnan(as_float(tpr)):
@@ -162,6 +204,51 @@ def _masking_sentence(s: dict[str, Any]) -> str | None:
             + "; ".join(f"client {c['client']}: {c['reasons'][0]}" for c in flagged) + ".")
 
 
+def _lower_upper(ci: Any) -> tuple[float, float]:
+    if not ci:
+        return math.nan, math.nan
+    return as_float(ci[0]), as_float(ci[1])
+
+
+def _mia_verdict(view: dict[str, Any]) -> str:
+    cis = {a: _lower_upper(view["mean"][a].get("auc_ci")) for a in ("lira", "loss")}
+    above = [a for a, (lo, _) in cis.items() if lo > 0.5]
+    if above:
+        return "inferred above chance (" + " and ".join(
+            "LiRA" if a == "lira" else "loss threshold" for a in above) + ": the AUC's 95% CI lies above 0.5)"
+    if all(math.isnan(lo) for lo, _ in cis.values()):
+        return "n/a"
+    return "not told apart from chance (every AUC's 95% CI reaches 0.5)"
+
+
+def verdicts(s: dict[str, Any]) -> dict[str, str]:
+    """The audit's findings as verdicts that must not change with its budget (issue 19): each is decided on a 95%
+    interval over images, so a smaller budget can only make a verdict "undecided", never flip it, unless its
+    estimate moves. Keys: learned, insider attack, gradient masking, membership (server), membership (insider),
+    differential privacy."""
+    out = {"learned": "yes" if s.get("learned", True) else "no (the numbers below say nothing)"}
+    best = strongest(s.get("attacks") or []) if s.get("clients", 0) > 1 else None
+    if best is not None:
+        lo, hi = _lower_upper(best.get("asr_avg_benign_ci"))
+        out["insider attack"] = ("fools most of the other clients' correct predictions (95% CI above 50%)" if lo > 0.5
+                                 else "fools fewer than half of them (95% CI below 50%)" if hi < 0.5
+                                 else "undecided around 50% (the 95% CI contains it)")
+    if s.get("masking"):
+        flagged = [str(c["client"]) for c in s["masking"] if c["possibly_masking"]]
+        out["gradient masking"] = f"possibly masking (client {', '.join(flagged)})" if flagged else "no sign"
+    m = s.get("membership")
+    if m:
+        out["membership (server)"] = _mia_verdict(m["server"])
+        if m["insider"]["pairs"]:
+            out["membership (insider)"] = _mia_verdict(m["insider"])
+    p = s.get("privacy") or {}
+    dp = [label for label in (p.get("dp") or {}).values() if label]
+    eps = [as_float(v) for v in (p.get("epsilon") or {}).values()]
+    out["differential privacy"] = ("; ".join(dp) if dp else "not accounted" if all(math.isnan(e) for e in eps)
+                                   else "not DP under either sensitivity")
+    return out
+
+
 def sentences(s: dict[str, Any]) -> list[str]:
     """The audit summary in plain sentences (a warning first when the run did not learn)."""
     out = []
@@ -169,6 +256,8 @@ def sentences(s: dict[str, Any]) -> list[str]:
         out.append(f"WARNING: the global model did not learn (accuracy {fmt_pct(s.get('global_acc'))} vs majority "
                    f"class {fmt_pct(s.get('majority_class_rate'))}, SPEC 11): the attack and membership numbers below "
                    "say nothing about robustness or privacy.")
+    if s.get("budget"):
+        out.append(s["budget"]["text"])
     out += _attack_sentences(s)
     out += _mia_sentences(s)
     out.append(_privacy_sentence(s))
