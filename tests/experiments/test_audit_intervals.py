@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, norm
 
+from fedsafe.experiments.audit_text import asr_intervals, verdicts
 from fedsafe.metrics.intervals import auc_mean_ci, placement_values, wilson_interval
 
 
@@ -96,3 +97,30 @@ def test_delong_variance_matches_a_bootstrap_over_images():
 def test_auc_mean_ci_refuses_mismatched_groups():
     with pytest.raises(ValueError, match="group 'n'"):
         auc_mean_ci([([1.0, 2.0], [0.0, 1.0], "a", "n"), ([1.0], [0.0, 1.0, 2.0], "b", "n")])
+
+
+def test_asr_intervals_count_each_attack_image_once():
+    asr = [[0.9, 0.5, 0.7], [0.6, 0.8, np.nan], [0.2, 0.4, 1.0]]
+    n_correct = [[90, 80, 70], [60, 50, 0], [40, 30, 20]]  # client 1 got none of attacker 1's images right
+    # by hand: self n = 90 + 50 + 20; others n = mean(80, 70) + mean(60) + mean(40, 30)
+    got = asr_intervals(asr, n_correct, asr_self=0.9, asr_avg_benign=0.5)
+    assert (got["images_self"], got["images_benign"]) == (160, 75 + 60 + 35)
+    ci = binomtest(144, 160).proportion_ci(confidence_level=0.95, method="wilson")
+    assert got["asr_self_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
+    ci = binomtest(85, 170).proportion_ci(confidence_level=0.95, method="wilson")
+    assert got["asr_avg_benign_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
+
+
+def test_verdicts_are_decided_on_the_intervals():
+    def summary(asr_ci, auc_ci):
+        roc = {"auc": 0.6, "auc_ci": auc_ci}
+        return {"clients": 3, "learned": True, "masking": [],
+                "attacks": [{"label": "PGD-20", "asr_avg_benign": 0.6, "asr_avg_benign_ci": asr_ci}],
+                "membership": {"server": {"mean": {"lira": roc, "loss": roc}}, "insider": {"pairs": []}},
+                "privacy": {"epsilon": {"nbafl": float("inf"), "unconditional": float("inf")}, "dp": {}}}
+
+    v = verdicts(summary([0.55, 0.65], [0.52, 0.68]))
+    assert v["insider attack"].startswith("fools most") and v["membership (server)"].startswith("inferred above")
+    v = verdicts(summary([0.45, 0.75], [0.49, 0.71]))
+    assert v["insider attack"].startswith("undecided") and v["membership (server)"].startswith("not told apart")
+    assert v["differential privacy"] == "not DP under either sensitivity" and "membership (insider)" not in v

@@ -52,16 +52,18 @@ def asr_intervals(asr: Any, n_correct: Any, *, asr_self: float, asr_avg_benign: 
     ``asr``, ``n_correct``: (attackers, targets) matrices (target = attacker on the diagonal). ASR self counts the
     n = sum of the diagonal's correct predictions. ASR on the others is a mean over targets that judged the same
     attack images, whose outcomes are correlated: each image counts once, n = sum over attackers of the mean number
-    of correct predictions over its other targets (a mean of correlated Bernoullis varies at most as one does, so
-    this is conservative). Returns ``{"asr_self_ci", "asr_avg_benign_ci", "images_self", "images_benign"}``."""
+    of correct predictions over its other targets with a defined ASR (a mean of correlated Bernoullis varies at most
+    as one does, so this is conservative).
+    Returns ``{"asr_self_ci", "asr_avg_benign_ci", "images_self", "images_benign"}``."""
     a, n = np.asarray(asr, dtype=float), np.asarray(n_correct, dtype=float)
     if a.ndim != 2 or a.shape != n.shape:
         return {"asr_self_ci": None, "asr_avg_benign_ci": None, "images_self": 0, "images_benign": 0}
     diag = np.zeros(a.shape, dtype=bool)
     diag[np.arange(min(a.shape)), np.arange(min(a.shape))] = True
     n_self = float(n[diag].sum())
-    others = np.where(~diag, n, np.nan)
-    n_benign = float(np.nansum(np.nanmean(others, axis=1))) if a.shape[1] > 1 else 0.0
+    others = ~diag & ~np.isnan(a)  # an undefined cell (no correct prediction) is out of the mean, as in the ASR
+    counts = others.sum(axis=1)
+    n_benign = float(sum(n[m][others[m]].mean() for m in range(a.shape[0]) if counts[m]))
 
     def ci(p: float, m: float) -> list[float] | None:
         if m <= 0 or math.isnan(p):
