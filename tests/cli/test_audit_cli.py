@@ -74,6 +74,7 @@ def test_audit_writes_the_page_and_the_summary_whose_sentences_carry_its_numbers
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("</style>")[1]
     assert all(x.replace("'", "&#x27;") in html for x in s["sentences"])
     assert html.count('class="heatmap"') == 4 and "membership inference</h2>" in html
+    assert "<h2>Verdicts</h2>" in html and "AUC [95% DeLong interval]" in html and "[95% Wilson interval" in html
     assert "written:" in text and "audit.html" in text
 
 

@@ -25,10 +25,16 @@ def _f(v: Any, digits: int = 3) -> str:
     return num(v, digits) if v is not None else "n/a"
 
 
+def _ci(ci: Any, fmt=pct) -> str:
+    """" [lo, hi]" of a 95% interval, empty when the summary has none (audits before issue 19)."""
+    return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci and None not in ci else ""
+
+
 def _attacks(attacks: Sequence[dict[str, Any]]) -> list[str]:
     if not attacks:
         return []
-    rows = [[a["label"], pct(a["asr_self"]), pct(a["asr_avg_benign"]), pct(a["aasr"]), pct(a["aetr"]),
+    rows = [[a["label"], pct(a["asr_self"]) + _ci(a.get("asr_self_ci")),
+             pct(a["asr_avg_benign"]) + _ci(a.get("asr_avg_benign_ci")), pct(a["aasr"]), pct(a["aetr"]),
              pct(a["clean_acc"]), f"{a['fb_passes_per_image']}" + (f" + {a['crn_passes_per_image']} CRN"
                                                                    if a["crn_passes_per_image"] else ""),
              _f(a["seconds_per_batch"]), "—" if a.get("noise_std") is None else f"{a['noise_std']:g}",
@@ -39,7 +45,8 @@ def _attacks(attacks: Sequence[dict[str, Any]]) -> list[str]:
             for a in attacks]
     return ["<h2>What an insider's attack does to the other clients</h2>", table(cols, rows),
             '<p class="note">ASR: among the target\'s correct predictions on the attacker\'s test set, the share the '
-            "attack flips (SPEC 8); other clients: mean over the benign targets. Passes / image: forward+backward "
+            "attack flips (SPEC 8); other clients: mean over the benign targets; [95% Wilson interval over the attack "
+            "images, each counted once]. Passes / image: forward+backward "
             "passes of the attack (K x steps for EOT-PGD with K noisy copies a step).</p>",
             f'<div class="heatmaps">{"".join(maps)}</div>']
 
@@ -59,7 +66,7 @@ def _masking(clients: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _roc_cells(r: dict[str, Any]) -> list[str]:
-    return [_f(r["auc"]), pct(r["tpr_at_1pct_fpr"]), pct(r["tpr_at_0_1pct_fpr"])]
+    return [_f(r["auc"]) + _ci(r.get("auc_ci"), _f), pct(r["tpr_at_1pct_fpr"]), pct(r["tpr_at_0_1pct_fpr"])]
 
 
 def _membership(m: dict[str, Any] | None) -> list[str]:
@@ -77,7 +84,7 @@ def _membership(m: dict[str, Any] | None) -> list[str]:
                for r in m["insider"]["pairs"]]
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in m["notes"])
     return ["<h2>What privacy the noise buys, measured: membership inference</h2>",
-            table(["view", "attack", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"], rows),
+            table(["view", "attack", "AUC [95% DeLong interval]", "TPR at 1% FPR", "TPR at 0.1% FPR"], rows),
             f'<p class="note">Members: each client\'s training images; non-members: the {m["nonmembers"]} images of '
             f"the global test set. {esc(m['budget'])}. Means over clients (server) and over (insider, victim) "
             "pairs.</p>",
@@ -109,7 +116,12 @@ def audit_page(s: dict[str, Any]) -> str:
         body.append('<div class="verdict does-not-hold"><span class="status">This run did not learn</span>: its '
                     "global model is within 2 points of the majority-class rate; the numbers below say nothing about "
                     "robustness or privacy.</div>")
+    if s.get("budget"):
+        body.append(f'<p class="note">{esc(s["budget"]["text"])}</p>')
     body += ["<h2>Findings</h2>", "<ul>", *(f"<li>{esc(x)}</li>" for x in s.get("sentences", [])), "</ul>"]
+    if s.get("verdicts"):
+        body += ["<h2>Verdicts</h2>", table(["what", "verdict (decided on the 95% intervals)"],
+                                           [[k, v] for k, v in s["verdicts"].items()])]
     body += _attacks(s.get("attacks", []))
     body += _masking(s.get("masking") or [])
     body += _membership(s.get("membership"))
