@@ -50,9 +50,23 @@ class TaskConfig(_Part):
     near_duplicates: bool = True
     near_duplicate_threshold: float = Field(0.02, gt=0, le=1)
     near_duplicate_hash_distance: int = Field(14, ge=0, le=64)
+    # adjacent slices of one scan (data/scans.py, measured in docs/results/scan-groups.md): mean |difference| at
+    # 128x128 grey below the threshold, or below the loose one with pHashes this close, joins the two images' groups
+    # (MRI and image-folder tasks; off with near_duplicates: false or same_scan: false)
+    same_scan: bool = True
+    same_scan_threshold: float = Field(0.025, gt=0, le=1)
+    same_scan_loose_threshold: float = Field(0.035, gt=0, le=1)
+    same_scan_hash_distance: int = Field(10, ge=0, le=64)
     # image-folder task: a CSV (file,site[,patient]; a relative path is read from the data root) naming each
     # image's hospital (splits.partition: sites) and patient (one patient's images stay in one set)
     sites_csv: str | None = None
+
+    @model_validator(mode="after")
+    def _scan_thresholds(self) -> TaskConfig:
+        if self.same_scan_loose_threshold < self.same_scan_threshold:
+            raise ValueError(f"task.same_scan_loose_threshold ({self.same_scan_loose_threshold:g}) must be at least "
+                             f"task.same_scan_threshold ({self.same_scan_threshold:g})")
+        return self
 
 
 class SplitConfig(_Part):

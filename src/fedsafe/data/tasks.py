@@ -44,6 +44,7 @@ from .medmnist import MEDMNIST_CLASSES, read_medmnist
 from .mri import MRI_SPLITS, MRI_TASKS, read_mri
 from .neardup import NearDuplicateSettings
 from .pcam import PCAM_CLASSES, read_pcam
+from .scans import ScanSettings
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
 from .types import DataReport, ImageTable
 
@@ -137,6 +138,8 @@ def load_task_kwargs(task: TaskConfig) -> dict[str, Any]:
         "n_synthetic": task.synthetic_size, "label_conflicts": task.label_conflicts,
         "near_duplicates": task.near_duplicates, "near_duplicate_threshold": task.near_duplicate_threshold,
         "near_duplicate_hash_distance": task.near_duplicate_hash_distance, "sites_csv": task.sites_csv,
+        "same_scan": ScanSettings(threshold=task.same_scan_threshold, loose_threshold=task.same_scan_loose_threshold,
+                                  hash_distance=task.same_scan_hash_distance) if task.same_scan else None,
     }
 
 
@@ -147,6 +150,7 @@ def load_task(
     use_cache: bool = True, label_conflicts: Literal["error", "drop"] | None = None, near_duplicates: bool = True,
     near_duplicate_threshold: float = NearDuplicateSettings.threshold,
     near_duplicate_hash_distance: int = NearDuplicateSettings.hash_distance, sites_csv: Path | str | None = None,
+    same_scan: ScanSettings | None = ScanSettings(),
 ) -> tuple[ImageTable, DataReport]:
     """Read task ``name``: images (N, image_size, image_size, channels) uint8, labels (N,), near-duplicate
     groups (N,), and its DataReport.
@@ -156,7 +160,8 @@ def load_task(
     instead of being skipped. seed, n_synthetic: the synthetic task only. max_per_split: read at most this
     many images of each official split (breastmnist, pcam). label_conflicts: "error" or "drop" (None: the
     task's default; ``drop_conflicts=True/False`` is the older spelling). near_duplicates: group
-    near-duplicates with these thresholds (False: every image its own group). sites_csv: image-folder only, its
+    near-duplicates with these thresholds (False: every image its own group). same_scan: also join adjacent slices
+    of one scan (MRI and image-folder; None: no such grouping). sites_csv: image-folder only, its
     CSV of file,site[,patient] (relative: read from the data root).
 
     Raises ValueError for an unknown task (listing the known ones), a missing data_root (naming the path),
@@ -189,21 +194,26 @@ def load_task(
             csv_path = root / csv_path
         return read_image_folder(root, size=image_size, channels=channels, cache_dir=None if not use_cache else
                                  Path(cache_dir) if cache_dir is not None else default_cache_dir(), strict=strict,
-                                 drop_conflicts=drop, near_duplicates=near, sites_csv=csv_path, progress=progress)
-    loader = _LOADERS[spec.source]
+                                 drop_conflicts=drop, near_duplicates=near, same_scan=same_scan, sites_csv=csv_path,
+                                 progress=progress)
     cache = None if not use_cache else Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if spec.source == "brain-tumor-mri":
+        return _load_mri(spec, root, size=image_size, channels=channels, cache_dir=cache, strict=strict,
+                         drop_conflicts=drop, near_duplicates=near, same_scan=same_scan, progress=progress)
+    loader = _LOADERS[spec.source]
     return loader(spec, root, size=image_size, channels=channels, cache_dir=cache, strict=strict,
                   max_per_split=max_per_split, drop_conflicts=drop, near_duplicates=near, progress=progress)
 
 
 def _load_mri(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
-              max_per_split: int | None, drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None,
+              drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None, same_scan: ScanSettings | None,
               progress: Progress | None) -> _Loaded:
     # accept the folder ``fedsafe data download brain-tumor-mri --to DIR`` wrote into, as for the npz sets
     if not any((root / s).is_dir() for s in MRI_SPLITS) and (root / "brain-tumor-mri").is_dir():
         root = root / "brain-tumor-mri"
     return read_mri(root, spec.name, size=size, channels=channels, cache_dir=cache_dir, strict=strict,
-                    drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, progress=progress)
+                    drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, same_scan=same_scan,
+                    progress=progress)
 
 
 def _load_medmnist(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
@@ -220,8 +230,7 @@ def _load_pcam(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_di
                      drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, progress=progress)
 
 
-_LOADERS: dict[str, Callable[..., _Loaded]] = {
-    "brain-tumor-mri": _load_mri,
+_LOADERS: dict[str, Callable[..., _Loaded]] = {  # brain-tumor-mri: _load_mri, which also groups slices
     "medmnist": _load_medmnist,
     "pcam": _load_pcam,
 }

@@ -154,7 +154,8 @@ class RunCache:
         synthetic = root is None
         memo = (t.name, str(root.resolve()) if root else None, t.image_size, t.channels, t.strict,
                 cfg.seed if synthetic else None, t.synthetic_size if synthetic else None, t.label_conflicts,
-                t.near_duplicates, t.near_duplicate_threshold, t.near_duplicate_hash_distance)
+                t.near_duplicates, t.near_duplicate_threshold, t.near_duplicate_hash_distance, t.same_scan,
+                t.same_scan_threshold, t.same_scan_loose_threshold, t.same_scan_hash_distance, t.sites_csv)
         if memo not in self._fingerprints:
             table, _ = load_table(cfg, progress=progress)
             self._fingerprints[memo] = (data_fingerprint(table), len(table))
