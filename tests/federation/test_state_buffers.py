@@ -66,3 +66,17 @@ def test_an_attack_leaves_batchnorm_statistics_and_modes_alone():
     pgd(m, x, y, eps=0.1, alpha=0.05, steps=3, start=None, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert all(mod.training for mod in m.modules())
+
+
+def test_noise_never_leaves_a_negative_running_variance():
+    s = bn_state(1, 10)
+    n = add_gaussian(s, 5.0, torch.Generator().manual_seed(0))  # noise far larger than the variances (about 1.5)
+    assert float(n["1.running_var"].min()) >= 0.0
+    ref = torch.Generator().manual_seed(0)  # the same draws: every other entry is w + noise, unclamped
+    for k, v in s.items():
+        if v.is_floating_point():
+            want = v.clone().add_(torch.randn(v.shape, generator=ref), alpha=5.0)
+            assert torch.equal(n[k], want.clamp(min=0) if k.endswith("running_var") else want)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+    m.load_state_dict(n)
+    assert torch.isfinite(m(torch.rand(2, 1, 8, 8))).all()

@@ -62,10 +62,16 @@ def add_gaussian(state: Mapping[str, torch.Tensor], std: float, generator: torch
     out = clone(state)
     if std == 0:
         return out
-    for v in (v for v in out.values() if v.is_floating_point()):
+    for name, v in out.items():
+        if not v.is_floating_point():
+            continue
         # drawn on the generator's device (a CPU generator on every machine: the same noise on CPU and GPU)
         noise = torch.randn(v.shape, generator=generator, dtype=torch.float32, device=generator.device)
         v.add_(noise.to(device=v.device, dtype=v.dtype), alpha=std)
+        if name.endswith("running_var"):
+            # a variance cannot be negative (BatchNorm would give NaN): clamped at 0, post-processing of the noised
+            # value, so the privacy it gives is unchanged
+            v.clamp_(min=0)
     return out
 
 
