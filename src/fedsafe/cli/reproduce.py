@@ -5,7 +5,10 @@ reproduce --help`` imports the registry to list every reproduction by name with 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,6 +22,16 @@ from .console import console, fail, out, progress_bars
 from .runtime import tune_glibc_malloc
 
 app = typer.Typer()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block, as Ctrl-C does (the process's signal handler: the CLI's)."""
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def worker_thread_count(jobs: int, cores: int | None = None) -> int:
@@ -120,7 +133,8 @@ def reproduce(
                 console.print(line, highlight=False)
             if dry_run:
                 return
-            written = execute(p, progress=prog, jobs=jobs, threads=worker_threads, worker_setup=tune_glibc_malloc)
+            with sigterm_interrupts():  # a kill stops the workers too (execute terminates them on an interrupt)
+                written = execute(p, progress=prog, jobs=jobs, threads=worker_threads, worker_setup=tune_glibc_malloc)
     except (ConfigError, ValueError, FileNotFoundError, JobFailed) as e:
         raise fail(" ".join(str(e).split())) from None
     for w in written:
