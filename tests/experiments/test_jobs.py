@@ -75,6 +75,7 @@ def _manifest_without_timing(text: str) -> str:
     return WALL_CLOCK.sub("<time>", json.dumps(m, sort_keys=True))
 
 
+@pytest.mark.slow  # 30-60 s on 2 cores: the reproduction runs twice, once with worker processes (make test-slow)
 def test_two_workers_write_the_outputs_of_one_process_byte_for_byte(tmp_path, monkeypatch):
     one = _run(tmp_path / "one", monkeypatch, jobs=1)
     two = _run(tmp_path / "two", monkeypatch, jobs=2)
@@ -93,6 +94,7 @@ def test_two_workers_write_the_outputs_of_one_process_byte_for_byte(tmp_path, mo
     assert len(rows) == 1 + 5 * 4 * 3 * 3 and any(TIMING_HEADER.search(h) for h in rows[0])
 
 
+@pytest.mark.slow  # 10-20 s: starts a worker pool (torch imported in its server)
 def test_a_workers_error_is_one_line_naming_the_run(tmp_path):
     p = plan(["crn-table1"], tasks=["synthetic"], results=tmp_path,
              options=Options(quick=True, overrides=TINY, sanity=False))
