@@ -45,7 +45,7 @@ def test_train_with_cuda_on_a_cpu_machine_fails_before_any_work(monkeypatch, tmp
     run = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), "--device", "cuda", *sum([["--set", o] for o in TINY],
                                                                                         [])])
-    assert r.exit_code == 2 and "no usable CUDA device" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "no usable CUDA device" in " ".join(r.output.split())
     assert r.output.count("error:") == 1 and not (run / "config.yaml").exists()
 
 

@@ -59,14 +59,16 @@ def test_bad_input_is_a_one_line_error(run_dir, tmp_path):
     for args, message in [
         (["--start", "crn"], "start must be zero, random or crnR"),
         (["--eps", "a,b"], "--eps must be a number"),
-        (["--attack", "cw"], "unknown attack 'cw'"),
-        (["--start", "crn3"], "round_0001"),  # the run kept the last 2 rounds only
-    ]:
+        (["--attack", "cw"], "'--attack' / '-a': 'cw' is not one of 'fgsm', 'bim', 'pgd', 'eot-pgd', 'ensemble-pgd'"),
+    ]:  # usage errors: 2
         r = CliRunner().invoke(app, ["attack", str(run_dir), "--no-sanity", *args])
         assert r.exit_code == 2, (args, r.output)
         assert message in flat(r.output) and r.output.count("error:") == 1
+    # runtime errors: 1
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--no-sanity", "--start", "crn3"])
+    assert r.exit_code == 1 and "round_0001" in flat(r.output) and r.output.count("error:") == 1, r.output
     r = CliRunner().invoke(app, ["attack", str(tmp_path)])
-    assert r.exit_code == 2 and "not a fedsafe run directory" in flat(r.output)
+    assert r.exit_code == 1 and "not a fedsafe run directory" in flat(r.output)
 
 
 def test_online_crn_of_a_trained_run_equals_its_replay_with_the_runs_own_model(run_dir):

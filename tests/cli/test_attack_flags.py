@@ -59,6 +59,6 @@ def test_a_setting_of_another_attack_is_refused(tmp_path):
 
 def test_the_unknown_attack_message_lists_the_adaptive_attacks_too(tmp_path):
     text = refusal(tmp_path, "--attack", "cw")
-    assert "unknown attack 'cw'; known: bim, ensemble-pgd, eot-pgd, fgsm, pgd" in text
+    assert "'cw' is not one of 'fgsm', 'bim', 'pgd', 'eot-pgd', 'ensemble-pgd'" in text
     with pytest.raises(ValueError, match="known: bim, ensemble-pgd, eot-pgd, fgsm, pgd"):
         AttackSpec(attack="eot")

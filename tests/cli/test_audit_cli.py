@@ -98,7 +98,7 @@ def test_a_second_audit_is_served_from_the_cache(run_dir, audited):
 def test_one_line_errors(run_dir, tmp_path):
     def error(args):
         r = CliRunner().invoke(app, ["audit", *args])
-        assert r.exit_code == 2, r.output
+        assert r.exit_code == 1, r.output
         assert r.output.count("error:") == 1
         return flat(r.output)
 

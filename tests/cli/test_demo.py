@@ -44,15 +44,15 @@ def test_reproduce_takes_groups_and_comma_separated_names(tmp_path):
     assert res.exit_code == 0, res.output
     assert "crn-table1, fedsafe-table2 on synthetic" in " ".join(res.output.split())
     res = runner.invoke(app, ["reproduce", "crn-table1,nope", *common])
-    assert res.exit_code == 2 and "unknown reproduction 'nope'" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "unknown reproduction 'nope'" in " ".join(res.output.split())
 
 
 def test_reproduce_names_a_missing_data_path(tmp_path):
     res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "glioma", "--results", str(tmp_path),
                               "--set", f"task.data_root={tmp_path / 'nowhere'}"])
-    assert res.exit_code == 2 and "nowhere" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "nowhere" in " ".join(res.output.split())
 
 
 def test_report_of_a_directory_without_results_fails_cleanly(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
-    assert res.exit_code == 2 and "neither a results directory" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "neither a results directory" in " ".join(res.output.split())

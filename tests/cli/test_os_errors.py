@@ -26,7 +26,7 @@ def flat(text: str) -> str:
 
 def one_line_error(r) -> str:
     text = flat(r.output)
-    assert r.exit_code == 2, r.output
+    assert r.exit_code == 1, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert text.count("error:") == 1 and "Traceback" not in r.output, r.output
     return text

@@ -51,14 +51,14 @@ def test_stop_after_then_resume_matches_a_straight_run(tmp_path):
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     r = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "x"), "--set", "train.lr_rate=1"])
-    assert r.exit_code == 2 and "unknown key 'train.lr_rate'" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "unknown key 'train.lr_rate'" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "x"), "--task", "meningioma",
                                  "--data-root", str(tmp_path / "missing")])
-    assert r.exit_code == 2 and "missing" in r.output
+    assert r.exit_code == 1 and "missing" in r.output
     # a run directory holding another config is refused, nothing in it is touched
     run = tmp_path / "run"
     assert CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY]).exit_code == 0
     before = (run / "summary.json").read_bytes()
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY, "--set", "seed=5"])
-    assert r.exit_code == 2 and "different config" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "different config" in " ".join(r.output.split())
     assert (run / "summary.json").read_bytes() == before

@@ -223,8 +223,8 @@ def test_cli_download_ok_and_failure(served, breastmnist_npz, tmp_path):
 
     assert ok.exit_code == 0, ok.output
     assert BREAST_SHA256 in ok.output
-    assert missing.exit_code == 2 and "dermamnist.npz" in missing.output
-    assert unknown.exit_code == 2 and "unknown data set 'imagenet'" in unknown.output
+    assert missing.exit_code == 1 and "dermamnist.npz" in missing.output
+    assert unknown.exit_code == 1 and "unknown data set 'imagenet'" in unknown.output
     assert _leftovers(tmp_path / "d") == ["breastmnist.npz", "breastmnist.npz.download.json"]
 
 
@@ -239,7 +239,7 @@ def test_to_an_existing_file_is_a_one_line_error(tmp_path):
         download("breastmnist", to=target, base_url="http://127.0.0.1:9")
     result = CliRunner().invoke(app, ["download", "breastmnist", "--to", str(target)], env={"COLUMNS": "300"})
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert str(target) in result.output and "is a file, not a folder" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert target.read_text() == "not a folder"
@@ -257,7 +257,7 @@ def test_an_html_page_served_as_npz_is_named_as_such(served, tmp_path):
     for message in (str(info.value), result.output):
         assert "HTML page, not an npz archive" in " ".join(message.split())
         assert "pickle" not in message
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert _leftovers(tmp_path / "d") == [] and _leftovers(tmp_path / "e") == []
 
 

@@ -163,11 +163,11 @@ def test_check_names_unreadable_files(make_mri_tree, tmp_path):
     strict = runner.invoke(app, ["check", str(root), "--no-cache", "--strict"])
 
     assert ok.exit_code == 0 and "Unreadable files (1" in ok.output
-    assert strict.exit_code == 2 and "no (1).jpg" in strict.output
+    assert strict.exit_code == 1 and "no (1).jpg" in strict.output
 
 
 @pytest.mark.parametrize("case", ["missing", "bad-key", "unknown-task"])
-def test_check_errors_exit_2_with_one_line(tmp_path, case):
+def test_check_errors_exit_1_with_one_line(tmp_path, case):
     if case == "missing":
         args, expected = [str(tmp_path / "nowhere")], "nowhere"
     elif case == "bad-key":
@@ -179,7 +179,7 @@ def test_check_errors_exit_2_with_one_line(tmp_path, case):
 
     result = runner.invoke(app, ["check", *args])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert expected in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1

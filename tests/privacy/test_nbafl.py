@@ -163,5 +163,5 @@ def test_cli_calibrate_rejects_bad_input_with_one_line(cli_app) -> None:
     result = CliRunner().invoke(cli_app, ["calibrate", "--epsilon", "0", "--clip", "1", "--m", "50",
                                           "--T", "20", "--N", "2"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "epsilon must be a finite number > 0" in result.output

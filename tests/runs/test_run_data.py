@@ -95,7 +95,7 @@ def test_a_resume_on_a_changed_data_folder_names_the_count_and_the_roots(env):
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *sum([["--set", o] for o in MRI], [])],
                            env={"FEDSAFE_DATA": str(b)})
     msg = _flat(r.output)
-    assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+    assert r.exit_code == 1 and r.output.count("error:") == 1, r.output
     want = (f"data changed since round 1: 3 image(s) differ (root {(a / 'brain-tumor-mri').resolve()} -> "
             f"{(b / 'brain-tumor-mri').resolve()})")
     assert _has(msg, want), msg
@@ -115,11 +115,11 @@ def test_an_attack_and_an_audit_on_changed_data_are_refused(env):
     before = _record(run)
     for cmd in (["attack", str(run), "--no-sanity", "--steps", "1"], ["audit", str(run), "--dry-run"]):
         r = CliRunner().invoke(app, cmd, env={"FEDSAFE_DATA": str(b)})
-        assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+        assert r.exit_code == 1 and r.output.count("error:") == 1, r.output
         assert "data changed since the run was trained: 2 image(s) differ (root" in _flat(r.output)
         assert "refusing to attack or audit the run on other data" in _flat(r.output)
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity", "--steps", "1"], env={"FEDSAFE_DATA": str(c)})
-    assert r.exit_code == 2 and "1 of its 200 images are missing or changed, 0 are new" in _flat(r.output)
+    assert r.exit_code == 1 and "1 of its 200 images are missing or changed, 0 are new" in _flat(r.output)
     assert _record(run) == before and not (run / "attacks").exists()
     # the same pictures under another root are the same data
     moved = env / "moved"
@@ -146,7 +146,7 @@ def test_a_run_without_a_fingerprint_is_checked_against_its_splits(env):
     assert CliRunner().invoke(app, [*args, "--stop-after", "1"], env={"FEDSAFE_DATA": str(a)}).exit_code == 0
     (run / "data_fingerprint.json").unlink()  # as a run written before fingerprints
     r = CliRunner().invoke(app, args, env={"FEDSAFE_DATA": str(b)})
-    assert r.exit_code == 2 and "image ids of its sets differ from the run's" in _flat(r.output)
+    assert r.exit_code == 1 and "image ids of its sets differ from the run's" in _flat(r.output)
     assert "splits.json" in _flat(r.output) and not (run / "data_fingerprint.json").exists()
     r = CliRunner().invoke(app, args, env={"FEDSAFE_DATA": str(a)})
     assert r.exit_code == 0, r.output

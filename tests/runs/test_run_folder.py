@@ -61,7 +61,7 @@ def test_an_existing_folder_is_refused_and_nothing_in_it_deleted(tmp_path, monke
     before = _tree(folder)
     monkeypatch.chdir(folder)
     r = _train(".")
-    assert r.exit_code == 2 and r.output.count("error:") == 1
+    assert r.exit_code == 1 and r.output.count("error:") == 1
     assert "not empty and not a fedsafe run directory" in _flat(r.output) and "nothing in it was touched" in \
         _flat(r.output)
     assert _tree(folder) == before  # not a file added, changed or deleted
@@ -83,19 +83,19 @@ def test_a_data_folder_and_another_runs_sub_folder_are_refused(tmp_path, done_ru
     (data / "a.jpg").write_bytes(b"\xff\xd8")
     before = _tree(tmp_path / "data")
     r = _train(str(tmp_path / "data"))
-    assert r.exit_code == 2 and _has(r.output, f"{tmp_path / 'data'}: not empty and not a fedsafe run")
+    assert r.exit_code == 1 and _has(r.output, f"{tmp_path / 'data'}: not empty and not a fedsafe run")
     assert _tree(tmp_path / "data") == before
     run_before = _tree(done_run)
     for sub in (done_run / "models", done_run / "models" / "new"):
         r = _train(str(sub))
-        assert r.exit_code == 2 and _has(r.output, f"is inside the fedsafe run {done_run.resolve()}"), r.output
+        assert r.exit_code == 1 and _has(r.output, f"is inside the fedsafe run {done_run.resolve()}"), r.output
     assert _tree(done_run) == run_before
 
 
 def test_a_file_as_run_directory_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     r = _train(str(tmp_path / "f"))
-    assert r.exit_code == 2 and "exists and is not a folder" in _flat(r.output)
+    assert r.exit_code == 1 and "exists and is not a folder" in _flat(r.output)
 
 
 def test_the_store_deletes_only_its_own_temporary_files(tmp_path, done_run):
@@ -141,7 +141,7 @@ def test_a_damaged_or_foreign_marker_is_refused(tmp_path):
     (run / MARKER).write_text("not json")
     (run / "x.txt").write_text("mine")
     r = _train(str(run))
-    assert r.exit_code == 2 and _has(r.output, f"{run / MARKER}: not a fedsafe run marker")
+    assert r.exit_code == 1 and _has(r.output, f"{run / MARKER}: not a fedsafe run marker")
     assert sorted(p.name for p in run.iterdir()) == [MARKER, "x.txt"]
 
 
@@ -162,18 +162,18 @@ def test_the_marker_is_written_first_and_an_empty_folder_is_accepted(tmp_path):
 def test_a_run_that_fails_before_its_first_file_leaves_nothing_behind(tmp_path, bad):
     run = tmp_path / "run"
     r = _train(str(run), *[b.format(missing=tmp_path / "missing") for b in bad])
-    assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+    assert r.exit_code == 1 and r.output.count("error:") == 1, r.output
     assert not run.exists()  # no .lock, no marker, no folder
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _train(str(empty), *[b.format(missing=tmp_path / "missing") for b in bad]).exit_code == 2
+    assert _train(str(empty), *[b.format(missing=tmp_path / "missing") for b in bad]).exit_code == 1
     assert empty.is_dir() and not list(empty.iterdir())  # the user's empty folder stays, empty
 
 
 def test_an_unknown_task_leaves_nothing_behind(tmp_path):
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), "--task", "nosuch"])
-    assert r.exit_code == 2 and "unknown task 'nosuch'" in _flat(r.output)
+    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), "--set", "task.name=nosuch"])
+    assert r.exit_code == 1 and "unknown task 'nosuch'" in _flat(r.output)
     assert not run.exists()
 
 

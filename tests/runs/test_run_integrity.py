@@ -57,7 +57,7 @@ def test_swapped_client_models_are_refused(run):
                                            "files were swapped or copied within the run"):
         load_run(run)
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity", "--steps", "1"])
-    assert r.exit_code == 2 and r.output.count("error:") == 1 and "holds the model of client 1" in _flat(r.output)
+    assert r.exit_code == 1 and r.output.count("error:") == 1 and "holds the model of client 1" in _flat(r.output)
 
 
 def test_a_received_copy_of_another_round_is_refused(run):
@@ -85,14 +85,14 @@ def test_a_resumes_checkpoint_of_another_round_or_run_is_refused(tmp_path):
                                            r".*round_0002.pt: a checkpoint of another round or a swapped model file"):
         _store(a).load_checkpoint()
     r = CliRunner().invoke(app, ["train", "--run-dir", str(a), *SETS])
-    assert r.exit_code == 2 and "holds round 2, but not the global model" in _flat(r.output)
+    assert r.exit_code == 1 and "holds round 2, but not the global model" in _flat(r.output)
     assert not (a / "summary.json").exists()
 
 
 def test_a_damaged_summary_is_recomputed_not_taken_as_complete(run, done, caplog):
     (run / "summary.json").write_text('{"global_acc": 0.9, "lear')
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity", "--steps", "1"])
-    assert r.exit_code == 2 and "summary.json: not valid JSON" in _flat(r.output) and "recomputes it" in \
+    assert r.exit_code == 1 and "summary.json: not valid JSON" in _flat(r.output) and "recomputes it" in \
         _flat(r.output)
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *SETS])
     assert r.exit_code == 0, r.output
@@ -113,7 +113,7 @@ def test_an_audit_of_a_damaged_privacy_report_names_the_file_and_train_recompute
     path = run / "privacy_report.json"
     path.write_bytes(path.read_bytes()[:200])
     r = CliRunner().invoke(app, ["audit", str(run), "--dry-run"])
-    assert r.exit_code == 2 and r.output.count("error:") == 1
+    assert r.exit_code == 1 and r.output.count("error:") == 1
     assert f"{path}:notvalidJSON" in "".join(r.output.split()) and "epsilon" not in r.output
     with pytest.raises(RunFileError, match="privacy_report.json: not valid JSON"):
         read_run(run)
@@ -140,7 +140,7 @@ def test_an_attack_on_a_run_stopped_early_says_how_far_it_got(tmp_path):
     for cmd in (["attack", str(run), "--no-sanity"], ["audit", str(run), "--dry-run"]):
         r = CliRunner().invoke(app, cmd)
         msg = _flat(r.output)
-        assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+        assert r.exit_code == 1 and r.output.count("error:") == 1, r.output
         assert "the run is not complete (round 1 of 3)" in msg and "client_000.pt" not in msg
     # a run killed before its first round ended
     (run / "checkpoint.pt").unlink()

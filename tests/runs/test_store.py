@@ -58,7 +58,7 @@ def test_a_checkpoint_copied_from_another_run_is_refused(seed_runs, tmp_path):
     shutil.copy(seed_runs / "seed1" / "checkpoint.pt", run / "checkpoint.pt")
     (run / "checkpoint.prev.pt").unlink()
     r = _cli_train(run, "seed=0")
-    assert r.exit_code == 2 and "checkpoint of another run" in _flat(r.output) and r.output.count("error:") == 1
+    assert r.exit_code == 1 and "checkpoint of another run" in _flat(r.output) and r.output.count("error:") == 1
     assert "checkpoint.pt" in _flat(r.output) and not (run / "summary.json").exists()
 
 
@@ -69,7 +69,7 @@ def test_a_final_model_copied_from_another_run_is_refused_by_attacks(seed_runs, 
     with pytest.raises(RunFileError, match="client_001.pt: belongs to another run"):
         load_run(run)
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity"])
-    assert r.exit_code == 2 and "belongs to another run" in _flat(r.output)
+    assert r.exit_code == 1 and "belongs to another run" in _flat(r.output)
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
@@ -93,7 +93,7 @@ def test_a_damaged_checkpoint_without_a_previous_one_is_a_one_line_error(tmp_pat
     train(_cfg(), run, stop_after=1)
     (run / "checkpoint.pt").write_bytes(b"")
     r = _cli_train(run)
-    assert r.exit_code == 2 and r.output.count("error:") == 1
+    assert r.exit_code == 1 and r.output.count("error:") == 1
     assert "checkpoint.pt" in _flat(r.output) and "empty file (a damaged or interrupted copy)" in _flat(r.output)
 
 
@@ -144,7 +144,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"), RunStore(run, config_hash="y").lock():
             pass
         r = _cli_train(run)
-        assert r.exit_code == 2 and f"pid {holder.pid}" in _flat(r.output) and r.output.count("error:") == 1
+        assert r.exit_code == 1 and f"pid {holder.pid}" in _flat(r.output) and r.output.count("error:") == 1
     finally:
         release.touch()
         holder.wait(30)
@@ -198,7 +198,7 @@ def test_the_did_not_learn_flag_fires_on_a_constant_model_and_attacks_warn(tmp_p
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, override, message):
     run = tmp_path / "run"
     r = _cli_train(run, override)
-    assert r.exit_code == 2 and message in _flat(r.output) and r.output.count("error:") == 1
+    assert r.exit_code == 1 and message in _flat(r.output) and r.output.count("error:") == 1
     assert not run.exists()
     assert _cli_train(run).exit_code == 0  # the corrected command runs in the same directory
 
@@ -210,7 +210,7 @@ def test_stop_after_zero_is_refused(tmp_path):
 
 def test_a_pool_too_small_for_the_held_out_sets_is_a_clear_error(tmp_path):
     r = _cli_train(tmp_path / "run2", "task.synthetic_size=50", "splits.global_test_size=0.001")
-    assert r.exit_code == 2 and "global test set empty" in _flat(r.output)
+    assert r.exit_code == 1 and "global test set empty" in _flat(r.output)
 
 
 def test_a_writer_that_may_wait_gets_the_run_once_it_is_released(tmp_path):
@@ -240,4 +240,4 @@ def test_attacks_refuse_a_model_with_non_finite_weights(seed_runs, tmp_path):
     with pytest.raises(ValueError, match="client_001.pt: client 1's final model has non-finite weights"):
         load_run(run)
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity"])
-    assert r.exit_code == 2 and "non-finite weights" in _flat(r.output) and r.output.count("error:") == 1
+    assert r.exit_code == 1 and "non-finite weights" in _flat(r.output) and r.output.count("error:") == 1

@@ -13,6 +13,7 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
+from ..attacks.registry import ADAPTIVE_ATTACKS, ATTACKS
 from ..attacks.spec import (
     DEFAULT_ALPHA,
     DEFAULT_EOT_SAMPLES,
@@ -20,12 +21,17 @@ from ..attacks.spec import (
     DEFAULT_STEPS,
     DEFAULT_SURROGATES,
     DEFAULT_WINDOWS,
+    AttackSpec,
     Start,
     sweep,
 )
-from .console import console, fail, out, progress_bars
+from ..config import TrainConfig
+from .choices import choice, literal_values
+from .console import console, fail, out, progress_bars, usage_error
 
 app = typer.Typer()
+
+PRECISIONS = literal_values(TrainConfig, "precision")
 
 
 def _floats(text: str | None, name: str) -> list[float | None]:
@@ -33,14 +39,14 @@ def _floats(text: str | None, name: str) -> list[float | None]:
     if text is None:
         return [None]
     if not text.strip():
-        raise fail(f"{name} is empty")
+        raise usage_error(f"{name} is empty")
     items = [v.strip() for v in text.split(",")]
     if "" in items:
-        raise fail(f"{name} has an empty item in {text!r}: give numbers separated by single commas")
+        raise usage_error(f"{name} has an empty item in {text!r}: give numbers separated by single commas")
     try:
         return [float(v) for v in items]
     except ValueError:
-        raise fail(f"{name} must be a number or a comma-separated list of numbers, got {text!r}") from None
+        raise usage_error(f"{name} must be a number or a comma-separated list of numbers, got {text!r}") from None
 
 
 def _check_budgets(attack_name: str, eps: list[float | None], alpha: list[float | None]) -> None:
@@ -48,14 +54,14 @@ def _check_budgets(attack_name: str, eps: list[float | None], alpha: list[float 
     as it is) and, for an iterative attack, a step alpha above the budget eps (every step is projected back)."""
     for e in eps:
         if e is not None and e == 0:
-            raise fail("--eps 0 is no attack (every image stays as it is): give a budget in (0, 1]")
+            raise usage_error("--eps 0 is no attack (every image stays as it is): give a budget in (0, 1]")
     if attack_name == "fgsm":
         return
     for e in eps:
         for a in alpha:
             if e is not None and a is not None and a > e:
-                raise fail(f"--alpha {a:g} is above --eps {e:g}: a step larger than the budget is projected back "
-                           "at once; give --alpha <= --eps")
+                raise usage_error(f"--alpha {a:g} is above --eps {e:g}: a step larger than the budget is projected "
+                                  "back at once; give --alpha <= --eps")
 
 
 def _adaptive(attack_name: str, samples: int | None, noise_std: float | None,
@@ -63,9 +69,9 @@ def _adaptive(attack_name: str, samples: int | None, noise_std: float | None,
     """The adaptive attack's own settings (a default only when the flag is absent, never for a 0), and a refusal of
     a setting the chosen attack does not take."""
     if attack_name != "eot-pgd" and (samples is not None or noise_std is not None):
-        raise fail(f"--samples and --noise-std are eot-pgd settings, not {attack_name}'s")
+        raise usage_error(f"--samples and --noise-std are eot-pgd settings, not {attack_name}'s")
     if attack_name != "ensemble-pgd" and surrogates is not None:
-        raise fail(f"--surrogates is an ensemble-pgd setting, not {attack_name}'s")
+        raise usage_error(f"--surrogates is an ensemble-pgd setting, not {attack_name}'s")
     if attack_name == "eot-pgd":
         return {"samples": DEFAULT_EOT_SAMPLES if samples is None else samples, "noise_std": noise_std}
     if attack_name == "ensemble-pgd":
@@ -109,8 +115,9 @@ def _start(name: str, eps: float | None, alpha: float | None) -> Start:
 @app.command()
 def attack(
     run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train)."),
-    attack_name: str = typer.Option("pgd", "--attack", "-a", help="fgsm, bim, pgd, eot-pgd (an attacker who knows "
-                                    "the downlink noise) or ensemble-pgd (the copies it received)."),
+    attack_name: str = typer.Option("pgd", "--attack", "-a", click_type=choice([*ATTACKS, *ADAPTIVE_ATTACKS]),
+                                    help="eot-pgd: an attacker who knows the downlink noise; ensemble-pgd: the "
+                                    "copies it received."),
     eps: str = typer.Option(f"{DEFAULT_EPS:g}", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: "
                                                                 "0.01,0.03,0.05"),
     alpha: str = typer.Option(f"{DEFAULT_ALPHA:g}", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
@@ -122,9 +129,11 @@ def attack(
                                                           "the online buffers'); projected into --eps."),
     crn_alpha: float = typer.Option(None, "--crn-alpha", help="Step of a CRN start (default: the run's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random start."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
+    precision: str = typer.Option("fp32", "--precision", click_type=choice(PRECISIONS),
+                                 help="fp32 (exact), bf16, or auto (bf16 where fast)."),
     batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
-    labels: str = typer.Option("pred", "--labels", help="pred (attacker's own predictions) or true."),
+    labels: str = typer.Option("pred", "--labels", click_type=choice(literal_values(AttackSpec, "labels")),
+                               help="pred (attacker's own predictions) or true."),
     centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the sanity checks (once per run)."),
     samples: int = typer.Option(None, "--samples",
@@ -143,10 +152,13 @@ def attack(
     eps_values, alpha_values = _floats(eps, "--eps"), _floats(alpha, "--alpha")
     _check_budgets(attack_name, eps_values, alpha_values)
     adaptive = _adaptive(attack_name, samples, noise_std, surrogates)
-    try:
+    try:  # the settings alone: a value the attacks do not take is a usage error
         starts = [_start(s.strip(), crn_eps, crn_alpha) for s in names]
         specs = sweep(attack_name, eps=eps_values, alpha=alpha_values, steps=steps, start=starts, seed=seed,
                       labels=labels, centre_grad=centre_grad, **adaptive)
+    except ValueError as e:
+        raise usage_error(" ".join(str(e).split())) from None
+    try:
         with progress_bars() as prog:
             ctx = load_run(run_dir, progress=prog, device=device)
             with torch_threads(ctx.cfg.threads):
@@ -172,7 +184,8 @@ def crn_tables_command(
     seed: int = typer.Option(0, "--seed", help="Seed of PGD's random start."),
     dataset: str = typer.Option("Meningioma", "--paper-dataset", help="The paper's row: Meningioma, Glioma, "
                                                                        "Pathology."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (exact) or bf16."),
+    precision: str = typer.Option("fp32", "--precision", click_type=choice(PRECISIONS),
+                                 help="fp32 (exact), bf16, or auto (bf16 where fast)."),
 ) -> None:
     """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""
     from ..experiments.reproductions.crn_tables import crn_tables
@@ -182,7 +195,7 @@ def crn_tables_command(
     try:
         ws = tuple(int(w) for w in windows.split(","))
     except ValueError:
-        raise fail(f"--windows must be a comma-separated list of integers, got {windows!r}") from None
+        raise usage_error(f"--windows must be a comma-separated list of integers, got {windows!r}") from None
     try:
         with progress_bars() as prog:
             ctx = load_run(run_dir, progress=prog)

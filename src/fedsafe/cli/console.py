@@ -1,19 +1,47 @@
-"""Console helpers shared by the sub-commands: rich progress bars and one-line errors."""
+"""Console helpers shared by the sub-commands: rich progress bars, one-line errors with their exit codes, and the
+log handler of ``-v/--verbose``.
+
+Exit codes follow click's convention: 2 for a usage error (a bad option, a wrong combination of options: click's own
+and :func:`usage_error`), 1 for an error while running (:func:`fail`: a missing file, a bad config, a run that
+cannot continue).
+
+Tables go to standard output (:data:`out`); when it is a pipe or a file, they are laid out :data:`PIPED_WIDTH`
+columns wide (or ``$COLUMNS``), not rich's default 80, so that ``fedsafe demo | tee log`` keeps one row a line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
 from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..progress import Progress as ProgressFn
 
+__all__ = ["PIPED_WIDTH", "console", "fail", "out", "progress_bars", "set_verbosity", "usage_error"]
+
+PIPED_WIDTH = 200
+"""Width of the tables when standard output is not a terminal and ``$COLUMNS`` is unset."""
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+
+
+def _stdout_width() -> int | None:
+    """None (rich's own choice: the terminal's width, or ``$COLUMNS``) on a terminal, :data:`PIPED_WIDTH` else."""
+    if os.environ.get("COLUMNS") or sys.stdout is None or sys.stdout.isatty():
+        return None
+    return PIPED_WIDTH
+
+
 console = Console(stderr=True)
-out = Console()
+out = Console(width=_stdout_width())
 
 
 @contextlib.contextmanager
@@ -31,7 +59,35 @@ def progress_bars() -> Iterator[ProgressFn]:
         yield update
 
 
-def fail(message: str) -> typer.Exit:
-    """Print a one-line error (never wrapped at the terminal's width) and return the exit to raise."""
+def _error(message: str, code: int) -> typer.Exit:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, emoji=False, soft_wrap=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error (never wrapped at the terminal's width) and return the exit to raise: code 1, an
+    error while running."""
+    return _error(message, EXIT_FAILURE)
+
+
+def usage_error(message: str) -> typer.Exit:
+    """Print a one-line error and return the exit to raise: code 2, the command line itself is wrong (a value no
+    option accepts, options that do not go together)."""
+    return _error(message, EXIT_USAGE)
+
+
+_HANDLER: list[logging.Handler] = []  # the one handler this module installed, replaced on a second call
+
+
+def set_verbosity(verbosity: int) -> None:
+    """Show the library's log records on standard error through rich: warnings always, ``fedsafe``'s info records
+    (e.g. "resuming from round 3 of 10") from ``-v``, its debug records from ``-vv``."""
+    root = logging.getLogger()
+    for handler in _HANDLER:
+        root.removeHandler(handler)
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+    _HANDLER[:] = [handler]
+    root.addHandler(handler)
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.getLogger("fedsafe").setLevel(level)
+    handler.setLevel(level)

@@ -17,7 +17,7 @@ from ..data.neardup import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, NearDuplica
 from ..data.pcam import PCAM_SPLITS
 from ..data.tasks import TASKS, load_task
 from ..data.types import DataReport
-from .console import fail, out, progress_bars
+from .console import fail, out, progress_bars, usage_error
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -76,10 +76,10 @@ def check(
 ) -> None:
     """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates, slices
     of one scan (MRI), the groups the splits keep whole, and unreadable files."""
+    if task is None and path is None:
+        raise usage_error("give a PATH or --task synthetic")
     try:
         if task is None:
-            if path is None:
-                raise ValueError("give a PATH or --task synthetic")
             task = infer_task(path)
         near = NearDuplicateSettings(threshold=near_threshold, hash_distance=near_hash_distance)
         with progress_bars() as progress:

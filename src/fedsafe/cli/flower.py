@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from ..config import ConfigError, ExperimentConfig, config_hash, load_config
-from .console import console, fail
+from .choices import profile_choice
+from .console import console, fail, usage_error
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,7 +18,19 @@ _HOME_HELP = "Private Flower home (FLWR_HOME) of this machine's Flower processes
 _DEFAULT_HOME = Path.home() / ".fedsafe" / "flwr-home"
 
 
-def _config(config: Path | None, profile: str | None, set_: list[str]) -> ExperimentConfig:
+_CONFIG_HELP = "YAML config (over the profile)."
+_POSITIONAL_HELP = "Deprecated: give the config as -c/--config CONFIG, as for `fedsafe train`."
+
+
+def _config(config: Path | None, profile: str | None, set_: list[str], positional: Path | None = None
+            ) -> ExperimentConfig:
+    """The config of -c/--config, or of the deprecated positional CONFIG (with a note; not both)."""
+    if positional is not None:
+        if config is not None:
+            raise usage_error(f"the config is given twice ({positional} and -c {config}): give only -c/--config")
+        console.print("[yellow]note:[/] the positional CONFIG is deprecated: give it as -c/--config CONFIG, as for "
+                      "`fedsafe train`", highlight=False)
+        config = positional
     try:
         return load_config(config, profile=profile, overrides=list(set_))
     except ConfigError as e:
@@ -36,8 +49,10 @@ def _echo_fedsafe(line: str) -> None:
 
 @app.command()
 def simulate(
-    config: Path = typer.Argument(None, help="YAML config (over the profile)."),
-    profile: str = typer.Option(None, "--profile", "-p", help="cpu or paper (default: the config's, else cpu)."),
+    positional: Path = typer.Argument(None, hidden=True, metavar="[CONFIG]", help=_POSITIONAL_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
+    profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
+                                help="The shipped profile (default: the config's, else cpu)."),
     run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>-flower)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. splits.num_clients=100"),
     cpus_per_client: int = typer.Option(1, "--cpus-per-client", help="Ray CPUs per ClientApp."),
@@ -48,9 +63,9 @@ def simulate(
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
 ) -> None:
     """Run a federation on Flower's simulation engine (Ray); writes the same run directory as `fedsafe train`."""
+    cfg = _config(config, profile, [*set_, *([f"train.device={device}"] if device else [])], positional)
     from ..flower.simulate import simulate as run_simulation
 
-    cfg = _config(config, profile, [*set_, *([f"train.device={device}"] if device else [])])
     rd = run_dir or _default_run_dir(cfg)
     console.print(f"Flower simulation: {cfg.splits.num_clients} clients, {cfg.train.rounds} rounds -> {rd}")
     try:
@@ -176,11 +191,13 @@ def supernode(
 
 @app.command("run")
 def run_app(
-    config: Path = typer.Argument(None, help="YAML config (over the profile)."),
+    positional: Path = typer.Argument(None, hidden=True, metavar="[CONFIG]", help=_POSITIONAL_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     superlink_address: str = typer.Option(..., "--superlink", help="HOST:PORT of the SuperLink."),
     ca: Path = typer.Option(..., "--ca", help="The federation's CA certificate (ca.pem)."),
     run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory ON THE SUPERLINK'S MACHINE."),
-    profile: str = typer.Option(None, "--profile", "-p", help="cpu or paper."),
+    profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
+                                help="The shipped profile (default: the config's, else cpu)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides."),
     threads: int = typer.Option(None, "--threads", help="torch threads of the ServerApp / ClientApp processes."),
     stop_after: int = typer.Option(0, "--stop-after", help="Stop after this round (resume later)."),
@@ -192,7 +209,7 @@ def run_app(
     from ..flower.app import run_config_for, write_app_project
     from ..flower.commands import flower_env, flwr_run, write_flower_config
 
-    cfg = _config(config, profile, set_)
+    cfg = _config(config, profile, set_, positional)
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)
     app_dir = write_app_project(flwr_home / "fedsafe-app")
     rc = run_config_for(cfg, run_dir=str(run_dir), threads=threads or cfg.threads, stop_after=stop_after,
@@ -205,10 +222,12 @@ def run_app(
 
 @app.command()
 def deploy(
-    config: Path = typer.Argument(None, help="YAML config (over the profile)."),
+    positional: Path = typer.Argument(None, hidden=True, metavar="[CONFIG]", help=_POSITIONAL_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory."),
     certs_dir: Path = typer.Option(None, "--certs", help="Certificates and node keys (made if missing)."),
-    profile: str = typer.Option(None, "--profile", "-p", help="cpu or paper."),
+    profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
+                                help="The shipped profile (default: the config's, else cpu)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides."),
     threads: int = typer.Option(None, "--threads", help="torch threads per process."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Give up after this many seconds."),
@@ -217,7 +236,7 @@ def deploy(
     """All on this machine (127.0.0.1): TLS SuperLink, N registered SuperNodes, the run; everything stopped after."""
     from ..flower.deploy import deploy as run_deploy
 
-    cfg = _config(config, profile, set_)
+    cfg = _config(config, profile, set_, positional)
     rd = run_dir or _default_run_dir(cfg)
     try:
         out = run_deploy(cfg, rd, certs_dir=certs_dir, threads=threads, timeout=timeout, workdir=workdir)

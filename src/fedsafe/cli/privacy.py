@@ -25,7 +25,8 @@ from ..privacy import (
     calibrate_nbafl,
     noise_for_target,
 )
-from .console import fail, out
+from .choices import choice
+from .console import fail, out, usage_error
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -38,19 +39,13 @@ def _num(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.5g}"
 
 
-def _check_accountant(accountant: str) -> str:
-    if accountant not in ACCOUNTANTS:
-        raise fail(f"--accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}.")
-    return accountant
-
-
 def _parse_weights(text: str | None) -> list[float] | None:
     if text is None:
         return None
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise fail(f"--weights must be comma-separated numbers, got {text!r}.") from None
+        raise usage_error(f"--weights must be comma-separated numbers, got {text!r}.") from None
 
 
 def _report_table(report: PrivacyReport, title: str) -> Table:
@@ -128,11 +123,11 @@ def calibrate(
     exposures: int = typer.Option(None, "--L", help="L, uploads per client (default: T)."),
     rounds: int = typer.Option(..., "--T", help="T, the number of rounds."),
     clients: int = typer.Option(..., "--N", help="N, the number of clients."),
-    accountant: str = typer.Option("rdp", "--accountant", help="Headline accountant: rdp or pld."),
+    accountant: str = typer.Option("rdp", "--accountant", click_type=choice(ACCOUNTANTS),
+                                   help="Headline accountant."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """NbAFL noise for a target (epsilon, delta), and what the accountant says that noise really gives."""
-    accountant = _check_accountant(accountant)
     try:
         cal = calibrate_nbafl(epsilon=epsilon, delta=delta, clip=clip, min_local_size=m,
                               exposures=rounds if exposures is None else exposures, rounds=rounds,
@@ -177,11 +172,11 @@ def account(
     weights: str = typer.Option(None, "--weights", help="Aggregation weights p_i, e.g. 300,500,200."),
     target_epsilon: float = typer.Option(None, "--target-epsilon",
                                          help="Also print the noise needed for this epsilon."),
-    accountant: str = typer.Option("rdp", "--accountant", help="Headline accountant: rdp or pld."),
+    accountant: str = typer.Option("rdp", "--accountant", click_type=choice(ACCOUNTANTS),
+                                   help="Headline accountant."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """The (epsilon, delta) per channel that a run with these noises gives, under both sensitivities."""
-    accountant = _check_accountant(accountant)
     p = _parse_weights(weights)
     try:
         reports = account_run_both(sigma_uplink=sigma_up, sigma_downlink=sigma_down, clip=clip, min_local_size=m,

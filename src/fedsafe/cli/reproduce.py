@@ -17,7 +17,9 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from typer.core import TyperCommand
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, TrainConfig, load_config
+from ..data.tasks import TASKS
+from .choices import choice, literal_values, profile_choice
 from .console import console, fail, out, progress_bars
 from .runtime import tune_glibc_malloc
 
@@ -91,17 +93,18 @@ def print_written(written) -> None:
 @app.command(cls=ReproduceCommand)
 def reproduce(
     name: str = typer.Argument(..., help="A reproduction or a group (listed below), or several, comma-separated."),
-    task: list[str] = typer.Option(None, "--task", "-t", help="meningioma (default), glioma, brain-tumor-4class, "
-                                                              "breastmnist, pcam, synthetic, or all (every paper "
-                                                              "task whose data is present); repeatable."),
-    profile: str = typer.Option("cpu", "--profile", "-p", help="cpu or paper."),
+    task: list[str] = typer.Option(None, "--task", "-t", click_type=choice([*TASKS, "all"]),
+                                   help="A task (default meningioma), or all (every paper task whose data is "
+                                        "present); repeatable."),
+    profile: str = typer.Option("cpu", "--profile", "-p", click_type=profile_choice(), help="The shipped profile."),
     seeds: str = typer.Option("5", "--seeds", help="The seeds, fixed before running: N for seeds 0..N-1 (default "
                                                    "0..4), or a list such as 0,1,2."),
     results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory (runs are cached in "
                                                                            "RESULTS/runs)."),
     quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides, e.g. task.data_root=DIR."),
-    precision: str = typer.Option("fp32", "--precision", help="Precision of the attack evaluation: fp32 or bf16."),
+    precision: str = typer.Option("fp32", "--precision", click_type=choice(literal_values(TrainConfig, "precision")),
+                                  help="Precision of the attack evaluation."),
     batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write RESULTS/report.html at the end."),

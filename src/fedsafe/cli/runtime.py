@@ -10,7 +10,7 @@ section 5). The price: the heap's peak is not returned to the OS before the proc
 
 OS errors: a full disk, a read-only folder, a run directory that is a file... reach the user as one line naming the
 path and the cause (:func:`os_error_line`), from every sub-command (:class:`OneLineErrors`, the command group), never
-as a traceback.
+as a traceback; so do the sub-commands' usage errors (exit code 2, click's convention).
 
 >>> import errno
 >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "runs/a/summary.json"))
@@ -27,9 +27,10 @@ import platform
 from typing import Any
 
 import click
+from click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from .console import fail
+from .console import fail, usage_error
 
 __all__ = ["OneLineErrors", "os_error_line", "tune_glibc_malloc"]
 
@@ -74,10 +75,21 @@ def os_error_line(exc: OSError) -> str:
 
 class OneLineErrors(TyperGroup):
     """The ``fedsafe`` command group: an OSError from any sub-command ends in one line (:func:`os_error_line`)
-    and exit code 2, like every other error the commands name."""
+    and exit code 1, like every other error the commands name while running; a sub-command's usage error (a value
+    its option does not accept, a missing argument) in one line and exit code 2; a Flower command without the
+    ``[flower]`` extra in one line naming it."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+            raise usage_error(" ".join(exc.format_message().split()) + where) from None
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "flwr":
+                raise
+            raise fail(f"this command needs Flower ({exc.name} is missing): pip install 'fedsafe[flower]'") from None
         except OSError as exc:
             raise fail(" ".join(os_error_line(exc).split())) from None

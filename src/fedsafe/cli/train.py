@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from ..config import ConfigError, load_config
-from .console import console, fail, out, progress_bars
+from ..data.tasks import TASKS
+from .choices import choice, profile_choice
+from .console import console, fail, out, progress_bars, usage_error
 
 app = typer.Typer()
 
@@ -20,8 +22,9 @@ def _fmt(x: object) -> str:
 @app.command()
 def train(
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (over the profile)."),
-    profile: str = typer.Option(None, "--profile", "-p", help="cpu or paper (default: the config's, else cpu)."),
-    task: str = typer.Option(None, "--task", "-t", help="Shortcut for --set task.name=..."),
+    profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
+                                help="The shipped profile (default: the config's, else cpu)."),
+    task: str = typer.Option(None, "--task", "-t", click_type=choice(TASKS), help="Shortcut for --set task.name=..."),
     data_root: str = typer.Option(None, "--data-root", help="Shortcut for --set task.data_root=..."),
     run_dir: str = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. train.rounds=5"),
@@ -45,7 +48,7 @@ def train(
     except ConfigError as e:
         raise fail(str(e)) from None
     if run_dir is not None and not run_dir.strip():
-        raise fail(f"--run-dir is an empty path ({run_dir!r}): give the folder of the run")
+        raise usage_error(f"--run-dir is an empty path ({run_dir!r}): give the folder of the run")
     default = Path("runs") / f"{cfg.task.name}-{cfg.profile}-{config_hash(cfg)[:10]}"
     rd = Path(run_dir) if run_dir is not None else default
     try:
