@@ -7,6 +7,8 @@ import tomllib
 import pytest
 import torch
 
+pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
+
 from fedsafe.config import ConfigError, config_hash
 from fedsafe.flower.app import (
     RUN_CONFIG_DEFAULTS,

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
+
 from fedsafe.experiments.train import train
 from fedsafe.flower.app import run_config_for, write_app_project
 from fedsafe.flower.certs import make_certs, make_node_keys

@@ -13,6 +13,9 @@ import sys
 
 import pytest
 import torch
+
+pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
+
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
+
 from fedsafe.experiments.train import train
 from fedsafe.flower.client_app import STATE_KEY
 from fedsafe.flower.server_app import serve

@@ -8,6 +8,8 @@ import time
 import pytest
 import torch
 
+pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
+
 from fedsafe.experiments.train import train
 from fedsafe.flower.simulate import simulate
 from fedsafe.runs.atomic import torch_load
