@@ -94,8 +94,10 @@ def test_shell_completion_completes_commands_and_choices():
 
     assert complete("fedsafe tr", 1) == ["train"]
     assert complete("fedsafe train --profile p", 3) == [p for p in PROFILES if p.startswith("p")]
+    # typer's switch for tests: --show-completion takes the shell's name instead of detecting the parent shell
     r = subprocess.run([sys.executable, "-c", "from fedsafe.cli import main; main()", "--show-completion", "bash"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert r.returncode == 0 and "_FEDSAFE_COMPLETE=complete_bash" in r.stdout, r.stdout + r.stderr
 
 
@@ -142,15 +144,16 @@ def test_verbose_shows_the_library_log(tmp_path):
     assert loud.exit_code == 0 and "resuming from round 3 of 3" in flat(loud.output), loud.output
 
 
-def test_piped_tables_do_not_wrap():
+def test_piped_tables_and_prose_do_not_wrap():
     code = ("from rich.table import Table; from fedsafe.cli.console import out; t = Table(title='t'); "
             "[t.add_column(f'column {i}') for i in range(4)]; t.add_row('FedAvg (no defense) ' * 3, 'a', 'b', 'c'); "
-            "print(out.width); out.print(t)")
+            "print(out.width); out.print(t); out.print('prose ' * 60)")
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     width, *lines = r.stdout.splitlines()
     assert int(width) == PIPED_WIDTH, r.stderr
     assert any("FedAvg (no defense) FedAvg (no defense) FedAvg (no defense)" in line for line in lines), r.stdout
+    assert any(("prose " * 60).strip() in line for line in lines), r.stdout  # nor is a paragraph
     assert _python("from fedsafe.cli.console import out; print(out.width)", {"COLUMNS": "97"}).stdout.strip() == "97"
 
 

@@ -26,7 +26,7 @@ def _version(value: bool) -> None:
 def _options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, metavar="",
                                 help="Show the library's log (-v: progress notes such as resuming; -vv: debug)."),
 ) -> None:
     set_verbosity(verbose)

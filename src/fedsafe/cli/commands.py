@@ -62,7 +62,7 @@ def _count_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> 
 
 def verbose_option() -> click.Option:
     """``-v/--verbose`` (repeatable) on a sub-command, as on the group: ``fedsafe train -v`` = ``fedsafe -v train``."""
-    return click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_verbosity,
+    return click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_verbosity, metavar="",
                         help="Show the library's log (-v: progress notes such as resuming; -vv: debug).")
 
 

@@ -6,7 +6,8 @@ and :func:`usage_error`), 1 for an error while running (:func:`fail`: a missing 
 cannot continue).
 
 Tables go to standard output (:data:`out`); when it is a pipe or a file, they are laid out :data:`PIPED_WIDTH`
-columns wide (or ``$COLUMNS``), not rich's default 80, so that ``fedsafe demo | tee log`` keeps one row a line.
+columns wide (or ``$COLUMNS``), not rich's default 80, and prose is not wrapped, so that ``fedsafe demo | tee log``
+keeps one row a line.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _stdout_width() -> int | None:
 
 
 console = Console(stderr=True)
-out = Console(width=_stdout_width())
+_PIPED = _stdout_width() is not None
+out = Console(width=_stdout_width(), soft_wrap=_PIPED)  # piped: prose on one line a paragraph, as the tools downstream
+                                                        # (grep, less -S) expect
 
 
 @contextlib.contextmanager
@@ -89,5 +92,5 @@ def set_verbosity(verbosity: int) -> None:
     _HANDLER[:] = [handler]
     root.addHandler(handler)
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.getLogger("fedsafe").setLevel(level)
+    logging.getLogger("fedsafe").setLevel(logging.NOTSET if verbosity <= 0 else level)  # 0: the root's level
     handler.setLevel(level)

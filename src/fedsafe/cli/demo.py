@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from ..config import ConfigError, load_config
 from .console import console, fail, out, progress_bars
@@ -19,7 +20,9 @@ app = typer.Typer()
 
 def _heatmaps(manifest: Path) -> None:
     for h in json.loads(manifest.read_text()).get("heatmaps", []):
-        tab = RichTable(title=f"ASR (attacker x target): {h['title']}", title_justify="left")
+        # the title on a line of its own: a table's title wraps at the table's width (4 narrow columns)
+        out.print(Text(f"ASR (attacker x target): {h['title']}", style="italic"), soft_wrap=True)
+        tab = RichTable()
         tab.add_column("attacker")
         for j in range(len(h["matrix"][0])):
             tab.add_column(f"client {j}", justify="right")
