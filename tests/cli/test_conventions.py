@@ -113,6 +113,7 @@ def test_fixed_sets_are_choices_from_the_registries():
     by_name = {s.name: load(s) for s in SUBCOMMANDS}
     assert choices(by_name["attack"], "--attack") == [*ATTACKS, *ADAPTIVE_ATTACKS]
     assert choices(by_name["attack"], "--precision") == ["fp32", "bf16", "auto"]
+    assert choices(by_name["audit"], "--precision") == choices(by_name["reproduce"], "--precision")
     assert choices(by_name["train"], "--profile") == list(PROFILES) and "paper-sgd" in PROFILES
     assert choices(by_name["train"], "--task") == list(TASKS)
     assert choices(by_name["reproduce"], "--task") == [*TASKS, "all"]

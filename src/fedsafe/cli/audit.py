@@ -15,6 +15,8 @@ import typer
 from rich.markup import escape
 
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS
+from ..config import TrainConfig
+from .choices import choice, literal_values
 from .console import console, fail, out, progress_bars
 
 if TYPE_CHECKING:
@@ -50,7 +52,8 @@ def audit(
     insider_rounds: int = typer.Option(None, "--insider-rounds",
                                        help="The insider also scores with its last R received copies (default 0)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the random starts and the EOT noise (default 0)."),
-    precision: str = typer.Option(None, "--precision", help="auto (default: bf16 where fast), fp32 (--full) or bf16."),
+    precision: str = typer.Option(None, "--precision", click_type=choice(literal_values(TrainConfig, "precision")),
+                                  help="auto (default: bf16 where fast), fp32 (--full) or bf16."),
     membership: bool = typer.Option(True, "--membership/--no-membership", help="Run the membership inference."),
     masking: bool = typer.Option(True, "--masking/--no-masking", help="Run the gradient-masking checks."),
     quick: bool = typer.Option(False, "--quick", help="A smoke test: fewer steps, K = 2, 2 short shadows."),
