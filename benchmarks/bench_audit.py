@@ -14,8 +14,17 @@ audit's wall time, its parts (attacks, masking checks, membership inference, the
 estimated before it ran, the ratio of the wall times, and the verdicts of both side by side with the headline
 numbers and their 95% intervals.
 
-Measured (issue 19), on the shared 2-core AMD EPYC with other helpers' jobs on it (load ~15): see the closing
-note of issue 19; the machine-independent part is the estimate's image passes.
+Measured (issue 19) on the shared 2-core AMD EPYC, with 6-8 other helpers' jobs on the two cores (load 10-16), so
+every absolute figure is several times an idle machine's: ``--run`` of a cpu-profile meningioma run of 4 rounds
+(``--set threads=1 --set train.rounds=4``: the 20-round run took 530 s a round under that load) that did not learn,
+``--fresh``: the default audit 1322 s wall = attacks 482 s (PGD-20 23 s a batch of 100, PGD-20+CRN4 16 s,
+EOT2-PGD-20 32 s; s_D = 0, so one gradient a step), masking checks 215 s, membership 594 s (8 shadow models x 10
+epochs), the rest 30 s. The full audit was stopped after the default one: at that load it would have taken about an
+hour. Where the time went before (cProfile of the old default on a 3-round synthetic run): the first 218 s of
+attacks were 182 s of the once-a-run sanity checks (fp32), the rest PGD steps; conv2d forward passes took more time
+than the backward ones. One input-gradient pass of the cpu profile's CNN (64 x 64, width 0.25, 1 thread, CPU time):
+6.4 ms an image in fp32, 3.0 in bf16, flat from batch 32 to 300: bf16 halves the attacks, the batch size does not
+matter on this CPU.
 """
 
 from __future__ import annotations
