@@ -210,6 +210,11 @@ def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(ru
     assert f"inferred at AUC {fmt_auc(server['auc'])}{fmt_ci(server['auc_ci'], fmt_auc)} by the server" in text
     assert f"AUC {fmt_auc(insider['auc'])}{fmt_ci(insider['auc_ci'], fmt_auc)} by an insider" in text
     assert "PGD+CRN3 instead of CRN10" in text and "WARNING" not in text
+    # the quick audit says so first: its budget, and that its intervals hold the models fixed
+    assert first["sentences"][0] == first["budget"]["text"] and first["budget"]["level"] == "quick"
+    assert first["budget"]["text"].startswith("Budget: a QUICK audit (a smoke test): PGD-10") and \
+        "2 shadow models a view of at most 5 epochs" in first["budget"]["text"] and "(--full: EOT K = 8" in text
+    assert first["verdicts"]["learned"] == "yes" and "insider attack" in first["verdicts"]
     again = run_audit(context(run_dir), settings)
     assert again["cached"] == {"attacks": 3, "attack_specs": 3, "masking": True, "membership": True}
     assert again["sentences"] == first["sentences"] and again["attacks"] == [{**a, "cached": True}
