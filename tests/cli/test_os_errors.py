@@ -130,3 +130,16 @@ def test_fedsafe_cache_naming_a_file_is_one_line_naming_it(make_mri_tree, tmp_pa
     r = CliRunner().invoke(app, ["data", "check", str(root), "--task", "meningioma", "--size", "16",
                                  "--no-near-duplicates"], env={"FEDSAFE_CACHE": str(afile)})
     assert f"FEDSAFE_CACHE={afile}: the image cache must be a folder, and this is a file" in one_line_error(r)
+
+
+def test_a_full_disk_during_audit_is_one_line_naming_the_path(trained, mount):
+    disk = mount("8m")
+    run = disk / "run"
+    shutil.copytree(trained, run)
+    fill(disk, leave=0)  # the audit's first write fails
+
+    r = CliRunner().invoke(app, ["audit", str(run), "--quick", "--steps", "1", "--eot", "1", "--no-membership",
+                                 "--no-masking", "--precision", "fp32"])
+
+    text = one_line_error(r)
+    assert f"error: {run}" in text and "no space left on the device (disk full)" in text
