@@ -26,12 +26,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..progress import Progress as ProgressFn
 
-__all__ = ["PIPED_WIDTH", "console", "fail", "out", "progress_bars", "set_verbosity", "usage_error"]
+__all__ = ["EXIT_BROKEN_PIPE", "PIPED_WIDTH", "broken_pipe_exit", "console", "fail", "out", "progress_bars",
+           "set_verbosity", "usage_error"]
 
 PIPED_WIDTH = 200
 """Width of the tables when standard output is not a terminal and ``$COLUMNS`` is unset."""
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
+EXIT_BROKEN_PIPE = 128 + 13
+"""128 + SIGPIPE: what a shell reports of a Unix tool whose reader stopped reading (``yes | head``)."""
 
 
 def _stdout_width() -> int | None:
@@ -41,9 +44,30 @@ def _stdout_width() -> int | None:
     return PIPED_WIDTH
 
 
+def broken_pipe_exit() -> typer.Exit:
+    """The quiet end of a command whose reader has gone (``fedsafe ... | head``), as a Unix tool's: no message,
+    exit code :data:`EXIT_BROKEN_PIPE`. Standard output is pointed at /dev/null first, so that Python's flush at exit
+    fails no more (Python's note on SIGPIPE, in the ``signal`` module's documentation); returns the exit to raise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass  # standard output is no file descriptor (a test runner's capture): nothing to flush into the pipe
+    return typer.Exit(code=EXIT_BROKEN_PIPE)
+
+
+class _Stdout(Console):
+    """rich's console, ending on a broken pipe like the rest of the command (rich's own end: exit code 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise broken_pipe_exit()
+
+
 console = Console(stderr=True)
 _PIPED = _stdout_width() is not None
-out = Console(width=_stdout_width(), soft_wrap=_PIPED)  # piped: prose on one line a paragraph, as the tools downstream
+out = _Stdout(width=_stdout_width(), soft_wrap=_PIPED)  # piped: prose on one line a paragraph, as the tools downstream
                                                         # (grep, less -S) expect
 
 

@@ -10,7 +10,8 @@ section 5). The price: the heap's peak is not returned to the OS before the proc
 
 OS errors: a full disk, a read-only folder, a run directory that is a file... reach the user as one line naming the
 path and the cause (:func:`os_error_line`), from every sub-command (:class:`OneLineErrors`, the command group), never
-as a traceback; so do the sub-commands' usage errors (exit code 2, click's convention).
+as a traceback; so do the sub-commands' usage errors (exit code 2, click's convention). A broken pipe is no error:
+``fedsafe ... | head`` ends quietly, exit code 141 (128 + SIGPIPE), as Unix tools do.
 
 >>> import errno
 >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "runs/a/summary.json"))
@@ -30,7 +31,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from .console import fail, usage_error
+from .console import broken_pipe_exit, fail, usage_error
 
 __all__ = ["OneLineErrors", "os_error_line", "tune_glibc_malloc"]
 
@@ -77,7 +78,16 @@ class OneLineErrors(TyperGroup):
     """The ``fedsafe`` command group: an OSError from any sub-command ends in one line (:func:`os_error_line`)
     and exit code 1, like every other error the commands name while running; a sub-command's usage error (a value
     its option does not accept, a missing argument) in one line and exit code 2; a Flower command without the
-    ``[flower]`` extra in one line naming it."""
+    ``[flower]`` extra in one line naming it. A broken pipe on standard output (``fedsafe ... | head``) ends
+    quietly, the group's own version too (:func:`~fedsafe.cli.console.broken_pipe_exit`: exit code 141, where
+    click would exit 1; help, drawn by typer's own rich console, ends quietly with rich's exit code 1)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except BrokenPipeError:
+            raise broken_pipe_exit() from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -91,5 +101,7 @@ class OneLineErrors(TyperGroup):
             if (exc.name or "").partition(".")[0] != "flwr":
                 raise
             raise fail(f"this command needs Flower ({exc.name} is missing): pip install 'fedsafe[flower]'") from None
+        except BrokenPipeError:
+            raise broken_pipe_exit() from None
         except OSError as exc:
             raise fail(" ".join(os_error_line(exc).split())) from None
