@@ -5,6 +5,7 @@ federation by hospital and keeps each patient's images in one set."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def test_classes_come_from_the_folders_and_train_test_are_pooled(tmp_path):
         split, cls, _ = kept[sid].split("/")
         assert table.labels[i] == CLASSES.index(cls) and table.origin[i] == split
     assert table.sites is None
+
+
+def test_a_fifo_or_a_link_to_a_device_named_like_an_image_is_named_as_unreadable(tmp_path):
+    root, _ = make_folder(tmp_path / "imgs", per_site={"A": 6})
+    fifo = root / "test/malignant/pipe.png"
+    os.mkfifo(fifo)  # opening it would block for ever: it must be named without being read
+    device = root / "train/benign/deep/device.jpg"  # in a sub-folder of the class: still the class's
+    device.parent.mkdir()
+    device.symlink_to(os.devnull)
+    broken = root / "train/benign/gone.png"
+    broken.symlink_to(root / "nowhere.png")
+    (root / "train/benign/folder.png").mkdir()  # a folder named like an image is a sub-folder, not an entry
+
+    table, report = load_task("image-folder", data_root=root, image_size=8, channels=1, use_cache=False)
+
+    assert {u["file"]: u["error"] for u in report.unreadable} == {
+        str(fifo): "not a regular file: a FIFO",
+        str(device): "not a regular file: a symbolic link to a character device",
+        str(broken): "not a regular file: a broken symbolic link"}
+    assert report.counts["test"]["malignant"] == 3 and report.counts["train"]["benign"] == 4 + 2  # counted
+    assert len(table) == 12 and any("3 not a regular file" in n for n in report.notes)
 
 
 def test_a_flat_folder_is_one_pool(tmp_path):

@@ -6,7 +6,8 @@ Layout, at any root (class names are the folder names, labels their a-z order)::
     ROOT/train/<class>/<image>  ROOT/test/<class>/<image>
 
 Any file Pillow reads by its extension (PNG, JPEG, TIFF, BMP, ...; grey, RGB or 16-bit), hidden files
-skipped. Reading is the MRI reader's (:func:`fedsafe.data.mri.read_image_files`): unreadable files reported,
+skipped. Reading is the MRI reader's (:func:`fedsafe.data.mri.read_image_files`): unreadable files reported
+(entries named like images that are no regular file too, never opened),
 exact duplicates removed, near-duplicates grouped, through the cache.
 
 A *sites CSV* (``task.sites_csv``) names each image's hospital, and optionally its patient, by its path
@@ -38,7 +39,7 @@ from PIL import Image
 
 from ..progress import Progress, report
 from .decode import check_size_channels
-from .mri import MriFile, read_image_files, sha256_file
+from .mri import MriFile, not_a_file_error, read_image_files, sha256_file
 from .neardup import NearDuplicateSettings
 from .scans import ScanSettings
 from .types import DataReport, ImageTable
@@ -82,11 +83,15 @@ def folder_classes(root: Path | str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def list_folder_files(root: Path | str, *, progress: Progress | None = None) -> list[MriFile]:
+def list_folder_files(root: Path | str, *, progress: Progress | None = None,
+                      not_files: list[dict[str, str]] | None = None) -> list[MriFile]:
     """List and hash the images of an image folder: split (train before test), class a-z, file name.
 
-    Files in sub-folders of a class folder belong to that class. Raises ValueError for a missing root, fewer
-    than two class folders, or a class without any image file."""
+    Files in sub-folders of a class folder belong to that class. An entry named like an image that is neither a
+    regular file nor a folder (a FIFO, a device, a broken link) is never opened: as in
+    :func:`fedsafe.data.mri.list_mri_files`, it is appended to ``not_files`` when given (``{"file", "error",
+    "origin", "class_name"}``) and logged. Raises ValueError for a missing root, fewer than two class folders, or
+    a class without any image file."""
     root = Path(root)
     classes = folder_classes(root)
     suffixes = _suffixes()
@@ -97,8 +102,15 @@ def list_folder_files(root: Path | str, *, progress: Progress | None = None) -> 
                 continue
             for path in sorted((base / cls).rglob("*"), key=lambda p: p.relative_to(base / cls).as_posix()):
                 rel = path.relative_to(base / cls).parts
-                if path.is_file() and not any(p.startswith(".") for p in rel) and path.suffix.lower() in suffixes:
+                if any(p.startswith(".") for p in rel) or path.suffix.lower() not in suffixes or path.is_dir():
+                    continue  # a folder named like an image is one more sub-folder of the class
+                if path.is_file():
                     listed.append((path, origin, cls, label))
+                    continue
+                error = not_a_file_error(path)
+                log.warning("skipping %s: %s", path, error)
+                if not_files is not None:
+                    not_files.append({"file": str(path), "error": error, "origin": origin, "class_name": cls})
     for cls in classes:
         if not any(p[2] == cls for p in listed):
             raise ValueError(f"{root}: class folder {cls!r} holds no image file")
@@ -211,14 +223,15 @@ def read_image_folder(
     root = Path(root)
     check_size_channels(size, channels)
     classes = folder_classes(root)
-    files = list_folder_files(root, progress=progress)
+    not_files: list[dict[str, str]] = []
+    files = list_folder_files(root, progress=progress, not_files=not_files)
     origins = sorted({f.origin for f in files})
     pooled = ("train and test pooled (SPEC section 1, Splits); origin tells where each kept file came from"
               if origins != ["folder"] else "one pool of images (no train/ or test/ folder)")
     table, report_, kept = read_image_files(
         files, root=root, task="image-folder", classes=classes, size=size, channels=channels, cache_dir=cache_dir,
         strict=strict, drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, same_scan=same_scan,
-        progress=progress, pooled_note=pooled)
+        progress=progress, pooled_note=pooled, not_files=not_files)
     if sites_csv is not None:
         table = _apply_sites(table, report_, kept, root, Path(sites_csv), files)
     log.info("image-folder %s: %d images of %d classes", root, len(table), len(classes))

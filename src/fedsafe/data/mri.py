@@ -43,7 +43,7 @@ from .types import DataReport, ImageTable
 
 __all__ = [
     "MRI_CLASSES", "MRI_SPLITS", "MRI_TASKS", "IMAGE_SUFFIXES", "MriFile", "sha256_file", "list_mri_files",
-    "read_image_files", "read_mri",
+    "not_a_file_error", "read_image_files", "read_mri",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,17 +95,18 @@ def _task_classes(task: str) -> tuple[str, ...]:
         raise ValueError(f"unknown MRI task {task!r}; known: {', '.join(MRI_TASKS)}") from None
 
 
-def _not_a_file(path: Path) -> str:
-    """What ``path`` (named like an image but no regular file) is, in words: "a FIFO", "a symbolic link to a
-    character device", "a broken symbolic link"..."""
+def not_a_file_error(path: Path) -> str:
+    """The report's error for ``path``, named like an image but no regular file, without opening it: "not a
+    regular file: a FIFO", "...: a symbolic link to a character device", "...: a broken symbolic link"... (the MRI
+    reader's and the image folder's, ``folder.py``)."""
     link = "a symbolic link to " if path.is_symlink() else ""
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return "a broken symbolic link" if link else "unreadable"
+        return "not a regular file: " + ("a broken symbolic link" if link else "unreadable")
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-    return link + next((name for test, name in kinds if test(mode)), "not a regular file")
+    return "not a regular file: " + link + next((name for test, name in kinds if test(mode)), "of a kind unknown")
 
 
 def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = None,
@@ -141,7 +142,7 @@ def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = N
                 if path.is_file():
                     paths.append((path, MRI_SPLITS[split], cls, label))
                     continue
-                error = f"not a regular file: {_not_a_file(path)}"
+                error = not_a_file_error(path)
                 log.warning("skipping %s: %s", path, error)
                 if not_files is not None:
                     not_files.append({"file": str(path), "error": error, "origin": MRI_SPLITS[split],
