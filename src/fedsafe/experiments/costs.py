@@ -4,13 +4,14 @@ multiply-accumulates, at a speed measured on the finished runs under ``RESULTS/r
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from ..attacks.spec import AttackSpec, Start
 from ..build import model_factory
 from ..config import ExperimentConfig
-from ..data.tasks import TASKS
+from ..data.tasks import TASKS, task_class_names
 from .runinfo import read_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
@@ -31,12 +32,24 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _num_classes(cfg: ExperimentConfig) -> int:
+    """The task's classes. An image folder's are known only from its folder: read there (its class folders, no
+    image opened) when the folder is there, else 2 (the fewest it may have; an estimate before the data exists)."""
+    try:
+        return len(task_class_names(cfg.task.name, cfg.task.data_root))
+    except (ValueError, OSError):  # no folder yet, or none readable
+        return max(2, len(TASKS[cfg.task.name].class_names))
+
+
 def macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
-    """Multiply-accumulates of one forward pass of ``cfg``'s model (memoised per model shape in ``memo``)."""
-    key = (cfg.model.name, cfg.model.width, cfg.task.image_size, cfg.task.channels, cfg.task.name)
+    """Multiply-accumulates of one forward pass of ``cfg``'s model (memoised in ``memo`` per model: its name, width,
+    dropout and ``model.kwargs``, and the task's shape and number of classes)."""
+    num_classes = _num_classes(cfg)
+    key = (json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True), cfg.task.image_size, cfg.task.channels,
+           num_classes)
     if key not in memo:
-        model = model_factory(cfg, num_classes=len(TASKS[cfg.task.name].class_names), in_channels=cfg.task.channels,
-                              layout=False, device="cpu")()
+        model = model_factory(cfg, num_classes=num_classes, in_channels=cfg.task.channels, layout=False,
+                              device="cpu")()
         memo[key] = float(model.macs_per_image()) if hasattr(model, "macs_per_image") else math.nan
     return memo[key]
 
