@@ -7,9 +7,9 @@ as ratios measured in one run.
 Prints:
   1. the input-gradient pass on channels-last vs NCHW strides, for the channels-last model and an NCHW copy of it
      (for C = 1 only the strides' metadata differ; the convolutions of an NCHW model run channels-last when its
-     input has channels-last strides: that is the 1.7x of issue 13; a channels-last model runs channels-last
+     input has channels-last strides: that is the 1.7x first measured; a channels-last model runs channels-last
      whatever the input's strides);
-  2. for each K: PGD-K with the step loop as it is (``after``) and as it was before issue 13 (``before``, kept
+  2. for each K: PGD-K with the step loop as it is (``after``) and as it was before (``before``, kept
      below verbatim), beside K plain channels-last input-gradient passes; the step efficiency = plain pass time
      over one ``after`` step (target >= 0.95), the before/after speed-up, and how far the two loops' images differ
      (float rounding of different convolution kernels: a few sign flips of near-zero gradient components);
@@ -71,7 +71,7 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": 
 
 
 def pgd_before(model, x, y, *, eps, alpha, steps, generator, centre_grad=False, precision="fp32") -> torch.Tensor:
-    """PGD through the step loop as it was before issue 13 (fedsafe 1f93257), verbatim but for the labels, which
+    """PGD through the step loop as it was before (fedsafe 1f93257), verbatim but for the labels, which
     are given: out-of-place updates, so for one-channel input x_adv takes NCHW strides after the first op."""
     start = uniform_start(x, eps, generator)
     x = x.detach()
@@ -247,7 +247,7 @@ def main() -> None:
     timings({k: fns[k] for k in ("grad1", "after1", "before1", "pgd1+crn")}, 1)  # warm-up
     runs = timings(fns, a.repeats)
     t = {k: min(v) for k, v in runs.items()}
-    print("2. step loop: PGD-K 'after' (this loop) and 'before' (the loop before issue 13) vs K plain "
+    print("2. step loop: PGD-K 'after' (this loop) and 'before' (the earlier loop) vs K plain "
           "channels-last passes")
     for k in ks:
         after, before, grad = t[f"after{k}"], t[f"before{k}"], t[f"grad{k}"]

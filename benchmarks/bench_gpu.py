@@ -11,7 +11,7 @@ Prints, on one GPU, for the paper CNN (width 1, 100x100x3, batch 100, Adam, bf16
      the de-duplicated meningioma task, 1279 images, when the real data is not at hand) through ``fedsafe.train``
      (noisy downlinks, uplinks, FedAvg, evaluation every round, checkpoints and received copies written every
      round): its wall time over the same local work in a plain loop, timed for ``--plain-rounds`` rounds and scaled
-     to T (target <= 1.15; the SPEC's H200 plain loop: 163 s, 3.25 s a round, for clients of 341 images);
+     to T (target <= 1.15; design §10's H200 plain loop: 163 s, 3.25 s a round, for clients of 341 images);
   3. PGD-40 and PGD-1+CRN10 seconds per 100-image batch (fedsafe's attacks, centred steps) next to CRN Table I's
      6.794 s and 0.217 s and next to a plain loop of input-gradient passes (target <= 1.1x), in bf16 and TF32;
   4. ``train.compile`` (torch.compile): training throughput with and without, and the warm-up it costs.
@@ -41,7 +41,7 @@ from fedsafe.precision import autocast
 from fedsafe.seeding import torch_generator
 
 PAPER_PGD40_S, PAPER_CRN_S = 6.794, 0.217  # CRN paper, Table I (their GPU)
-SPEC_PLAIN_ROUND_S = 3.25  # SPEC 10, H200, clients of 341 images
+PAPER_SCALE_ROUND_S = 3.25  # design §10, H200, clients of 341 images
 
 
 def sync(device: torch.device) -> None:
@@ -144,7 +144,7 @@ def section_federation(a, cfg, data, device, precision: str) -> None:
           f"{acc[-1]:.3f} after round {len(rows)}")
     print(f"   plain loop: {plain_round_s:.2f} s a round (best of {a.plain_rounds}) -> "
           f"{plain_round_s * len(rows):.1f} s for {len(rows)} rounds "
-          f"(SPEC, H200, clients of 341: {SPEC_PLAIN_ROUND_S} s a round, 163 s)")
+          f"(design §10, H200, clients of 341: {PAPER_SCALE_ROUND_S} s a round, 163 s)")
     print(f"   ratio fedsafe rounds / plain: {fed_total / (plain_round_s * len(rows)):.3f}; whole train() / plain: "
           f"{wall / (plain_round_s * len(rows)):.3f} (target <= 1.15)")
 
@@ -201,7 +201,7 @@ def section_compile(a, cfg, data, device) -> None:
         out[compiled] = (len(x) * a.epochs_bench / best, warm)
     (eager, w0), (comp, w1) = out[False], out[True]
     print(f"   eager {eager:.0f} img/s (first epoch {w0:.1f} s); compiled {comp:.0f} img/s (first epoch {w1:.1f} s, "
-          f"warm-up ~{w1 - w0:.1f} s); gain {100 * (comp / eager - 1):+.0f}% (SPEC, H200: +19% after 18 s)")
+          f"warm-up ~{w1 - w0:.1f} s); gain {100 * (comp / eager - 1):+.0f}% (design §10, H200: +19% after 18 s)")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ Measured on a 2-core AMD EPYC shared with other jobs (synthetic, 6 rounds of 2 l
 shards3 1.79, fedsafe-noise 1.02, dirichlet0.1-5 1.93 (none of them learned in 6 short rounds); real meningioma
 (4 rounds of 2 epochs, --data-root) 1.19; the tests' tiny federation, which learns to 100% (tests/federation/
 test_poisoning.py, 6 rounds), 1.46. A factor of 20 is 10x the largest honest ratio measured, and any poisoning that
-scales weights (x1e6 in issue 21: 8e6 x the median) is far beyond it.
+scales weights (x1e6 as tried: 8e6 x the median) is far beyond it.
 """
 
 from __future__ import annotations

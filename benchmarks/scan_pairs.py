@@ -1,5 +1,5 @@
 """Distribution of pair distances on the brain-tumour tasks: what the same-scan rule (``fedsafe.data.scans``) is
-chosen from (issue 18). Prints the Markdown of ``docs/results/scan-groups.md``'s measured part.
+chosen from (design §1.4). Prints the Markdown of ``docs/results/scan-groups.md``'s measured part.
 
     python benchmarks/scan_pairs.py [--data ../shared/data/brain-tumor-mri] [--tasks meningioma glioma]
                                     [--seeds 0 1 2 3 4]

@@ -1,9 +1,10 @@
-"""The package's import graph (issue 12): no circle, no low layer importing a high one, no hidden in-function
+"""The package's import graph: no circle, no low layer importing a high one, no hidden in-function
 imports in library code, and no source file over 400 lines. Read from the modules' own text (ast)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,44 @@ def test_no_import_inside_a_function_in_library_code(graph):
 def test_no_source_file_over_400_lines():
     big = {str(f.relative_to(SRC)): n for f in SRC.rglob("*.py") if (n := len(f.read_text().splitlines())) > 400}
     assert not big, big
+
+
+DESIGN = SRC.parents[1] / "docs" / "design.md"
+OUTSIDE_REFERENCE = re.compile(r"\bSPEC\b|\b[Ii]ssues?\s+\d+")
+DESIGN_CITATION = re.compile(r"[Dd]esign §(§?)(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?")
+
+
+def _source_texts() -> dict[str, str]:
+    """Every text file of the package (modules, profiles, templates), by its path under ``src/fedsafe``."""
+    out = {}
+    for f in sorted(SRC.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            try:
+                out[str(f.relative_to(SRC))] = f.read_text()
+            except UnicodeDecodeError:
+                continue
+    return out
+
+
+def test_sources_cite_the_design_not_outside_documents():
+    """The source cites docs/design.md, never a document outside the repository (a spec file, an issue number)."""
+    bad = [f"{name}:{i}: {line.strip()}" for name, text in _source_texts().items()
+           for i, line in enumerate(text.splitlines(), 1) if OUTSIDE_REFERENCE.search(line)]
+    assert not bad, "\n".join(bad[:10])
+
+
+def test_outside_reference_pattern_catches_both_kinds():
+    hits = [s for s in ("see SPEC 5", "the spec's rule", "(Issue 18)", "issues 11.4-11.6", "the issue was", "tissue 3")
+            if OUTSIDE_REFERENCE.search(s)]
+    assert hits == ["see SPEC 5", "(Issue 18)", "issues 11.4-11.6"]
+
+
+def test_every_design_section_cited_exists():
+    """Every "design §n" (or §n.m, §§n-m) in the package names a numbered section of docs/design.md."""
+    headings = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\. |^#{2,3} (\d+\.\d+) ", DESIGN.read_text(), re.MULTILINE))
+    sections = {a or b for a, b in headings}
+    cited = {(name, n) for name, text in _source_texts().items() for m in DESIGN_CITATION.finditer(text)
+             for n in filter(None, (m.group(2), m.group(3)))}
+    assert cited, "no design citation found: the pattern is wrong"
+    missing = sorted(f"{name}: §{n}" for name, n in cited if n not in sections)
+    assert not missing, missing

@@ -1,5 +1,4 @@
-"""A config file is never changed silently: duplicate keys and keys set inside a plain value are refused
-(issue 21, item 8)."""
+"""A config file is never changed silently: duplicate keys and keys set inside a plain value are refused."""
 
 from __future__ import annotations
 

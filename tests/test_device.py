@@ -1,4 +1,4 @@
-"""The device setting (SPEC 10): auto falls back to the CPU, bad strings and absent GPUs are one-line errors, and
+"""The device setting (design §10): auto falls back to the CPU, bad strings and absent GPUs are one-line errors, and
 the random draws do not depend on the device."""
 
 from __future__ import annotations

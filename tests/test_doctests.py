@@ -1,4 +1,4 @@
-"""Every ``>>>`` example in the package's docstrings runs and holds (issue 12: examples run as doctests, or go).
+"""Every ``>>>`` example in the package's docstrings runs and holds (examples run as doctests, or go).
 
 A module that needs an optional extra which is not installed (``flwr``: ``pip install -e '.[flower]'``) is
 reported as skipped with the reason, so that the suite collects and passes without it."""

@@ -1,4 +1,4 @@
-"""CPU bf16/AMX detection (issue 22): the parser against known cpuinfo texts, the oneDNN cap, and this machine's
+"""CPU bf16/AMX detection: the parser against known cpuinfo texts, the oneDNN cap, and this machine's
 answer against its own flags and torch's independent probe."""
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def _splits(cfg: ExperimentConfig, table: ImageTable, server: int | float) -> Sp
 
 def _server_size(cfg: ExperimentConfig, table: ImageTable) -> tuple[Splits, list[str]]:
     """The splits, with the server set sized for ``splits.server_for_fraction`` of the largest client's training
-    set when that is set (SPEC 5), else ``splits.server_size``."""
+    set when that is set (design §5), else ``splits.server_size``."""
     s = cfg.splits
     if s.server_for_fraction is None:
         server: int | float = int(s.server_size) if s.server_size >= 1 else float(s.server_size)
@@ -264,7 +264,7 @@ def federation_spec(cfg: ExperimentConfig, data: FederatedData, *, device: torch
 
 
 def crn_hook(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> CrnClientHook:
-    """Online CRN of ``cfg.crn`` for every client, on its attack set ``data.client_test[i].x`` (SPEC 7)."""
+    """Online CRN of ``cfg.crn`` for every client, on its attack set ``data.client_test[i].x`` (design §7)."""
     c = cfg.crn
     return CrnClientHook(model_factory=model_factory(cfg, data, layout=False, device=spec.local.device),
                          attack_sets=[s.x for s in data.client_test], total_rounds=spec.rounds, windows=c.windows,
@@ -303,7 +303,7 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
         "delta": cfg.privacy.delta, "min_local_size": m, "client_sizes": sizes,
         # the headline numbers: NbAFL's sensitivity 2C/m (the papers' assumption), RDP and PLD accountants
         "sensitivity": "nbafl", "rdp": both["nbafl"]["rdp"], "pld": both["nbafl"]["pld"],
-        # and under the unconditional sensitivity 2C of clipped weights (SPEC 4)
+        # and under the unconditional sensitivity 2C of clipped weights (design §4)
         "sensitivities": both,
         "dp": {sens: dp_label(float(both[sens]["pld"]["epsilon"]), cfg.privacy.delta, sensitivity=sens)
                for sens in SENSITIVITIES},

@@ -45,7 +45,7 @@ class TaskConfig(_Part):
     # identical files with different labels: "error" stops, "drop" drops every copy; None: the task's default
     # (error; breastmnist: drop, its one known pair)
     label_conflicts: Literal["error", "drop"] | None = None
-    # near-duplicate grouping (SPEC 1, data/neardup.py): a pHash Hamming distance finds candidate pairs, a mean
+    # near-duplicate grouping (design §1, data/neardup.py): a pHash Hamming distance finds candidate pairs, a mean
     # |difference| at 256x256 grey in [0, 1] below the threshold confirms them; each group stays in one split
     near_duplicates: bool = True
     near_duplicate_threshold: float = Field(0.02, gt=0, le=1)
@@ -76,7 +76,7 @@ class SplitConfig(_Part):
     dirichlet_alpha: float = Field(0.5, gt=0)
     client_test_size: int = Field(100, ge=1)
     server_size: float = Field(0.1, gt=0)  # < 1: fraction of the pool; >= 1: a count
-    # size the server set so that it holds this fraction of the largest client's training set (SPEC 5: the defenses'
+    # size the server set so that it holds this fraction of the largest client's training set (design §5: the defenses'
     # f is relative to |D_i|); None: server_size as given
     server_for_fraction: float | None = Field(None, gt=0, le=1)
     global_test_size: float = Field(0.15, gt=0)
@@ -138,7 +138,7 @@ class FederationConfig(_Part):
     uplink_clip: float | None = Field(None, gt=0)  # C
     uplink_noise: float = Field(0.0, ge=0)  # s_U
     keep_received_rounds: int = Field(10, ge=0)  # received copies kept for CRN (last R rounds)
-    # aggregation of the accepted uploads (SPEC 3): FedAvg, or a robust rule (never a silent default)
+    # aggregation of the accepted uploads (design §3): FedAvg, or a robust rule (never a silent default)
     aggregator: Literal["fedavg", "median", "trimmed-mean", "krum", "multi-krum"] = "fedavg"
     trim_fraction: float = Field(0.1, ge=0, lt=0.5)  # trimmed-mean: share cut at each end, per coordinate
     byzantine: int = Field(0, ge=0)  # krum / multi-krum: clients assumed malicious (f)
@@ -163,7 +163,7 @@ class PrivacyConfig(_Part):
 class DefenseConfig(_Part):
     name: Literal["none", "adversarial-training", "fed-safe", "client-adversarial-training",
                   "adversarial-training-shared"] = "none"
-    # f: client i's copy is adapted on round(f * |D_i|) server images (SPEC 5; paper: "20% of the training samples")
+    # f: client i's copy is adapted on round(f * |D_i|) server images (design §5; paper: "20% of the training samples")
     fraction: float = Field(0.2, gt=0, le=1)
     # where the server's adaptation examples come from: its own server set, or (a labelled, leaky variant that the
     # authors' code amounts to) the clients' attack sets themselves
@@ -178,7 +178,7 @@ class DefenseConfig(_Part):
 
 
 class CrnConfig(_Part):
-    """Online cross-round noise (SPEC section 7): every client accumulates it on its own attack/test set,
+    """Online cross-round noise (design §7): every client accumulates it on its own attack/test set,
     so any client can play the attacker afterwards. It does not change training."""
 
     enabled: bool = False

@@ -1,4 +1,4 @@
-"""Where a run computes (SPEC section 10): ``auto`` takes CUDA when present, else the CPU.
+"""Where a run computes (design §10): ``auto`` takes CUDA when present, else the CPU.
 
 Every model, batch, attack and evaluation runs on the resolved device; random draws stay on CPU generators
 (:mod:`fedsafe.seeding`), so a seed gives the same noise and splits on every device.

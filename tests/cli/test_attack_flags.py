@@ -1,4 +1,4 @@
-"""``fedsafe attack`` refuses flags that would otherwise be accepted, dropped or replaced silently (issue 21, item 8).
+"""``fedsafe attack`` refuses flags that would otherwise be accepted, dropped or replaced silently.
 
 Every refusal comes before the run is read, so a folder that is no run at all is enough: the message must be the
 flag's, not the run's."""

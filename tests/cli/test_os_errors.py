@@ -1,4 +1,4 @@
-"""Operating-system errors end in one line naming the path and the cause, never a traceback (issue 21, item 6).
+"""Operating-system errors end in one line naming the path and the cause, never a traceback.
 
 The full disk and the read-only folder are real: small tmpfs mounts (root only; skipped with the reason where the
 machine does not allow mounting)."""

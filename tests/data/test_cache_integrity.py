@@ -1,5 +1,4 @@
-"""The decoded-image cache checks what it reads and every unreadable entry is named by its own path
-(issue 21, items 6, 7 and 9)."""
+"""The decoded-image cache checks what it reads and every unreadable entry is named by its own path."""
 
 from __future__ import annotations
 

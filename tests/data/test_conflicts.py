@@ -1,5 +1,5 @@
 """Unreadable files are found before de-duplication, and a real label conflict is resolvable from config
-(issue 11.3): ``task.label_conflicts``, passed through ``load_task``."""
+``task.label_conflicts``, passed through ``load_task``."""
 
 from __future__ import annotations
 

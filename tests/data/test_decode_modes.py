@@ -1,4 +1,4 @@
-"""Decoding every pixel mode to the right [0, 1] range (issue 11.2): 16-bit, 32-bit int and float files are
+"""Decoding every pixel mode to the right [0, 1] range: 16-bit, 32-bit int and float files are
 scaled by their range, never clipped to white; files without a known range are unreadable, never blank."""
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def test_cli_download_ok_and_failure(served, breastmnist_npz, tmp_path):
     assert _leftovers(tmp_path / "d") == ["breastmnist.npz", "breastmnist.npz.download.json"]
 
 
-# --- issue 11.7: a file as --to, and an HTML page served as an npz -----------------------------------------
+# --- a file as --to, and an HTML page served as an npz ------------------------------------------------
 
 
 def test_to_an_existing_file_is_a_one_line_error(tmp_path):

@@ -263,7 +263,7 @@ def test_real_meningioma_twins_are_grouped(real_meningioma):
 
     near, joined = report.near_duplicates, report.near_duplicates["split_groups"]
     assert joined["groups"] == int(np.sum(sizes > 1)) and joined["images_in_groups"] == int(sizes[sizes > 1].sum())
-    # SPEC section 1 measured 293 images with a same-size, same-label twin; groups here ignore the source size
+    # design §1.3 measured 293 images with a same-size, same-label twin; groups here ignore the source size
     assert 293 <= near["images_in_groups"] <= 320 and near["mixed_label_groups"] == 0
     # the table's groups join the re-encodings with the adjacent slices of one scan (scans.py)
     assert joined["images_in_groups"] > near["images_in_groups"] and near["same_scan"]["groups"] > 0

@@ -1,4 +1,4 @@
-"""Same-scan grouping (issue 18): the exact pair search against a brute force, slices grouped and distinct images
+"""Same-scan grouping (design §1.4): the exact pair search against a brute force, slices grouped and distinct images
 not, the union with near-duplicates, the cache key, the reader's report, the group-aware split and `data check`."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from fedsafe.data.splits import Splits, make_splits
 from fedsafe.data.stratify import server_fraction, stratified_counts
 from fedsafe.seeding import numpy_rng
 
-# the de-duplicated meningioma task of SPEC section 1: no_tumor 352, meningioma 927
+# the de-duplicated meningioma task of design §1: no_tumor 352, meningioma 927
 MENINGIOMA = np.repeat(np.array([0, 1]), [352, 927])
 NAMES = ("no_tumor", "meningioma_tumor")
 

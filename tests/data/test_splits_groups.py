@@ -1,4 +1,4 @@
-"""Splits and partitions that keep near-duplicate groups whole (SPEC section 1): never straddling, exact sizes
+"""Splits and partitions that keep near-duplicate groups whole (design §1): never straddling, exact sizes
 where whole groups allow, deterministic, and unchanged when every group is one item."""
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def test_real_cpu_profile_splits_keep_every_group_whole(cpu_tasks, task):
     assert joined["images_in_groups"] >= max(near["images_in_groups"], near["same_scan"]["images_in_groups"])
 
 
-# --- no held-out image has a same-scan neighbour in another split (issue 18) ------------------------------
+# --- no held-out image has a same-scan neighbour in another split (design §1.4) -----------------------------
 
 NEIGHBOUR = 0.02
 """Mean |difference| in [0, 1] at 128x128 grey below which two images count as neighbours here (the issue's

@@ -1,5 +1,5 @@
 """Adversarial fine-tuning (the piece every server defense uses): cost, purity, determinism, that it works, and
-how much server data each client's copy is adapted on (f relative to |D_i|, SPEC 5)."""
+how much server data each client's copy is adapted on (f relative to |D_i|, design §5)."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_adversarial_finetuning_lowers_white_box_asr(seed):
 
 @pytest.mark.parametrize("f", [0.1, 0.2, 0.3, 0.5, 0.7, 1.0])
 def test_f_maps_to_round_f_times_each_clients_training_size(f):
-    """SPEC 5: client i's copy is adapted on round(f |D_i|) server images (the papers' Figure 3 axis), capped at
+    """Design §5.2: client i's copy is adapted on round(f |D_i|) server images (the papers' Figure 3 axis), capped at
     the server set's size, and the label says the real count and share."""
     sizes = [197, 230, 260]
     counts = adaptation_counts(f, sizes, 1000)

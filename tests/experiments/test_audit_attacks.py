@@ -1,4 +1,4 @@
-"""The insider's adaptive attacks in the transfer evaluation (issue 14): EOT-PGD against the run's downlink noise
+"""The insider's adaptive attacks in the transfer evaluation (design §6.1): EOT-PGD against the run's downlink noise
 and the received copies' ensemble, their rows (passes an image: K x steps, R x steps), their specs and cache keys,
 the masking checks of a run, and the audit of that run; on a tiny 3-client federation that learned its task."""
 

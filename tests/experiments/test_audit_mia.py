@@ -1,4 +1,4 @@
-"""Membership inference on a finished run (issue 14): both views, both attacks, on a tiny two-client federation made
+"""Membership inference on a finished run (design §13): both views, both attacks, on a tiny two-client federation made
 to overfit (16 noisy images a client, 60 epochs of a small MLP); the control whose "members" are held-out images
 gives AUC ~0.5; the result is cached by its settings and read back without loading the run."""
 

@@ -1,4 +1,4 @@
-"""Feasible and fully costed baselines (issue 18): CRN Table I and Figure 2 put PGD-K at Madry et al.'s step
+"""Feasible and fully costed baselines (design §7): CRN Table I and Figure 2 put PGD-K at Madry et al.'s step
 2.5 eps / K beside the papers' alpha, and Table I counts the gradient passes an image at attack time and in total
 (CRN's R x j passes during training included), checked against counts made here from the specs."""
 

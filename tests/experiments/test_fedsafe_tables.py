@@ -1,4 +1,4 @@
-"""The Fed-Safe tables' new rules (issue 10): a "DP" label only on an arm whose accounted epsilon is at most 10, the
+"""The Fed-Safe tables' rules (design §4): a "DP" label only on an arm whose accounted epsilon is at most 10, the
 epsilon <= 10 arm's noise really accounts to at most 10, f maps to the real image counts of the run, and the
 reproduce command lists its reproductions."""
 

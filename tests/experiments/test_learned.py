@@ -1,4 +1,4 @@
-"""Did a run learn? (SPEC 11, issue 18): the global model and every attacked client model (each client's final model
+"""Did a run learn? (design §11.3): the global model and every attacked client model (each client's final model
 on its own test set) must clear the majority-class rate by 2 points; the summary records per-client accuracy,
 majority rate and flag, and the reason; summaries written before these fields still read."""
 

@@ -104,7 +104,7 @@ def test_outputs_of_a_reproduction(tmp_path):
         "device " in md and "training precision" in md and "wall time: 5 training run(s)" in md
     assert "1 seed(s) (0) (fewer than the 5 this reproduction asks for)" in md and manifest["seeds"] == [0]
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
-    assert "Verdict rules (SPEC 11)" in md and "LEAKY" in md
+    assert "Verdict rules (design §11)" in md and "LEAKY" in md
     assert manifest["rules"] == RULES and html.escape(RULES) in build_report(w.folder)  # the report prints it too
     summary = pd.read_csv(w.folder / "summary.csv")
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
@@ -257,7 +257,7 @@ def test_a_run_that_did_not_learn_is_flagged_and_enters_no_verdict():
     assert any("did not learn" in n and "distributed noise (Fed-Safe) seed 2" in n for n in table.notes)
     dn_vs_at = built.verdicts[0]  # its only evidence was the run that did not learn
     assert dn_vs_at.status == "undetermined" and "4 undefined" in dn_vs_at.evidence
-    assert ("Seeds left out (SPEC 11): distributed noise (Fed-Safe) seed 0 did not learn (global model "
+    assert ("Seeds left out (design §11): distributed noise (Fed-Safe) seed 0 did not learn (global model "
             "50.0% vs majority class 72.7%)") in dn_vs_at.evidence  # an older summary: no reason, its accuracies
     # AT vs none: 3 matched seeds, equal numbers -> a mean paired difference of 0 (p 1): inconclusive
     at_vs_none = next(v for v in built.verdicts if v.claim.startswith("Adversarial training lowers"))
@@ -290,7 +290,7 @@ def test_attack_means_average_only_the_runs_that_learned():
 
 
 def test_an_arm_that_did_not_learn_on_seed_k_leaves_seed_k_out_of_every_comparison_with_it():
-    # issue 18's reversal: on the seeds where every arm learned, distributed noise has the HIGHEST ASR; its seed 2
+    # the measured reversal: on the seeds where every arm learned, distributed noise has the HIGHEST ASR; its seed 2
     # (ASR 0.24), which adversarial training lost, must not make it look lower
     at, dn, none = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
     asr = {none: 0.76, at: 0.67, dn: 0.78, "adversarial training, LEAKY": 0.6, "distributed noise, LEAKY": 0.7}
@@ -307,7 +307,7 @@ def test_an_arm_that_did_not_learn_on_seed_k_leaves_seed_k_out_of_every_comparis
     s["learned_reason"] = ["client 2's model 71.9% vs majority 72.4%" if not ok else "" for ok in s.learned]
     built = REPRODUCTIONS["fedsafe-table1"].build(inp)
     by_claim = {v.claim.split(" compared")[0]: v for v in built.verdicts}
-    why = ("Seeds left out (SPEC 11): adversarial training seed 2 did not learn (client 2's model 71.9% vs majority "
+    why = ("Seeds left out (design §11): adversarial training seed 2 did not learn (client 2's model 71.9% vs majority "
            "72.4%).")
     for claim in ("Distributed noise lowers the average ASR (benign clients)", "Adversarial training lowers the "
                   "average ASR", "Distributed noise lowers the attacker's self ASR"):

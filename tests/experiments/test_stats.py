@@ -1,4 +1,4 @@
-"""The verdicts' statistics (SPEC 11) against scipy: the paired t-test's p-value and 95% CI, Student's t quantiles,
+"""The verdicts' statistics (design §11) against scipy: the paired t-test's p-value and 95% CI, Student's t quantiles,
 and Holm's adjusted p-values on a known example and against a reference written from the definition."""
 
 from __future__ import annotations

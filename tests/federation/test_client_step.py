@@ -1,4 +1,4 @@
-"""The training step (issue 22): ``local_train`` with its multi-tensor optimiser and on-device loss sum equals,
+"""The training step: ``local_train`` with its multi-tensor optimiser and on-device loss sum equals,
 bit for bit, the plain per-tensor loop a PyTorch user writes, with the same draws."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A huge finite upload never reaches the global model by default, and a round whose aggregate blows up stops the
-run there, naming the round, the clients and the cause (issue 21, item 3)."""
+run there, naming the round, the clients and the cause (design §3.1)."""
 
 from __future__ import annotations
 

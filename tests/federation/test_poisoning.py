@@ -1,4 +1,4 @@
-"""A poisoned client cannot poison the federation silently (issue 11.1): its non-finite uploads are rejected
+"""A poisoned client cannot poison the federation silently (design §3.1): its non-finite uploads are rejected
 every round, named in the log, the metrics and the summary, and the federation trains as a clean one does."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Record any Flower app (issue 19, item 3): the user's own tiny Flower app (``_user_app.py``) wrapped in
+"""Record any Flower app: the user's own tiny Flower app (``_user_app.py``) wrapped in
 RecordingStrategy writes a fedsafe run directory: the config its server knows, every round's global model,
 per-client downlinks where they differ, each client's returned model, with the run store's hashes; a recording
 killed before round 2's checkpoint resumes without losing or mixing rounds. In-memory Grid (fast); the SIGKILL

@@ -1,4 +1,4 @@
-"""The audit of a recorded Flower app (issue 19, item 3): ``fedsafe audit RUN --model pkg.mod:factory --data
+"""The audit of a recorded Flower app (design §13): ``fedsafe audit RUN --model pkg.mod:factory --data
 FILE.npz`` (and its Python API) on the recording of the user's own app (``_user_app.py``), with the data sets the
 user names; and end to end, the app trained in Flower's simulation engine (Ray, slow), recorded and audited."""
 

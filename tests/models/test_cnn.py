@@ -6,7 +6,7 @@ from fedsafe.models import MODELS, PaperCNN, build_model, conv_widths
 
 def test_paper_model_matches_the_papers_sizes():
     m = PaperCNN(num_classes=2, in_channels=3, image_size=100, width=1.0)
-    assert m.flat_features == 250 * 12 * 12 == 36000  # SPEC section 2
+    assert m.flat_features == 250 * 12 * 12 == 36000  # design §2
     assert [c[0].out_channels for c in m.features if isinstance(c, torch.nn.Sequential)] == [100, 150, 200, 200, 250,
                                                                                            250]
     linears = [layer for layer in m.classifier if isinstance(layer, torch.nn.Linear)]

@@ -1,4 +1,4 @@
-"""Accounting under both sensitivities (NbAFL's 2C/m and the unconditional 2C) and the "DP" label (SPEC 4)."""
+"""Accounting under both sensitivities (NbAFL's 2C/m and the unconditional 2C) and the "DP" label (design §4)."""
 
 from __future__ import annotations
 

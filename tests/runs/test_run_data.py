@@ -1,4 +1,4 @@
-"""A run is bound to its data (issue 21.2): the data it trained on is fingerprinted, and a resume, an attack or an
+"""A run is bound to its data (design §12): the data it trained on is fingerprinted, and a resume, an attack or an
 audit on other data is refused, saying what changed; a resume never overwrites the run's record of its data."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A run is bound to its folder (issue 21.1, 21.8): a run directory is new, empty or a fedsafe run; any other folder is
+"""A run is bound to its folder (design §12): a run directory is new, empty or a fedsafe run; any other folder is
 refused untouched, the store deletes only its own temporary files, and a run that fails before its first file
 leaves nothing behind."""
 

@@ -1,4 +1,4 @@
-"""Every fault of a run's own files named (issue 21.4, 21.5, 21.9): model files swapped within the run, damaged JSON
+"""Every fault of a run's own files named (design §12): model files swapped within the run, damaged JSON
 recomputed or named (never read as empty, never taken for a complete run), and a run stopped early said to be
 so."""
 

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silent (issue 11.4-11.6): files of another run, damaged files, stale temporary files,
+"""Nothing lost, nothing silent (design §12): files of another run, damaged files, stale temporary files,
 concurrent writers, and JSON that is always valid."""
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def test_a_writer_that_may_wait_gets_the_run_once_it_is_released(tmp_path):
 
 
 def test_attacks_refuse_a_model_with_non_finite_weights(seed_runs, tmp_path):
-    """A NaN model must never be reported as robust (issue 11.1): the attack refuses it, naming the file."""
+    """A NaN model must never be reported as robust: the attack refuses it, naming the file."""
     from fedsafe.config import config_hash
 
     run = tmp_path / "run"

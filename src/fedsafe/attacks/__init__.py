@@ -1,4 +1,4 @@
-"""Inference-time attacks (SPEC sections 6-7): L-inf gradient-sign attacks as functions over tensors, their
+"""Inference-time attacks (design §§6-7): L-inf gradient-sign attacks as functions over tensors, their
 start points, cross-round noise, the insider's adaptive attacks (EOT over downlink noise, surrogate ensembles),
 and sanity / gradient-masking checks of an evaluation."""
 

@@ -1,4 +1,4 @@
-"""The budget of an L-inf attack (SPEC sections 6-7), checked in one place: eps, the step size alpha, the number of
+"""The budget of an L-inf attack (design §§6-7), checked in one place: eps, the step size alpha, the number of
 steps K, and the CRN windows R. Every attack function, :class:`fedsafe.attacks.spec.AttackSpec` and the CRN code
 call these, so a bad value gets the same one-sentence ValueError wherever it enters.
 

@@ -1,5 +1,5 @@
 """Cross-round noise (CRN): Darzi et al., "The hidden adversarial vulnerabilities of medical federated
-learning" (the CRN paper, Algorithm 1 and eqs. 3-4); SPEC section 7.
+learning" (the CRN paper, Algorithm 1 and eqs. 3-4); design §7.
 
 The attacker m trains as a benign client. It keeps one perturbation delta per image of its attack set X_m,
 delta = 0 at first. In each of the last R rounds, after receiving its copy w~_m^(t), it runs ``steps``

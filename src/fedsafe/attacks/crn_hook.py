@@ -1,4 +1,4 @@
-"""Cross-round noise inside the federation (SPEC section 7): a client hook that accumulates CRN online, and
+"""Cross-round noise inside the federation (design §7): a client hook that accumulates CRN online, and
 the replay of the same computation afterwards from the received copies a run directory keeps.
 
 Online. :class:`CrnClientHook` is a :class:`fedsafe.federation.hooks.ClientHook`. Every client accumulates

@@ -3,7 +3,7 @@
 Expectation over Transformation (Athalye et al. 2018, "Synthesizing robust adversarial examples"; and
 "Obfuscated gradients give a false sense of security", section 5.3): against a randomised defense, ascend the
 expected loss, whose gradient is estimated by the mean over K draws of the randomness. Here the randomness is the
-downlink noise of Fed-Safe (SPEC section 4): the attacker knows its std s_D, and at every step draws K fresh
+downlink noise of Fed-Safe (design §4): the attacker knows its std s_D, and at every step draws K fresh
 noisy copies ``w + N(0, s_D^2 I)`` of its own model's parameters and follows the sign of
 
     g_K(x) = (1/K) sum_k grad_x CE(f(x; w + s_D z_k), y),     z_k ~ N(0, I) (parameters only; buffers unchanged),

@@ -1,4 +1,4 @@
-"""L-inf, untargeted gradient-sign attacks (SPEC section 6): one step loop, FGSM / BIM / PGD are its settings.
+"""L-inf, untargeted gradient-sign attacks (design §6): one step loop, FGSM / BIM / PGD are its settings.
 
 Every attack ascends the cross-entropy of the model's logits w.r.t. its input,
 
@@ -20,11 +20,11 @@ The loop takes its ascent direction from a gradient function ``g(x_adv, labels)`
 gradient by default (:func:`input_gradient`); the adaptive attacks pass the mean gradient over noisy copies of
 the model (:mod:`fedsafe.attacks.eot`) or over several models (:mod:`fedsafe.attacks.ensemble`).
 
-CPU cost (issue 13, measured by ``benchmarks/bench_attacks.py``): the perturbed image takes the memory format of
+CPU cost (measured by ``benchmarks/bench_attacks.py``): the perturbed image takes the memory format of
 the model's first convolution (:func:`input_memory_format`: channels-last strides for a channels-last model even
 for one channel, where ``.contiguous(memory_format=...)`` is a no-op and out-of-place ops return NCHW strides); it,
 the clipping bounds and the sign buffer are allocated once and updated in place. On the 2-core AMD EPYC a
-channels-last model ran alike on either strides (the 1.7x of issue 13 is an NCHW model's, whose convolutions
+channels-last model ran alike on either strides (the 1.7x slowdown first measured is an NCHW model's, whose convolutions
 follow the input's strides), and the in-place loop measured no different from the out-of-place one (under glibc's
 default allocator both make 50,000-78,000 page faults a step, varying from run to run). The cost is the
 allocator's (25-30% sys time): a process setting for the entry point, documented in the benchmark.

@@ -1,6 +1,6 @@
 """The attacks by name (explicit dicts; nothing registers itself at import time).
 
-``ATTACKS``: the three of SPEC section 6, which share a keyword set: ``eps``, ``start``, ``centre_grad``,
+``ATTACKS``: the three of design §6, which share a keyword set: ``eps``, ``start``, ``centre_grad``,
 ``precision``; BIM and PGD add ``alpha`` and ``steps``, PGD adds ``generator`` (its random start). FGSM is one step
 of size eps. Every attack there needs only the attacker's final model, so a runner can call any of them alike.
 

@@ -1,10 +1,10 @@
-"""One attack configuration and its start point (SPEC sections 6-7): every parameter of an attack evaluation
+"""One attack configuration and its start point (design §§6-7): every parameter of an attack evaluation
 defined once, validated once (:mod:`fedsafe.attacks.budget`), with its defaults taken from the config.
 
 * :class:`Start`: where the step loop starts. ``Start.zero()`` (FGSM, BIM), ``Start.uniform()`` (PGD: a uniform
   point of the eps-ball; named "random" in tables and file names), or ``Start.crn(R, eps=..., alpha=...,
   steps=...)``: the attacker's cross-round noise over the last R rounds (``final=True``: the same R x j centred
-  steps run on the attacker's final model alone, the compute-matched control of SPEC 7). A CRN start names its own
+  steps run on the attacker's final model alone, the compute-matched control of design §7). A CRN start names its own
   budget and step, which need not be the attack's: ``None`` means the run's own (``crn.eps``; ``crn.alpha``, else
   eps / j; j = ``crn.steps``, else the local epochs), i.e. the settings its online buffers were accumulated with
   (:meth:`Start.crn_settings`). The attack's eps bounds the final perturbation: a CRN delta is projected into it.

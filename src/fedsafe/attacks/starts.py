@@ -2,7 +2,7 @@
 
 Every start returned here satisfies ``|delta| <= eps`` and ``x + delta`` in [0, 1] (up to float rounding).
 BIM and FGSM start at zero, PGD (Madry et al. 2018) at a uniform point of the eps-ball, and an attack
-initialised with cross-round noise (SPEC section 7) starts at the attacker's stored delta.
+initialised with cross-round noise (design §7) starts at the attacker's stored delta.
 
 >>> x = torch.rand(2, 1, 8, 8)
 >>> d = uniform_start(x, 0.03, torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-"""``fedsafe audit RUN_DIR``: one finished run audited on three axes (issue 14): what an insider's attack does to
+"""``fedsafe audit RUN_DIR``: one finished run audited on three axes (design §13): what an insider's attack does to
 the other clients (PGD, PGD+CRN10, EOT-PGD against the run's own noise), what privacy the noise buys, measured
 (membership inference, server's and insider's view) and accounted (epsilon under both sensitivities), and what
 it costs in clean accuracy. Writes ``RUN/audit/audit.html`` and ``RUN/audit/audit.json``; everything expensive is

@@ -1,8 +1,8 @@
-"""``fedsafe privacy``: NbAFL noise calibration and what a run's noise really gives (SPEC section 4).
+"""``fedsafe privacy``: NbAFL noise calibration and what a run's noise really gives (design §4).
 
 ``calibrate`` goes from a target (epsilon, delta) to the NbAFL noise, then asks the accountant what that noise
 gives and what noise the accountant itself would need. ``account`` goes from the noise a run used to its
-(epsilon, delta) per channel. Both print every number under both sensitivities (SPEC section 4): NbAFL's 2C/m
+(epsilon, delta) per channel. Both print every number under both sensitivities (design §4): NbAFL's 2C/m
 and the unconditional 2C, each table naming its own, with the "DP" label where epsilon <= 10 at delta <= 1e-5.
 """
 

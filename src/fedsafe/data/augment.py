@@ -1,4 +1,4 @@
-"""Training-only augmentation (SPEC section 1): random rotation in [-10, 10] degrees and horizontal flip.
+"""Training-only augmentation (design §1): random rotation in [-10, 10] degrees and horizontal flip.
 
 The papers augment with "rotation +-10 deg, horizontal flip". The authors' code also augmented the test
 set; fedsafe does not: only training batches go through :func:`augment_batch`.

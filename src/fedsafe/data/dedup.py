@@ -8,7 +8,7 @@ copies carry different labels is an error (``ValueError`` naming the files and t
 instead, and the result says so. Callers remove unreadable files first, so that two empty files (or two
 error pages saved as .jpg) in two class folders are not taken for one image with two labels.
 
-Counts reported (SPEC section 1; the shared brain-tumour copy, all four classes, gives 88 / 93 / 80):
+Counts reported (design §1; the shared brain-tumour copy, all four classes, gives 88 / 93 / 80):
 
 * ``test_copies_of_train``: files of origin "test" whose content also occurs in "train" (in general
   ``<later>_copies_of_<earlier>`` for every pair of origins in priority order);

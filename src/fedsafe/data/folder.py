@@ -226,7 +226,7 @@ def read_image_folder(
     not_files: list[dict[str, str]] = []
     files = list_folder_files(root, progress=progress, not_files=not_files)
     origins = sorted({f.origin for f in files})
-    pooled = ("train and test pooled (SPEC section 1, Splits); origin tells where each kept file came from"
+    pooled = ("train and test pooled (design §1.6); origin tells where each kept file came from"
               if origins != ["folder"] else "one pool of images (no train/ or test/ folder)")
     table, report_, kept = read_image_files(
         files, root=root, task="image-folder", classes=classes, size=size, channels=channels, cache_dir=cache_dir,

@@ -1,5 +1,5 @@
 """Split groups: re-encoded copies (``neardup.py``) and adjacent slices of one scan (``scans.py``) joined, so a
-split can keep each group whole (SPEC section 1; issue 18).
+split can keep each group whole (design §§1.3-1.4).
 
 The groups are the connected components (union-find) of both kinds of edge: two images are in one group when a
 chain of near-duplicate or same-scan pairs links them. ``make_splits(..., groups=table.groups)`` then puts every

@@ -9,7 +9,7 @@ File names contain spaces and parentheses ("gg (1).jpg"); nothing here parses th
 (split, then class in task order, then file name), so it is the same on every machine. Each file
 carries the sha256 of its bytes, the key of de-duplication (``dedup.py``) and of the cache (``cache.py``).
 
-The papers' tasks pool Training and Testing (SPEC section 1, Splits); ``origin`` keeps where a file
+The papers' tasks pool Training and Testing (design §1.6); ``origin`` keeps where a file
 came from ("train" for Training, "test" for Testing).
 
 Example::
@@ -174,7 +174,7 @@ def read_mri(
     table, report_, _ = read_image_files(
         files, root=root, task=task, classes=classes, size=size, channels=channels, cache_dir=cache_dir,
         strict=strict, drop_conflicts=drop_conflicts, near_duplicates=near_duplicates, same_scan=same_scan,
-        progress=progress, pooled_note="Training and Testing pooled (SPEC section 1, Splits); origin tells where "
+        progress=progress, pooled_note="Training and Testing pooled (design §1.6); origin tells where "
         "each kept file came from", not_files=not_files)
     return table, report_
 

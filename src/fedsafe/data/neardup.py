@@ -1,4 +1,4 @@
-"""Near-duplicate grouping: the same picture saved twice with another encoding (SPEC section 1).
+"""Near-duplicate grouping: the same picture saved twice with another encoding (design §1).
 
 Exact de-duplication (``dedup.py``) compares file bytes, so a scan saved twice with another JPEG encoding
 survives it and can land in a training set and a test set at once. The grouping here finds such copies:
@@ -9,7 +9,7 @@ survives it and can land in a training set and a test set at once. The grouping 
 2. candidates: pairs whose 64-bit perceptual hashes (``imagehash.phash``: DCT of the 32x32 image, low
    8x8 frequencies against their median; Zauner 2010) differ in at most ``hash_distance`` bits;
 3. confirmation: the mean absolute difference of the two reference images, in [0, 1] pixel units, is
-   below ``threshold`` (default 0.02, the SPEC's measure);
+   below ``threshold`` (default 0.02, design §1.3's measure);
 4. groups: the connected components of the confirmed pairs. A group's id is the smallest table index
    among its members, so an image alone keeps its own index as id.
 

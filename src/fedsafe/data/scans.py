@@ -1,4 +1,4 @@
-"""Same-scan grouping: adjacent slices of one MRI scan (SPEC section 1; issue 18).
+"""Same-scan grouping: adjacent slices of one MRI scan (design §1.4).
 
 A brain MRI scan is many slices; neighbouring slices look nearly alike, so one in a test set and its neighbour
 in training data is a leak, although the two files are neither byte-identical (``dedup.py``) nor one picture
@@ -16,8 +16,8 @@ Method, on the grey reference images of ``neardup.py`` (256x256, the same decode
    with 64-bit pHashes (``neardup.phashes``) at most ``hash_distance`` bits apart.
 
 The defaults come from the distribution measured on both brain-tumour tasks (``docs/results/scan-groups.md``;
-``benchmarks/scan_pairs.py`` reproduces it): below 0.025 at 128 px (0.022-0.025 at 256 px, the slices the issue
-found) pairs are mostly consecutive files; between 0.025 and 0.035, pairs with close pHashes are (70-80% have
+``benchmarks/scan_pairs.py`` reproduces it): below 0.025 at 128 px (0.022-0.025 at 256 px, the leaking slices
+first found) pairs are mostly consecutive files; between 0.025 and 0.035, pairs with close pHashes are (70-80% have
 file numbers at most 2 apart) and pairs with far pHashes are mostly unrelated dark images (7-25%).
 
 Example::

@@ -1,6 +1,6 @@
 """Disjoint splits of one pooled, de-duplicated task: global test, server, client test and client train sets.
 
-SPEC section 1 ("Splits"): the papers count all images of a task, so Training and Testing are pooled and
+Design §1.6 ("Splits"): the papers count all images of a task, so Training and Testing are pooled and
 de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from that pool:
 
 1. a held-out global test set (stratified by class);
@@ -11,7 +11,7 @@ de-duplicated first; then, by seed, four kinds of disjoint sets are drawn from t
 
 All indices are positions in the pooled ``labels`` array.
 
-Groups (SPEC section 1; ``groups=``, e.g. ``ImageTable.groups``: re-encoded copies and adjacent slices of one
+Groups (design §1; ``groups=``, e.g. ``ImageTable.groups``: re-encoded copies and adjacent slices of one
 scan joined, ``data/grouping.py``): every group lands whole in one set, so no held-out image has a copy or a
 neighbouring slice in training data, in the server set or in another client's set.
 Sets are then filled with whole groups: a group that would overshoot a class's count is passed over (it

@@ -1,5 +1,5 @@
 """Stratified draws: how many items of each class a draw of k takes, and a random order of a set whose every
-prefix is class-proportional (the defenses' nested server subsets, SPEC section 5)."""
+prefix is class-proportional (the defenses' nested server subsets, design §5)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def stratified_counts(k: int, pool_counts: np.ndarray, available: np.ndarray | N
 def server_fraction(
     server_idx: np.ndarray, f: float, rng: np.random.Generator, *, labels: np.ndarray
 ) -> np.ndarray:
-    """A stratified fraction f of the server set (SPEC section 5: f in {0.1, 0.2, 0.3, 0.5, 0.7, 1.0}).
+    """A stratified fraction f of the server set (design §5: f in {0.1, 0.2, 0.3, 0.5, 0.7, 1.0}).
 
     Selects exactly ``round(f * len(server_idx))`` indices (Python's ``round``). The server set is put in
     one stratified random order: each class is shuffled with ``rng``, then the classes are interleaved by

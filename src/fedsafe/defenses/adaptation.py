@@ -1,4 +1,4 @@
-"""Adversarial adaptation: fine-tune a model on PGD examples crafted against that same model (SPEC section 5).
+"""Adversarial adaptation: fine-tune a model on PGD examples crafted against that same model (design §5).
 
 The one piece every server defense uses. For every mini-batch of the adaptation data (x, y), PGD examples are
 crafted against the *current* parameters with the true labels, then one optimiser step is taken on
@@ -7,13 +7,13 @@ crafted against the *current* parameters with the true labels, then one optimise
 
 i.e. the inner maximisation / outer minimisation of the adversarial loss (Fed-Safe, eq. 5 and 9), over
 ``epochs`` passes of the data: local training (:func:`fedsafe.federation.client.local_train`) with the loss
-:class:`PgdLoss`. The loss is on the adversarial examples only, as SPEC section 5 states ("fine-tunes the model on
+:class:`PgdLoss`. The loss is on the adversarial examples only, as design §5 states ("fine-tunes the model on
 them"). PGD is crafted in eval mode (dropout off: the examples target the deterministic network that attackers
 later face), the training step runs in train mode (dropout on).
 
 Cost: every image costs ``steps`` forward/backward passes to craft and one to train on, ``steps + 1`` in all.
 
-How much data (SPEC 5): the fraction f is relative to the client's training data: client i's copy is adapted on
+How much data (design §5): the fraction f is relative to the client's training data: client i's copy is adapted on
 ``round(f * |D_i|)`` server images (:func:`adaptation_counts`), the first ones of one stratified random order of
 the server set (so smaller f and smaller clients take subsets of larger ones). Where the server set holds fewer
 images than asked, all of it is used and the real count is reported, never a fraction of a smaller set.
@@ -154,7 +154,7 @@ def server_subsets(server: Split, counts: Sequence[int], *, seed: int) -> list[S
 
 def check_server_disjoint(subset: Split, data: FederatedData) -> None:
     """Raise ValueError if any image id of ``subset`` is also in a client's training or attack/test set or in the
-    global test set (SPEC section 5: the authors drew their server data from the test split; we must not)."""
+    global test set (design §5: the authors drew their server data from the test split; we must not)."""
     ids = set(subset.ids)
     sets = {f"client {i} train": s for i, s in enumerate(data.client_train)}
     sets |= {f"client {i} test": s for i, s in enumerate(data.client_test)}

@@ -1,4 +1,4 @@
-"""``adversarial-training``: the papers' baseline defense, as the authors' code did it (SPEC section 5).
+"""``adversarial-training``: the papers' baseline defense, as the authors' code did it (design §5).
 
 For each client separately, the server takes the clean global model (no downlink noise), crafts PGD examples
 against it from round(f * |D_i|) images of its server data set, fine-tunes that client's copy on them with that

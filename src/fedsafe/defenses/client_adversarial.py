@@ -1,4 +1,4 @@
-"""``client-adversarial-training``: Madry PGD adversarial training inside every client's local epochs (SPEC 5).
+"""``client-adversarial-training``: Madry PGD adversarial training inside every client's local epochs (design §5).
 
 Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks": each local mini-batch is
 replaced by its L-inf PGD examples against the client's current parameters (true labels), and the client

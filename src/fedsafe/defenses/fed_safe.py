@@ -1,4 +1,4 @@
-"""``fed-safe``: adversarial adaptation of each client's own noisy copy (Fed-Safe, section 3; SPEC section 5).
+"""``fed-safe``: adversarial adaptation of each client's own noisy copy (Fed-Safe, section 3; design §5).
 
 Darzi, Dubost, Sijtsema, van Ooijen, "Fed-Safe: Securing Federated Learning in Healthcare Against Adversarial
 Attacks". The server makes client i's copy w_t + n_i (distributed downlink noise, :func:`fedsafe.federation.round.

@@ -1,4 +1,4 @@
-"""Defenses by name (SPEC section 5). One explicit dict; each entry builds the simulator hooks from the defense's
+"""Defenses by name (design §5). One explicit dict; each entry builds the simulator hooks from the defense's
 config, the federation's data and spec, and a factory of the run's model (in its training format and device)."""
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
 def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple[int, int]:
     """(at attack time, in total) gradient (forward+backward) passes an image of an attack from a start that took
     ``crn`` passes: a CRN start's R x j steps are paid during training when they run on the received copies, at
-    attack time when they run on the final model (the control of SPEC 7); in total either way. The attack's
+    attack time when they run on the final model (the control of design §7); in total either way. The attack's
     ``attack`` passes are its steps (x K for EOT, x R for an ensemble); forward-only passes (its labels, the
     targets' predictions) are not gradient passes.
 

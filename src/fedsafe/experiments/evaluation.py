@@ -1,4 +1,4 @@
-"""The evaluation loop of transfer (SPEC section 8): every client plays the attacker in turn, every client's final
+"""The evaluation loop of transfer (design §8): every client plays the attacker in turn, every client's final
 model is evaluated on each attacker's adversarial examples.
 
 For each attack configuration and each attacker m: m crafts adversarial examples on its own final model from its

@@ -135,7 +135,7 @@ _FS1 = {  # dataset: {step: (adversarial training "self/avg", distributed noise 
                   "0.017": ("0.46/0.17", "0.49/0.12"), "0.05": ("0.54/0.32", "0.65/0.34")},
 }
 _FS1_NOTE = ("table caption lost in the extraction (header row garbled: 'Training Method'); the column 'Step' is "
-             "the attack's perturbation step (SPEC 9: PGD step); 'MRI' is the paper's brain-MRI (meningioma) task")
+             "the attack's perturbation step (design §9: PGD step); 'MRI' is the paper's brain-MRI (meningioma) task")
 
 
 def _fedsafe_table_1() -> list[PaperNumber]:
@@ -161,7 +161,7 @@ _FS2 = {
             "0.07": ("6.29%", "0.32%"), "Average": ("6.41%", "0.32%")},
 }
 _FS2_NOTE = ("caption and header garbled in the extraction ('No DP, DP, and'): columns read as average ASR without "
-             "DP, with DP, and the attack eps (SPEC 9); which defense method the rows use is not recoverable")
+             "DP, with DP, and the attack eps (design §9); which defense method the rows use is not recoverable")
 
 
 def _fedsafe_table_2() -> list[PaperNumber]:

@@ -4,7 +4,7 @@ training train it once), which attack evaluations to run on them, what is alread
 
 Each training's config is the profile, then the task and ``--quick`` (``QUICK``), then the user's overrides, then
 the reproduction's own delta for that training, then the seed. The seeds are the list in :class:`Options`, fixed
-before anything runs (SPEC 11): the plan trains and attacks every one of them, and :meth:`Plan.describe` states the
+before anything runs (design §11): the plan trains and attacks every one of them, and :meth:`Plan.describe` states the
 list (and any reproduction that asks for more seeds than it gets) before execution starts.
 """
 

@@ -1,4 +1,4 @@
-"""One command per table and figure of the papers (SPEC section 9): ``plan`` what to train and attack (and what it
+"""One command per table and figure of the papers (design §9): ``plan`` what to train and attack (and what it
 costs), ``execute`` it, and read the tables beside the papers' numbers. This module is the public face of:
 
 * :mod:`.reproductions`: one file per table / figure, the registry ``REPRODUCTIONS`` and ``GROUPS``;

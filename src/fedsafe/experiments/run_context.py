@@ -1,4 +1,4 @@
-"""A trained run, read for attacking it (SPEC section 8): its config, its data (rebuilt from the config and checked
+"""A trained run, read for attacking it (design §8): its config, its data (rebuilt from the config and checked
 against ``splits.json``), every client's verified final model, and the clients' online state (the CRN buffers)
 from the last checkpoint. Read through the run's store (:class:`fedsafe.runs.store.RunStore`) only.
 """

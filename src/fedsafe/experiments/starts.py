@@ -1,4 +1,4 @@
-"""Start resolution: the delta an attacker's step loop starts from (SPEC sections 6-7), for a
+"""Start resolution: the delta an attacker's step loop starts from (design §§6-7), for a
 :class:`fedsafe.attacks.spec.Start` on a loaded run.
 
 * zero: delta = 0;
@@ -8,7 +8,7 @@
   when its settings equal these; otherwise it is replayed from the received copies the run kept
   (:func:`fedsafe.attacks.crn_hook.replay_crn`) and memoised on the context. Either way it is then projected into
   the attack's own eps-ball. Which one was used is returned ("crn-online" / "crn-replayed");
-* CRN-R on the final model (``Start.crn(R, final=True)``, the control of SPEC 7): the same R rounds of j centred
+* CRN-R on the final model (``Start.crn(R, final=True)``, the control of design §7): the same R rounds of j centred
   steps, every round on the attacker's final model instead of the copy it received ("crn-final-model"): the same
   step loop, steps and step size, one model.
 """

@@ -1,4 +1,4 @@
-"""The statistics behind every verdict (SPEC 11): the paired t-test over matched seeds, its 95% confidence interval,
+"""The statistics behind every verdict (design §11): the paired t-test over matched seeds, its 95% confidence interval,
 Student's t distribution (written here: scipy is not a runtime dependency) and Holm's step-down correction.
 
 * Student's t distribution with ``df`` degrees of freedom: the two-sided tail P(|T| > t) = I_x(df/2, 1/2) with
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 __all__ = ["ALPHA", "PairedTest", "holm", "paired_test", "resolvable", "t_quantile", "t_two_sided"]
 
 ALPHA = 0.05
-"""The level a point resolves at, after Holm's correction over the points of its claim (SPEC 11)."""
+"""The level a point resolves at, after Holm's correction over the points of its claim (design §11)."""
 
 _EPS = 1e-16
 _TINY = 1e-300

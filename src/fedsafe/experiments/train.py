@@ -45,7 +45,7 @@ __all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majori
 log = logging.getLogger(__name__)
 
 LEARN_MARGIN = 0.02
-"""A model within this much of the majority-class rate of its test set did not learn (SPEC 11)."""
+"""A model within this much of the majority-class rate of its test set did not learn (design §11)."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ def majority_rate(labels: torch.Tensor) -> float:
 
 
 def did_not_learn(acc: float | None, majority: float, *, margin: float = LEARN_MARGIN) -> bool:
-    """SPEC 11: a model whose accuracy is within ``margin`` of the majority-class rate of its test set (or
+    """Design §11: a model whose accuracy is within ``margin`` of the majority-class rate of its test set (or
     undefined) did not learn."""
     return acc is None or math.isnan(acc) or acc <= majority + margin
 
 
 @dataclass(frozen=True)
 class LearnCheck:
-    """Whether a run learned (SPEC 11): its global model and every attacked client model (each client's final
+    """Whether a run learned (design §11): its global model and every attacked client model (each client's final
     model on its own test set) beyond the majority-class rate by the margin; ``reason`` names those that are not
     ("client 2's model 71.9% vs majority 72.4%"), empty when it learned."""
 
@@ -103,7 +103,7 @@ def learn_check(global_acc: float | None, global_majority: float, client_accs: S
 
 def summary_learned(summary: Mapping[str, Any], data_report: Mapping[str, Any] | None = None) -> LearnCheck:
     """Whether the run of a ``summary.json`` learned, under the current rule. A summary that records its client
-    models (``client_learned``, since issue 18) is read as it is; an older one is judged again from its global and
+    models (``client_learned``, newer runs) is read as it is; an older one is judged again from its global and
     client accuracies, each client's majority-class rate taken from the class counts of its test set in the run's
     data report (``splits.client<i>_test``); without them, from its recorded flag and global model alone."""
     if "client_learned" in summary:
@@ -138,7 +138,7 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
     client_majority = [majority_rate(s.y) for s in data.client_test]
     check = learn_check(last_eval["global_acc"], majority, final.get("client_final_acc"), client_majority)
     if not check.learned:
-        log.warning("the run did not learn (SPEC 11): %s; attacks on it are meaningless", check.reason)
+        log.warning("the run did not learn (design §11): %s; attacks on it are meaningless", check.reason)
     device = torch.device(spec.local.device)
     return {
         "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,

@@ -1,4 +1,4 @@
-"""Evaluation of transfer from a run directory (SPEC section 8): the public face of its parts.
+"""Evaluation of transfer from a run directory (design §8): the public face of its parts.
 
 * :mod:`fedsafe.attacks.spec`: what to run (:class:`AttackSpec`, :class:`Start`, :func:`sweep`);
 * :mod:`.run_context`: the run, read for attacking it (:func:`load_run` -> :class:`RunContext`);

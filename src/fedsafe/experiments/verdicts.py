@@ -1,4 +1,4 @@
-"""A plain verdict per claim of the papers, with the numbers behind it, decided by one rule (SPEC section 11).
+"""A plain verdict per claim of the papers, with the numbers behind it, decided by one rule (design §11).
 
 The rule (:data:`RULES`, printed under every reproduction's verdicts):
 
@@ -58,11 +58,11 @@ __all__ = ["Comparison", "Curve", "MIN_SEEDS", "RULES", "STATUSES", "Verdict", "
            "decide", "fmt_pct", "seeds_text", "spearman", "trend"]
 
 MIN_SEEDS = 3
-"""The fewest matched seeds behind a point for a verdict to be more than indicative (SPEC 11)."""
+"""The fewest matched seeds behind a point for a verdict to be more than indicative (design §11)."""
 _DECIDED = ("holds", "does not hold", "partly holds", "partly does not hold", "mixed")
 STATUSES: tuple[str, ...] = (*_DECIDED, "inconclusive", "undetermined", *(f"indicative: {s}" for s in _DECIDED))
 RULES = (
-    "Verdict rules (SPEC 11): each point compares two arms on their matched seeds (every run of both arms learned; "
+    "Verdict rules (design §11): each point compares two arms on their matched seeds (every run of both arms learned; "
     "the seeds left out are named with the reason) by a paired t-test: mean paired difference, its 95% confidence "
     "interval (Student t, n-1 degrees of freedom), two-sided p-value, n. The points of a claim are Holm-corrected "
     f"together; a point resolves at Holm-adjusted p < {ALPHA:g}. A claim holds if every defined point agrees, does "
@@ -199,7 +199,7 @@ def _p(p: float) -> str:
 
 def _left_out(lines: Sequence[str]) -> str:
     lines = list(dict.fromkeys(lines))
-    return (" Seeds left out (SPEC 11): " + "; ".join(lines) + ".") if lines else ""
+    return (" Seeds left out (design §11): " + "; ".join(lines) + ".") if lines else ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Aggregation rules over client states: FedAvg and the robust options of SPEC section 3, step 4.
+"""Aggregation rules over client states: FedAvg and the robust options of design §3, step 4.
 
-Robust rules are *options*, never silent defaults (SPEC 3.4). Each rule is a pure function over a sequence of
+Robust rules are *options*, never silent defaults (design §3, step 4). Each rule is a pure function over a sequence of
 states (name -> tensor, all with the same keys and shapes); it accumulates in float64 and returns each entry in
 its own dtype, like :func:`fedsafe.federation.state.fedavg`.
 

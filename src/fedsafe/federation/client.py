@@ -1,4 +1,4 @@
-"""Local training of one client (SPEC section 3, step 2) and batched evaluation.
+"""Local training of one client (design §3, step 2) and batched evaluation.
 
 Engine-independent: the in-process simulator and the Flower ClientApp both call ``local_train``.
 """

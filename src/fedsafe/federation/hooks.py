@@ -2,11 +2,11 @@
 not a subclass of the server).
 
 * ``ServerHook``: runs on the server after aggregation, and on each client's downlink copy
-  (the defenses of SPEC section 5).
+  (the defenses of design §5).
 * ``LossFn`` (see :mod:`fedsafe.federation.client`): replaces the client's training loss
   (client-side adversarial training).
 * ``ClientHook``: sees the copy a client receives every round and keeps a per-client state of tensors that
-  persists across rounds and is checkpointed with the run (the CRN attacker of SPEC section 7).
+  persists across rounds and is checkpointed with the run (the CRN attacker of design §7).
 * ``UploadHook``: sees what a client is about to send and may replace it (a model-poisoning client, or a fault
   injected by a test: NaN, Inf, a huge update); the server's screening must catch what it sends.
 """

@@ -1,4 +1,4 @@
-"""One federated round (SPEC section 3), written once: both engines (the in-process simulator and the Flower
+"""One federated round (design §3), written once: both engines (the in-process simulator and the Flower
 ServerApp / ClientApp) call these functions in this order and only move their inputs and outputs around.
 
 Round t:

@@ -1,4 +1,4 @@
-"""The pieces of one federated round (SPEC section 3), engine-independent.
+"""The pieces of one federated round (design §3), engine-independent.
 
 The in-process simulator and the Flower strategy call exactly these functions, so the two engines
 compute the same thing. Every random draw comes from a generator keyed by (seed, purpose, round, client):

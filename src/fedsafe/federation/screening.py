@@ -1,4 +1,4 @@
-"""Upload screening: the server's check of every client upload, before aggregation (SPEC 3.4).
+"""Upload screening: the server's check of every client upload, before aggregation (design §3.1).
 
 A non-finite upload poisons FedAvg silently: one NaN makes every averaged entry NaN, and uplink clipping does not
 help (``clip_`` leaves NaN unchanged, since max(1, NaN) is 1, and turns an upload holding Inf into NaN and zeros).

@@ -1,4 +1,4 @@
-"""In-process federated simulator (SPEC section 3): a loop over the round protocol
+"""In-process federated simulator (design §3): a loop over the round protocol
 (:mod:`fedsafe.federation.protocol`), checkpointed every round through :class:`fedsafe.runs.store.RunStore`.
 
 The run is a pure function of (config, data, seed): every draw is keyed by (seed, purpose, round, client).

@@ -39,7 +39,7 @@ class LocalSpec:
 
 @dataclass(frozen=True)
 class FederationSpec:
-    """The rounds of SPEC section 3.
+    """The rounds of design §3.
 
     Aggregation: ``aggregator`` is FedAvg (weighted by data size unless ``weighted`` is False) or a robust rule
     (``median``, ``trimmed-mean`` with ``trim_fraction``, ``krum`` / ``multi-krum`` tolerating ``byzantine``

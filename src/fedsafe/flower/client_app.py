@@ -1,9 +1,9 @@
-"""The fedsafe ClientApp (Flower Message API): one hospital's side of SPEC section 3.
+"""The fedsafe ClientApp (Flower Message API): one hospital's side of design §3.
 
 On a ``train`` message of round t carrying the client's own copy w~_i (already noised and, under a defense,
 adapted by the server):
 
-1. the client hook (the CRN attacker of SPEC section 7) absorbs the received copy into the client's persistent
+1. the client hook (the CRN attacker of design §7) absorbs the received copy into the client's persistent
    state, kept in ``context.state`` across rounds (never in module globals);
 2. E local epochs from w~_i with the configured loss (plain or Madry adversarial training);
 3. the uplink: clip to C and add N(0, s_U^2), keyed by (seed, t, i);

@@ -1,4 +1,4 @@
-"""The papers' CNN (Darzi et al., Fed-Safe and CRN papers; layer sizes from the authors' code, SPEC section 2).
+"""The papers' CNN (Darzi et al., Fed-Safe and CRN papers; layer sizes from the authors' code, design §2).
 
 conv3x3(pad 1) in->100->150, maxpool 2; 150->200->200, maxpool 2; 200->250->250, maxpool 2; flatten;
 linear ->64->32->16->8, dropout 0.25, ->classes; ReLU after every layer but the last.

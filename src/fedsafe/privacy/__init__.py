@@ -1,4 +1,4 @@
-"""Differential privacy of a federated run: NbAFL calibration and a real accountant (SPEC section 4)."""
+"""Differential privacy of a federated run: NbAFL calibration and a real accountant (design §4)."""
 
 from .accountant import (
     DP_MAX_DELTA,

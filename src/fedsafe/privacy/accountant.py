@@ -1,6 +1,6 @@
-"""What (epsilon, delta) a federated run's noise really gives, from dp-accounting (SPEC section 4).
+"""What (epsilon, delta) a federated run's noise really gives, from dp-accounting (design §4).
 
-Two adversaries, two channels (SPEC section 3: every client takes part in every round):
+Two adversaries, two channels (design §3: every client takes part in every round):
 
 * **uplink** -- the server, or an eavesdropper of the uplink, sees client i's clipped upload plus
   N(0, s_U^2 I) in each of the T rounds: T Gaussian mechanisms with L2 sensitivity 2C/m (NbAFL's bound for
@@ -23,7 +23,7 @@ which for a Gaussian is exactly the mechanism "L2 sensitivity Delta, std Delta z
   for Gaussians within 1e-3 (relative, usually far closer) of the exact analytic value of Balle & Wang (2018).
   Its discretisation step is 1e-4 times the RDP epsilon, which keeps it fast (~0.1 s) at every scale.
 
-Two sensitivities (SPEC section 4; ``sensitivity=`` of :func:`account_run` and :func:`noise_for_target`):
+Two sensitivities (design §4; ``sensitivity=`` of :func:`account_run` and :func:`noise_for_target`):
 
 * ``"nbafl"`` -- 2C/m, NbAFL's assumption (their lemma on the local ERM solution): replacing one sample of the
   smallest data set moves the clipped upload by at most 2C/m. It presumes a bounded per-sample influence that
@@ -32,7 +32,7 @@ Two sensitivities (SPEC section 4; ``sensitivity=`` of :func:`account_run` and :
   bound holds for any training and for replacing a client's whole data set (client-level).
 
 :func:`account_run_both` reports both; a table names the one it uses. :func:`dp_label` / :func:`is_dp` implement
-the SPEC's rule for calling a setting "DP": accounted epsilon finite and at most 10 (:data:`DP_MAX_EPSILON`), at a
+design §4's rule for calling a setting "DP": accounted epsilon finite and at most 10 (:data:`DP_MAX_EPSILON`), at a
 delta of at most 1e-5 (:data:`DP_MAX_DELTA`; a guarantee at a smaller delta implies it at 1e-5), with the
 sensitivity assumption named in the label.
 
@@ -99,7 +99,7 @@ def uplink_sensitivity_for(sensitivity: str, *, clip: float, min_local_size: int
 
 
 def is_dp(epsilon: float, delta: float) -> bool:
-    """SPEC 4's rule: finite ``epsilon`` <= 10 accounted at ``delta`` <= 1e-5 (both bounds inclusive)."""
+    """Design §4's rule: finite ``epsilon`` <= 10 accounted at ``delta`` <= 1e-5 (both bounds inclusive)."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or math.isnan(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a number >= 0 (inf allowed), got {epsilon!r}.")
     delta = _check_delta(delta)

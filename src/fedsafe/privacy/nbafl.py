@@ -1,4 +1,4 @@
-"""NbAFL noise calibration (Wei et al. 2020, SPEC section 4).
+"""NbAFL noise calibration (Wei et al. 2020, design §4).
 
 K. Wei et al., "Federated learning with differential privacy: algorithms and performance analysis",
 IEEE TIFS 15 (2020). Each client clips its weights to L2 norm ``C`` and adds N(0, s_U^2 I) before upload
@@ -13,7 +13,7 @@ These are the paper's *calibration* formulas. What a run with these noises reall
 :mod:`fedsafe.privacy.accountant`; the two differ (the L factor is a linear composition bound, and ``c``
 is only proved for epsilon < 1). dS_U = 2C/m is NbAFL's *assumption* of a bounded per-sample influence; the
 unconditional sensitivity of weights clipped to C is 2C (``sensitivity="unconditional"`` in the accountant,
-SPEC section 4), which needs m times the noise for the same epsilon.
+design §4), which needs m times the noise for the same epsilon.
 
 Example:
     >>> cal = calibrate_nbafl(epsilon=1.0, delta=1e-5, clip=10.0, min_local_size=100,
@@ -136,7 +136,7 @@ def _check_rounds(exposures: int, rounds: int, num_clients: int) -> tuple[int, i
 
 def calibrate_nbafl(*, epsilon: float, delta: float, clip: float, min_local_size: int, exposures: int,
                     rounds: int, num_clients: int) -> NbaflCalibration:
-    """The NbAFL uplink and downlink noise for an (epsilon, delta) target (SPEC section 4).
+    """The NbAFL uplink and downlink noise for an (epsilon, delta) target (design §4).
 
     Args:
         epsilon: target epsilon (> 0).

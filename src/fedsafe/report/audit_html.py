@@ -26,7 +26,7 @@ def _f(v: Any, digits: int = 3) -> str:
 
 
 def _ci(ci: Any, fmt=pct) -> str:
-    """" [lo, hi]" of a 95% interval, empty when the summary has none (audits before issue 19)."""
+    """" [lo, hi]" of a 95% interval, empty when the summary has none (older audits)."""
     return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci and None not in ci else ""
 
 
@@ -45,8 +45,8 @@ def _attacks(attacks: Sequence[dict[str, Any]]) -> list[str]:
             for a in attacks]
     return ["<h2>What an insider's attack does to the other clients</h2>", table(cols, rows),
             '<p class="note">ASR: among the target\'s correct predictions on the attacker\'s test set, the share the '
-            "attack flips (SPEC 8); other clients: mean over the benign targets; [95% Wilson interval over the attack "
-            "images, each counted once]. Passes / image: forward+backward "
+            "attack flips (design §8); other clients: mean over the benign targets; [95% Wilson interval over the "
+            "attack images, each counted once]. Passes / image: forward+backward "
             "passes of the attack (K x steps for EOT-PGD with K noisy copies a step).</p>",
             f'<div class="heatmaps">{"".join(maps)}</div>']
 
@@ -103,7 +103,7 @@ def _privacy(s: dict[str, Any]) -> list[str]:
     return ["<h2>What privacy the noise buys, accounted</h2>", table(["sensitivity", "epsilon (PLD)", "label"], rows),
             f'<p class="note">s_U {_f(p.get("sigma_uplink"))}, s_D {_f(p.get("sigma_downlink"))}, clip C '
             f'{_f(p.get("clip"))}, delta {_f(p.get("delta"))} ({esc(p.get("noise") or "hand-set")}). "DP" only at '
-            "epsilon <= 10 (SPEC 4).</p>"]
+            "epsilon <= 10 (design §4).</p>"]
 
 
 def audit_page(s: dict[str, Any]) -> str:

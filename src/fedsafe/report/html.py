@@ -77,7 +77,7 @@ def _reproduction(mpath: Path, m: dict[str, Any]) -> str:
         if png.is_file():
             parts.append(png_file(png, f"{m['title']}: {f.get('caption', '')} ({m.get('label', '')})"))
     parts.append("<h3>Do the claims hold here?</h3>" + verdicts(m.get("verdicts", [])))
-    if m.get("rules"):  # manifests before issue 18 carry no rules
+    if m.get("rules"):  # older manifests carry no rules
         parts.append(f'<p class="note">{esc(m["rules"])}</p>')
     parts += [f'<p class="note">{rich(n)}</p>' for n in m.get("notes", [])]
     maps = m.get("heatmaps", [])

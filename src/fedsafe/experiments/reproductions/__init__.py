@@ -1,4 +1,4 @@
-"""The tables and figures of the papers (SPEC section 9), one reproduction a file, and their registry.
+"""The tables and figures of the papers (design §9), one reproduction a file, and their registry.
 
 ==================  =========================================================================================
 crn-table1          3 clients, downlink noise 0.01, online CRN (eps 0.05); PGD-1+CRN10 (CRN step eps/j and 0.001, each

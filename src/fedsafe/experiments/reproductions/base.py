@@ -1,4 +1,4 @@
-"""What a reproduction is (SPEC section 9): the types every table and figure of the papers is written with.
+"""What a reproduction is (design §9): the types every table and figure of the papers is written with.
 
 A :class:`Reproduction` declares
 
@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_SEEDS", "BuildInput", "Built", "Measurement", "Options", "Re
            "seeds_arg", "tags"]
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-"""The seeds ``fedsafe reproduce`` runs unless told otherwise (SPEC 11: fixed before a reproduction runs)."""
+"""The seeds ``fedsafe reproduce`` runs unless told otherwise (design §11: fixed before a reproduction runs)."""
 
 
 def parse_seeds(text: str | int) -> tuple[int, ...]:
@@ -84,7 +84,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Options:
-    """How to run: profile, the seed list (fixed before anything runs and never chosen by outcome, SPEC 11; an
+    """How to run: profile, the seed list (fixed before anything runs and never chosen by outcome, design §11; an
     int N means seeds 0..N-1; ``fedsafe reproduce`` defaults to :data:`DEFAULT_SEEDS`, the library to seed 0),
     quick, extra ``key=value`` overrides (over the profile, under the reproduction's own settings), and the attack
     evaluation's precision and batch size."""

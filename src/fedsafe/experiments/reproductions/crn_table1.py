@@ -1,7 +1,7 @@
 """CRN paper, Table I (Section IV.C): clean accuracy, AASR and attack time per batch of PGD-1 + CRN10, PGD-20 and
 PGD-40 at eps 0.05, alpha 0.001, on the CRN run (:data:`~.setups.CRN_RUN`).
 
-Neither paper gives the CRN step size, and it decides the headline (SPEC 7): PGD-1 + CRN10 is reported with the CRN
+Neither paper gives the CRN step size, and it decides the headline (design §7): PGD-1 + CRN10 is reported with the CRN
 step at eps / j (the run's online buffers: R x j steps that can cross the ball many times) and at the attack's alpha
 (0.001, replayed from the kept received copies). Each comes with the compute-matched control that isolates the
 cross-round effect: the same centred step loop, the same R x j steps at the same step size, from zero, on the
@@ -9,7 +9,7 @@ attacker's final model alone (``Start.crn(R, final=True)``), then the same final
 which CRN step "PGD-1 + CRN10 beats PGD-40" holds, and whether accumulating over rounds beats the same steps on one
 model. The paper's numbers are shown only beside rows of its own settings (same label).
 
-Feasible baselines (issue 18): the papers' alpha 0.001 moves PGD-20 / PGD-40 at most 0.02 / 0.04 inside eps 0.05, so
+Feasible baselines (design §7): the papers' alpha 0.001 moves PGD-20 / PGD-40 at most 0.02 / 0.04 inside eps 0.05, so
 "CRN beats PGD-K" is partly a step-budget effect; PGD-K is also run at Madry et al.'s step 2.5 eps / K
 (:func:`madry_alpha`, rows "PGD-40, alpha 2.5eps/K"), and every "beats" verdict is stated against both baselines.
 Full cost: gradient passes an image at attack time and in total (:func:`passes`): CRN's own R x j passes an image are

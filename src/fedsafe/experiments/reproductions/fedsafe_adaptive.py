@@ -1,4 +1,4 @@
-"""fedsafe-adaptive (issue 14, not in the papers): does Fed-Safe's lower ASR on benign clients survive an attacker
+"""fedsafe-adaptive (design §9, not in the papers): does Fed-Safe's lower ASR on benign clients survive an attacker
 who knows the noise?
 
 Fed-Safe defends with randomness: every client holds its own noisy, adversarially adapted copy. A randomised
@@ -210,4 +210,4 @@ FEDSAFE_ADAPTIVE = Reproduction(
     "fedsafe-adaptive", "Fed-Safe against an adaptive insider (EOT over the noise) and membership inference",
     "fed-safe", _trainings, _measurements, _build,
     note="the three arms are Fed-Safe Table 1's trainings at f = 0.2 (shared runs); EOT-PGD at K = 1, 8, 32 with the "
-         "run's own downlink noise; membership inference beside each arm (not from the papers: issue 14)")
+         "run's own downlink noise; membership inference beside each arm (not from the papers: design §13)")

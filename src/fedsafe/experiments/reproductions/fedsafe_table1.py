@@ -2,7 +2,7 @@
 (the paper's "Step" column), plus plain FedAvg for reference and the clean accuracy and cost of each method.
 
 Both defenses adapt each client's own copy at f = 0.2 (the paper's "20% of the training samples": round(0.2 |D_i|)
-server images; the real counts are printed), adversarial training per client (the authors' baseline, SPEC 5). Beside
+server images; the real counts are printed), adversarial training per client (the authors' baseline, design §5). Beside
 this clean protocol, the authors' own protocol is run as a labelled LEAKY variant (the server adapts on the attack
 sets themselves, as their code did), to measure how much of the paper's low ASR it explains. Five trainings a seed.
 """

@@ -3,7 +3,7 @@
 not state the attack). Three trainings a seed (the one without noise is Table 1's distributed-noise run).
 
 * **papers' setting**: uplink clip C = 5 x the initial model's L2 norm and s_U = 0.001, as the papers set it by
-  hand. Its accounted epsilon is ~1e6 (SPEC 4): it is shown with that epsilon and never called "DP".
+  hand. Its accounted epsilon is ~1e6 (design §4): it is shown with that epsilon and never called "DP".
 * **epsilon <= 10 arm**: the same C with s_U from :func:`fedsafe.privacy.noise_for_target` so that the RDP accountant
   gives epsilon <= 10 at delta 1e-5 under NbAFL's sensitivity 2C/m, for the split this seed trains on (its smallest
   client m and weights). Its epsilon under the unconditional sensitivity 2C is shown too.
@@ -60,7 +60,7 @@ _BASE = at_fraction(FED_SAFE)
 
 def dp_clip(base: ExperimentConfig) -> float:
     """The uplink clip C of the noisy arms: ``DP_CLIP_TIMES_NORM`` x the L2 norm of the initial model, rounded up
-    (clipping the whole weights, SPEC 3, must not shrink a model that trains normally)."""
+    (clipping the whole weights, design §3, must not shrink a model that trains normally)."""
     spec = TASKS[base.task.name]
     model = model_factory(base, num_classes=len(spec.class_names), in_channels=base.task.channels, layout=False,
                           device="cpu")()
@@ -166,7 +166,7 @@ def _privacy_table(inp: BuildInput, labels: dict[str, str]) -> Table:
                  (f"epsilon: the accountant's (PLD), composed over the rounds, at delta {_delta(inp):g}, the worst "
                   "over seeds and clients (uplink and downlink). NbAFL's sensitivity 2C/m assumes a bounded "
                   "per-sample influence that multi-epoch training clipped only at the end does not guarantee; the "
-                  "unconditional sensitivity 2C of clipped weights protects a client's whole data set (SPEC 4). A "
+                  "unconditional sensitivity 2C of clipped weights protects a client's whole data set (design §4). A "
                   f"setting is labelled DP only when its accounted epsilon is at most {DP_MAX_EPSILON:g} under the "
                   "sensitivity named beside it. The papers' setting (s_U = 0.001) is theirs by hand, not DP. The "
                   "epsilon <= 10 arm's s_U is calibrated per seed (its split's smallest client) by the RDP "

@@ -1,7 +1,7 @@
 """What every builder shares: averaging over seeds, the cells of a table (ours, with the spread over seeds, beside
 the paper's), the per-seed numbers of each arm (:class:`Arm`) from which every comparison of a verdict is paired on
 its matched seeds, the runs that did not learn (flagged in the tables, left out of every comparison on attacks with
-their seed, named with the reason: SPEC 11), the real adaptation counts behind a fraction f, the papers' names of
+their seed, named with the reason: design §11), the real adaptation counts behind a fraction f, the papers' names of
 our tasks, and the label of a run.
 
 >>> fmt_frac(0.123, 0.01), fmt_seconds(0.21), fmt_num(float("inf"))
@@ -54,7 +54,7 @@ def _number(v: Any) -> float:
         return math.nan
 
 
-# -- the per-seed numbers of each arm, and the comparisons paired on matched seeds (SPEC 11) -----------------------
+# -- the per-seed numbers of each arm, and the comparisons paired on matched seeds (design §11) -----------------------
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Arm:
 
 
 def why_not_learned(row: Mapping[str, Any]) -> str:
-    """The reason a summary row's run did not learn: its ``learned_reason`` (written by training since issue 18),
+    """The reason a summary row's run did not learn: its ``learned_reason`` (written by training in newer runs),
     else, for an older summary, its global accuracy beside the majority-class rate."""
     reason = row.get("learned_reason")
     if isinstance(reason, str) and reason.strip():
@@ -229,7 +229,7 @@ def curve(idx: Mapping[Any, Arm], keys: Sequence[Any], xs: Sequence[float], metr
 def accuracy_claim(claim: str, idx: Mapping[Any, Arm], a: Any, b: Any, names: tuple[str, str],
                    ref: Any = None) -> Verdict:
     """Does arm ``a`` keep at least arm ``b``'s clean accuracy? Every run counts, those that did not learn too
-    (named): not learning is the cost such a claim asks about (SPEC 11); the seeds still pair. ``ref`` (e.g. no
+    (named): not learning is the cost such a claim asks about (design §11); the seeds still pair. ``ref`` (e.g. no
     defense) is quoted beside them, on the same seeds, when present."""
     if a not in idx or b not in idx:
         return accuracy_verdict(claim, comparison("clean accuracy", idx, a, b, "clean_acc"), names)
@@ -268,7 +268,7 @@ def learned_only(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def learned_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The rows of runs that learned: what every table of attack numbers averages (SPEC 11). Where no run learned
+    """The rows of runs that learned: what every table of attack numbers averages (design §11). Where no run learned
     (e.g. ``fedsafe crn-tables`` on one run that did not), every row, each marked by :func:`marks` and explained
     by :func:`not_learned_note`, so that the user still sees what was measured."""
     ok = _learned(summary)
@@ -287,7 +287,7 @@ def not_learned_note(summary: pd.DataFrame, by: str = "training") -> tuple[str, 
     if not lines:
         return ()
     head = (f"{NOT_LEARNED_MARK.strip()} did not learn (the global model or an attacked client model within 2 points "
-            "of the majority-class rate, SPEC 11): " + "; ".join(lines) + ". ")
+            "of the majority-class rate, design §11): " + "; ".join(lines) + ". ")
     if not _learned(summary).any():
         return (head + "No run learned: the attack numbers above are of models that did not learn, shown for "
                 "diagnosis only; they say nothing about robustness and enter no verdict.",)

@@ -1,9 +1,9 @@
-"""The settings several reproductions share, as typed config deltas (SPEC section 9): three clients and FedAvg;
+"""The settings several reproductions share, as typed config deltas (design §9): three clients and FedAvg;
 the CRN paper's run (downlink noise 0.01, online CRN at the papers' eps and windows); the Fed-Safe paper's three
 methods on one split. Settings of one reproduction only live in its own file.
 
 The Fed-Safe reproductions share one split (:data:`FS_SPLIT`): its server set holds f = 1 of the largest client's
-training set (``splits.server_for_fraction``, SPEC 5), so that every f of Figure 3 is a real f x |D_i| and every
+training set (``splits.server_for_fraction``, design §5), so that every f of Figure 3 is a real f x |D_i| and every
 Fed-Safe training (with or without a defense, at any f) sees the same clients and attack sets.
 
 >>> CRN_RUN.describe()
@@ -41,7 +41,7 @@ _FS_BASE = THREE_CLIENTS | FS_SPLIT | ConfigDelta.of(crn={"enabled": False})
 NO_DEFENSE = _FS_BASE | ConfigDelta.of(defense={"name": "none"}, federation={"downlink_noise": 0.0})
 ADV_TRAINING = _FS_BASE | ConfigDelta.of(defense={"name": "adversarial-training"}, federation={"downlink_noise": 0.0})
 """Per-client adversarial training (each client's copy of the clean global model adapted with its own draws: the
-authors' baseline, = Fed-Safe with s_D = 0). The shared-model variant never decides a transfer verdict (SPEC 5)."""
+authors' baseline, = Fed-Safe with s_D = 0). The shared-model variant never decides a transfer verdict (design §5)."""
 FED_SAFE = _FS_BASE | ConfigDelta.of(defense={"name": "fed-safe"}, federation={"downlink_noise": 0.01})
 LEAKY = ConfigDelta.of(defense={"adaptation_data": "attack-sets"})
 """The authors' protocol, a labelled variant: the server adapts on the clients' attack sets themselves."""
