@@ -1,4 +1,4 @@
-"""Audit benchmark (issue 19): the wall time of ``fedsafe audit`` on one cpu-profile run at the default budget and
+"""Audit benchmark (design §13): the wall time of ``fedsafe audit`` on one cpu-profile run at the default budget and
 with ``--full`` (the audit as it was before), their ratio, and both audits' verdicts side by side.
 
     python benchmarks/bench_audit.py --run RUN [--skip-full] [--fresh]
@@ -15,7 +15,7 @@ audit's wall time, its parts (attacks, masking checks, membership inference, the
 estimated before it ran, the ratio of the wall times, and the verdicts of both side by side with the headline
 numbers and their 95% intervals.
 
-Measured (issue 19) on the shared 2-core AMD EPYC, with 6-8 other helpers' jobs on the two cores (load 10-16), so
+Measured on the shared 2-core AMD EPYC, with 6-8 other helpers' jobs on the two cores (load 10-16), so
 every absolute figure is several times an idle machine's: ``--run`` of a cpu-profile meningioma run of 4 rounds
 (``--set threads=1 --set train.rounds=4``: the 20-round run took 530 s a round under that load) that did not learn,
 ``--fresh``: the default audit 1322 s wall = attacks 482 s (PGD-20 23 s a batch of 100, PGD-20+CRN4 16 s,

@@ -1,4 +1,4 @@
-"""``fedsafe audit RUN``: one finished federation audited on three axes at once (issue 14, item 3).
+"""``fedsafe audit RUN``: one finished federation audited on three axes at once (design §13).
 
 1. **What an insider's attack does to everyone else**: the transfer matrix (every client attacks in turn, every
    client's final model is evaluated) of PGD, PGD from the attacker's cross-round noise (CRN10, replayed from the
@@ -8,7 +8,7 @@
 2. **What privacy the noise buys, measured**: membership inference, server's and insider's view
    (:mod:`fedsafe.experiments.audit_mia`).
 3. **What it buys, accounted, and what it costs**: epsilon under both sensitivities (NbAFL's 2C/m and the
-   unconditional 2C, SPEC 4, from ``privacy_report.json``) and the clean accuracy, with the run's learned flag
+   unconditional 2C, design §4, from ``privacy_report.json``) and the clean accuracy, with the run's learned flag
    (a run that did not learn is reported loudly: its attack numbers say nothing).
 
 Everything expensive is cached by its settings: attack evaluations in ``RUN/attacks/<key>`` (the same files
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 FULL = {"eot": (DEFAULT_EOT_SAMPLES,), "shadows": 4, "max_shadow_epochs": 30, "masking_images": MASKING_IMAGES,
         "precision": "fp32"}
-"""--full: the audit as it was before issue 19 (EOT K = 8, 4 shadow models of at most 30 epochs a view, the masking
+"""--full: the audit's earlier, larger budget (EOT K = 8, 4 shadow models of at most 30 epochs a view, the masking
 checks on 100 images a client, fp32 attacks), to compare the default budget with."""
 QUICK = {"steps": 10, "eot": (2,), "shadows": 2, "max_shadow_epochs": 5}
 """--quick: fewer attack steps, EOT with K = 2, 2 shadow models of at most 5 epochs (a smoke test, labelled)."""
@@ -79,8 +79,8 @@ QUICK = {"steps": 10, "eot": (2,), "shadows": 2, "max_shadow_epochs": 5}
 class AuditSettings:
     """What the audit runs. ``alpha`` None: Madry's 2.5 eps / steps (the attack can cross the ball); ``eot``: the
     K values of EOT-PGD; ``crn_window``: R of the CRN start (shortened to the rounds the run kept); ``precision``
-    "auto": bf16 where the CPU or GPU computes it fast, else fp32. The defaults are the budget of issue 19 (minutes
-    on a laptop: EOT K = 2, 2 shadow models of at most 10 epochs a view, the masking checks on 50 images a client);
+    "auto": bf16 where the CPU or GPU computes it fast, else fp32. The defaults are a budget of minutes
+    on a laptop (EOT K = 2, 2 shadow models of at most 10 epochs a view, the masking checks on 50 images a client);
     ``full``: :data:`FULL` over the defaults not given; ``quick``: :data:`QUICK` over them (a smoke test)."""
 
     eps: float = DEFAULT_EPS

@@ -1,4 +1,4 @@
-"""The insider's adaptive attacks on a loaded run (issue 14), and the gradient-masking checks of its defense.
+"""The insider's adaptive attacks on a loaded run (design §6.1), and the gradient-masking checks of its defense.
 
 * EOT-PGD (:mod:`fedsafe.attacks.eot`): the attacker knows the downlink noise s_D (by default the run's own, as its
   privacy report records it: the noise the run really applied, calibrated or hand-set) and follows the mean

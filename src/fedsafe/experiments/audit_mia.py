@@ -1,7 +1,7 @@
-"""Membership inference on a finished run (issue 14, item 2): the privacy the federation's noise buys, measured.
+"""Membership inference on a finished run (design §13): the privacy the federation's noise buys, measured.
 
 Candidates, for every client i: members = i's training images; non-members = the global test set (held-out
-images of the same distribution, kept near-duplicate-free from client data by the split rules: SPEC 1). Two
+images of the same distribution, kept near-duplicate-free from client data by the split rules: design §1.6). Two
 views of who attacks:
 
 * **server**: the global model after the last round (``RunStore.load_global(T)``);

@@ -185,7 +185,7 @@ def _privacy_sentence(s: dict[str, Any]) -> str:
     return (f"The noise spent epsilon {fmt_eps(e['nbafl'])} (NbAFL sensitivity 2C/m) / {fmt_eps(e['unconditional'])} "
             f"(unconditional sensitivity 2C) at delta {delta:g} (PLD accountant, s_U = "
             f"{as_float(p.get('sigma_uplink')):g}, s_D = {as_float(p.get('sigma_downlink')):g}): "
-            + ("; ".join(dp) if dp else "not DP under either (SPEC 4: DP means epsilon <= 10)") + ".")
+            + ("; ".join(dp) if dp else "not DP under either (design §4: DP means epsilon <= 10)") + ".")
 
 
 def _accuracy_sentence(s: dict[str, Any]) -> str:
@@ -224,7 +224,7 @@ def _mia_verdict(view: dict[str, Any]) -> str:
 
 
 def verdicts(s: dict[str, Any]) -> dict[str, str]:
-    """The audit's findings as verdicts that must not change with its budget (issue 19): each is decided on a 95%
+    """The audit's findings as verdicts that must not change with its budget (design §13): each is decided on a 95%
     interval over images, so a smaller budget can only make a verdict "undecided", never flip it, unless its
     estimate moves. Keys: learned, insider attack, gradient masking, membership (server), membership (insider),
     differential privacy."""
@@ -256,8 +256,8 @@ def sentences(s: dict[str, Any]) -> list[str]:
     out = []
     if not s.get("learned", True):
         out.append(f"WARNING: the global model did not learn (accuracy {fmt_pct(s.get('global_acc'))} vs majority "
-                   f"class {fmt_pct(s.get('majority_class_rate'))}, SPEC 11): the attack and membership numbers below "
-                   "say nothing about robustness or privacy.")
+                   f"class {fmt_pct(s.get('majority_class_rate'))}, design §11.3): the attack and membership numbers "
+                   "below say nothing about robustness or privacy.")
     if s.get("budget"):
         out.append(s["budget"]["text"])
     out += _attack_sentences(s)

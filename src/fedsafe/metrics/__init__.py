@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC section 8): attack success and transferability matrices (attacker x target),
+"""Evaluation metrics (design §8): attack success and transferability matrices (attacker x target),
 their aggregates, gradient alignment between models, and membership inference (loss attack, offline LiRA)."""
 
 from fedsafe.metrics.alignment import alignment_matrix, gradient_alignment, gradient_cosine, input_gradients

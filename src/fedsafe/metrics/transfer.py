@@ -1,4 +1,4 @@
-"""Attack success and transferability (SPEC section 8) as pure functions over predicted labels.
+"""Attack success and transferability (design §8) as pure functions over predicted labels.
 
 Attacker m crafts adversarial examples on its own test set X_m (n images) against its own model; every
 client c is then evaluated on X_m and on the adversarial X_m. For one attacker the inputs are the predicted
