@@ -15,20 +15,6 @@ from fedsafe.data.mri import list_mri_files
 from fedsafe.data.tasks import load_task
 
 
-@pytest.fixture
-def count_decodes(monkeypatch):
-    """Count calls of the real decoder."""
-    calls = []
-    real = decode.decode_image
-
-    def counting(path, **kwargs):
-        calls.append(Path(path))
-        return real(path, **kwargs)
-
-    monkeypatch.setattr(decode, "decode_image", counting)
-    return calls
-
-
 def _files(root: Path) -> tuple[list[Path], list[str]]:
     files = list_mri_files(root, "brain-tumor-4class")
     return [f.path for f in files], [f.sha256 for f in files]

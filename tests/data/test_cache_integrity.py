@@ -9,23 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedsafe.data import decode
 from fedsafe.data.cache import cache_key, cache_path, cached_decode, default_cache_dir, load_entry
 from fedsafe.data.mri import list_mri_files, read_mri
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    """Count calls of the real decoder."""
-    calls = []
-    real = decode.decode_image
-
-    def counting(path, **kwargs):
-        calls.append(Path(path))
-        return real(path, **kwargs)
-
-    monkeypatch.setattr(decode, "decode_image", counting)
-    return calls
 
 
 def _entry(root: Path, cache: Path) -> tuple[list[Path], list[str], Path]:
@@ -41,16 +26,16 @@ def _rewrite(path: Path, **changes: np.ndarray) -> None:
         np.savez(fh, **arrays)
 
 
-def test_a_zeroed_cache_entry_is_rebuilt_with_a_warning(make_mri_tree, tmp_path, decodes, caplog):
+def test_a_zeroed_cache_entry_is_rebuilt_with_a_warning(make_mri_tree, tmp_path, count_decodes, caplog):
     paths, hashes, entry = _entry(make_mri_tree(), tmp_path / "c")
-    first = decodes.copy()
+    first = count_decodes.copy()
     good = load_entry(entry)["images"]
     _rewrite(entry, images=np.zeros_like(good))  # same shapes, same keys: only the checksum can tell
 
     with caplog.at_level(logging.WARNING, logger="fedsafe.data.cache"):
         result, hit = cached_decode(paths, hashes, task="t", size=8, channels=1, cache_dir=tmp_path / "c")
 
-    assert not hit and decodes[len(first):] == first  # every image decoded again
+    assert not hit and count_decodes[len(first):] == first  # every image decoded again
     assert np.array_equal(result.images, good) and good.any()
     assert any(str(entry) in r.getMessage() and "checksum does not match" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(load_entry(entry)["images"], good)  # rewritten whole

@@ -26,17 +26,7 @@ from fedsafe.data.neardup import (
 )
 from fedsafe.data.types import ImageTable
 
-
-def smooth_image(seed: int, size: int = 160) -> np.ndarray:
-    """A smooth random grey picture (a few Gaussian blobs): JPEG re-encoding changes it only a little."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size))
-    for _ in range(6):
-        cx, cy, r, a = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3), rng.uniform(-1, 1)
-        image += a * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    image = (image - image.min()) / (np.ptp(image) + 1e-9)
-    return np.rint(40 + 180 * image).astype(np.uint8)
+from ._images import smooth_image
 
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:

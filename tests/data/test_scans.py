@@ -19,17 +19,12 @@ from fedsafe.data.neardup import NearDuplicates, NearDuplicateSettings, phashes
 from fedsafe.data.scans import ScanPairs, ScanSettings, close_pairs, find_same_scan
 from fedsafe.data.splits import make_splits, straddling_groups
 
+from ._images import smooth_image
+
 
 def smooth(seed: int, size: int = 256, lo: int = 40, hi: int = 220) -> np.ndarray:
-    """A smooth random grey picture (a few Gaussian blobs) with grey levels in [lo, hi]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size))
-    for _ in range(6):
-        cx, cy, r, a = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3), rng.uniform(-1, 1)
-        image += a * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    image = (image - image.min()) / (np.ptp(image) + 1e-9)
-    return np.rint(lo + (hi - lo) * image).astype(np.uint8)
+    """The shared smooth picture, at 256 px by default."""
+    return smooth_image(seed, size, lo, hi)
 
 
 def neighbour_slices(seed: int, rng: np.random.Generator) -> list[np.ndarray]:
