@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..progress import Progress, report
+from ..progress import Progress
 from .decode import check_size_channels
-from .mri import MriFile, not_a_file_error, read_image_files, sha256_file
+from .mri import MriFile, hash_listed, read_image_files, skip_not_a_file
 from .neardup import NearDuplicateSettings
 from .scans import ScanSettings
 from .types import DataReport, ImageTable
@@ -107,19 +107,11 @@ def list_folder_files(root: Path | str, *, progress: Progress | None = None,
                 if path.is_file():
                     listed.append((path, origin, cls, label))
                     continue
-                error = not_a_file_error(path)
-                log.warning("skipping %s: %s", path, error)
-                if not_files is not None:
-                    not_files.append({"file": str(path), "error": error, "origin": origin, "class_name": cls})
+                skip_not_a_file(path, origin, cls, not_files)
     for cls in classes:
         if not any(p[2] == cls for p in listed):
             raise ValueError(f"{root}: class folder {cls!r} holds no image file")
-    files = []
-    for i, (path, origin, cls, label) in enumerate(listed):
-        files.append(MriFile(path=path, origin=origin, class_name=cls, label=label, sha256=sha256_file(path)))
-        if (i + 1) % 256 == 0 or i + 1 == len(listed):
-            report(progress, "hashing files", i + 1, len(listed))
-    return files
+    return hash_listed(listed, progress)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ from .types import DataReport, ImageTable
 
 __all__ = [
     "MRI_CLASSES", "MRI_SPLITS", "MRI_TASKS", "IMAGE_SUFFIXES", "MriFile", "sha256_file", "list_mri_files",
-    "not_a_file_error", "read_image_files", "read_mri",
+    "hash_listed", "not_a_file_error", "read_image_files", "read_mri", "skip_not_a_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,24 @@ def not_a_file_error(path: Path) -> str:
     return "not a regular file: " + link + next((name for test, name in kinds if test(mode)), "of a kind unknown")
 
 
+def skip_not_a_file(path: Path, origin: str, class_name: str, not_files: list[dict[str, str]] | None) -> None:
+    """Log ``path`` (named like an image, no regular file) as skipped and note it in ``not_files`` when given."""
+    error = not_a_file_error(path)
+    log.warning("skipping %s: %s", path, error)
+    if not_files is not None:
+        not_files.append({"file": str(path), "error": error, "origin": origin, "class_name": class_name})
+
+
+def hash_listed(listed: list[tuple[Path, str, str, int]], progress: Progress | None) -> list[MriFile]:
+    """(path, origin, class name, label) in listing order -> MriFile with the file's SHA-256, reporting progress."""
+    files = []
+    for i, (path, origin, cls, label) in enumerate(listed):
+        files.append(MriFile(path=path, origin=origin, class_name=cls, label=label, sha256=sha256_file(path)))
+        if (i + 1) % 256 == 0 or i + 1 == len(listed):
+            report(progress, "hashing files", i + 1, len(listed))
+    return files
+
+
 def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = None,
                    not_files: list[dict[str, str]] | None = None) -> list[MriFile]:
     """List and hash the image files of ``task`` under ``root`` (the brain-tumor-mri folder).
@@ -142,19 +160,11 @@ def list_mri_files(root: Path | str, task: str, *, progress: Progress | None = N
                 if path.is_file():
                     paths.append((path, MRI_SPLITS[split], cls, label))
                     continue
-                error = not_a_file_error(path)
-                log.warning("skipping %s: %s", path, error)
-                if not_files is not None:
-                    not_files.append({"file": str(path), "error": error, "origin": MRI_SPLITS[split],
-                                      "class_name": cls})
+                skip_not_a_file(path, MRI_SPLITS[split], cls, not_files)
     for cls in classes:
         if not any(p[2] == cls for p in paths):
             raise ValueError(f"{root}: class {cls!r} has no image files in {' or '.join(splits)}")
-    files = []
-    for i, (path, origin, cls, label) in enumerate(paths):
-        files.append(MriFile(path=path, origin=origin, class_name=cls, label=label, sha256=sha256_file(path)))
-        if (i + 1) % 256 == 0 or i + 1 == len(paths):
-            report(progress, "hashing files", i + 1, len(paths))
+    files = hash_listed(paths, progress)
     log.info("%s: listed %d files of task %s", root, len(files), task)
     return files
 
