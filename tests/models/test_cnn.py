@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -48,3 +50,40 @@ def test_output_shape_and_registry():
 def test_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
         PaperCNN(**kw)
+
+
+def _conv_relu_pool(model):
+    """The model's features as conv -> ReLU -> pool (the papers' order), sharing its parameters."""
+    f = copy.deepcopy(model.features)
+    for i in (1, 4, 7):
+        f[i].append(torch.nn.ReLU(inplace=True))
+    for i in (2, 5, 8):
+        f[i] = torch.nn.MaxPool2d(2)
+    return f
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pooling_before_relu_trains_bit_identically_to_relu_before_pooling(bf16, channels_last):
+    torch.manual_seed(0)
+    new = PaperCNN(num_classes=2, image_size=24, width=0.1, dropout=0.0)
+    old = copy.deepcopy(new)
+    old.features = _conv_relu_pool(new)
+    assert list(old.state_dict()) == list(new.state_dict())
+    x, y = torch.rand(16, 1, 24, 24), torch.randint(0, 2, (16,))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    opts = [torch.optim.Adam(m.parameters(), lr=3e-3) for m in (old, new)]
+    for _ in range(4):
+        grads = []
+        for m, opt in zip((old, new), opts, strict=True):
+            opt.zero_grad(set_to_none=True)
+            xi = x.clone().requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(m(xi), y)
+            loss.backward()
+            opt.step()
+            grads.append(xi.grad)
+        assert torch.equal(grads[0], grads[1])
+    for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -25,6 +25,15 @@ def conv_widths(width: float) -> tuple[int, ...]:
     return tuple(max(1, round(c * width)) for c in _BASE_WIDTHS)
 
 
+class _PoolReLU(nn.MaxPool2d):
+    """Max-pooling, then ReLU: equal to ReLU then max-pooling, values and gradients alike (the pooled maximum of
+    the ReLU is the ReLU of the maximum; where it is positive both route the gradient to the same first maximum,
+    elsewhere both give 0), with the ReLU on a quarter of the elements."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu_(super().forward(x))
+
+
 class PaperCNN(nn.Module):
     """Six 3x3 convolutions and five linear layers.
 
@@ -70,13 +79,16 @@ class PaperCNN(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-        def conv(i: int, o: int) -> nn.Module:
-            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.ReLU(inplace=True))
+        def conv(i: int, o: int, relu: bool = True) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), *([nn.ReLU(inplace=True)] if relu else []))
 
+        # the ReLU of the convolution before each pooling runs after the pooling (_PoolReLU): the same numbers
+        # forward and backward (max commutes with ReLU), on a quarter of the elements; the state dict's keys
+        # are those of conv -> ReLU -> pool
         self.features = nn.Sequential(
-            conv(in_channels, c[0]), conv(c[0], c[1]), nn.MaxPool2d(2),
-            conv(c[1], c[2]), conv(c[2], c[3]), nn.MaxPool2d(2),
-            conv(c[3], c[4]), conv(c[4], c[5]), nn.MaxPool2d(2),
+            conv(in_channels, c[0]), conv(c[0], c[1], relu=False), _PoolReLU(2),
+            conv(c[1], c[2]), conv(c[2], c[3], relu=False), _PoolReLU(2),
+            conv(c[3], c[4]), conv(c[4], c[5], relu=False), _PoolReLU(2),
         )
         side = image_size // 2 // 2 // 2
         self.flat_features = c[5] * side * side
