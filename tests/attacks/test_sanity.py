@@ -87,3 +87,27 @@ def test_attack_success_rate():
     with pytest.raises(ValueError):
         attack_success_rate(torch.tensor([0]), torch.tensor([0, 1]))
     assert np.isclose(attack_success_rate(torch.tensor([1]), torch.tensor([0])), 1.0)
+
+
+class _ZeroGradientFor(nn.Module):
+    """A linear model whose input gradient is exactly zero for the first ``k`` samples (their input is detached)."""
+
+    def __init__(self, linear: nn.Module, k: int):
+        super().__init__()
+        self.linear, self.k = linear, k
+
+    def forward(self, x):
+        x = torch.cat([x[: self.k].detach(), x[self.k:]])
+        return self.linear(x)
+
+
+def test_zero_gradients_are_judged_on_an_interval_not_on_the_sample_fraction():
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(100, 1, 4, 4)
+    # 6 of 100 is above 5% as a fraction, but its Wilson 95% interval (2.8%-12.5%) does not exclude 5%: no flag,
+    # as with 3 of 50; 20 of 100 (interval 13%-29%) is flagged, with the count and interval named
+    assert check_input_gradients(_ZeroGradientFor(lin, 6), x) == []
+    assert check_input_gradients(_ZeroGradientFor(lin, 3), x[:50]) == []
+    (w,) = check_input_gradients(_ZeroGradientFor(lin, 20), x)
+    assert "20 of 100" in w and "CI 13%-29%" in w

@@ -10,8 +10,9 @@ vanishing). One attack is run on one model and one batch along two curves:
 * ASR vs steps at a fixed eps: non-decreasing within ``tol``;
 
 and, before either curve, the input gradient of the loss on the batch itself: zero for more than
-``max_zero_gradient`` of the samples is vanishing gradients, whatever eps grid the caller chose (the large-eps rule
-alone needs an eps >= ``large_eps`` in the grid to see it).
+``max_zero_gradient`` of the samples (the lower end of the 95% Wilson interval of the zero fraction above it, so
+that the verdict does not depend on how many images are checked) is vanishing gradients, whatever eps grid the
+caller chose (the large-eps rule alone needs an eps >= ``large_eps`` in the grid to see it).
 
 A curve that breaks a rule makes the report "possibly masking", with one reason a broken rule. The curves' checks
 are those of :mod:`fedsafe.attacks.sanity`. ASR is white-box: the label changes of ``model`` itself on the
