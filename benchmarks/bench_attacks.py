@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from fedsafe.attacks import CrnState, attack_in_batches, eot_pgd, eval_mode, pgd, predict, uniform_start
 from fedsafe.cli.runtime import tune_glibc_malloc
 from fedsafe.config import load_config
-from fedsafe.models.registry import build_model
+from fedsafe.models.model_registry import build_model
 from fedsafe.precision import autocast, resolve_precision, to_channels_last
 from fedsafe.seeding import torch_generator
 

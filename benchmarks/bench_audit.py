@@ -91,7 +91,7 @@ def main() -> None:
     root = None
     if args.run is None:
         from fedsafe.config import load_config
-        from fedsafe.experiments.train import train
+        from fedsafe.training.trainer import train
 
         root = Path(tempfile.mkdtemp(prefix="bench-audit-"))
         run = root / "run"

@@ -35,10 +35,10 @@ from fedsafe.build import federation_spec, model_factory, prepare_data
 from fedsafe.config import load_config
 from fedsafe.data.augment import augment_batch
 from fedsafe.device import describe_device
-from fedsafe.experiments.train import train
 from fedsafe.federation.client import local_train
 from fedsafe.precision import autocast
 from fedsafe.seeding import torch_generator
+from fedsafe.training.trainer import train
 
 PAPER_PGD40_S, PAPER_CRN_S = 6.794, 0.217  # CRN paper, Table I (their GPU)
 PAPER_SCALE_ROUND_S = 3.25  # design §10, H200, clients of 341 images

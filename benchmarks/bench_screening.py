@@ -1,5 +1,5 @@
 """How far an honest upload's update norm strays from the round's median: the evidence for the norm screen's
-default factor (``fedsafe.federation.spec.DEFAULT_NORM_FACTOR``, 20).
+default factor (``fedsafe.federation.federation_spec.DEFAULT_NORM_FACTOR``, 20).
 
     python benchmarks/bench_screening.py [NAME ...] [--rounds 6] [--epochs 2] [--size 800] [--data-root DIR]
 
@@ -24,7 +24,7 @@ import time
 
 import fedsafe.federation.protocol as protocol
 from fedsafe.config import load_config
-from fedsafe.experiments.train import train
+from fedsafe.training.trainer import train
 
 CONFIGS = {
     "shards3": [],

@@ -54,8 +54,8 @@ PARAMS = _params()
 
 
 def test_the_modules_with_examples_are_found():
-    expected = {"fedsafe.attacks.spec", "fedsafe.attacks.budget", "fedsafe.experiments.delta",
-                "fedsafe.experiments.verdicts", "fedsafe.experiments.reproductions", "fedsafe.attacks.iterative",
+    expected = {"fedsafe.attacks.spec", "fedsafe.attacks.budget", "fedsafe.training.delta",
+                "fedsafe.reproduce.verdicts", "fedsafe.reproduce.reproductions", "fedsafe.attacks.iterative",
                 "fedsafe.federation.aggregators", "fedsafe.metrics.transfer", "fedsafe.privacy.accountant",
                 "fedsafe.cli.runtime", "fedsafe.cli.choices"}
     assert expected <= {p.values[0] for p in PARAMS if not p.marks}

@@ -3,7 +3,7 @@
 Everything that turns an :class:`~fedsafe.config.ExperimentConfig` into data, a model, a federation spec, the
 defense's and the attacker's hooks and the privacy report lives here, so the layers below (``data``, ``models``,
 ``federation``, ``attacks``, ``defenses``, ``privacy``, ``metrics``, ``runs``) never read the whole config and
-never import the runners above them (``experiments``, ``flower``, ``cli``).
+never import the runners above them (``reproduce``, ``audit``, ``report``, ``flower``, ``cli``).
 
 Example::
 
@@ -33,11 +33,11 @@ from .data.splits import Splits, make_splits
 from .data.tasks import load_task, load_task_kwargs, task_class_names
 from .data.types import DataReport, ImageTable
 from .defenses.adaptation import adaptation_counts
-from .defenses.registry import defense_hooks
+from .defenses.defense_registry import defense_hooks
 from .device import resolve_device
-from .federation.data import FederatedData, build_federated_data
+from .federation.federated_data import FederatedData, build_federated_data
+from .federation.federation_spec import FederationSpec, LocalSpec
 from .federation.hooks import Hooks
-from .federation.spec import FederationSpec, LocalSpec
 from .models import build_model, check_model
 from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label

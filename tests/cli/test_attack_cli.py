@@ -75,7 +75,7 @@ def test_online_crn_of_a_trained_run_equals_its_replay_with_the_runs_own_model(r
     """End to end through ``fedsafe train`` (build_hooks wires the CRN hook) and the run's own model factory."""
     from fedsafe.attacks.crn_hook import crn_state_from, replay_crn
     from fedsafe.build import model_factory
-    from fedsafe.experiments.transfer import load_run
+    from fedsafe.evaluation.run_context import load_run
 
     ctx = load_run(run_dir)
     states = ctx.store.load_checkpoint().client_states

@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fedsafe.audit.text import fmt_auc, fmt_ci, fmt_eps, fmt_pct, strongest
 from fedsafe.cli import app
 from fedsafe.config import config_hash
-from fedsafe.experiments.audit_text import fmt_auc, fmt_ci, fmt_eps, fmt_pct, strongest
-from fedsafe.experiments.runinfo import read_run
+from fedsafe.evaluation.runinfo import read_run
 from fedsafe.runs.store import RunStore
 
 TINY = ["--set", "task.image_size=16", "--set", "task.synthetic_size=300", "--set", "model.width=0.04",

@@ -21,8 +21,8 @@ from fedsafe.defenses.adaptation import (
     server_subsets,
 )
 from fedsafe.federation.client import accuracy, local_train
-from fedsafe.federation.data import Split
-from fedsafe.federation.spec import LocalSpec
+from fedsafe.federation.federated_data import Split
+from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.federation.state import clone, max_abs_diff
 
 from ._helpers import make_cfg, tiny

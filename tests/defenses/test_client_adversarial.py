@@ -9,7 +9,7 @@ from fedsafe.build import federation_spec
 from fedsafe.defenses.adaptation import PgdLoss
 from fedsafe.defenses.client_adversarial import madry_loss
 from fedsafe.federation.client import local_train
-from fedsafe.federation.spec import LocalSpec
+from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.federation.state import clone, max_abs_diff
 
 from ._helpers import make_cfg, simulate, tiny

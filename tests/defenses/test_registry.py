@@ -9,8 +9,8 @@ from fedsafe.build import federation_spec
 from fedsafe.config import DefenseConfig
 from fedsafe.defenses.adaptation import PgdLoss
 from fedsafe.defenses.adversarial_training import SharedAdversarialTrainingHook
+from fedsafe.defenses.defense_registry import DEFENSES
 from fedsafe.defenses.fed_safe import CopyAdaptationHook
-from fedsafe.defenses.registry import DEFENSES
 from fedsafe.federation.client import cross_entropy_loss
 
 from ._helpers import make_cfg, tiny

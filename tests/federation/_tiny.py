@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fedsafe.data.types import DataReport
-from fedsafe.federation.data import FederatedData, Split
-from fedsafe.federation.spec import FederationSpec, LocalSpec
+from fedsafe.federation.federated_data import FederatedData, Split
+from fedsafe.federation.federation_spec import FederationSpec, LocalSpec
 from fedsafe.models import PaperCNN
 
 

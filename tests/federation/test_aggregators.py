@@ -196,7 +196,7 @@ def test_float64_accumulation_of_float32_entries():
 
 
 def test_registry_matches_the_federation_spec_names():
-    from fedsafe.federation.spec import AGGREGATORS as SPEC_NAMES
+    from fedsafe.federation.federation_spec import AGGREGATORS as SPEC_NAMES
 
     assert tuple(AGGREGATORS) == tuple(SPEC_NAMES)
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fedsafe.data.augment import augment_batch
 from fedsafe.federation.client import local_train, make_optimizer
-from fedsafe.federation.spec import LocalSpec
+from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.seeding import seed_for, torch_generator
 
 from ._tiny import tiny_model, tiny_split

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from fedsafe.config import FederationConfig
+from fedsafe.federation.federation_spec import DEFAULT_NORM_FACTOR, FederationSpec
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
-from fedsafe.federation.spec import DEFAULT_NORM_FACTOR, FederationSpec
 
 from ._tiny import tiny_data, tiny_model, tiny_spec
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fedsafe.flower.certs import CertPaths, make_certs, make_node_keys
-from fedsafe.flower.commands import flower_env, superlink_argv, supernode_argv
+from fedsafe.flower.command_lines import flower_env, superlink_argv, supernode_argv
 from fedsafe.flower.memory import tree_pss_bytes
 from fedsafe.flower.processes import ProcessSet, alive, descendants
 

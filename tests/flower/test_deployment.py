@@ -12,10 +12,9 @@ import pytest
 
 pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
 
-from fedsafe.experiments.train import train
 from fedsafe.flower.app import run_config_for, write_app_project
 from fedsafe.flower.certs import make_certs, make_node_keys
-from fedsafe.flower.commands import (
+from fedsafe.flower.command_lines import (
     flower_env,
     flwr_run,
     free_port,
@@ -26,6 +25,7 @@ from fedsafe.flower.commands import (
 )
 from fedsafe.flower.processes import ProcessSet
 from fedsafe.runs.rundir import RunDir
+from fedsafe.training.trainer import train
 
 from ._helpers import assert_same_run, tiny_config
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
 
+from fedsafe.audit.runner import AuditSettings
 from fedsafe.cli import app as cli_app
-from fedsafe.experiments.audit import AuditSettings
 from fedsafe.flower.audit_data import AuditDataError, audit_data_from_arrays, load_audit_data
 from fedsafe.flower.recording import audit_recorded, downlink_spread
 

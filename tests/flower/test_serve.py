@@ -8,11 +8,11 @@ import torch
 
 pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
 
-from fedsafe.experiments.train import train
 from fedsafe.flower.client_app import STATE_KEY
 from fedsafe.flower.server_app import serve
 from fedsafe.flower.strategy import ClientFailure
 from fedsafe.runs.rundir import RunDir
+from fedsafe.training.trainer import train
 
 from ._helpers import LocalGrid, assert_same_run, run_files, tiny_config
 

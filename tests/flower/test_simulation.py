@@ -10,10 +10,10 @@ import torch
 
 pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '.[dev,flower]'")
 
-from fedsafe.experiments.train import train
 from fedsafe.flower.simulate import simulate
 from fedsafe.runs.atomic import torch_load
 from fedsafe.runs.rundir import RunDir
+from fedsafe.training.trainer import train
 
 from ._helpers import assert_same_run, run_files, tiny_config
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
-from fedsafe.experiments.runinfo import read_run
+from fedsafe.evaluation.runinfo import read_run
 from fedsafe.report.setup import model_line
 
 HERE = Path(__file__).resolve().parent

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fedsafe.config import config_hash, load_config, to_yaml
-from fedsafe.experiments.demo import run_demo
 from fedsafe.report.html import build_report, find_manifests, write_report
+from fedsafe.reproduce.demo_reproduction import run_demo
 from fedsafe.runs.store import RunStore
 
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from fedsafe.build import data_fingerprint, prepare_data
 from fedsafe.cli import app
 from fedsafe.config import load_config
-from fedsafe.experiments.train import train
 from fedsafe.runs.errors import RunDataChanged
 from fedsafe.runs.fingerprint import data_changes, fingerprint, image_digest
+from fedsafe.training.trainer import train
 
 SYN = ["task.image_size=16", "task.synthetic_size=300", "model.width=0.04", "splits.client_test_size=20",
        "train.local_epochs=1", "train.rounds=3", "train.precision=fp32", "federation.downlink_noise=0.01",

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
-from fedsafe.experiments.train import train
 from fedsafe.runs.claim import MARKER, inspect, own_tmp_files
 from fedsafe.runs.errors import RunDirRefused
 from fedsafe.runs.store import RunStore
+from fedsafe.training.trainer import train
 
 TINY = ["task.image_size=16", "task.synthetic_size=300", "model.width=0.04", "splits.client_test_size=20",
         "train.local_epochs=1", "train.rounds=2", "train.precision=fp32", "federation.downlink_noise=0.01",

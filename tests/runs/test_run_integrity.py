@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from fedsafe.build import prepare_data
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
-from fedsafe.experiments.runinfo import read_run
-from fedsafe.experiments.train import train
-from fedsafe.experiments.transfer import load_run
+from fedsafe.evaluation.run_context import load_run
+from fedsafe.evaluation.runinfo import read_run
 from fedsafe.runs.errors import RunFileError, RunIncomplete
 from fedsafe.runs.store import RunStore
+from fedsafe.training.trainer import train
 
 TINY = ["task.image_size=16", "task.synthetic_size=300", "model.width=0.04", "splits.client_test_size=20",
         "train.local_epochs=1", "train.rounds=3", "train.precision=fp32", "federation.downlink_noise=0.01",

@@ -144,9 +144,9 @@ def attack(
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
-    from ..experiments.evaluation import evaluate_transfer
-    from ..experiments.run_context import load_run
-    from ..experiments.train import torch_threads
+    from ..evaluation.run_context import load_run
+    from ..evaluation.transfer_evaluation import evaluate_transfer
+    from ..training.trainer import torch_threads
 
     names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
     eps_values, alpha_values = _floats(eps, "--eps"), _floats(alpha, "--alpha")
@@ -188,9 +188,9 @@ def crn_tables_command(
                                  help="fp32 (exact), bf16, or auto (bf16 where fast)."),
 ) -> None:
     """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""
-    from ..experiments.reproductions.crn_tables import crn_tables
-    from ..experiments.run_context import load_run
-    from ..experiments.train import torch_threads
+    from ..evaluation.run_context import load_run
+    from ..reproduce.reproductions.crn_tables import crn_tables
+    from ..training.trainer import torch_threads
 
     try:
         ws = tuple(int(w) for w in windows.split(","))

@@ -20,7 +20,7 @@ from .choices import choice, literal_values
 from .console import console, fail, out, progress_bars
 
 if TYPE_CHECKING:
-    from ..experiments.audit import AuditSettings
+    from ..audit.runner import AuditSettings
 
 app = typer.Typer()
 
@@ -72,10 +72,10 @@ def audit(
 ) -> None:
     """Audit a finished federation: the insider transfer matrix, membership inference, epsilon and clean accuracy,
     as one HTML page and a JSON summary in RUN/audit/."""
-    from ..experiments.audit import AuditSettings, audit_dir, estimate, open_audit, run_audit
-    from ..experiments.train import torch_threads
+    from ..audit.page import write_audit_html
+    from ..audit.runner import AuditSettings, audit_dir, estimate, open_audit, run_audit
     from ..flower.recording import is_recording
-    from ..report.audit_html import write_audit_html
+    from ..training.trainer import torch_threads
 
     try:
         settings = AuditSettings.of(eps=eps, steps=steps, alpha=alpha, eot=_ints(eot, "--eot"), shadows=shadows,
@@ -129,10 +129,10 @@ def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None
     """The audit of a run recorded from a Flower app (fedsafe.flower.recorder) with the user's data and model."""
     import json
 
-    from ..experiments.audit import audit_dir, estimate
+    from ..audit.page import write_audit_html
+    from ..audit.runner import audit_dir, estimate
     from ..flower.audit_data import load_audit_data
     from ..flower.recording import audit_recorded, is_recording, load_recorded
-    from ..report.audit_html import write_audit_html
 
     if not is_recording(run_dir):
         raise fail(f"{run_dir}: --data and --model are for a run recorded from a Flower app (RecordingStrategy); "

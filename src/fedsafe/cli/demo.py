@@ -42,8 +42,8 @@ def demo(
 ) -> None:
     """Train plain FedAvg and Fed-Safe on the synthetic task, attack each from every client with PGD and PGD+CRN,
     print the transfer tables and write an HTML report (a few minutes on 2 CPU cores)."""
-    from ..experiments.demo import DEMO_OVERRIDES, TINY_OVERRIDES, demo_plan, run_demo
-    from ..experiments.train import torch_threads
+    from ..reproduce.demo_reproduction import DEMO_OVERRIDES, TINY_OVERRIDES, demo_plan, run_demo
+    from ..training.trainer import torch_threads
     from .reproduce import print_written
 
     set_ = [*set_, *([f"train.device={device}"] if device else [])]

@@ -136,7 +136,7 @@ def superlink(
 ) -> None:
     """Start the SuperLink (foreground) with TLS and SuperNode authentication."""
     from ..flower.certs import CertPaths
-    from ..flower.commands import flower_env, superlink_argv
+    from ..flower.command_lines import flower_env, superlink_argv
 
     state.mkdir(parents=True, exist_ok=True)
     argv = superlink_argv(host=host, port=port, database=state / "superlink.db", certs=CertPaths(certs_dir))
@@ -151,7 +151,7 @@ def register(
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Register SuperNode public keys with the SuperLink (only registered nodes may join)."""
-    from ..flower.commands import flower_env, register_node, write_flower_config
+    from ..flower.command_lines import flower_env, register_node, write_flower_config
 
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)
     env = flower_env(flwr_home)
@@ -177,7 +177,7 @@ def supernode(
     flwr_home: Path = typer.Option(_DEFAULT_HOME, "--flwr-home", help=_HOME_HELP),
 ) -> None:
     """Start a SuperNode (foreground) holding one partition, with TLS and its node key."""
-    from ..flower.commands import flower_env, supernode_argv
+    from ..flower.command_lines import flower_env, supernode_argv
 
     try:
         argv = supernode_argv(superlink=superlink_address, port=port, partition=partition,
@@ -207,7 +207,7 @@ def run_app(
 ) -> None:
     """Submit a fedsafe run to a running SuperLink and stream its log (the run directory is written there)."""
     from ..flower.app import run_config_for, write_app_project
-    from ..flower.commands import flower_env, flwr_run, write_flower_config
+    from ..flower.command_lines import flower_env, flwr_run, write_flower_config
 
     cfg = _config(config, profile, set_, positional)
     write_flower_config(flwr_home, superlink_address, root_certificates=ca)

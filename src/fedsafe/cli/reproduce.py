@@ -61,7 +61,7 @@ class ReproduceCommand(TyperCommand):
     """The ``reproduce`` command, whose help lists the registry (read only when the help is asked for)."""
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from ..experiments.reproductions import GROUPS, REPRODUCTIONS
+        from ..reproduce.reproductions import GROUPS, REPRODUCTIONS
 
         self.epilog = reproductions_help(REPRODUCTIONS, GROUPS)
         return super().format_help(ctx, formatter)
@@ -84,7 +84,7 @@ def print_written(written) -> None:
         style = _STATUS_STYLE.get(v.status.removeprefix("indicative: "), "")
         out.print(f"- {escape(v.claim)}: [bold {style}]{v.status}[/]. {escape(v.evidence)}", highlight=False)
     if built.verdicts:
-        from ..experiments.verdicts import RULES
+        from ..reproduce.verdicts import RULES
 
         out.print(f"[dim]{escape(RULES)}[/]", highlight=False)
     out.print(f"written: {written.markdown} (and CSVs, figures, verdicts.json in {written.folder})", highlight=False)
@@ -115,10 +115,10 @@ def reproduce(
 ) -> None:
     """Train (or reuse) the federations a table needs, run its attacks, and write the table beside the papers'
     numbers, its figures and a verdict per claim. An interrupted run continues where it stopped."""
-    from ..experiments.execution import JobFailed, execute
-    from ..experiments.planning import expand_tasks, plan
-    from ..experiments.reproductions.base import Options, parse_seeds
-    from ..experiments.train import torch_threads
+    from ..reproduce.execution import JobFailed, execute
+    from ..reproduce.planning import expand_tasks, plan
+    from ..reproduce.reproductions.base import Options, parse_seeds
+    from ..training.trainer import torch_threads
 
     set_ = [*set_, *([f"train.device={device}"] if device else [])]
     try:

@@ -33,8 +33,8 @@ def train(
 ) -> None:
     """Train a federation; a killed run restarts from its last completed round."""
     from ..config import config_hash
-    from ..experiments.train import torch_threads
-    from ..experiments.train import train as run_train
+    from ..training.trainer import torch_threads
+    from ..training.trainer import train as run_train
 
     overrides = list(set_)
     if task:

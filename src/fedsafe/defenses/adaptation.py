@@ -39,9 +39,9 @@ from ..attacks.iterative import pgd
 from ..config import DefenseConfig
 from ..data.stratify import server_fraction
 from ..federation.client import local_train
-from ..federation.data import FederatedData, Split
+from ..federation.federated_data import FederatedData, Split
+from ..federation.federation_spec import LocalSpec
 from ..federation.hooks import HookStats
-from ..federation.spec import LocalSpec
 from ..seeding import numpy_rng
 
 __all__ = [

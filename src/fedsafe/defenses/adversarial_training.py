@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from ..config import DefenseConfig
-from ..federation.data import FederatedData, Split
+from ..federation.federated_data import FederatedData, Split
+from ..federation.federation_spec import FederationSpec, LocalSpec
 from ..federation.hooks import Hooks, HookStats
-from ..federation.spec import FederationSpec, LocalSpec
 from ..federation.state import clone
 from .adaptation import (
     PgdLoss,

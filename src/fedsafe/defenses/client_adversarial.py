@@ -17,9 +17,9 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import DefenseConfig
-from ..federation.data import FederatedData
+from ..federation.federated_data import FederatedData
+from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
-from ..federation.spec import FederationSpec
 from .adaptation import PgdLoss, pgd_loss
 
 __all__ = ["build_client_adversarial_training", "madry_loss"]

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..config import DefenseConfig
-from ..federation.data import FederatedData, Split
+from ..federation.federated_data import FederatedData, Split
+from ..federation.federation_spec import FederationSpec, LocalSpec
 from ..federation.hooks import Hooks, HookStats
-from ..federation.spec import FederationSpec, LocalSpec
 from .adaptation import AdaptationPlan, PgdLoss, adaptation_local_spec, adaptation_plan, adversarial_finetune, pgd_loss
 
 __all__ = ["CopyAdaptationHook", "build_fed_safe"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..precision import autocast
 from ..seeding import seed_for, torch_generator
-from .spec import LocalSpec
+from .federation_spec import LocalSpec
 from .state import clone
 
 __all__ = ["LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",

@@ -34,11 +34,11 @@ from torch import nn
 
 from .aggregators import aggregate_with
 from .client import accuracy, local_train
-from .data import Split
+from .federated_data import Split
+from .federation_spec import DEFAULT_NORM_FACTOR, FederationSpec
 from .hooks import ClientHook, Hooks, ServerHook
 from .round import downlink_copy, uplink
 from .screening import Screening, screen_uploads
-from .spec import DEFAULT_NORM_FACTOR, FederationSpec
 from .state import global_norm
 
 __all__ = ["Aggregation", "ClientUpdate", "add_cost", "client_update", "evaluate", "round_record",

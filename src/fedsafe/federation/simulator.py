@@ -18,11 +18,11 @@ from torch import nn
 
 from ..progress import Progress, report
 from ..runs.store import RunStore
-from .data import FederatedData
+from .federated_data import FederatedData
+from .federation_spec import FederationSpec
 from .hooks import Hooks
 from .protocol import client_update as run_client
 from .protocol import evaluate, round_record, server_aggregate, server_downlink
-from .spec import FederationSpec
 from .state import clone
 
 __all__ = ["SimulationResult", "Simulator"]

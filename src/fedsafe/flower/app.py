@@ -31,9 +31,9 @@ from .. import __version__
 from ..build import augment_fn, build_hooks, federation_spec, model_factory, prepare_data
 from ..config import ConfigError, ExperimentConfig, to_yaml
 from ..device import resolve_device
-from ..federation.data import FederatedData
+from ..federation.federated_data import FederatedData
+from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
-from ..federation.spec import FederationSpec
 from ..federation.state import clone
 
 __all__ = [

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..data.types import DataReport
-from ..federation.data import FederatedData, Split
+from ..federation.federated_data import FederatedData, Split
 
 __all__ = ["AuditDataError", "audit_data_from_arrays", "describe", "load_audit_data"]
 

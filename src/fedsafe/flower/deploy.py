@@ -12,7 +12,7 @@ from typing import Any
 
 from .app import run_config_for, write_app_project
 from .certs import make_certs, make_node_keys
-from .commands import (
+from .command_lines import (
     flower_env,
     flwr_run,
     free_port,

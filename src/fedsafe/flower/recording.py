@@ -1,5 +1,5 @@
 """A recorded Flower run (written by :class:`fedsafe.flower.recorder.RecordingStrategy`) read for ``fedsafe audit``,
-without Flower: its config, and the run loaded as a :class:`fedsafe.experiments.run_context.RunContext` from the
+without Flower: its config, and the run loaded as a :class:`fedsafe.evaluation.run_context.RunContext` from the
 user's model factory and an audit data set (:mod:`fedsafe.flower.audit_data`).
 
 A recording's ``config.yaml`` holds what its server could know (``kind: fedsafe-flower-recording``): the model's
@@ -29,16 +29,16 @@ from typing import Any
 import torch
 import yaml
 
+from ..audit.runner import AuditSettings, audit_dir, run_audit
+from ..audit.text import sentences
 from ..config import ConfigError, ExperimentConfig, config_hash, load_config
-from ..experiments.audit import AuditSettings, audit_dir, run_audit
-from ..experiments.audit_text import sentences
-from ..experiments.run_context import RunContext
-from ..experiments.train import did_not_learn, majority_rate
-from ..federation.data import FederatedData
+from ..evaluation.run_context import RunContext
+from ..federation.federated_data import FederatedData
 from ..models import build_model, check_model
 from ..progress import Progress
 from ..runs.atomic import json_safe
 from ..runs.store import RunFileError, RunStore, read_config_text
+from ..training.trainer import did_not_learn, majority_rate
 from .audit_data import describe
 
 __all__ = ["KIND", "Recorded", "audit_config", "audit_recorded", "downlink_spread", "inputs_fingerprint",
@@ -240,7 +240,7 @@ def audit_recorded(root: str | Path, *, data: FederatedData, settings: AuditSett
                    model_kwargs: Mapping[str, Any] | None = None, overrides: Iterable[str] = (), seed: int = 0,
                    progress: Progress | None = None) -> dict[str, Any]:
     """``fedsafe audit`` of the recording at ``root`` on ``data`` (read from ``data_path``, named in the report):
-    :func:`fedsafe.experiments.audit.run_audit` on :func:`load_recorded`'s context, then the summary says what
+    :func:`fedsafe.audit.runner.run_audit` on :func:`load_recorded`'s context, then the summary says what
     was recorded and which data, model and shadow recipe the audit used (``summary["recorded"]`` and its first
     sentence); written to ``RUN/audit/audit.json``."""
     rec = load_recorded(root, data=data, model=model, model_kwargs=model_kwargs, overrides=overrides, seed=seed)

@@ -26,9 +26,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from ..build import open_store, write_header
 from ..config import ExperimentConfig
-from ..experiments.train import write_run_summary
 from ..federation.state import clone
 from ..runs.store import RunStore
+from ..training.trainer import write_run_summary
 from .app import decode_config, encode_config, load_run, set_threads, state_to_record
 from .strategy import FedSafeStrategy, discover_partitions
 

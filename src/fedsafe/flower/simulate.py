@@ -26,7 +26,7 @@ from pathlib import Path
 from ..build import open_store
 from ..config import ExperimentConfig
 from .app import run_config_for, write_app_project
-from .commands import flower_env, flwr_run, free_port, superlink_argv, write_flower_config
+from .command_lines import flower_env, flwr_run, free_port, superlink_argv, write_flower_config
 from .memory import PeakMemory
 from .processes import ProcessSet
 

@@ -33,10 +33,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from torch import nn
 
-from ..federation.data import FederatedData
+from ..federation.federated_data import FederatedData
+from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import ServerHook
 from ..federation.protocol import evaluate, round_record, server_aggregate, server_downlink
-from ..federation.spec import FederationSpec
 from ..runs.store import RunStore
 from .app import partition_fingerprint, record_to_state, state_to_record
 from .messages import downlink_content, update_from_reply

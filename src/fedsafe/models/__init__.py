@@ -2,7 +2,7 @@
 
 from .cnn import PaperCNN, conv_widths
 from .external import MONAI_NETWORKS, ModelError
-from .registry import MODELS, build_model, check_model, describe_model
+from .model_registry import MODELS, build_model, check_model, describe_model
 
 __all__ = ["PaperCNN", "conv_widths", "MODELS", "MONAI_NETWORKS", "ModelError", "build_model", "check_model",
            "describe_model"]

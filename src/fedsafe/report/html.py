@@ -9,7 +9,7 @@
   evaluation found in ``RUN/attacks/`` (a table and a heat-map each).
 
 Everything is read from the files the runs wrote (a run directory through its store:
-:mod:`fedsafe.experiments.runinfo`; attack evaluations: :mod:`fedsafe.experiments.results`); nothing is recomputed.
+:mod:`fedsafe.evaluation.runinfo`; attack evaluations: :mod:`fedsafe.evaluation.results`); nothing is recomputed.
 The noise shown for a run is the noise it used (its privacy report), calibrated or hand-set.
 In use: ``write_report("results", "report.html")``.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..experiments.figures import accuracy_curve, png_bytes
-from ..experiments.results import attack_records
-from ..experiments.runinfo import read_run
+from ..evaluation.results import attack_records
+from ..evaluation.runinfo import read_run
 from ..runs.atomic import write_text
 from ..runs.rundir import RunDir
 from .elements import badges, esc, heatmap, num, page, pct, png_file, png_html, rich, slug, table, verdicts
+from .figures import accuracy_curve, png_bytes
 from .setup import setup_html
 
 __all__ = ["build_report", "find_manifests", "write_report"]

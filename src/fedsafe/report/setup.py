@@ -1,6 +1,6 @@
 """The setup part of the HTML report: the data report of each task, the model, profile and precision, and one row
 per training run with its defense, the noise it used (its privacy report: hand-set or calibrated), the (epsilon,
-delta) the accountant gives and its cost. Every run is read through :func:`fedsafe.experiments.runinfo.read_run`."""
+delta) the accountant gives and its cost. Every run is read through :func:`fedsafe.evaluation.runinfo.read_run`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..experiments.runinfo import RunInfo, read_run
+from ..evaluation.runinfo import RunInfo, read_run
 from .elements import esc, num, pct, table
 
 __all__ = ["setup_html"]

@@ -1,1 +1,0 @@
-"""fedsafe.experiments"""

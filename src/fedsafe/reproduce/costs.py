@@ -1,0 +1,147 @@
+"""The cost model of a plan: how long a training run and an attack evaluation take, in image passes x the model's
+multiply-accumulates, at a speed measured on the finished runs under ``RESULTS/runs`` (or a rough default).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..attacks.spec import AttackSpec, Start
+from ..build import model_factory
+from ..config import ExperimentConfig
+from ..data.tasks import TASKS, task_class_names
+from ..evaluation.runinfo import read_run
+
+__all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
+           "train_passes"]
+
+DEFAULT_MACS_PER_SECOND = 60e9
+"""A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
+any (2-core AVX512-BF16 CPU, cpu profile, bf16 training + fp32 channels-last attacks: 79 GMAC/s measured on the
+meningioma CRN run)."""
+
+
+def duration(seconds: float) -> str:
+    """"40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _num_classes(cfg: ExperimentConfig) -> int:
+    """The task's classes. An image folder's are known only from its folder: read there (its class folders, no
+    image opened) when the folder is there, else 2 (the fewest it may have; an estimate before the data exists)."""
+    try:
+        return len(task_class_names(cfg.task.name, cfg.task.data_root))
+    except (ValueError, OSError):  # no folder yet, or none readable
+        return max(2, len(TASKS[cfg.task.name].class_names))
+
+
+def macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
+    """Multiply-accumulates of one forward pass of ``cfg``'s model (memoised in ``memo`` per model: its name, width,
+    dropout and ``model.kwargs``, and the task's shape and number of classes)."""
+    num_classes = _num_classes(cfg)
+    key = (json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True), cfg.task.image_size, cfg.task.channels,
+           num_classes)
+    if key not in memo:
+        model = model_factory(cfg, num_classes=num_classes, in_channels=cfg.task.channels, layout=False,
+                              device="cpu")()
+        memo[key] = float(model.macs_per_image()) if hasattr(model, "macs_per_image") else math.nan
+    return memo[key]
+
+
+def _split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
+    """(client training images, server images, global test images), as the splits would draw them (about): with
+    ``splits.server_for_fraction`` F the server set holds F x the largest client's share of the training pool."""
+    s = cfg.splits
+
+    def size(v: float) -> int:
+        return int(v) if v >= 1 else round(v * n)
+
+    glob = size(s.global_test_size)
+    rest = max(n - glob - s.num_clients * s.client_test_size, 0)
+    if s.server_for_fraction is not None:
+        n_train = round(rest / (1 + s.server_for_fraction / s.num_clients))
+        return n_train, rest - n_train, glob
+    server = size(s.server_size)
+    return max(rest - server, 0), server, glob
+
+
+def _adaptation_images(cfg: ExperimentConfig, n_train: int, n_server: int) -> float:
+    """Images one client copy is adapted on: round(f |D_i|) server images (at most the server set), or every attack
+    set for the leaky variant."""
+    d, s = cfg.defense, cfg.splits
+    if d.adaptation_data == "attack-sets":
+        return float(s.num_clients * s.client_test_size)
+    return min(float(n_server), d.fraction * n_train / s.num_clients)
+
+
+def train_passes(cfg: ExperimentConfig, n: int) -> float:
+    """Forward-backward image passes of a training run on ``n`` images (training, server defense, online CRN,
+    evaluation / 3). A per-client server defense adapts every client's copy at every downlink (T + 1 of them), on
+    (steps + 1) passes an image and epoch; the shared-model variant one model a round."""
+    tr, d, s = cfg.train, cfg.defense, cfg.splits
+    n_train, n_server, n_glob = _split_sizes(cfg, n)
+    passes = tr.rounds * tr.local_epochs * n_train
+    if d.name == "client-adversarial-training":
+        passes *= d.steps + 1
+    per_adapt = _adaptation_images(cfg, n_train, n_server) * (d.steps + 1) * d.epochs
+    if d.name == "adversarial-training-shared":
+        passes += tr.rounds * per_adapt
+    elif d.name in ("adversarial-training", "fed-safe"):
+        passes += (tr.rounds + 1) * s.num_clients * per_adapt
+    if cfg.crn.enabled:
+        j = cfg.crn.steps or tr.local_epochs
+        passes += s.num_clients * sum(cfg.crn.windows) * j * s.client_test_size
+    passes += tr.rounds * (n_glob + 2 * s.num_clients * s.client_test_size) / 3
+    return passes
+
+
+def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:
+    """Image passes of one attack evaluation: every attacker's steps, its labels, every target's clean and
+    adversarial predictions, and a CRN start's R x j steps when they are not the run's online buffers (replayed, or
+    on the final model); the once-per-run sanity checks are left out."""
+    s = cfg.splits
+    crn = 0.0
+    start: Start = spec.start  # type: ignore[assignment]
+    if spec.window:
+        own = start.crn_settings(cfg)
+        online = cfg.crn.enabled and not start.final and own == Start.crn(own.window).crn_settings(cfg)
+        crn = 0.0 if online else float(own.window * own.steps)
+    return s.num_clients * s.client_test_size * (spec.passes_per_image + 1 + crn + 2 * s.num_clients / 3)
+
+
+def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple[int, int]:
+    """(at attack time, in total) gradient (forward+backward) passes an image of an attack from a start that took
+    ``crn`` passes: a CRN start's R x j steps are paid during training when they run on the received copies, at
+    attack time when they run on the final model (the control of design §7); in total either way. The attack's
+    ``attack`` passes are its steps (x K for EOT, x R for an ensemble); forward-only passes (its labels, the
+    targets' predictions) are not gradient passes.
+
+    >>> gradient_passes(1, 50, crn_at_attack_time=False), gradient_passes(1, 50, crn_at_attack_time=True)
+    ((1, 51), (51, 51))
+    """
+    if attack < 0 or crn < 0:
+        raise ValueError(f"gradient passes cannot be negative, got attack {attack}, CRN {crn}")
+    return (attack + crn if crn_at_attack_time else attack), attack + crn
+
+
+def measured_speeds(runs: Path, memo: dict) -> list[float]:
+    """MAC/s of every finished run under ``runs``: the work :func:`train_passes` counts for it over the seconds it
+    took (its task's size from its data report)."""
+    speeds = []
+    for path in sorted(runs.glob("*/summary.json")) if runs.is_dir() else []:
+        info = read_run(path.parent)
+        cfg = info.config
+        try:
+            seconds = float(info.summary["seconds"])
+            n = sum(info.data_report["kept"].values())
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if cfg is not None and seconds > 0 and n > 0 and cfg.task.name in TASKS:
+            speeds.append(3 * train_passes(cfg, n) * macs_per_image(cfg, memo) / seconds)
+    return speeds
