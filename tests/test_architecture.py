@@ -1,5 +1,6 @@
-"""The package's import graph: no circle, no low layer importing a high one, no hidden in-function
-imports in library code, and no source file over 400 lines. Read from the modules' own text (ast)."""
+"""The package's layout: the import graph (layers, no circle, no hidden in-function imports in library code), no
+source file over 400 lines, no package over 20% of the source, no module file name in two packages and no module that
+only re-exports. Read from the modules' own text (ast)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
-LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "data", "models", "runs")
-HIGH = ("experiments", "cli", "flower", "report", "build")
+# layers, lowest first: a module never imports one of a higher layer. config is the validated settings (pydantic and
+# YAML only: it imports no other fedsafe module); the low layers are the algorithms and the run store; the middle one
+# builds a run from a config (build), trains it (training) and evaluates it (evaluation); the high one is what a user
+# runs: reproductions, the audit, the report, the Flower apps and the CLI.
+CONFIG = ("config",)
+LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "data", "models", "runs", "device", "precision",
+       "progress", "seeding", "hardware", "profiles")
+MIDDLE = ("build", "training", "evaluation")
+HIGH = ("reproduce", "audit", "cli", "flower", "report")
+LAYERS = (CONFIG, LOW, MIDDLE, HIGH)
 # lazy imports allowed in functions: the CLI keeps `fedsafe --help` fast (torch and Flower load on use), and
 # matplotlib is only needed by the figures
 LAZY_OK_PACKAGES = ("cli",)
@@ -62,11 +71,36 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def test_low_layers_never_import_high_ones(graph):
+def _rank(module: str) -> int | None:
+    """The module's layer (0 config, 1 low, 2 middle, 3 high), None for the package itself (``fedsafe``)."""
+    return next((i for i, layer in enumerate(LAYERS) if _layer(module) in layer), None)
+
+
+def test_every_package_and_module_has_a_layer():
+    tops = {f.relative_to(SRC).parts[0].removesuffix(".py") for f in SRC.glob("*") if f.name != "__init__.py"
+            and (f.suffix == ".py" or (f / "__init__.py").exists())}
+    assert tops, "no package found: SRC is wrong"
+    assert not sorted(t for t in tops if _rank(f"fedsafe.{t}") is None), "a package without a layer: add it to LAYERS"
+
+
+def _upward_imports(imports: dict[str, list[tuple[str, bool]]]) -> list[tuple[str, str]]:
+    return [(m, t) for m, ts in imports.items() for t, _ in ts if t.startswith("fedsafe.")
+            and _rank(m) is not None and _rank(t) is not None and _rank(t) > _rank(m)]
+
+
+def test_no_layer_imports_a_higher_one(graph):
+    """config imports no other fedsafe module, the low layers no builder or runner, the middle no runner."""
     mods, imports = graph
-    bad = [(m, t) for m, ts in imports.items() if _layer(m) in LOW for t, _ in ts
-           if t.startswith("fedsafe.") and _layer(t) in HIGH]
-    assert not bad, f"low layers import runners: {bad[:5]}"
+    bad = _upward_imports(imports)
+    assert not bad, f"imports of a higher layer: {bad[:5]}"
+
+
+def test_upward_import_check_catches_config_importing_data():
+    fake = {"fedsafe.config": [("fedsafe.data.tasks", False), ("pydantic", False)],
+            "fedsafe.evaluation.results": [("fedsafe.reproduce.outputs", False), ("fedsafe.training.trainer", False)],
+            "fedsafe.cli.train": [("fedsafe.training.trainer", False)]}
+    assert _upward_imports(fake) == [("fedsafe.config", "fedsafe.data.tasks"),
+                                     ("fedsafe.evaluation.results", "fedsafe.reproduce.outputs")]
 
 
 def test_no_import_circle(graph):
@@ -159,3 +193,60 @@ def test_every_design_section_cited_exists():
     assert cited, "no design citation found: the pattern is wrong"
     missing = sorted(f"{name}: §{n}" for name, n in cited if n not in sections)
     assert not missing, missing
+
+
+MAX_PACKAGE_SHARE = 0.20
+
+
+def _package_lines() -> dict[str, int]:
+    """Source lines of every top-level package of ``src/fedsafe`` (every .py below it)."""
+    return {d.name: sum(len(f.read_text().splitlines()) for f in d.rglob("*.py"))
+            for d in SRC.iterdir() if d.is_dir() and (d / "__init__.py").exists()}
+
+
+def test_no_package_over_a_fifth_of_the_source():
+    total = sum(len(f.read_text().splitlines()) for f in SRC.rglob("*.py"))
+    lines = _package_lines()
+    assert len(lines) > 5 and total > sum(lines.values()) > 0, "packages not found"
+    big = {p: f"{n / total:.1%}" for p, n in lines.items() if n > MAX_PACKAGE_SHARE * total}
+    assert not big, f"packages over {MAX_PACKAGE_SHARE:.0%} of the {total} source lines: {big}"
+
+
+def test_no_module_file_name_in_two_packages():
+    seen: dict[str, list[str]] = {}
+    for f in SRC.rglob("*.py"):
+        if f.name != "__init__.py":
+            seen.setdefault(f.name, []).append(str(f.relative_to(SRC)))
+    assert len(seen) > 50, "modules not found"
+    twice = {n: sorted(ps) for n, ps in seen.items() if len(ps) > 1}
+    assert not twice, twice
+
+
+def _only_reexports(text: str) -> bool:
+    """A module whose body is only imports, ``__all__`` and a docstring (at least one import from within fedsafe):
+    it adds nothing but a second name for things that live elsewhere."""
+    body = ast.parse(text).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    imports = [n for n in body if isinstance(n, ast.Import | ast.ImportFrom)]
+    rest = [n for n in body if not isinstance(n, ast.Import | ast.ImportFrom)
+            and not (isinstance(n, ast.Assign | ast.AnnAssign) and "__all__" in ast.unparse(n).split("=")[0])]
+    relative = [n for n in imports if isinstance(n, ast.ImportFrom) and (n.level or "fedsafe" in (n.module or ""))]
+    return bool(relative) and not rest
+
+
+def test_no_module_only_reexports():
+    """A module is a home: re-export modules are gone. A package's ``__init__.py`` may gather its public names (it
+    is the package's front door); every other module must define something."""
+    bad = sorted(str(f.relative_to(SRC)) for f in SRC.rglob("*.py")
+                 if f.name != "__init__.py" and _only_reexports(f.read_text()))
+    assert not bad, f"modules that only re-export: {bad}"
+
+
+def test_reexport_detector_tells_a_forwarder_from_a_module():
+    forwarder = ('"""Doc."""\nfrom __future__ import annotations\nfrom .a import x\nfrom .b import y\n'
+                 '__all__ = ["x", "y"]\n')
+    module = '"""Doc."""\nfrom .a import x\n\n\ndef f():\n    return x\n'
+    constant = 'from .a import x\nLIMIT = 3\n'
+    outside = 'import math\n'
+    assert [_only_reexports(s) for s in (forwarder, module, constant, outside)] == [True, False, False, False]
