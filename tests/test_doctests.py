@@ -55,7 +55,7 @@ PARAMS = _params()
 
 def test_the_modules_with_examples_are_found():
     expected = {"fedsafe.attacks.spec", "fedsafe.attacks.budget", "fedsafe.training.delta",
-                "fedsafe.reproduce.verdicts", "fedsafe.reproduce.reproductions", "fedsafe.attacks.iterative",
+                "fedsafe.verdicts.claims", "fedsafe.reproduce.reproductions", "fedsafe.attacks.iterative",
                 "fedsafe.federation.aggregators", "fedsafe.metrics.transfer", "fedsafe.privacy.accountant",
                 "fedsafe.cli.runtime", "fedsafe.cli.choices"}
     assert expected <= {p.values[0] for p in PARAMS if not p.marks}

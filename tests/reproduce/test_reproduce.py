@@ -23,7 +23,7 @@ from fedsafe.reproduce.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
 from fedsafe.reproduce.reproductions.base import DEFAULT_SEEDS, BuildInput, Options, parse_seeds
 from fedsafe.reproduce.reproductions.format import METRICS, aggregate
-from fedsafe.reproduce.verdicts import RULES, STATUSES, Comparison, Curve, compare, spearman, trend
+from fedsafe.verdicts.claims import RULES, STATUSES, Comparison, Curve, compare, spearman, trend
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
 FS_TINY = (*TINY, "train.rounds=2")  # Fed-Safe Table 1 needs no CRN: 2 rounds are enough

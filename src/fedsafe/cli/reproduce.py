@@ -84,7 +84,7 @@ def print_written(written) -> None:
         style = _STATUS_STYLE.get(v.status.removeprefix("indicative: "), "")
         out.print(f"- {escape(v.claim)}: [bold {style}]{v.status}[/]. {escape(v.evidence)}", highlight=False)
     if built.verdicts:
-        from ..reproduce.verdicts import RULES
+        from ..verdicts.claims import RULES
 
         out.print(f"[dim]{escape(RULES)}[/]", highlight=False)
     out.print(f"written: {written.markdown} (and CSVs, figures, verdicts.json in {written.folder})", highlight=False)

@@ -1,2 +1,2 @@
-"""The papers' reproductions: planning, execution, the run cache, verdicts, outputs, the papers' numbers, cost
+"""The papers' reproductions: planning, execution, the run cache, outputs, the papers' numbers, cost
 estimates and the demo; one file a table in ``reproductions/``."""

@@ -30,13 +30,13 @@ from ..progress import Progress
 from ..report import figures as figs
 from ..report.html import write_report
 from ..training.delta import ConfigDelta
+from ..verdicts.claims import compare
 from .execution import execute
 from .outputs import Written
 from .planning import Plan, plan
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, Table
 from .reproductions.format import accuracy_claim, arms, attack_means, cell, comparison, fmt_seconds, run_label
 from .reproductions.setups import THREE_CLIENTS
-from .verdicts import compare
 
 __all__ = ["DEMO", "DEMO_OVERRIDES", "TINY_OVERRIDES", "DemoResult", "demo_plan", "run_demo"]
 

@@ -5,7 +5,7 @@ SVG), ``verdicts.json`` and ``manifest.json`` (what :mod:`fedsafe.report.html` r
 
 The Markdown names the task, profile, seeds, training and attack precision, device, wall time and the exact command
 that reproduces it (:func:`command_line`), and states the verdict rules under the verdicts
-(:data:`fedsafe.reproduce.verdicts.RULES`).
+(:data:`fedsafe.verdicts.claims.RULES`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from ..report import figures as figs
 from ..runs.atomic import write_json, write_text
 from ..training.delta import ConfigDelta
 from ..training.trainer import summary_learned
+from ..verdicts.claims import RULES, seeds_text
 from .costs import duration
 from .planning import QUICK_OVERRIDES, Job
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, seeds_arg
 from .reproductions.format import run_label
 from .run_cache import Evaluation
-from .verdicts import RULES, seeds_text
 
 __all__ = ["Written", "built_markdown", "command_line", "markdown_table", "run_facts", "setting_text", "summary_row",
            "write_outputs"]

@@ -24,11 +24,11 @@ from ..data.tasks import TASKS
 from ..progress import Progress
 from ..runs.rundir import RunDir
 from ..training.delta import ConfigDelta
+from ..verdicts.claims import seeds_text
 from .costs import DEFAULT_MACS_PER_SECOND, duration, eval_passes, macs_per_image, measured_speeds, train_passes
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
 from .run_cache import RunCache, task_data_root
-from .verdicts import seeds_text
 
 __all__ = ["PAPER_TASKS", "QUICK", "QUICK_OVERRIDES", "TASK_NAMES", "Job", "Plan", "PlannedRun", "base_config",
            "expand_tasks", "plan"]

@@ -26,7 +26,7 @@ from ...attacks.spec import AttackSpec
 from ...config import ExperimentConfig
 from ...evaluation.runinfo import RunInfo
 from ...training.delta import ConfigDelta, describe_trainings
-from ..verdicts import Verdict
+from ...verdicts.claims import Verdict
 
 __all__ = ["DEFAULT_SEEDS", "BuildInput", "Built", "Measurement", "Options", "Reproduction", "Table", "parse_seeds",
            "seeds_arg", "tags"]

@@ -12,7 +12,7 @@ import math
 from ...attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
-from ..verdicts import Comparison, compare
+from ...verdicts.claims import Comparison, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .crn_table1 import madry_alpha
 from .curves import crn_comparisons, curve_table

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ...attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
-from ..verdicts import compare, trend
+from ...verdicts.claims import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .crn_fig2 import BEST_ALPHA, SWEEP_STEPS
 from .curves import crn_comparisons, curve_table, curves_of

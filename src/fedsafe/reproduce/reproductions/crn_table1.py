@@ -27,9 +27,9 @@ import pandas as pd
 from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
+from ...verdicts.claims import Verdict, compare
 from ..costs import gradient_passes
 from ..paper_numbers import crn_table_1
-from ..verdicts import Verdict, compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     METRICS,

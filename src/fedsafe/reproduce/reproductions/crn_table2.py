@@ -16,8 +16,8 @@ import pandas as pd
 from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
+from ...verdicts.claims import compare
 from ..paper_numbers import crn_table_2
-from ..verdicts import compare
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .crn_table1 import MADRY, madry_alpha
 from .format import (

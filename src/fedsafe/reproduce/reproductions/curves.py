@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..verdicts import Comparison, Curve
+from ...verdicts.claims import Comparison, Curve
 from .format import arms, cell, comparison, curve
 
 __all__ = ["crn_comparisons", "curve_table", "curves_of"]
@@ -22,8 +22,8 @@ def curve_table(agg: pd.DataFrame, x: str, xname: str) -> pd.DataFrame:
 
 
 def curves_of(summary: pd.DataFrame, x: str, metric: str) -> dict[str, Curve]:
-    """curve -> its :class:`~fedsafe.reproduce.verdicts.Curve` of ``metric`` (seed by seed, runs that learned),
-    for :func:`~fedsafe.reproduce.verdicts.trend`."""
+    """curve -> its :class:`~fedsafe.verdicts.claims.Curve` of ``metric`` (seed by seed, runs that learned),
+    for :func:`~fedsafe.verdicts.claims.trend`."""
     idx = arms(summary, ["curve", x])
     out = {}
     for c in dict.fromkeys(summary.curve):

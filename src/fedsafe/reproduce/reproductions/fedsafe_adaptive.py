@@ -25,7 +25,7 @@ from ...attacks.spec import AttackSpec, Start
 from ...audit.mia import MiaSettings, run_membership
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
-from ..verdicts import Verdict, compare, fmt_pct
+from ...verdicts.claims import Verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     accuracy_claim,

@@ -17,7 +17,7 @@ import pandas as pd
 from ...attacks.spec import AttackSpec
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
-from ..verdicts import compare, trend
+from ...verdicts.claims import compare, trend
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     arms,

@@ -16,8 +16,8 @@ import pandas as pd
 from ...attacks.spec import AttackSpec
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
+from ...verdicts.claims import Comparison, Verdict, compare, fmt_pct
 from ..paper_numbers import fedsafe_table_1
-from ..verdicts import Comparison, Verdict, compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     accuracy_claim,

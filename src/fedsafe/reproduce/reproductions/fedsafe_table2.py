@@ -28,8 +28,8 @@ from ...evaluation.runinfo import RunInfo
 from ...privacy import DP_MAX_EPSILON, SENSITIVITIES, dp_label, noise_for_target
 from ...report import figures as figs
 from ...training.delta import ConfigDelta
+from ...verdicts.claims import compare, fmt_pct
 from ..paper_numbers import fedsafe_table_2, lookup
-from ..verdicts import compare, fmt_pct
 from .base import BuildInput, Built, Measurement, Reproduction, Table, tags
 from .format import (
     accuracy_claim,

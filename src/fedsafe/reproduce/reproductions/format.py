@@ -22,7 +22,7 @@ import pandas as pd
 
 from ...defenses.adaptation import adaptation_counts, fraction_label
 from ...evaluation.runinfo import RunInfo
-from ..verdicts import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
+from ...verdicts.claims import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
 from .base import BuildInput
 
 __all__ = ["METRICS", "NOT_LEARNED_MARK", "Arm", "accuracy_claim", "aggregate", "arms", "attack_means", "cell",
@@ -219,7 +219,7 @@ def comparison(where: str, idx: Mapping[Any, Arm], ours: Any, other: Any, metric
 
 
 def curve(idx: Mapping[Any, Arm], keys: Sequence[Any], xs: Sequence[float], metric: str) -> Curve:
-    """The :class:`~fedsafe.reproduce.verdicts.Curve` of ``metric`` over the arms ``keys`` (at ``xs``): at each
+    """The :class:`~fedsafe.verdicts.claims.Curve` of ``metric`` over the arms ``keys`` (at ``xs``): at each
     x the seeds whose run learned; the runs that did not are named."""
     present = [(k, x) for k, x in zip(keys, xs, strict=True) if k in idx]
     gone = [line for k, _ in present for line in idx[k].not_learned.values()]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fedsafe.reproduce.stats import holm, paired_test, resolvable, t_quantile, t_two_sided
+from fedsafe.verdicts.paired_tests import holm, paired_test, resolvable, t_quantile, t_two_sided
 
 
 def _cases():

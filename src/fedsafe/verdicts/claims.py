@@ -7,7 +7,7 @@ The rule (:data:`RULES`, printed under every reproduction's verdicts):
   seeds left out are named, with the arm, the run and the reason. Both numbers of a seed come from runs of that seed,
   which share its data split and initial weights, so the test is **paired**: over the n matched seeds, the mean
   paired difference ours - other, its 95% confidence interval (Student t, n - 1 degrees of freedom) and the
-  two-sided paired t-test p-value (:mod:`fedsafe.reproduce.stats`, equal to ``scipy.stats.ttest_rel``).
+  two-sided paired t-test p-value (:mod:`fedsafe.verdicts.paired_tests`, equal to ``scipy.stats.ttest_rel``).
 * The p-values of a claim's points (those with at least :data:`MIN_SEEDS` matched seeds) are corrected together
   by Holm's step-down method; a point **resolves** when its Holm-adjusted p < 0.05, and then agrees with the claim or
   contradicts it by the sign of its mean difference; otherwise it is unresolved.
@@ -52,7 +52,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, PairedTest, holm, paired_test, resolvable
+from .paired_tests import ALPHA, PairedTest, holm, paired_test, resolvable
 
 __all__ = ["Comparison", "Curve", "MIN_SEEDS", "RULES", "STATUSES", "Verdict", "accuracy_verdict", "compare",
            "decide", "fmt_pct", "seeds_text", "spearman", "trend"]
