@@ -12,12 +12,13 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
 # layers, lowest first: a module never imports one of a higher layer. config is the validated settings (pydantic and
-# YAML only: it imports no other fedsafe module); the low layers are the algorithms and the run store; the middle one
+# YAML only: it imports no other fedsafe module); the low layers are the algorithms (verdicts: the statistics that
+# decide whether a claim holds) and the run store; the middle one
 # builds a run from a config (build), trains it (training) and evaluates it (evaluation); the high one is what a user
 # runs: reproductions, the audit, the report, the Flower apps and the CLI.
 CONFIG = ("config",)
-LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "data", "models", "runs", "device", "precision",
-       "progress", "seeding", "hardware", "profiles")
+LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "verdicts", "data", "models", "runs", "device",
+       "precision", "progress", "seeding", "hardware", "profiles")
 MIDDLE = ("build", "training", "evaluation")
 HIGH = ("reproduce", "audit", "cli", "flower", "report")
 LAYERS = (CONFIG, LOW, MIDDLE, HIGH)
