@@ -269,7 +269,7 @@ def crn_hook(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -
     return CrnClientHook(model_factory=model_factory(cfg, data, layout=False, device=spec.local.device),
                          attack_sets=[s.x for s in data.client_test], total_rounds=spec.rounds, windows=c.windows,
                          eps=c.eps, steps=c.steps or cfg.train.local_epochs, alpha=c.alpha,
-                         centre_grad=c.centre_grad)
+                         centre_grad=c.centre_grad, precision=resolve_precision(c.precision, spec.local.device))
 
 
 def build_hooks(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -> Hooks:

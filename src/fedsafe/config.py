@@ -187,6 +187,9 @@ class CrnConfig(_Part):
     alpha: float | None = Field(None, gt=0)  # None: eps / steps
     steps: int | None = Field(None, ge=1)  # j; None: the number of local epochs (authors: j = E)
     centre_grad: bool = True
+    # the online buffers' arithmetic: fp32 (exact, the default) or bf16 (auto: bf16 where the CPU or GPU has it);
+    # the demo uses auto, the reproductions fp32
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
 
     @field_validator("windows")
     @classmethod
@@ -375,6 +378,24 @@ def to_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+ADDED_LATER = {"crn.precision": "fp32"}
+"""Fields added after runs were written, with the value every earlier run had: while a config holds that value the
+field is left out of its hash (:func:`hashed_dump`), so earlier runs keep their hashes (resumable, auditable,
+cached). A new field goes here with its default."""
+
+
+def hashed_dump(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The config as hashed: its JSON dump without the :data:`ADDED_LATER` fields that hold their old value."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else json.loads(json.dumps(dict(cfg)))
+    for dotted, old in ADDED_LATER.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = data
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(leaf, old) == old:
+            node.pop(leaf, None)
+    return data
+
+
 def config_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
-    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else dict(cfg)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(hashed_dump(cfg), sort_keys=True).encode()).hexdigest()

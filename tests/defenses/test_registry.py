@@ -51,3 +51,13 @@ def test_unknown_defense_is_rejected_by_name():
 def test_the_config_rejects_an_unknown_defense_too():
     with pytest.raises(ValueError):
         make_cfg("bogus")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_online_crn_runs_in_the_configured_precision(precision):
+    cfg = make_cfg("none", downlink_noise=0.0)
+    cfg = cfg.model_copy(update={"crn": cfg.crn.model_copy(update={"enabled": True, "windows": (1,),
+                                                                     "precision": precision})})
+    data = tiny.tiny_data()
+    hooks = hooks_for(cfg, data, federation_spec(cfg, data))
+    assert hooks.client.precision == precision

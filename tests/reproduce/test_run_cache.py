@@ -84,6 +84,7 @@ CHANGES = {
     "crn.alpha": "crn.alpha=0.01",
     "crn.steps": "crn.steps=2",
     "crn.centre_grad": "crn.centre_grad=false",
+    "crn.precision": "crn.precision=bf16",
 }
 # settings some changes need to be valid (calibration needs a clip)
 NEEDS = {"privacy.calibrate": ["federation.uplink_clip=50"]}
@@ -198,3 +199,31 @@ def test_a_missing_or_different_attack_evaluation_is_not_a_hit(tmp_path):
     (tmp_path / "attacks" / f"{key}.json").write_text('{"attack": ' + __import__("json").dumps(spec.to_dict()) + "}")
     hit = cache.cached_evaluation(tmp_path, spec)
     assert hit is not None and hit.cached and list(hit.frame.columns) == ["attacker", "target"]
+
+
+def _without(dump: dict, dotted: str) -> dict:
+    *parents, leaf = dotted.split(".")
+    node = dump
+    for p in parents:
+        node = node[p]
+    node.pop(leaf)
+    return dump
+
+
+def test_a_field_added_later_leaves_earlier_runs_their_hash_and_key(monkeypatch):
+    """crn.precision was added after runs were written: at its old value (fp32) a config hashes as one written
+    without the field (its config.yaml read back), so earlier runs stay resumable and cached; `auto` resolving to
+    fp32 shares that key; bf16 is another run."""
+    from fedsafe.config import ADDED_LATER, config_hash
+
+    assert ADDED_LATER == {"crn.precision": "fp32"}
+    cfg = load_config(profile="cpu", overrides=["crn.enabled=true"])
+    old_yaml = _without(cfg.model_dump(mode="json"), "crn.precision")
+    assert config_hash(cfg) == config_hash(old_yaml)
+    bf16 = load_config(profile="cpu", overrides=["crn.enabled=true", "crn.precision=bf16"])
+    assert config_hash(bf16) != config_hash(cfg) and run_key(bf16, FP) != run_key(cfg, FP)
+    auto = load_config(profile="cpu", overrides=["crn.enabled=true", "crn.precision=auto"])
+    monkeypatch.setattr("fedsafe.precision.cpu_has_fast_bf16", lambda: False)
+    assert run_key(auto, FP) == run_key(cfg, FP)
+    monkeypatch.setattr("fedsafe.precision.cpu_has_fast_bf16", lambda: True)
+    assert run_key(auto, FP) == run_key(bf16, FP)

@@ -119,7 +119,8 @@ def setting_text(inp: BuildInput, setting: str) -> str:
             f"{tr and tr.optimizer} lr {tr and tr.lr}, training precision {summ.get('precision')}); "
             f"{len(o.seeds)} seed(s) ({seeds_text(o.seeds)}){fewer}{', mean ± std' if len(o.seeds) > 1 else ''}; "
             "attacks "
-            f"in {o.precision}, {o.batch_size} "
+            f"in {o.precision if o.precision != 'auto' else 'auto precision (resolved in the wall-time line)'}, "
+            f"{o.batch_size} "
             f"images a batch; each client's attack set is its own test set. Setting: {setting}.{quick}{extra}{syn}")
 
 
@@ -149,9 +150,15 @@ def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
             attack_s += float((per.attack_seconds_per_batch * per.batches).sum())
             attack_s += float(per.crn_seconds.sum()) if "crn_seconds" in per else 0.0
     seeds = sorted({j.seed for j in jobs})
+    attack_precisions = sorted({str(evaluations[k].record.get("precision")) for k in
+                                dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs)
+                                if evaluations[k].record.get("precision")}) or [options.precision]
+    crn_precisions = sorted({str(i.summary["crn_precision"]) for i in runs if i.summary.get("crn_precision")})
+    crn = f", online CRN {', '.join(crn_precisions)}" if crn_precisions else ""
     return (f"Seeds {seeds_text(seeds)} (fixed before the run; every seed's numbers are in summary.csv, learned or "
             f"not); profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
-            f"training precision {', '.join(precisions) or 'n/a'}, attacks {options.precision}; wall time: "
+            f"training precision {', '.join(precisions) or 'n/a'}, attacks {', '.join(attack_precisions)}{crn}; "
+            "wall time: "
             f"{len(runs)} training run(s) {duration(train_s)} in all (as their summaries recorded, cached runs "
             f"included), attack crafting {duration(attack_s)} (timed batches and CRN replays).")
 

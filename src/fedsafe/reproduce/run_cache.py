@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..attacks.spec import AttackSpec
 from ..build import default_data_root, load_run_config, load_table, prepare_data, run_device
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, hashed_dump
 from ..data.tasks import TASKS
 from ..data.types import ImageTable
 from ..evaluation.results import read_evaluation
@@ -87,15 +87,17 @@ def data_fingerprint(table: ImageTable) -> str:
 
 
 def determining(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The part of ``cfg`` that determines the trained models (``NOT_DETERMINING`` removed, precision resolved)."""
-    data = cfg.model_dump(mode="json")
+    """The part of ``cfg`` that determines the trained models (``NOT_DETERMINING`` removed, precisions resolved,
+    fields added later left out at their old value as in the config hash)."""
+    device = run_device(cfg)
+    data = hashed_dump(cfg.model_copy(update={"crn": cfg.crn.model_copy(
+        update={"precision": resolve_precision(cfg.crn.precision, device)})}))
     for dotted in NOT_DETERMINING:
         *parents, leaf = dotted.split(".")
         node = data
         for p in parents:
             node = node[p]
         node.pop(leaf, None)
-    device = run_device(cfg)
     data["train"]["precision"] = resolve_precision(cfg.train.precision, device)
     data["train"]["device"] = device.type  # kernels differ between CPU and GPU (the random draws do not)
     return data

@@ -36,6 +36,7 @@ from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
 from ..federation.simulator import SimulationResult, Simulator
 from ..models import describe_model
+from ..precision import resolve_precision
 from ..progress import Progress
 from ..runs.store import RunStore
 
@@ -143,6 +144,7 @@ def run_summary(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec
     return {
         "fedsafe_version": __version__, "task": data.task, "synthetic": data.synthetic,
         "profile": cfg.profile, "precision": spec.local.precision, "channels_last": spec.local.channels_last,
+        **({"crn_precision": resolve_precision(cfg.crn.precision, device)} if cfg.crn.enabled else {}),
         "device": describe_device(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "model": {"name": cfg.model.name, "width": cfg.model.width if cfg.model.name == "paper-cnn" else None,
