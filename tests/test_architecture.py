@@ -11,17 +11,19 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
-# layers, lowest first: a module never imports one of a higher layer. config is the validated settings (pydantic and
-# YAML only: it imports no other fedsafe module); the low layers are the algorithms (verdicts: the statistics that
-# decide whether a claim holds) and the run store; the middle one
+# layers, lowest first: a module never imports one of a higher layer. The base is the name lists every registry and the
+# config's choices share (names) and the one YAML reader (yaml12): they import no fedsafe module at all. config is the
+# validated settings (pydantic, YAML and the base only); the low layers are the algorithms (verdicts: the statistics
+# that decide whether a claim holds) and the run store; the middle one
 # builds a run from a config (build), trains it (training) and evaluates it (evaluation); the high one is what a user
 # runs: reproductions, the audit, the report, the Flower apps and the CLI.
+BASE = ("names", "yaml12")
 CONFIG = ("config",)
 LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "verdicts", "data", "models", "runs", "device",
        "precision", "progress", "seeding", "hardware", "profiles")
 MIDDLE = ("build", "training", "evaluation")
 HIGH = ("reproduce", "audit", "cli", "flower", "report")
-LAYERS = (CONFIG, LOW, MIDDLE, HIGH)
+LAYERS = (BASE, CONFIG, LOW, MIDDLE, HIGH)
 # lazy imports allowed in functions: the CLI keeps `fedsafe --help` fast (torch and Flower load on use), and
 # matplotlib is only needed by the figures
 LAZY_OK_PACKAGES = ("cli",)
@@ -73,7 +75,7 @@ def _layer(module: str) -> str:
 
 
 def _rank(module: str) -> int | None:
-    """The module's layer (0 config, 1 low, 2 middle, 3 high), None for the package itself (``fedsafe``)."""
+    """The module's layer (0 base, 1 config, 2 low, 3 middle, 4 high), None for the package itself (``fedsafe``)."""
     return next((i for i, layer in enumerate(LAYERS) if _layer(module) in layer), None)
 
 
@@ -94,6 +96,21 @@ def test_no_layer_imports_a_higher_one(graph):
     mods, imports = graph
     bad = _upward_imports(imports)
     assert not bad, f"imports of a higher layer: {bad[:5]}"
+
+
+def test_the_base_imports_no_fedsafe_module(graph):
+    """names and yaml12 sit below the config: they may import nothing of fedsafe, so nothing can hide a second list
+    of names behind them."""
+    mods, imports = graph
+    base = [m for m in imports if _layer(m) in BASE]
+    assert sorted(base) == ["fedsafe.names", "fedsafe.yaml12"], "the base modules are not found"
+    bad = [(m, t) for m in base for t, _ in imports[m] if t.startswith("fedsafe")]
+    assert not bad, f"the base imports fedsafe modules: {bad}"
+
+
+def test_upward_import_check_catches_the_base_importing_config():
+    fake = {"fedsafe.names": [("fedsafe.config", False)], "fedsafe.config": [("fedsafe.names", False)]}
+    assert _upward_imports(fake) == [("fedsafe.names", "fedsafe.config")]
 
 
 def test_upward_import_check_catches_config_importing_data():

@@ -15,14 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .names import AGGREGATORS, BYZANTINE_AGGREGATORS, DEFENSES, NORM_ACTIONS, PRECISIONS, PROFILES
+from .yaml12 import DuplicateKeyError, YAMLError, dump_yaml, read_yaml
 
 __all__ = [
     "ConfigError", "ExperimentConfig", "PROFILES", "load_config", "parse_overrides", "config_hash", "to_yaml",
 ]
-
-PROFILES = ("cpu", "paper", "paper-sgd")
 
 
 class ConfigError(ValueError):
@@ -117,7 +117,7 @@ class TrainConfig(_Part):
     momentum: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(20.0, gt=0)
     augment: bool = True
-    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    precision: Literal[PRECISIONS] = "auto"
     channels_last: bool = True
     eval_every: int = Field(1, ge=0)  # 0: evaluate only after the last round
     eval_batch_size: int = Field(256, ge=1)
@@ -139,7 +139,7 @@ class FederationConfig(_Part):
     uplink_noise: float = Field(0.0, ge=0)  # s_U
     keep_received_rounds: int = Field(10, ge=0)  # received copies kept for CRN (last R rounds)
     # aggregation of the accepted uploads (design §3): FedAvg, or a robust rule (never a silent default)
-    aggregator: Literal["fedavg", "median", "trimmed-mean", "krum", "multi-krum"] = "fedavg"
+    aggregator: Literal[AGGREGATORS] = "fedavg"
     trim_fraction: float = Field(0.1, ge=0, lt=0.5)  # trimmed-mean: share cut at each end, per coordinate
     byzantine: int = Field(0, ge=0)  # krum / multi-krum: clients assumed malicious (f)
     multi_krum_m: int | None = Field(None, ge=1)  # multi-krum: uploads averaged (None: n - f)
@@ -147,7 +147,7 @@ class FederationConfig(_Part):
     # handled by norm_action (None: no norm check). Default: federation.spec.DEFAULT_NORM_FACTOR, far above any
     # honest client's ratio, and reject
     norm_factor: float | None = Field(20.0, gt=1)
-    norm_action: Literal["flag", "clip", "reject"] = "reject"
+    norm_action: Literal[NORM_ACTIONS] = "reject"
 
 
 class CalibrationConfig(_Part):
@@ -161,8 +161,7 @@ class PrivacyConfig(_Part):
 
 
 class DefenseConfig(_Part):
-    name: Literal["none", "adversarial-training", "fed-safe", "client-adversarial-training",
-                  "adversarial-training-shared"] = "none"
+    name: Literal[DEFENSES] = "none"
     # f: client i's copy is adapted on round(f * |D_i|) server images (design §5; paper: "20% of the training samples")
     fraction: float = Field(0.2, gt=0, le=1)
     # where the server's adaptation examples come from: its own server set, or (a labelled, leaky variant that the
@@ -189,7 +188,7 @@ class CrnConfig(_Part):
     centre_grad: bool = True
     # the online buffers' arithmetic: fp32 (exact, the default) or bf16 (auto: bf16 where the CPU or GPU has it);
     # the demo uses auto, the reproductions fp32
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Literal[PRECISIONS] = "fp32"
 
     @field_validator("windows")
     @classmethod
@@ -234,7 +233,7 @@ class ExperimentConfig(_Part):
                              f"least the largest CRN window ({max(self.crn.windows)}): CRN is replayed from the kept "
                              "copies")
         f = self.federation
-        if f.aggregator in ("krum", "multi-krum") and s.num_clients < 2 * f.byzantine + 3:
+        if f.aggregator in BYZANTINE_AGGREGATORS and s.num_clients < 2 * f.byzantine + 3:
             raise ValueError(f"federation.aggregator {f.aggregator} tolerates byzantine={f.byzantine} clients only "
                              f"with at least {2 * f.byzantine + 3} clients (splits.num_clients={s.num_clients})")
         if self.defense.name == "adversarial-training" and f.downlink_noise > 0:
@@ -243,46 +242,6 @@ class ExperimentConfig(_Part):
         if self.privacy.calibrate is not None and self.federation.uplink_clip is None:
             raise ValueError("privacy.calibrate needs federation.uplink_clip (C) to be set")
         return self
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number (YAML 1.1 reads it as a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                 |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                 |[-+]?\.(?:inf|Inf|INF)
-                 |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping that names one key twice (PyYAML would keep the last silently)."""
-
-
-def _no_duplicate_keys(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    first: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        if key in first:
-            raise DuplicateKeyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
-                                    f"{first[key] + 1})")
-        first[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _no_duplicate_keys)
-
-
-def read_yaml(text: str) -> Any:
-    """Parse YAML with :class:`_Loader` (safe; YAML 1.2 floats)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any], *, origin: str = "config",
@@ -306,7 +265,7 @@ def _profile_dict(name: str) -> dict[str, Any]:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
     text = resources.files("fedsafe.profiles").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return read_yaml(text) or {}
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -321,7 +280,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: empty key")
         try:
             value = read_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
+        except YAMLError as e:
             raise ConfigError(f"--set {item!r}: value is not valid YAML ({e.__class__.__name__})") from None
         node = out
         for p in parts[:-1]:
@@ -357,7 +316,7 @@ def load_config(path: str | Path | None = None, *, profile: str | None = None,
             raise ConfigError(f"{path}: no such config file") from None
         except DuplicateKeyError as e:
             raise ConfigError(f"{path}: {e}") from None
-        except yaml.YAMLError as e:
+        except YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{path}: not valid YAML{where}") from None
@@ -375,7 +334,7 @@ def load_config(path: str | Path | None = None, *, profile: str | None = None,
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return dump_yaml(cfg.model_dump(mode="json"))
 
 
 ADDED_LATER = {"crn.precision": "fp32"}

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from .hardware import cpu_features
+from .names import PRECISIONS as _NAMES
 
 __all__ = ["Precision", "autocast", "cpu_has_fast_bf16", "resolve_precision", "to_channels_last"]
 
 Precision = Literal["fp32", "bf16"]
-_NAMES = ("fp32", "bf16", "auto")
 T = TypeVar("T", nn.Module, torch.Tensor)
 
 

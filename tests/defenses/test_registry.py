@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedsafe import names
 from fedsafe.build import build_hooks as hooks_for
 from fedsafe.build import federation_spec
 from fedsafe.config import DefenseConfig
@@ -26,6 +27,17 @@ EXPECTED = {
 
 def test_the_registry_holds_every_configurable_defense():
     assert set(DEFENSES) == set(EXPECTED) == set(DefenseConfig.model_fields["name"].annotation.__args__)
+    assert tuple(DEFENSES) == names.DEFENSES == DefenseConfig.model_fields["name"].annotation.__args__
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_kind_lists_name_what_each_defense_builds(name):
+    """names.SERVER_DEFENSES / PER_CLIENT_DEFENSES / CLIENT_DEFENSES (read by the cost estimates, the cost summary
+    and the report) say what the registry's builder really makes."""
+    server_type, loss = EXPECTED[name]
+    assert (name in names.SERVER_DEFENSES) == (server_type is not type(None))
+    assert (name in names.PER_CLIENT_DEFENSES) == (server_type is CopyAdaptationHook)
+    assert (name in names.CLIENT_DEFENSES) == (loss is PgdLoss)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

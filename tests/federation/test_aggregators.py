@@ -195,10 +195,13 @@ def test_float64_accumulation_of_float32_entries():
     assert result.item() == torch.tensor(1 / 3, dtype=torch.float32).item()
 
 
-def test_registry_matches_the_federation_spec_names():
-    from fedsafe.federation.federation_spec import AGGREGATORS as SPEC_NAMES
+def test_registry_implements_exactly_the_config_names():
+    """The config's choices (fedsafe.names) and the registry's keys are one list, in one order."""
+    from fedsafe.config import FederationConfig
+    from fedsafe.names import AGGREGATORS as NAMES
 
-    assert tuple(AGGREGATORS) == tuple(SPEC_NAMES)
+    assert tuple(AGGREGATORS) == NAMES
+    assert FederationConfig.model_fields["aggregator"].annotation.__args__ == NAMES
 
 
 # --- bad input --------------------------------------------------------------------------------------------------

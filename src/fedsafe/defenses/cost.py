@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..config import DefenseConfig
+from ..names import CLIENT_DEFENSES, SERVER_DEFENSES
 
 __all__ = ["defense_cost_summary"]
 
@@ -49,12 +50,12 @@ def defense_cost_summary(metrics: Iterable[Mapping[str, object]], *, defense: De
     out: dict[str, object] = {}
     if defense is not None:
         steps = defense.steps
-        extra = client_passes * steps / (steps + 1) if defense.name == "client-adversarial-training" else 0.0
+        extra = client_passes * steps / (steps + 1) if defense.name in CLIENT_DEFENSES else 0.0
         out["name"] = defense.name
         if defense.name != "none":
             out.update(eps=defense.eps, alpha=defense.alpha if defense.alpha is not None else defense.eps / 6,
                        steps=steps, random_start=defense.random_start)
-        if defense.name in ("adversarial-training", "fed-safe", "adversarial-training-shared"):
+        if defense.name in SERVER_DEFENSES:
             out.update(fraction=defense.fraction, epochs=defense.epochs, adaptation_data=defense.adaptation_data)
     out.update(server=server, clients={"passes": client_passes, "seconds": client_seconds, "extra_passes": extra},
                wall_seconds=wall)

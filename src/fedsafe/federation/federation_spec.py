@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AGGREGATORS", "DEFAULT_NORM_FACTOR", "NORM_ACTIONS", "FederationSpec", "LocalSpec"]
+from ..names import AGGREGATORS, NORM_ACTIONS
 
-AGGREGATORS = ("fedavg", "median", "trimmed-mean", "krum", "multi-krum")
-NORM_ACTIONS = ("flag", "clip", "reject")
+__all__ = ["DEFAULT_NORM_FACTOR", "FederationSpec", "LocalSpec"]
+
 DEFAULT_NORM_FACTOR = 20.0
 """The norm screen's default: an upload whose update norm exceeds 20 x the round's (lower) median update norm is
 rejected. No honest client comes near it: the largest ratio measured on honest synthetic runs was 1.93 (five

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NORM_ACTIONS", "Screening", "screen_uploads"]
+from ..names import NORM_ACTIONS
 
-NORM_ACTIONS = ("flag", "clip", "reject")
+__all__ = ["Screening", "screen_uploads"]
 
 StateDict = Mapping[str, torch.Tensor]
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from flwr.app import ArrayRecord
 from torch import nn
 
@@ -35,6 +34,7 @@ from ..federation.federated_data import FederatedData
 from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
 from ..federation.state import clone
+from ..yaml12 import YAMLError, read_yaml
 
 __all__ = [
     "RUN_CONFIG_DEFAULTS", "APP_PYPROJECT", "FlowerRun", "encode_config", "decode_config", "load_run",
@@ -111,8 +111,8 @@ def decode_config(text: str) -> ExperimentConfig:
         raise ConfigError("Flower run config has no 'fedsafe-config': start the run with `fedsafe flower simulate` "
                           "or `fedsafe flower run`, which pass the experiment config")
     try:
-        data = yaml.safe_load(base64.b64decode(text.encode("ascii"), validate=True).decode())
-    except (binascii.Error, UnicodeError, ValueError, yaml.YAMLError):
+        data = read_yaml(base64.b64decode(text.encode("ascii"), validate=True).decode())
+    except (binascii.Error, UnicodeError, ValueError, YAMLError):
         raise ConfigError("Flower run config 'fedsafe-config' is not a base64-encoded fedsafe config") from None
     return ExperimentConfig.model_validate(data)
 

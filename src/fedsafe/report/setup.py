@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.runinfo import RunInfo, read_run
+from ..names import PER_CLIENT_DEFENSES
 from .elements import esc, num, pct, table
 
 __all__ = ["setup_html"]
@@ -81,7 +82,7 @@ def runs_table(runs: dict[Path, list[str]], infos: dict[Path, RunInfo], root: Pa
             continue
         d = cfg.defense
         cost = priv.get("defense_cost") or {}
-        defense = d.name + (f" (f = {d.fraction})" if d.name in ("adversarial-training", "fed-safe") else "")
+        defense = d.name + (f" (f = {d.fraction})" if d.name in PER_CLIENT_DEFENSES else "")
         name = str(rd.relative_to(root)) if root is not None and rd.is_relative_to(root) else str(rd)
         learned = summ.get("learned")
         rejected = len(summ.get("rejected_uploads") or [])

@@ -13,6 +13,7 @@ from ..build import model_factory
 from ..config import ExperimentConfig
 from ..data.tasks import TASKS, task_class_names
 from ..evaluation.runinfo import read_run
+from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
            "train_passes"]
@@ -87,13 +88,13 @@ def train_passes(cfg: ExperimentConfig, n: int) -> float:
     tr, d, s = cfg.train, cfg.defense, cfg.splits
     n_train, n_server, n_glob = _split_sizes(cfg, n)
     passes = tr.rounds * tr.local_epochs * n_train
-    if d.name == "client-adversarial-training":
+    if d.name in CLIENT_DEFENSES:
         passes *= d.steps + 1
     per_adapt = _adaptation_images(cfg, n_train, n_server) * (d.steps + 1) * d.epochs
-    if d.name == "adversarial-training-shared":
-        passes += tr.rounds * per_adapt
-    elif d.name in ("adversarial-training", "fed-safe"):
+    if d.name in PER_CLIENT_DEFENSES:
         passes += (tr.rounds + 1) * s.num_clients * per_adapt
+    elif d.name in SERVER_DEFENSES:  # the shared variant: one model a round
+        passes += tr.rounds * per_adapt
     if cfg.crn.enabled:
         j = cfg.crn.steps or tr.local_epochs
         passes += s.num_clients * sum(cfg.crn.windows) * j * s.client_test_size

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..config import ExperimentConfig, read_yaml
+from ..config import ExperimentConfig
+from ..yaml12 import read_yaml
 
 __all__ = ["ConfigDelta", "describe_trainings"]
 
