@@ -24,7 +24,7 @@ def flat(text: str) -> str:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("attack-cli") / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY])
     assert r.exit_code == 0, r.output
     return run
 

@@ -31,7 +31,7 @@ def flat(text: str) -> str:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("audit-cli") / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY])
     assert r.exit_code == 0, r.output
     return run
 

@@ -125,19 +125,19 @@ def test_fixed_sets_are_choices_from_the_registries():
 
 def test_runtime_errors_exit_1_and_usage_errors_exit_2(tmp_path):
     missing = tmp_path / "missing.yaml"
-    r = CliRunner().invoke(app, ["train", "-c", str(missing), "--run-dir", str(tmp_path / "run")])
+    r = CliRunner().invoke(app, ["train", "-c", str(missing), "-o", str(tmp_path / "run")])
     assert r.exit_code == 1 and r.output.count("error:") == 1 and str(missing) in flat(r.output), r.output
     r = CliRunner().invoke(app, ["train", "--stop-after", "0"])
     assert r.exit_code == 2 and r.output.count("error:") == 1 and "--stop-after" in r.output, r.output
-    r = CliRunner().invoke(app, ["train", "--run-dir", " "])
-    assert r.exit_code == 2 and "--run-dir is an empty path" in flat(r.output)
+    r = CliRunner().invoke(app, ["train", "-o", " "])
+    assert r.exit_code == 2 and "-o/--output is an empty path" in flat(r.output)
     r = CliRunner().invoke(app, ["privacy", "calibrate", "--epsilon", "1"])
     assert r.exit_code == 2 and "Missing option '--clip'" in flat(r.output) and r.output.count("error:") == 1
     assert CliRunner().invoke(app, ["nosuch"]).exit_code == 2
 
 
 def test_verbose_shows_the_library_log(tmp_path):
-    run = ["train", "--run-dir", str(tmp_path / "run"), *TINY]
+    run = ["train", "-o", str(tmp_path / "run"), *TINY]
     assert CliRunner().invoke(app, [*run, "--stop-after", "1"]).exit_code == 0
     quiet = CliRunner().invoke(app, [*run, "--stop-after", "2"])
     assert quiet.exit_code == 0 and "resuming from round" not in quiet.output

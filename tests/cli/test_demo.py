@@ -10,7 +10,7 @@ runner = CliRunner()
 
 
 def test_demo_tiny_writes_the_report_and_says_where(tmp_path):
-    res = runner.invoke(app, ["demo", "--tiny", "--results", str(tmp_path)])
+    res = runner.invoke(app, ["demo", "--tiny", "-o", str(tmp_path)])
     assert res.exit_code == 0, res.output
     report = tmp_path / "demo" / "report.html"
     assert report.is_file() and report.stat().st_size > 10_000
@@ -20,13 +20,13 @@ def test_demo_tiny_writes_the_report_and_says_where(tmp_path):
     assert "Transfer from a malicious client" in text and "PGD-1+CRN10" in text
     assert "synthetic" in text and "not real data" in text
     # a second demo reuses the cached runs and attacks
-    again = runner.invoke(app, ["demo", "--tiny", "--results", str(tmp_path)])
+    again = runner.invoke(app, ["demo", "--tiny", "-o", str(tmp_path)])
     assert again.exit_code == 0 and "2 not yet cached" not in " ".join(again.output.split())
 
 
 def test_reproduce_dry_run_prints_the_cost_and_trains_nothing(tmp_path):
     res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "synthetic", "--quick", "--dry-run",
-                              "--results", str(tmp_path), "--set", "task.synthetic_size=150",
+                              "-o", str(tmp_path), "--set", "task.synthetic_size=150",
                               "--set", "task.image_size=16"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
@@ -35,7 +35,7 @@ def test_reproduce_dry_run_prints_the_cost_and_trains_nothing(tmp_path):
 
 
 def test_reproduce_takes_groups_and_comma_separated_names(tmp_path):
-    common = ["--task", "synthetic", "--quick", "--dry-run", "--results", str(tmp_path),
+    common = ["--task", "synthetic", "--quick", "--dry-run", "-o", str(tmp_path),
               "--set", "task.synthetic_size=150", "--set", "task.image_size=16"]
     res = runner.invoke(app, ["reproduce", "fedsafe", *common])
     assert res.exit_code == 0, res.output
@@ -48,11 +48,11 @@ def test_reproduce_takes_groups_and_comma_separated_names(tmp_path):
 
 
 def test_reproduce_names_a_missing_data_path(tmp_path):
-    res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "glioma", "--results", str(tmp_path),
+    res = runner.invoke(app, ["reproduce", "crn-table1", "--task", "glioma", "-o", str(tmp_path),
                               "--set", f"task.data_root={tmp_path / 'nowhere'}"])
     assert res.exit_code == 1 and "nowhere" in " ".join(res.output.split())
 
 
 def test_report_of_a_directory_without_results_fails_cleanly(tmp_path):
-    res = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
+    res = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "out")])
     assert res.exit_code == 1 and "neither a results directory" in " ".join(res.output.split())

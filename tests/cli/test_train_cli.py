@@ -18,7 +18,7 @@ TINY = ["--set", "task.image_size=16", "--set", "task.synthetic_size=300", "--se
 
 def test_train_writes_a_complete_run_directory_and_skips_when_complete(tmp_path):
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY])
     assert r.exit_code == 0, r.output
     assert "[synthetic]" in r.output
     summary = json.loads((run / "summary.json").read_text())
@@ -30,16 +30,16 @@ def test_train_writes_a_complete_run_directory_and_skips_when_complete(tmp_path)
     report = json.loads((run / "data_report.json").read_text())
     assert report["synthetic"] is True and set(report["splits"]) >= {"global_test", "server"}
     assert (run / "models" / "final" / "client_002.pt").is_file()
-    again = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY])
+    again = CliRunner().invoke(app, ["train", "-o", str(run), *TINY])
     assert again.exit_code == 0 and "already complete" in " ".join(again.output.split())
 
 
 def test_stop_after_then_resume_matches_a_straight_run(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert CliRunner().invoke(app, ["train", "--run-dir", str(a), *TINY]).exit_code == 0
-    assert CliRunner().invoke(app, ["train", "--run-dir", str(b), "--stop-after", "1", *TINY]).exit_code == 0
+    assert CliRunner().invoke(app, ["train", "-o", str(a), *TINY]).exit_code == 0
+    assert CliRunner().invoke(app, ["train", "-o", str(b), "--stop-after", "1", *TINY]).exit_code == 0
     assert not (b / "summary.json").exists()
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(b), *TINY])
+    r = CliRunner().invoke(app, ["train", "-o", str(b), *TINY])
     assert r.exit_code == 0, r.output
     assert json.loads((b / "summary.json").read_text())["resumed_from_round"] == 1
     for c in range(3):
@@ -50,15 +50,15 @@ def test_stop_after_then_resume_matches_a_straight_run(tmp_path):
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "x"), "--set", "train.lr_rate=1"])
+    r = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "x"), "--set", "train.lr_rate=1"])
     assert r.exit_code == 1 and "unknown key 'train.lr_rate'" in " ".join(r.output.split())
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "x"), "--task", "meningioma",
+    r = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "x"), "--task", "meningioma",
                                  "--data-root", str(tmp_path / "missing")])
     assert r.exit_code == 1 and "missing" in r.output
     # a run directory holding another config is refused, nothing in it is touched
     run = tmp_path / "run"
-    assert CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY]).exit_code == 0
+    assert CliRunner().invoke(app, ["train", "-o", str(run), *TINY]).exit_code == 0
     before = (run / "summary.json").read_bytes()
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY, "--set", "seed=5"])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY, "--set", "seed=5"])
     assert r.exit_code == 1 and "different config" in " ".join(r.output.split())
     assert (run / "summary.json").read_bytes() == before

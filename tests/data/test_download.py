@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fedsafe.cli import app as fedsafe_app
 from fedsafe.cli.data import app
 from fedsafe.data.download import (
     MEDMNIST_2D,
@@ -217,7 +218,7 @@ def test_cli_download_ok_and_failure(served, breastmnist_npz, tmp_path):
     shutil.copy(breastmnist_npz, folder / "breastmnist.npz")
     runner = CliRunner()
 
-    ok = runner.invoke(app, ["download", "breastmnist", "--to", str(tmp_path / "d"), "--base-url", base])
+    ok = runner.invoke(app, ["download", "breastmnist", "-o", str(tmp_path / "d"), "--base-url", base])
     missing = runner.invoke(app, ["download", "dermamnist", "--to", str(tmp_path / "d"), "--base-url", base])
     unknown = runner.invoke(app, ["download", "imagenet", "--to", str(tmp_path / "d")])
 
@@ -237,10 +238,11 @@ def test_to_an_existing_file_is_a_one_line_error(tmp_path):
 
     with pytest.raises(ValueError, match="is a file, not a folder"):
         download("breastmnist", to=target, base_url="http://127.0.0.1:9")
-    result = CliRunner().invoke(app, ["download", "breastmnist", "--to", str(target)], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(fedsafe_app, ["data", "download", "breastmnist", "-o", str(target)],
+                                env={"COLUMNS": "300"})
 
-    assert result.exit_code == 1
-    assert str(target) in result.output and "is a file, not a folder" in result.output
+    assert result.exit_code == 2  # the command line names a file where a folder goes: a usage error
+    assert str(target) in result.output and "is a file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert target.read_text() == "not a folder"
 

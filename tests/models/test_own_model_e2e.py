@@ -41,7 +41,7 @@ def user_models_importable():
 
 def _train(tmp_path_factory, name: str, model: list[str]) -> Path:
     run = tmp_path_factory.mktemp(name) / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY, *model])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY, *model])
     assert r.exit_code == 0, r.output
     return run
 
@@ -104,6 +104,6 @@ def test_a_monai_network_trains_and_is_attacked(tmp_path_factory):
 ])
 def test_a_bad_factory_fails_in_one_line_before_anything_is_written(tmp_path, model, message):
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *TINY, *model])
+    r = CliRunner().invoke(app, ["train", "-o", str(run), *TINY, *model])
     assert r.exit_code != 0 and message in " ".join(r.output.split())
     assert not run.exists()

@@ -1,5 +1,6 @@
 """Option types for the sub-commands' fixed sets of values, taken from the registries and the config's literals
-(never a list of their own): ``--profile``, ``--task``, ``--attack``, ``--precision``, ``--labels``...
+(never a list of their own): ``--profile``, ``--task``, ``--attack``, ``--precision``, ``--labels``...; and the
+type of ``-o/--output``, which names the folder a command writes into, in every command (:func:`output_dir`).
 
 >>> from fedsafe.config import TrainConfig
 >>> literal_values(TrainConfig, "precision")
@@ -15,7 +16,7 @@ import click
 
 from ..config import PROFILES
 
-__all__ = ["choice", "literal_values", "profile_choice"]
+__all__ = ["OUTPUT", "choice", "literal_values", "output_dir", "profile_choice"]
 
 
 def choice(values: Iterable[str]) -> click.Choice:
@@ -35,3 +36,13 @@ def literal_values(cls: type, field: str) -> tuple[str, ...]:
 def profile_choice() -> click.Choice:
     """``--profile``: the shipped profiles (:data:`fedsafe.config.PROFILES`)."""
     return choice(PROFILES)
+
+
+OUTPUT = ("--output", "-o")
+"""The option names of the folder a command writes into (a run directory, a results folder, a report's folder):
+one meaning in every command. A single file a command writes gets a name of its own (``report --html FILE``)."""
+
+
+def output_dir() -> click.Path:
+    """The type of ``-o/--output``: a folder (made if missing; an existing file there is a usage error)."""
+    return click.Path(file_okay=False, dir_okay=True)

@@ -17,6 +17,7 @@ from ..data.neardup import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, NearDuplica
 from ..data.pcam import PCAM_SPLITS
 from ..data.tasks import TASKS, load_task
 from ..data.types import DataReport
+from .choices import OUTPUT, output_dir
 from .console import fail, out, progress_bars, usage_error
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -208,7 +209,8 @@ def _show_pairs(title: str, found: dict[str, object]) -> None:
 @app.command("download")
 def download_cmd(
     name: str = typer.Argument(..., help=f"One of: {', '.join(SOURCES)}."),
-    to: Path = typer.Option(Path("data"), "--to", help="Folder to put the data in."),
+    to: Path = typer.Option(Path("data"), *OUTPUT, "--to", click_type=output_dir(),
+                            help="The folder to put the data set in (as a sub-folder named after it)."),
     base_url: str | None = typer.Option(None, "--base-url", envvar="FEDSAFE_DOWNLOAD_BASE",
                                  help="Replace the source's base URL (a mirror, or a local server in tests)."),
     commit: str | None = typer.Option(None, "--commit", help="brain-tumor-mri: download this commit's archive "

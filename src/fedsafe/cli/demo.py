@@ -13,6 +13,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from ..config import ConfigError, load_config
+from .choices import OUTPUT, output_dir
 from .console import console, fail, out, progress_bars
 
 app = typer.Typer()
@@ -35,7 +36,8 @@ def _heatmaps(manifest: Path) -> None:
 
 @app.command()
 def demo(
-    results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory."),
+    results: Path = typer.Option(Path("results"), *OUTPUT, "--results", click_type=output_dir(),
+                                 help="The results folder to write into (the demo's runs, tables and report)."),
     tiny: bool = typer.Option(False, "--tiny", help="A much smaller demo (seconds; for tests, numbers meaningless)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
@@ -66,4 +68,4 @@ def demo(
               "  fedsafe data download brain-tumor-mri --to data\n"
               "  fedsafe reproduce crn-table1 --task meningioma --set task.data_root=data/brain-tumor-mri\n"
               "  fedsafe reproduce all --task meningioma      # every table and figure; prints its cost first\n"
-              "  fedsafe report results -o report.html", highlight=False)
+              "  fedsafe report results -o results        # results/report.html", highlight=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..config import ConfigError, ExperimentConfig, config_hash, load_config
-from .choices import profile_choice
+from .choices import OUTPUT, output_dir, profile_choice
 from .console import console, fail, usage_error
 
 app = typer.Typer(no_args_is_help=True)
@@ -53,7 +53,8 @@ def simulate(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
                                 help="The shipped profile (default: the config's, else cpu)."),
-    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>-flower)."),
+    run_dir: Path = typer.Option(None, *OUTPUT, "--run-dir", click_type=output_dir(),
+                                 help="The run directory to write (default runs/<task>-<profile>-<hash>-flower)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. splits.num_clients=100"),
     cpus_per_client: int = typer.Option(1, "--cpus-per-client", help="Ray CPUs per ClientApp."),
     threads: int = typer.Option(None, "--threads", help="torch threads per process (default: config's, else 1)."),
@@ -195,7 +196,8 @@ def run_app(
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     superlink_address: str = typer.Option(..., "--superlink", help="HOST:PORT of the SuperLink."),
     ca: Path = typer.Option(..., "--ca", help="The federation's CA certificate (ca.pem)."),
-    run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory ON THE SUPERLINK'S MACHINE."),
+    run_dir: Path = typer.Option(..., *OUTPUT, "--run-dir", click_type=output_dir(),
+                                 help="The run directory to write, ON THE SUPERLINK'S MACHINE."),
     profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
                                 help="The shipped profile (default: the config's, else cpu)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides."),
@@ -224,7 +226,8 @@ def run_app(
 def deploy(
     positional: Path = typer.Argument(None, hidden=True, metavar="[CONFIG]", help=_POSITIONAL_HELP),
     config: Path = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
-    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Run directory."),
+    run_dir: Path = typer.Option(None, *OUTPUT, "--run-dir", click_type=output_dir(),
+                                 help="The run directory to write (default runs/<task>-<profile>-<hash>-flower)."),
     certs_dir: Path = typer.Option(None, "--certs", help="Certificates and node keys (made if missing)."),
     profile: str = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
                                 help="The shipped profile (default: the config's, else cpu)."),

@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..data.tasks import TASKS
-from .choices import choice, literal_values, profile_choice
+from .choices import OUTPUT, choice, literal_values, output_dir, profile_choice
 from .console import console, fail, out, progress_bars
 from .runtime import tune_glibc_malloc
 
@@ -99,15 +99,15 @@ def reproduce(
     profile: str = typer.Option("cpu", "--profile", "-p", click_type=profile_choice(), help="The shipped profile."),
     seeds: str = typer.Option("5", "--seeds", help="The seeds, fixed before running: N for seeds 0..N-1 (default "
                                                    "0..4), or a list such as 0,1,2."),
-    results: Path = typer.Option(Path("results"), "--results", "-o", help="Results directory (runs are cached in "
-                                                                           "RESULTS/runs)."),
+    results: Path = typer.Option(Path("results"), *OUTPUT, "--results", click_type=output_dir(),
+                                 help="The results folder to write into (runs are cached in OUTPUT/runs)."),
     quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides, e.g. task.data_root=DIR."),
     precision: str = typer.Option("fp32", "--precision", click_type=choice(literal_values(TrainConfig, "precision")),
                                   help="Precision of the attack evaluation."),
     batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write RESULTS/report.html at the end."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUTPUT/report.html at the end."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for the trainings and attack "
                                                             "evaluations (torch threads: cores / jobs each, unless "

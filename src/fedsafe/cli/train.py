@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..config import ConfigError, load_config
 from ..data.tasks import TASKS
-from .choices import choice, profile_choice
+from .choices import OUTPUT, choice, output_dir, profile_choice
 from .console import console, fail, out, progress_bars, usage_error
 
 app = typer.Typer()
@@ -26,7 +26,8 @@ def train(
                                 help="The shipped profile (default: the config's, else cpu)."),
     task: str = typer.Option(None, "--task", "-t", click_type=choice(TASKS), help="Shortcut for --set task.name=..."),
     data_root: str = typer.Option(None, "--data-root", help="Shortcut for --set task.data_root=..."),
-    run_dir: str = typer.Option(None, "--run-dir", "-o", help="Run directory (default runs/<task>-<hash>)."),
+    run_dir: str = typer.Option(None, *OUTPUT, "--run-dir", click_type=output_dir(),
+                                help="The run directory to write (default runs/<task>-<profile>-<hash>)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. train.rounds=5"),
     stop_after: int = typer.Option(None, "--stop-after", min=1, help="Stop after this round (resume later)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
@@ -48,7 +49,7 @@ def train(
     except ConfigError as e:
         raise fail(str(e)) from None
     if run_dir is not None and not run_dir.strip():
-        raise usage_error(f"--run-dir is an empty path ({run_dir!r}): give the folder of the run")
+        raise usage_error(f"-o/--output is an empty path ({run_dir!r}): give the folder of the run")
     default = Path("runs") / f"{cfg.task.name}-{cfg.profile}-{config_hash(cfg)[:10]}"
     rd = Path(run_dir) if run_dir is not None else default
     try:

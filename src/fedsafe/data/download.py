@@ -260,7 +260,7 @@ def download(
     url = source_url(name, base_url=base_url, commit=commit)
     to = Path(to).expanduser()
     if to.exists() and not to.is_dir():
-        raise ValueError(f"{to} is a file, not a folder: the download target (--to) must be a folder to put the "
+        raise ValueError(f"{to} is a file, not a folder: the download target (-o/--output) must be a folder to put the "
                          "data in")
     try:
         to.mkdir(parents=True, exist_ok=True)

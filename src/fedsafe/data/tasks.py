@@ -208,7 +208,7 @@ def load_task(
 def _load_mri(spec: TaskSpec, root: Path, *, size: int, channels: int, cache_dir: Path | None, strict: bool,
               drop_conflicts: bool, near_duplicates: NearDuplicateSettings | None, same_scan: ScanSettings | None,
               progress: Progress | None) -> _Loaded:
-    # accept the folder ``fedsafe data download brain-tumor-mri --to DIR`` wrote into, as for the npz sets
+    # accept the folder ``fedsafe data download brain-tumor-mri -o DIR`` wrote into, as for the npz sets
     if not any((root / s).is_dir() for s in MRI_SPLITS) and (root / "brain-tumor-mri").is_dir():
         root = root / "brain-tumor-mri"
     return read_mri(root, spec.name, size=size, channels=channels, cache_dir=cache_dir, strict=strict,
