@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
 BASE = ("names", "yaml12")
 CONFIG = ("config",)
 LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "verdicts", "data", "models", "runs", "device",
-       "precision", "progress", "seeding", "hardware", "profiles")
+       "precision", "progress", "seeding", "hardware", "profiles", "defaults")
 MIDDLE = ("build", "training", "evaluation")
 HIGH = ("reproduce", "audit", "cli", "flower", "report")
 LAYERS = (BASE, CONFIG, LOW, MIDDLE, HIGH)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from .data.sites import site_splits
 from .data.splits import Splits, make_splits
 from .data.tasks import load_task, load_task_kwargs, task_class_names
 from .data.types import DataReport, ImageTable
+from .defaults import crn_steps, server_set_request
 from .defenses.adaptation import adaptation_counts
 from .defenses.defense_registry import defense_hooks
 from .device import resolve_device
@@ -122,16 +122,12 @@ def _server_size(cfg: ExperimentConfig, table: ImageTable) -> tuple[Splits, list
     """The splits, with the server set sized for ``splits.server_for_fraction`` of the largest client's training
     set when that is set (design §5), else ``splits.server_size``."""
     s = cfg.splits
-    if s.server_for_fraction is None:
-        server: int | float = int(s.server_size) if s.server_size >= 1 else float(s.server_size)
-        return _splits(cfg, table, server), []
-    f = s.server_for_fraction
     n = len(table.labels)
-    glob = round(s.global_test_size * n) if s.global_test_size < 1 else int(s.global_test_size)
-    rest = n - glob - s.num_clients * s.client_test_size  # what the server set and the training data share
-    # the fixed point S = f * (rest - S) / N, then up until the largest client's round(f |D_i|) fits (the partition
-    # does not cut the training data into exactly equal parts)
-    size = max(1, math.floor(f * rest / (s.num_clients + f)))
+    size = server_set_request(s, n)
+    if s.server_for_fraction is None:
+        return _splits(cfg, table, size), []
+    f = s.server_for_fraction
+    # the fixed point, then up until the largest client's round(f |D_i|) fits
     splits = _splits(cfg, table, size)
     for _ in range(20):
         need = max(adaptation_counts(f, [len(c) for c in splits.client_train], n))
@@ -268,7 +264,7 @@ def crn_hook(cfg: ExperimentConfig, data: FederatedData, spec: FederationSpec) -
     c = cfg.crn
     return CrnClientHook(model_factory=model_factory(cfg, data, layout=False, device=spec.local.device),
                          attack_sets=[s.x for s in data.client_test], total_rounds=spec.rounds, windows=c.windows,
-                         eps=c.eps, steps=c.steps or cfg.train.local_epochs, alpha=c.alpha,
+                         eps=c.eps, steps=crn_steps(cfg), alpha=c.alpha,
                          centre_grad=c.centre_grad, precision=resolve_precision(c.precision, spec.local.device))
 
 

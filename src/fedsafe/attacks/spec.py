@@ -42,6 +42,7 @@ from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_wi
 from fedsafe.attacks.crn import crn_alpha
 from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.config import CrnConfig, ExperimentConfig
+from fedsafe.defaults import crn_steps
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_EOT_SAMPLES", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_SURROGATES",
            "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start", "parse_start", "sweep"]
@@ -141,7 +142,7 @@ class Start:
             raise ValueError(f"start {self.name!r} is not a CRN start")
         c = cfg.crn
         eps = c.eps if self.eps is None else self.eps
-        steps = int(self.steps or c.steps or cfg.train.local_epochs)
+        steps = int(self.steps or crn_steps(cfg))
         alpha = crn_alpha(eps=eps, steps=steps, alpha=c.alpha if self.alpha is None else self.alpha)
         return CrnSettings(window=int(self.window), eps=eps, alpha=alpha, steps=steps,  # type: ignore[arg-type]
                            centre_grad=c.centre_grad)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..defaults import LEARN_MARGIN_TEXT
 from ..report.elements import badges, esc, heatmap, num, page, pct, table
 from ..runs.atomic import write_text
 
@@ -114,7 +115,8 @@ def audit_page(s: dict[str, Any]) -> str:
     body = [f"<h1>{esc(title)}</h1>", quick, badges(False, bool(s.get("synthetic")))]
     if s.get("learned") is False:
         body.append('<div class="verdict does-not-hold"><span class="status">This run did not learn</span>: its '
-                    "global model is within 2 points of the majority-class rate; the numbers below say nothing about "
+                    f"global model is within {LEARN_MARGIN_TEXT} of the majority-class rate; the numbers below say "
+                    "nothing about "
                     "robustness or privacy.</div>")
     if s.get("budget"):
         body.append(f'<p class="note">{esc(s["budget"]["text"])}</p>')

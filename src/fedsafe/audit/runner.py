@@ -39,6 +39,7 @@ from .. import __version__
 from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient, predict
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
+from ..defaults import ATTACK_BATCH_SIZE
 from ..build import load_run_config
 from ..evaluation.adaptive_attacks import (
     MASKING_EPS,
@@ -93,7 +94,7 @@ class AuditSettings:
     insider_rounds: int = 0
     seed: int = 0
     precision: str = "auto"
-    batch_size: int = 100
+    batch_size: int = ATTACK_BATCH_SIZE
     masking: bool = True
     masking_images: int = 50
     membership: bool = True

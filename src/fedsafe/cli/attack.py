@@ -26,6 +26,7 @@ from ..attacks.spec import (
     sweep,
 )
 from ..config import TrainConfig
+from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from .choices import choice, literal_values
 from .console import console, fail, out, progress_bars, usage_error
 
@@ -129,9 +130,9 @@ def attack(
                                                           "the online buffers'); projected into --eps."),
     crn_alpha: float = typer.Option(None, "--crn-alpha", help="Step of a CRN start (default: the run's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random start."),
-    precision: str = typer.Option("fp32", "--precision", click_type=choice(PRECISIONS),
+    precision: str = typer.Option(ATTACK_PRECISION, "--precision", click_type=choice(PRECISIONS),
                                  help="fp32 (exact), bf16, or auto (bf16 where fast)."),
-    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
+    batch_size: int = typer.Option(ATTACK_BATCH_SIZE, "--batch-size", help="Images attacked at a time."),
     labels: str = typer.Option("pred", "--labels", click_type=choice(literal_values(AttackSpec, "labels")),
                                help="pred (attacker's own predictions) or true."),
     centre_grad: bool = typer.Option(False, "--centre-grad", help="Centre the attack's gradients."),
@@ -184,7 +185,7 @@ def crn_tables_command(
     seed: int = typer.Option(0, "--seed", help="Seed of PGD's random start."),
     dataset: str = typer.Option("Meningioma", "--paper-dataset", help="The paper's row: Meningioma, Glioma, "
                                                                        "Pathology."),
-    precision: str = typer.Option("fp32", "--precision", click_type=choice(PRECISIONS),
+    precision: str = typer.Option(ATTACK_PRECISION, "--precision", click_type=choice(PRECISIONS),
                                  help="fp32 (exact), bf16, or auto (bf16 where fast)."),
 ) -> None:
     """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""

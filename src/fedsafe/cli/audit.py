@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS
 from ..config import TrainConfig
+from ..defaults import LEARN_MARGIN_TEXT
 from .choices import choice, literal_values
 from .console import console, fail, out, progress_bars
 
@@ -91,8 +92,9 @@ def audit(
         with progress_bars() as prog:
             ctx = open_audit(run_dir, progress=prog)
             if not ctx.learned:
-                console.print("[bold red]WARNING: this run did not learn[/] (its global model is within 2 points of "
-                              "the majority-class rate): its attack and membership numbers say nothing.",
+                console.print("[bold red]WARNING: this run did not learn[/] (its global model is within "
+                              f"{LEARN_MARGIN_TEXT} of the majority-class rate): its attack and membership "
+                              "numbers say nothing.",
                               highlight=False)
             for line in estimate(ctx, settings).lines():
                 console.print(escape(line), highlight=False)

@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..data.tasks import TASKS
+from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from .choices import OUTPUT, choice, literal_values, output_dir, profile_choice
 from .console import console, fail, out, progress_bars
 from .runtime import tune_glibc_malloc
@@ -103,9 +104,10 @@ def reproduce(
                                  help="The results folder to write into (runs are cached in OUTPUT/runs)."),
     quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Extra key=value overrides, e.g. task.data_root=DIR."),
-    precision: str = typer.Option("fp32", "--precision", click_type=choice(literal_values(TrainConfig, "precision")),
+    precision: str = typer.Option(ATTACK_PRECISION, "--precision",
+                                  click_type=choice(literal_values(TrainConfig, "precision")),
                                   help="Precision of the attack evaluation."),
-    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked at a time."),
+    batch_size: int = typer.Option(ATTACK_BATCH_SIZE, "--batch-size", help="Images attacked at a time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUTPUT/report.html at the end."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),

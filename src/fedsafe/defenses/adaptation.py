@@ -38,6 +38,7 @@ from ..attacks.budget import check_alpha, check_eps, check_steps
 from ..attacks.iterative import pgd
 from ..config import DefenseConfig
 from ..data.stratify import server_fraction
+from ..defaults import defense_alpha
 from ..federation.client import local_train
 from ..federation.federated_data import FederatedData, Split
 from ..federation.federation_spec import LocalSpec
@@ -99,7 +100,7 @@ def pgd_loss(defense: DefenseConfig, precision: str) -> PgdLoss:
     if defense.eps <= 0:
         raise ValueError(f"defense.eps must be > 0 for the {defense.name!r} defense (it trains against an eps-ball),"
                          f" got {defense.eps}")
-    alpha = defense.alpha if defense.alpha is not None else defense.eps / 6
+    alpha = defense_alpha(defense)
     return PgdLoss(eps=defense.eps, alpha=alpha, steps=defense.steps, random_start=defense.random_start,
                    precision=precision)
 

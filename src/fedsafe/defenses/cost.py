@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..config import DefenseConfig
+from ..defaults import defense_alpha
 from ..names import CLIENT_DEFENSES, SERVER_DEFENSES
 
 __all__ = ["defense_cost_summary"]
@@ -53,7 +54,7 @@ def defense_cost_summary(metrics: Iterable[Mapping[str, object]], *, defense: De
         extra = client_passes * steps / (steps + 1) if defense.name in CLIENT_DEFENSES else 0.0
         out["name"] = defense.name
         if defense.name != "none":
-            out.update(eps=defense.eps, alpha=defense.alpha if defense.alpha is not None else defense.eps / 6,
+            out.update(eps=defense.eps, alpha=defense_alpha(defense),
                        steps=steps, random_start=defense.random_start)
         if defense.name in SERVER_DEFENSES:
             out.update(fraction=defense.fraction, epochs=defense.epochs, adaptation_data=defense.adaptation_data)

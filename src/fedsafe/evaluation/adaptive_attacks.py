@@ -30,6 +30,7 @@ from ..attacks.iterative import AttackResult, pgd
 from ..attacks.masking import masking_checks, step_rule
 from ..attacks.registry import get_adaptive_attack
 from ..attacks.spec import AttackSpec
+from ..defaults import ATTACK_PRECISION
 from ..progress import Progress, report
 from ..runs.store import RunFileError
 from ..seeding import seed_for, torch_generator
@@ -90,8 +91,8 @@ def adaptive_attack(ctx: RunContext, spec: AttackSpec, attacker: int
     return fn, {"models": surrogate_models(ctx, attacker, rounds)}, {**NOT_ADAPTIVE, "surrogates": rounds}
 
 
-def masking_audit(ctx: RunContext, *, seed: int = 0, precision: str = "fp32", progress: Progress | None = None,
-                  images: int = MASKING_IMAGES) -> list[dict[str, Any]]:
+def masking_audit(ctx: RunContext, *, seed: int = 0, precision: str = ATTACK_PRECISION,
+                  progress: Progress | None = None, images: int = MASKING_IMAGES) -> list[dict[str, Any]]:
     """The masking checks of every client's final model on its own attack set (its first ``images`` images,
     :data:`MASKING_IMAGES` by default): PGD (Madry's step 2.5 eps / steps,
     random start from ``seed_for(seed, "masking", client)``) at eps :data:`MASKING_EPS` (10 steps) and at steps

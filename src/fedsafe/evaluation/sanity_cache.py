@@ -15,6 +15,7 @@ from torch import nn
 
 from ..attacks.iterative import iterative_attack
 from ..attacks.sanity import run_sanity_checks
+from ..defaults import ATTACK_PRECISION
 from ..runs.store import RunFileError
 from .run_context import RunContext
 
@@ -37,7 +38,7 @@ def sanity_cache(ctx: RunContext) -> Path:
     return ctx.store.root / "attacks" / "sanity.json"
 
 
-def sanity_warnings(ctx: RunContext, *, precision: str = "fp32", cache: bool = True) -> list[str]:
+def sanity_warnings(ctx: RunContext, *, precision: str = ATTACK_PRECISION, cache: bool = True) -> list[str]:
     """The checks on every client's final model and attack set; warnings prefixed by client. With ``cache``
     they are read from / written to ``RUN/attacks/sanity.json`` (per precision)."""
     path = sanity_cache(ctx)

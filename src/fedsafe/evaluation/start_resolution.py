@@ -26,13 +26,14 @@ from ..attacks.crn import CrnState, crn_replay
 from ..attacks.crn_hook import crn_state_from, replay_crn
 from ..attacks.spec import AttackSpec, CrnSettings
 from ..attacks.starts import project_start, uniform_start
+from ..defaults import ATTACK_PRECISION
 from ..seeding import torch_generator
 from .run_context import RunContext
 
 __all__ = ["crn_start", "start_delta"]
 
 
-def crn_start(ctx: RunContext, spec: AttackSpec, attacker: int, *, precision: str = "fp32",
+def crn_start(ctx: RunContext, spec: AttackSpec, attacker: int, *, precision: str = ATTACK_PRECISION,
               batch_size: int | None = None) -> tuple[torch.Tensor, str, dict[str, Any]]:
     """(delta, source, info) of attacker ``attacker``'s CRN-R start: the online buffer if its settings match, else
     replayed (``source`` "crn-online" or "crn-replayed"; ``info``: the settings and the seconds the replay took)."""
@@ -69,8 +70,8 @@ def _same(state: CrnState, s: CrnSettings) -> bool:
             and state.steps == s.steps and state.centre_grad == s.centre_grad)
 
 
-def start_delta(ctx: RunContext, spec: AttackSpec, attacker: int, x: torch.Tensor, *, crn_precision: str = "fp32"
-                ) -> tuple[torch.Tensor, str, dict[str, Any]]:
+def start_delta(ctx: RunContext, spec: AttackSpec, attacker: int, x: torch.Tensor, *,
+                crn_precision: str = ATTACK_PRECISION) -> tuple[torch.Tensor, str, dict[str, Any]]:
     """(delta, source, info) of ``spec``'s start for attacker ``attacker`` on its attack set ``x`` (n, C, H, W)."""
     kind = spec.start.kind  # type: ignore[union-attr]
     if kind == "zero":

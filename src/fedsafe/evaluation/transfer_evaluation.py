@@ -26,6 +26,7 @@ from torch import nn
 from ..attacks.iterative import AttackResult, attack_in_batches, iterative_attack, predict
 from ..attacks.registry import get_attack
 from ..attacks.spec import AttackSpec
+from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ..metrics.alignment import gradient_cosine
 from ..metrics.transfer import transfer_row
 from ..precision import resolve_precision
@@ -100,9 +101,9 @@ def evaluate_transfer(
     run: str | Path | RunContext,
     specs: AttackSpec | Sequence[AttackSpec],
     *,
-    precision: str = "fp32",
-    batch_size: int = 100,
-    crn_precision: str = "fp32",
+    precision: str = ATTACK_PRECISION,
+    batch_size: int = ATTACK_BATCH_SIZE,
+    crn_precision: str = ATTACK_PRECISION,
     sanity: bool = True,
     write: bool = True,
     progress: Progress | None = None,

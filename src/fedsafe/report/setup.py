@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.runinfo import RunInfo, read_run
+from ..defaults import LEARN_MARGIN_TEXT
 from ..names import PER_CLIENT_DEFENSES
 from .elements import esc, num, pct, table
 
@@ -115,7 +116,8 @@ def setup_html(runs: dict[Path, list[str]], root: Path | None) -> str:
                "really gives by the accountant (PLD, composed over the rounds; 'inf' without clipping or noise), at "
                "the delta shown; s_D downlink noise, s_U uplink noise, C uplink clip: the values the run used "
                "(noise: hand-set, or calibrated by NbAFL for a target epsilon). learned: the global model ended more "
-               "than 2 points above the majority-class rate of its test set (design §11); a run that did not learn "
+               f"than {LEARN_MARGIN_TEXT} above the majority-class rate of its test set (design §11); a run that did "
+               "not learn "
                "never enters a verdict. rejected uploads: non-finite (or outlying, as configured) client updates "
                "the server refused, named in the run's summary.</p>"
                + runs_table({rd: runs[rd] for rd in existing}, existing, root))

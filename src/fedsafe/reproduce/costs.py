@@ -12,11 +12,12 @@ from ..attacks.spec import AttackSpec, Start
 from ..build import model_factory
 from ..config import ExperimentConfig
 from ..data.tasks import TASKS, task_class_names
+from ..defaults import crn_steps, global_test_count, server_set_request
 from ..evaluation.runinfo import read_run
 from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
-           "train_passes"]
+           "split_sizes", "train_passes"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
@@ -55,20 +56,15 @@ def macs_per_image(cfg: ExperimentConfig, memo: dict) -> float:
     return memo[key]
 
 
-def _split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
-    """(client training images, server images, global test images), as the splits would draw them (about): with
-    ``splits.server_for_fraction`` F the server set holds F x the largest client's share of the training pool."""
+def split_sizes(cfg: ExperimentConfig, n: int) -> tuple[int, int, int]:
+    """(client training images, server images, global test images), as the splits would draw them (about): the
+    server set the run first asks for (:func:`fedsafe.defaults.server_set_request`; with
+    ``splits.server_for_fraction`` F, F x a client's share of the training pool)."""
     s = cfg.splits
-
-    def size(v: float) -> int:
-        return int(v) if v >= 1 else round(v * n)
-
-    glob = size(s.global_test_size)
+    glob = global_test_count(s, n)
     rest = max(n - glob - s.num_clients * s.client_test_size, 0)
-    if s.server_for_fraction is not None:
-        n_train = round(rest / (1 + s.server_for_fraction / s.num_clients))
-        return n_train, rest - n_train, glob
-    server = size(s.server_size)
+    request = server_set_request(s, n)
+    server = request if isinstance(request, int) else round(request * n)
     return max(rest - server, 0), server, glob
 
 
@@ -86,7 +82,7 @@ def train_passes(cfg: ExperimentConfig, n: int) -> float:
     evaluation / 3). A per-client server defense adapts every client's copy at every downlink (T + 1 of them), on
     (steps + 1) passes an image and epoch; the shared-model variant one model a round."""
     tr, d, s = cfg.train, cfg.defense, cfg.splits
-    n_train, n_server, n_glob = _split_sizes(cfg, n)
+    n_train, n_server, n_glob = split_sizes(cfg, n)
     passes = tr.rounds * tr.local_epochs * n_train
     if d.name in CLIENT_DEFENSES:
         passes *= d.steps + 1
@@ -96,8 +92,7 @@ def train_passes(cfg: ExperimentConfig, n: int) -> float:
     elif d.name in SERVER_DEFENSES:  # the shared variant: one model a round
         passes += tr.rounds * per_adapt
     if cfg.crn.enabled:
-        j = cfg.crn.steps or tr.local_epochs
-        passes += s.num_clients * sum(cfg.crn.windows) * j * s.client_test_size
+        passes += s.num_clients * sum(cfg.crn.windows) * crn_steps(cfg) * s.client_test_size
     passes += tr.rounds * (n_glob + 2 * s.num_clients * s.client_test_size) / 3
     return passes
 

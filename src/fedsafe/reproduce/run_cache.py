@@ -43,6 +43,7 @@ from ..build import default_data_root, load_run_config, load_table, prepare_data
 from ..config import ExperimentConfig, hashed_dump
 from ..data.tasks import TASKS
 from ..data.types import ImageTable
+from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ..evaluation.results import read_evaluation
 from ..evaluation.run_context import load_run
 from ..evaluation.transfer_evaluation import evaluate_transfer
@@ -212,8 +213,9 @@ class RunCache:
         return spec.key(precision=resolve_precision(precision), batch_size=batch_size,
                         crn_precision=resolve_precision(crn_precision))
 
-    def cached_evaluation(self, run_dir: str | Path, spec: AttackSpec, *, precision: str = "fp32",
-                          batch_size: int = 100, crn_precision: str = "fp32") -> Evaluation | None:
+    def cached_evaluation(self, run_dir: str | Path, spec: AttackSpec, *,
+                          precision: str = ATTACK_PRECISION, batch_size: int = ATTACK_BATCH_SIZE,
+                          crn_precision: str = ATTACK_PRECISION) -> Evaluation | None:
         """The stored evaluation of ``spec`` on the run, or None (absent, unreadable, or another spec)."""
         key = self.attack_key(spec, precision=precision, batch_size=batch_size, crn_precision=crn_precision)
         found = read_evaluation(run_dir, key, spec)
@@ -222,8 +224,9 @@ class RunCache:
         record, frame = found
         return Evaluation(spec=spec, key=key, record=record, frame=frame, run_dir=Path(run_dir), cached=True)
 
-    def evaluate(self, cfg: ExperimentConfig, specs: Sequence[AttackSpec], *, precision: str = "fp32",
-                 batch_size: int = 100, crn_precision: str = "fp32", sanity: bool = True,
+    def evaluate(self, cfg: ExperimentConfig, specs: Sequence[AttackSpec], *,
+                 precision: str = ATTACK_PRECISION, batch_size: int = ATTACK_BATCH_SIZE,
+                 crn_precision: str = ATTACK_PRECISION, sanity: bool = True,
                  progress: Progress | None = None) -> list[Evaluation]:
         """Every spec evaluated on ``cfg``'s (complete) run: read back when cached, else attacked now
         (the run is loaded once for all the missing specs)."""

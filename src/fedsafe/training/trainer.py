@@ -29,6 +29,7 @@ from ..build import (
     write_header,
 )
 from ..config import ExperimentConfig
+from ..defaults import LEARN_MARGIN
 from ..defenses.cost import defense_cost_summary
 from ..device import describe_device
 from ..federation.federated_data import FederatedData
@@ -44,9 +45,6 @@ __all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majori
            "summary_learned", "torch_threads", "train", "write_run_summary"]
 
 log = logging.getLogger(__name__)
-
-LEARN_MARGIN = 0.02
-"""A model within this much of the majority-class rate of its test set did not learn (design §11)."""
 
 
 @dataclass(frozen=True)

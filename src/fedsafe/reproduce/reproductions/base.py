@@ -24,6 +24,7 @@ import pandas as pd
 
 from ...attacks.spec import AttackSpec
 from ...config import ExperimentConfig
+from ...defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ...evaluation.runinfo import RunInfo
 from ...training.delta import ConfigDelta, describe_trainings
 from ...verdicts.claims import Verdict
@@ -93,8 +94,8 @@ class Options:
     seeds: tuple[int, ...] | int = (0,)
     quick: bool = False
     overrides: tuple[str, ...] = ()
-    precision: str = "fp32"
-    batch_size: int = 100
+    precision: str = ATTACK_PRECISION
+    batch_size: int = ATTACK_BATCH_SIZE
     sanity: bool = True
 
     def __post_init__(self) -> None:

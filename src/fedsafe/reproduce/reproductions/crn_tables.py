@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS
+from ...defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION, crn_steps
 from ...evaluation.results import TransferResult
 from ...evaluation.run_context import RunContext, load_run
 from ...evaluation.runinfo import read_run
@@ -51,8 +52,8 @@ def crn_tables(
     table_2_steps: int = crn_table2.PAPER_PGD_STEPS,
     seed: int = 0,
     dataset: str = "Meningioma",
-    precision: str = "fp32",
-    batch_size: int = 100,
+    precision: str = ATTACK_PRECISION,
+    batch_size: int = ATTACK_BATCH_SIZE,
     write: bool = True,
     progress: Progress | None = None,
 ) -> CrnTables:
@@ -111,7 +112,7 @@ def _markdown(ctx: RunContext, one: OnRun, two: OnRun, *, dataset: str, results:
     cfg, data, info = ctx.cfg, ctx.data, read_run(ctx.store.root)
     rec, o = results[0].record, one.input.options  # any result: the setup is shared
     spec = next(iter(one.input.summary.itertuples()))
-    j = cfg.crn.steps or cfg.train.local_epochs
+    j = crn_steps(cfg)
     lines = [
         f"# CRN paper, Tables I and II: ours ({data.task}{' [synthetic]' if data.synthetic else ''}) beside the "
         f"paper's ({dataset})",
