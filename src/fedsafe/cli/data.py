@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -47,9 +46,19 @@ def infer_task(path: Path) -> str:
                      f"pass --task ({', '.join(TASKS)})")
 
 
+def find_sites_csv(csv_path: Path, root: Path) -> Path:
+    """The sites CSV ``--sites-csv`` names: absolute as given; relative, read from the image folder ``root`` as the
+    config's ``task.sites_csv`` is, else from the current folder. Raises :func:`fail` when it is in neither."""
+    if csv_path.is_absolute() or (root / csv_path).exists():
+        return csv_path
+    if csv_path.exists():
+        return csv_path.resolve()
+    raise fail(f"sites CSV not found: {csv_path} (looked in {root} and in the current folder)")
+
+
 def _one_line(exc: BaseException) -> str:
-    """The message on one line, with rich markup escaped (file names may hold brackets)."""
-    return escape(" ".join(str(exc).split()))
+    """The message on one line (:func:`fail` escapes rich markup: file names may hold brackets)."""
+    return " ".join(str(exc).split())
 
 
 @app.command()
@@ -74,11 +83,23 @@ def check(
                                          "at 256x256 grey below which two images are near-duplicates."),
     near_hash_distance: int = typer.Option(DEFAULT_HASH_DISTANCE, "--near-hash-distance",
                                            help="pHash bits two candidate near-duplicates may differ in."),
+    sites_csv: Path | None = typer.Option(None, "--sites-csv", metavar="FILE",
+                                          help="image-folder: the CSV of file,site[,patient] (task.sites_csv; a "
+                                               "relative path is read from PATH, else from here): report the sites "
+                                               "and patients."),
 ) -> None:
     """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates, slices
-    of one scan (MRI), the groups the splits keep whole, and unreadable files."""
+    of one scan (MRI), the groups the splits keep whole, the sites and patients of a sites CSV, and unreadable
+    files."""
     if task is None and path is None:
         raise usage_error("give a PATH or --task synthetic")
+    if sites_csv is not None:
+        task = task or "image-folder"
+        if task != "image-folder":
+            raise usage_error(f"--sites-csv applies to --task image-folder, not {task!r}")
+        if path is None:
+            raise usage_error("--sites-csv needs the image folder: give its PATH")
+        sites_csv = find_sites_csv(sites_csv, path)
     try:
         if task is None:
             task = infer_task(path)
@@ -89,7 +110,7 @@ def check(
                                       strict=strict, progress=progress, max_per_split=max_per_split,
                                       drop_conflicts=drop_conflicts, use_cache=not no_cache,
                                       near_duplicates=near_duplicates, near_duplicate_threshold=near.threshold,
-                                      near_duplicate_hash_distance=near.hash_distance)
+                                      near_duplicate_hash_distance=near.hash_distance, sites_csv=sites_csv)
             elif path is not None and path.suffix == ".npz":
                 _, report = read_medmnist(path, size=size, channels=channels, name=task, max_per_split=max_per_split,
                                           drop_conflicts=bool(drop_conflicts), progress=progress,
@@ -153,10 +174,43 @@ def show_report(report: DataReport) -> None:
         out.print(bad)
     else:
         out.print("unreadable files: none")
+    if report.sites:
+        show_sites(report.sites, report.source)
     if report.preprocessing:
         out.print(Text("preprocessing: " + ", ".join(f"{k}={v}" for k, v in report.preprocessing.items())))
     for note in report.notes:
         out.print(Text(f"note: {note}"))
+
+
+def show_sites(sites: dict, source: str) -> None:
+    """Print the sites of a sites CSV (``DataReport.sites``) of the image folder ``source``: images per site and
+    class, its patients; the patient groups; and the settings that partition a federation by these sites (the
+    CSV's path as ``task.sites_csv`` reads it: from the data root)."""
+    per = sites["sites"]
+    classes = list(next(iter(per.values()))["classes"]) if per else []
+    tab = Table(title=Text(f"Images per site and class (sites CSV {sites['csv']}; client i = the i-th site)"))
+    tab.add_column("site")
+    for cls in classes:
+        tab.add_column(Text(cls), justify="right")
+    for col in ("images", "patients", "no patient"):
+        tab.add_column(col, justify="right")
+    for name, site in per.items():
+        tab.add_row(Text(name), *(str(site["classes"][c]) for c in classes), str(site["images"]),
+                    str(site["patients"]), str(site["images_without_patient"]))
+    out.print(tab)
+    text = (f"patient groups: {sites['patients']} patient(s) named (at most {sites['largest_patient']} image(s) "
+            f"each), each kept in one set; {sites['split_groups']} split groups after joining patients and "
+            "near-duplicates")
+    if sites.get("patient_ids_at_two_sites"):
+        text += (f"; {sites['patient_ids_at_two_sites']} patient id(s) named at two or more sites, counted as one "
+                 "patient a site")
+    if sites.get("unused_rows"):
+        text += f"; {sites['unused_rows']} row(s) for unreadable or duplicate files unused"
+    out.print(Text(text))
+    csv_path, root = Path(sites["csv"]), Path(source)
+    setting = csv_path.relative_to(root) if csv_path.is_relative_to(root) else csv_path.resolve()
+    out.print(Text(f"partition by site: --set task.sites_csv={setting} --set splits.partition=sites "
+                   f"--set splits.num_clients={len(per)}"), soft_wrap=True)
 
 
 def show_near_duplicates(near: dict[str, object]) -> None:

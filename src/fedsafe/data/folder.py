@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,7 @@ from .scans import ScanSettings
 from .types import DataReport, ImageTable
 
 __all__ = ["FOLDER_SPLITS", "SiteTable", "folder_classes", "list_folder_files", "read_image_folder",
-           "read_sites_csv"]
+           "read_sites_csv", "site_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -116,40 +118,79 @@ def list_folder_files(root: Path | str, *, progress: Progress | None = None,
 
 @dataclasses.dataclass(frozen=True)
 class SiteTable:
-    """The rows of a sites CSV: relative file path -> site, and -> patient ("" when not given)."""
+    """The rows of a sites CSV: relative file path -> site, -> patient ("" when not given), and -> the line of
+    the CSV that names it (for the errors)."""
 
     site: dict[str, str]
     patient: dict[str, str]
+    line: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def read_sites_csv(path: Path | str) -> SiteTable:
     """Read a sites CSV (columns ``file``, ``site`` and optionally ``patient``; other columns ignored).
 
     Raises ValueError (one line naming the file, line or column) for a missing file or column, an empty file or
-    site, or a file named twice."""
+    site, a file named twice, text that is not UTF-8 or a line the CSV reader rejects."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"sites CSV not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        raise ValueError(f"sites CSV not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+    site: dict[str, str] = {}
+    patient: dict[str, str] = {}
+    where: dict[str, int] = {}
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    line = 1  # the header's
+    try:
         columns = [c.strip() for c in reader.fieldnames or []]
         for need in ("file", "site"):
             if need not in columns:
-                raise ValueError(f"{path}: no {need!r} column (columns: {', '.join(columns) or 'none'}); expected "
-                                 "file,site[,patient]")
-        site: dict[str, str] = {}
-        patient: dict[str, str] = {}
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            name = row["file"].replace("\\", "/").removeprefix("./")
-            if not name or not row["site"]:
+                raise ValueError(f"{path}: no {need!r} column (columns: {', '.join(columns) or 'none'}); "
+                                 "expected file,site[,patient]")
+        for row in reader:
+            line = reader.line_num  # the file's line (blank lines counted) where the row ends
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str | None)}
+            name = row.get("file", "").replace("\\", "/").removeprefix("./")
+            if not name or not row.get("site"):
                 raise ValueError(f"{path}, line {line}: empty {'file' if not name else 'site'}")
             if name in site:
-                raise ValueError(f"{path}, line {line}: {name!r} is named twice")
-            site[name], patient[name] = row["site"], row.get("patient", "")
+                raise ValueError(f"{path}, line {line}: {name!r} is named twice (first on line {where[name]})")
+            site[name], patient[name], where[name] = row["site"], row.get("patient", ""), line
+    except csv.Error as exc:
+        # the row after the last one read (the reader's own count is not always there yet when it fails)
+        raise ValueError(f"{path}, line {line + 1}: {' '.join(str(exc).split())}") from None
     if not site:
         raise ValueError(f"{path}: no rows")
-    return SiteTable(site=site, patient=patient)
+    return SiteTable(site=site, patient=patient, line=where)
+
+
+def site_summary(sites: tuple[str, ...], patients: list[str], labels: np.ndarray, class_names: tuple[str, ...],
+                 groups: np.ndarray) -> dict[str, object]:
+    """What ``fedsafe data check`` shows of a sites CSV (and ``DataReport.sites`` holds): per site its images,
+    images per class, patients named and images without a patient; over all sites the patients (a patient is a
+    site's patient id: one id at two sites is two patients, counted in ``patient_ids_at_two_sites``), the most
+    images of one patient, and the split groups left after joining patients and near-duplicates.
+
+    >>> s = site_summary(("A", "A", "B"), ["p", "p", ""], np.array([0, 1, 1]), ("x", "y"), np.array([0, 0, 1]))
+    >>> s["sites"]["A"], s["patients"], s["largest_patient"], s["split_groups"]
+    ({'images': 2, 'classes': {'x': 1, 'y': 1}, 'patients': 1, 'images_without_patient': 0}, 1, 2, 2)
+    """
+    per: dict[str, dict[str, object]] = {}
+    for name in sorted(set(sites)):
+        idx = [i for i, s in enumerate(sites) if s == name]
+        counts = np.bincount(np.asarray(labels)[idx], minlength=len(class_names))
+        per[name] = {"images": len(idx), "classes": {c: int(k) for c, k in zip(class_names, counts, strict=True)},
+                     "patients": len({patients[i] for i in idx if patients[i]}),
+                     "images_without_patient": sum(1 for i in idx if not patients[i])}
+    sizes = Counter((s, p) for s, p in zip(sites, patients, strict=True) if p)
+    ids_at = Counter(p for _, p in sizes)
+    return {"sites": per, "patients": len(sizes), "largest_patient": max(sizes.values(), default=0),
+            "patient_ids_at_two_sites": sum(n > 1 for n in ids_at.values()),
+            "split_groups": len(set(np.asarray(groups).tolist()))}
 
 
 def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,8 +225,8 @@ def _apply_sites(table: ImageTable, report_: DataReport, kept: list[MriFile], ro
     all_rel = {f.path.relative_to(root).as_posix() for f in listed}
     absent = [r for r in sites.site if r not in all_rel]
     if absent:
-        raise ValueError(f"{csv_path}: {len(absent)} row(s) name files that are not images under {root}, e.g. "
-                         f"{absent[0]!r}")
+        raise ValueError(f"{csv_path}, line {sites.line[absent[0]]}: {len(absent)} row(s) name files that are not "
+                         f"images under {root}, e.g. {absent[0]!r}")
     unused = len(sites.site) - len(rel)
     site_of = tuple(sites.site[r] for r in rel)
     pid = [f"{s}\x00{sites.patient[r]}" if sites.patient[r] else f"\x01{i}" for i, (s, r) in
@@ -199,6 +240,8 @@ def _apply_sites(table: ImageTable, report_: DataReport, kept: list[MriFile], ro
                          f"client each; {patients} patient(s) named, each patient's images kept in one set "
                          f"({len(set(groups.tolist()))} split groups after joining patients and near-duplicates)"
                          + (f"; {unused} row(s) for unreadable or duplicate files unused" if unused else ""))
+    report_.sites = {"csv": str(csv_path), **site_summary(site_of, [sites.patient[r] for r in rel], table.labels,
+                                                           table.class_names, groups), "unused_rows": unused}
     return dataclasses.replace(table, groups=groups, sites=site_of)
 
 

@@ -83,11 +83,13 @@ class DataReport:
     preprocessing: dict[str, object] = field(default_factory=dict)
     # near-duplicate grouping (``neardup.NearDuplicates.summary``): counts, thresholds, example pairs
     near_duplicates: dict[str, object] = field(default_factory=dict)
+    # the image-folder task's sites CSV (``folder.site_summary``): images per site and class, patients; empty without
+    sites: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "task": self.task, "source": self.source, "synthetic": self.synthetic, "counts": self.counts,
             "sizes": self.sizes, "unreadable": self.unreadable, "duplicates": self.duplicates, "kept": self.kept,
             "notes": self.notes, "splits": self.splits, "preprocessing": self.preprocessing,
-            "near_duplicates": self.near_duplicates,
+            "near_duplicates": self.near_duplicates, **({"sites": self.sites} if self.sites else {}),
         }
