@@ -23,13 +23,13 @@ REP = REPRODUCTIONS["fedsafe-adaptive"]
 def test_it_trains_nothing_new_beside_table1_and_costs_eot_k_times():
     p = plan(["fedsafe-table1", "fedsafe-adaptive"], tasks=["synthetic"], results="unused-results",
              options=Options(quick=True, overrides=TINY))
-    assert len(p.runs) == 5  # Table 1's five trainings; the adaptive reproduction's three are among them
+    assert len(p.runs) == 8  # Table 1's eight trainings; the adaptive reproduction's three are among them
     shared = [r.names for r in p.runs.values() if any(n.startswith("fedsafe-adaptive/") for n in r.names)]
     assert sorted(shared) == sorted([("fedsafe-table1/" + m, "fedsafe-adaptive/" + m) for m in (NONE, AT, DN)])
     mine = [j for j in p.jobs if j.reproduction == "fedsafe-adaptive"]
     assert len(mine) == 3 * len(ADVERSARIES) and {j.measurement.spec.label for j in mine} == {
         "PGD-20", "PGD-20+CRN10", *(f"EOT{k}-PGD-20" for k in EOT_SAMPLES)}
-    assert len(p.evaluations(0)) == 20 + 15 - 3  # Table 1's PGD at step 0.005 is the adaptive PGD: shared
+    assert len(p.evaluations(0)) == 32 + 15 - 3  # Table 1's PGD at step 0.005 is the adaptive PGD: shared
     dn = next(rd for rd, r in p.runs.items() if "fedsafe-adaptive/" + DN in r.names)
     cost = {s.label: p.eval_estimates[(rd, s)] for rd, s in p.evaluations(0) if rd == dn}
     assert cost["EOT32-PGD-20"] > 3 * cost["EOT8-PGD-20"] > 3 * cost["PGD-20"]

@@ -74,7 +74,7 @@ def test_an_interrupted_reproduction_resumes_and_equals_an_uninterrupted_one(tmp
     assert {f: (first / f).stat().st_mtime_ns for f in stamps} == stamps  # ... nor touched
     second = json.loads((a / "runs" / runs[1][0] / "summary.json").read_text())
     assert second["resumed_from_round"] == 1  # the killed run continued from its checkpoint
-    assert p.cost(None)["runs_to_train"] == 4  # one of the five runs was complete when the plan was made
+    assert p.cost(None)["runs_to_train"] == 7  # one of the eight runs was complete when the plan was made
 
     b = tmp_path / "uninterrupted"
     _fs_table1(b)
@@ -95,28 +95,29 @@ def test_outputs_of_a_reproduction(tmp_path):
     for f in ("rows.csv", "summary.csv", "table.csv", "verdicts.json", "table1.png", "table1.svg"):
         assert (w.folder / f).is_file(), f
     rows = pd.read_csv(w.folder / "rows.csv")
-    assert len(rows) == 5 * 4 * 3 * 3  # trainings (3 clean, 2 leaky) x steps x attackers x targets
+    assert len(rows) == 8 * 4 * 3 * 3  # trainings (3 clean, 2 leaky, 3 sensitivity) x steps x attackers x targets
     assert {"attacker", "target", "asr", "aetr", "method", "step"} <= set(rows.columns)
     assert {v["status"] for v in manifest["verdicts"]} <= set(STATUSES)
     assert manifest["heatmaps"] and len(manifest["heatmaps"][0]["matrix"]) == 3
     md = w.markdown.read_text()  # seeds, profile, precision, device, wall time, the exact command, the rules
     assert "Seeds 0 (fixed before the run; every seed's numbers are in summary.csv, learned or not); profile cpu; " \
-        "device " in md and "training precision" in md and "wall time: 5 training run(s)" in md
+        "device " in md and "training precision" in md and "wall time: 8 training run(s)" in md
     assert "1 seed(s) (0) (fewer than the 5 this reproduction asks for)" in md and manifest["seeds"] == [0]
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
-    assert "Verdict rules (design §11)" in md and "LEAKY" in md
+    assert "Verdict rules (design §11)" in md and "LEAKY" in md and "SENSITIVITY, not the papers' split" in md
     assert manifest["rules"] == RULES and html.escape(RULES) in build_report(w.folder)  # the report prints it too
     summary = pd.read_csv(w.folder / "summary.csv")
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
         summary.columns)
-    assert len(summary) == 5 * 4  # every run's numbers, learned or not
+    assert len(summary) == 8 * 4  # every run's numbers, learned or not
     assert (summary.learned_reason.fillna("") == "").eq(summary.learned).all()  # a reason exactly where it did not
 
 
 def test_reproductions_share_their_trainings():
     p = plan(["all"], tasks=["synthetic"], results="unused-results", options=Options(quick=True, overrides=TINY))
-    # 5 (Table 1: 3 clean, 2 leaky) + 2 (Table 2: papers' setting, epsilon <= 10) + 10 (Figure 3 but f = 0.2) + 1 (CRN)
-    assert len(p.runs) == 18
+    # 8 (Table 1: 3 clean, 2 leaky, 3 Dirichlet sensitivity) + 2 (Table 2: papers' setting, epsilon <= 10)
+    # + 10 (Figure 3 but f = 0.2) + 1 (CRN)
+    assert len(p.runs) == 21
     names = sorted(run.names for run in p.runs.values())
     assert ("crn-table1/crn", "crn-table2/crn", "crn-fig2/crn", "crn-fig3/crn") in names
     assert any("fedsafe-table2/no uplink noise" in n and "fedsafe-table1/distributed noise (Fed-Safe)" in n
@@ -131,10 +132,10 @@ def test_reproductions_share_their_trainings():
     assert {c.splits.server_for_fraction for c in fs} == {1.0}
     assert {c.defense.name for c in fs} == {"none", "adversarial-training", "fed-safe"}  # never the shared variant
     cost = p.cost(0)
-    assert cost["runs_to_train"] == 18 and cost["evaluations"] == len(p.evaluations(0)) > 0
+    assert cost["runs_to_train"] == 21 and cost["evaluations"] == len(p.evaluations(0)) > 0
     text = "\n".join(p.describe())
-    assert "18 training run(s)" in text
-    assert "Trainings a seed (per task): fedsafe-table1 5, fedsafe-table2 3, fedsafe-fig3 12, crn-table1 1" in text
+    assert "21 training run(s)" in text
+    assert "Trainings a seed (per task): fedsafe-table1 8, fedsafe-table2 3, fedsafe-fig3 12, crn-table1 1" in text
     two = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
                options=Options(quick=True, overrides=TINY, seeds=2))
     assert len(two.runs) == 2 and {r.seed for r in two.runs.values()} == {0, 1}
@@ -293,7 +294,8 @@ def test_an_arm_that_did_not_learn_on_seed_k_leaves_seed_k_out_of_every_comparis
     # the measured reversal: on the seeds where every arm learned, distributed noise has the HIGHEST ASR; its seed 2
     # (ASR 0.24), which adversarial training lost, must not make it look lower
     at, dn, none = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
-    asr = {none: 0.76, at: 0.67, dn: 0.78, "adversarial training, LEAKY": 0.6, "distributed noise, LEAKY": 0.7}
+    asr = {none: 0.76, at: 0.67, dn: 0.78, "adversarial training, LEAKY": 0.6, "distributed noise, LEAKY": 0.7,
+           none + " [Dirichlet 0.5]": 0.7, at + " [Dirichlet 0.5]": 0.5, dn + " [Dirichlet 0.5]": 0.55}
     jitter = [0.0, 0.03, -0.02, 0.01, -0.03]  # differs per seed and arm: spreads that are not zero
 
     def learned(m, seed):
@@ -463,3 +465,13 @@ def test_task_all_takes_the_paper_tasks_whose_data_is_present(tmp_path):
     assert all(str(tmp_path / "no") in why for why in skipped.values())
     tasks, skipped = expand_tasks(["all"], Options(overrides=(f"task.data_root={tmp_path}",)))
     assert tasks == PAPER_TASKS and not skipped
+
+
+def test_fedsafe_table1_runs_a_labelled_dirichlet_sensitivity_beside_the_papers_split():
+    p = plan(["fedsafe-table1"], tasks=["synthetic"], results="unused-results",
+             options=Options(quick=True, overrides=FS_TINY, sanity=False))
+    parts = {n.split("/", 1)[1]: r.cfg.splits for r in p.runs.values() for n in r.names}
+    sens = {m: s for m, s in parts.items() if m.endswith("[Dirichlet 0.5]")}
+    assert len(sens) == 3 and len(parts) == 8
+    assert {(s.partition, s.dirichlet_alpha) for s in sens.values()} == {("dirichlet", 0.5)}
+    assert {s.partition for m, s in parts.items() if m not in sens} == {"shards"}
