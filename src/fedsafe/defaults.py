@@ -6,7 +6,7 @@ predict it call the same function, so they cannot drift apart.
 >>> crn_steps(cfg) == cfg.train.local_epochs, defense_alpha(cfg.defense) == cfg.defense.eps / 6
 (True, True)
 >>> server_set_request(cfg.splits.model_copy(update={"server_for_fraction": 1.0}), 1000)
-112
+137
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedsafe.attacks.iterative import bim, pgd, predict
+from fedsafe.attacks.iterative import bim, pgd
 from fedsafe.build import federation_spec, prepare_data
 from fedsafe.defenses.adaptation import (
     PgdLoss,
@@ -24,6 +24,7 @@ from fedsafe.federation.client import accuracy, local_train
 from fedsafe.federation.federated_data import Split
 from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.federation.state import clone, max_abs_diff
+from fedsafe.models.inference import predict
 
 from ._helpers import make_cfg, tiny
 

@@ -11,19 +11,18 @@ from fedsafe.attacks.iterative import (
     attack_in_batches,
     bim,
     centre_gradient,
-    eval_mode,
     fgsm,
     input_gradient,
     input_memory_format,
     iterative_attack,
     pgd,
-    predict,
     resolve_labels,
 )
 from fedsafe.attacks.masking import MaskingReport, masking_checks, step_rule
 from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start, sweep
 from fedsafe.attacks.starts import project_start, uniform_start, zero_start
+from fedsafe.models.inference import eval_mode, predict
 
 __all__ = [
     "ADAPTIVE_ATTACKS",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +44,7 @@ from torch import nn
 
 from fedsafe.attacks.budget import check_budget
 from fedsafe.attacks.starts import uniform_start
+from fedsafe.models.inference import eval_mode, predict
 from fedsafe.precision import autocast, resolve_precision
 
 __all__ = [
@@ -53,13 +54,11 @@ __all__ = [
     "attack_in_batches",
     "bim",
     "centre_gradient",
-    "eval_mode",
     "fgsm",
     "input_gradient",
     "input_memory_format",
     "iterative_attack",
     "pgd",
-    "predict",
     "resolve_labels",
 ]
 
@@ -89,29 +88,6 @@ class AttackResult:
     forward_backward: int
     forwards: int
     seconds: float
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode for the block, then restore each one's previous mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def predict(
-    model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None, precision: str = "fp32"
-) -> torch.Tensor:
-    """The model's predicted labels (B,) int64 on ``x`` (eval mode, no grad; the mode is restored)."""
-    _check_images(x)
-    prec = resolve_precision(precision, x.device)
-    size = batch_size or max(1, x.shape[0])
-    with eval_mode(model), torch.no_grad(), autocast(prec, x.device.type):
-        return torch.cat([model(x[i : i + size]).argmax(1) for i in range(0, x.shape[0], size)])
 
 
 def resolve_labels(model: nn.Module, x: torch.Tensor, y: Labels, *, precision: str = "fp32") -> torch.Tensor:

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsafe.attacks.iterative import Labels, eval_mode, predict, resolve_labels
+from fedsafe.attacks.iterative import Labels, resolve_labels
 from fedsafe.metrics.intervals import wilson_interval
+from fedsafe.models.inference import eval_mode, predict
 
 T = TypeVar("T")
 

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attacks.iterative import AttackResult, attack_in_batches, iterative_attack, predict
+from ..attacks.iterative import AttackResult, attack_in_batches, iterative_attack
 from ..attacks.registry import get_attack
 from ..attacks.spec import AttackSpec
 from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ..metrics.alignment import gradient_cosine
 from ..metrics.transfer import transfer_row
+from ..models.inference import predict
 from ..precision import resolve_precision
 from ..progress import Progress, report
 from .adaptive_attacks import NOT_ADAPTIVE, adaptive_attack

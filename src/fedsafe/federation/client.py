@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.inference import predict, train_mode
 from ..precision import autocast
 from ..seeding import seed_for, torch_generator
 from .federation_spec import LocalSpec
 from .state import clone
 
-__all__ = ["LocalStats", "LossFn", "cross_entropy_loss", "local_train", "predict", "accuracy",
-           "train_mode", "eval_mode", "make_optimizer"]
+__all__ = ["LocalStats", "LossFn", "cross_entropy_loss", "local_train", "accuracy", "make_optimizer"]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]
 """(model, x, y, generator) -> (loss, forward/backward passes per image spent on this batch)."""
@@ -38,26 +38,6 @@ def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gener
                        ) -> tuple[torch.Tensor, int]:
     """Plain training: CE(f(x), y), one forward/backward pass per image."""
     return F.cross_entropy(model(x), y), 1
-
-
-@contextlib.contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
-    was = model.training
-    model.train(training)
-    try:
-        yield model
-    finally:
-        model.train(was)
-
-
-def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
-    """Set train mode, restoring the previous mode on exit."""
-    return _mode(model, True)
-
-
-def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
-    """Set eval mode, restoring the previous mode on exit."""
-    return _mode(model, False)
 
 
 def make_optimizer(name: str, params: Iterator[nn.Parameter], *, lr: float, momentum: float = 0.0
@@ -143,21 +123,6 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def _forked_rng(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """Fork torch's default generators (CPU, and the CUDA device in use) so dropout seeding leaves them as found."""
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, precision: str = "fp32",
-            channels_last: bool = False) -> torch.Tensor:
-    """Predicted labels (N,) of ``model`` on x (N, C, H, W) in [0, 1], in eval mode (restored after)."""
-    out = []
-    with eval_mode(model):
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(precision, x.device.type):
-                out.append(model(xb).argmax(1))
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw: object) -> float:

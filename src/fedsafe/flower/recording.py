@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..audit.runner import AuditSettings, audit_dir, run_audit
 from ..audit.text import sentences
@@ -35,10 +34,12 @@ from ..config import ConfigError, ExperimentConfig, config_hash, load_config
 from ..evaluation.run_context import RunContext
 from ..federation.federated_data import FederatedData
 from ..models import build_model, check_model
+from ..models.inference import predict
 from ..progress import Progress
 from ..runs.atomic import json_safe
 from ..runs.store import RunFileError, RunStore, read_config_text
 from ..training.trainer import did_not_learn, majority_rate
+from ..yaml12 import YAMLError, dump_yaml, read_yaml
 from .audit_data import describe
 
 __all__ = ["KIND", "Recorded", "audit_config", "audit_recorded", "downlink_spread", "inputs_fingerprint",
@@ -64,7 +65,7 @@ def recording_hash(cfg: Mapping[str, Any]) -> str:
 
 
 def recording_yaml(cfg: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(cfg), sort_keys=False)
+    return dump_yaml(dict(cfg))
 
 
 def read_recording(root: str | Path) -> dict[str, Any] | None:
@@ -74,8 +75,8 @@ def read_recording(root: str | Path) -> dict[str, Any] | None:
     except RunFileError:
         return None
     try:
-        cfg = yaml.safe_load(text)
-    except yaml.YAMLError:
+        cfg = read_yaml(text)
+    except YAMLError:
         return None
     return cfg if isinstance(cfg, dict) and cfg.get("kind") == KIND else None
 
@@ -218,8 +219,7 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
 
 
 def _accuracy(model: torch.nn.Module, data: FederatedData) -> float:
-    with torch.no_grad():
-        pred = torch.cat([model(x).argmax(1) for x in data.global_test.x.split(256)])
+    pred = predict(model, data.global_test.x, batch_size=256)
     return float((pred == data.global_test.y).float().mean())
 
 

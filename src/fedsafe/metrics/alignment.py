@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsafe.attacks.iterative import Labels, eval_mode, predict, resolve_labels
+from fedsafe.attacks.iterative import Labels, resolve_labels
+from fedsafe.models.inference import eval_mode, predict
 
 __all__ = ["alignment_matrix", "gradient_alignment", "gradient_cosine", "input_gradients"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsafe.attacks.iterative import eval_mode
+from fedsafe.models.inference import eval_mode
 from fedsafe.precision import autocast, resolve_precision
 
 __all__ = [

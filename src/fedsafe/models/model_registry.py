@@ -20,6 +20,7 @@ from torch import nn
 
 from .cnn import PaperCNN
 from .external import ModelError, build_external, is_external, one_line
+from .inference import eval_mode
 
 __all__ = ["MODELS", "ModelError", "build_model", "check_model", "describe_model"]
 
@@ -66,15 +67,11 @@ def check_model(model: object, name: str, *, num_classes: int, in_channels: int,
     if not params:
         raise ModelError(f"model {name!r}: has no trainable floating-point parameters")
     shape = (2, in_channels, image_size, image_size)
-    was = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(torch.zeros(shape, device=params[0].device, dtype=params[0].dtype))
     except Exception as e:  # noqa: BLE001 -- any failure of a forward pass on the task's shape is the finding
         raise ModelError(f"model {name!r}: a forward pass on a zero batch {shape} failed ({one_line(e)})") from None
-    finally:
-        model.train(was)
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"model {name!r}: returned a {type(out).__name__} for a batch {shape}, expected a tensor "
                          f"of logits (2, {num_classes})")
