@@ -19,7 +19,22 @@ from ..defaults import LEARN_MARGIN_TEXT
 from ..report.elements import badges, esc, heatmap, num, page, pct, table
 from ..runs.atomic import write_text
 
-__all__ = ["audit_page", "write_audit_html"]
+__all__ = ["audit_page", "model_text", "write_audit_html"]
+
+
+def model_text(model: dict[str, Any] | None) -> str:
+    """The audited model in words: its name, class, keywords and size (``summary["model"]``).
+
+    >>> model_text({"name": "monai:DenseNet121", "class": "monai.networks.nets.DenseNet121", "parameters": 3294,
+    ...             "kwargs": {"growth_rate": 4}})
+    'monai:DenseNet121 (monai.networks.nets.DenseNet121, {"growth_rate": 4}, 3,294 parameters)'
+    """
+    if not model:
+        return "n/a"
+    parts = [str(model["class"])] if model.get("class") else []
+    parts += [json.dumps(model["kwargs"])] if model.get("kwargs") else []
+    parts += [f"{model['parameters']:,} parameters"] if model.get("parameters") is not None else []
+    return f"{model.get('name')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -129,6 +144,7 @@ def audit_page(s: dict[str, Any]) -> str:
     body += _membership(s.get("membership"))
     body += _privacy(s)
     setting = [[k, s.get(k)] for k in ("task", "clients", "rounds", "defense", "downlink_noise", "profile")]
+    setting.insert(1, ["model", model_text(s.get("model"))])
     setting += [["global accuracy", pct(s.get("global_acc"))], ["learned", s.get("learned")]]
     settings, seconds = json.dumps(s.get("settings"), indent=1), json.dumps(s.get("seconds"), indent=1)
     body += ["<h2>Setting</h2>", table(["what", "value"], setting),

@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import __version__
 from ..attacks.budget import check_steps, check_window
-from ..attacks.iterative import input_gradient
+from ..attacks.iterative import input_gradient, predict
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..defaults import ATTACK_BATCH_SIZE
 from ..build import load_run_config
@@ -54,7 +54,6 @@ from ..evaluation.run_context import RunContext, load_run
 from ..evaluation.runinfo import open_run, read_run
 from ..evaluation.sanity_cache import SANITY_STEPS, sanity_cache
 from ..evaluation.transfer_evaluation import evaluate_transfer
-from ..models.inference import predict
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..reproduce.costs import duration
@@ -331,6 +330,8 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
         "kind": "fedsafe-audit", "fedsafe_version": __version__, "run_dir": str(ctx.store.root),
         "task": ctx.data.task, "synthetic": ctx.data.synthetic, "clients": ctx.num_clients,
         "rounds": ctx.total_rounds, "defense": ctx.cfg.defense.name, "profile": ctx.cfg.profile,
+        "model": {"name": ctx.cfg.model.name, "kwargs": dict(ctx.cfg.model.kwargs),
+                  **{k: v for k, v in (summ.get("model") or {}).items() if k in ("class", "parameters")}},
         "quick": settings.quick, "level": settings.level, "settings": settings.to_dict(),
         "budget": budget(ctx, settings),
         "learned": ctx.learned, "global_acc": summ.get("global_acc"),

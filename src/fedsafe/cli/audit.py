@@ -108,6 +108,7 @@ def audit(
     label = " \\[synthetic]" if summary["synthetic"] else ""
     quick_label = {"quick": " (QUICK)", "full": " (full)"}.get(summary.get("level", ""), "")
     out.rule(f"audit of {escape(str(run_dir))}: {escape(summary['task'])}{label}{quick_label}")
+    _print_model(summary)
     for s in summary["sentences"]:
         out.print(f"- {escape(s)}", highlight=False)
     _print_verdicts(summary)
@@ -116,6 +117,12 @@ def audit(
                   f"{'yes' if c['masking'] else 'no'}, membership {'yes' if c['membership'] else 'no'}; "
                   f"{summary['seconds']['total']:.1f} s", highlight=False)
     console.print(f"written: {html} and {html.with_suffix('.json').name}", highlight=False)
+
+
+def _print_model(summary: dict) -> None:
+    from ..audit.page import model_text
+
+    out.print(f"model: {escape(model_text(summary.get('model')))}", highlight=False, soft_wrap=True)
 
 
 def _print_verdicts(summary: dict) -> None:
@@ -160,6 +167,7 @@ def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None
         raise fail(" ".join(str(e).split())) from None
     html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
     out.rule(f"audit of {escape(str(run_dir))}: recorded Flower run{' (QUICK)' if summary['quick'] else ''}")
+    _print_model(summary)
     for s in summary["sentences"]:
         out.print(f"- {escape(s)}", highlight=False)
     _print_verdicts(summary)
