@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import __version__
 from ..attacks.budget import check_steps, check_window
-from ..attacks.iterative import input_gradient, predict
+from ..attacks.iterative import input_gradient
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..defaults import ATTACK_BATCH_SIZE
 from ..build import load_run_config
@@ -54,6 +54,7 @@ from ..evaluation.run_context import RunContext, load_run
 from ..evaluation.runinfo import open_run, read_run
 from ..evaluation.sanity_cache import SANITY_STEPS, sanity_cache
 from ..evaluation.transfer_evaluation import evaluate_transfer
+from ..models.inference import predict
 from ..precision import resolve_precision
 from ..progress import Progress
 from ..reproduce.costs import duration
