@@ -42,7 +42,7 @@ from fedsafe.federation.client import local_train
 from fedsafe.federation.simulator import Simulator
 from fedsafe.hardware import cpu_features
 from fedsafe.precision import autocast
-from fedsafe.runs.store import RunStore
+from fedsafe.runs import open_run
 
 
 def plain_local_epochs(model, x, y, *, epochs, batch_size, lr, precision, channels_last, augment, seed):
@@ -110,7 +110,7 @@ def main() -> None:
 
     def fl_round() -> float:
         with tempfile.TemporaryDirectory() as d:
-            sim = Simulator(spec=spec, data=data, model_factory=make, store=RunStore(d, config_hash="bench"),
+            sim = Simulator(spec=spec, data=data, model_factory=make, store=open_run(d, config_hash="bench").store,
                             augment_fn=augment_batch)
             t0 = time.perf_counter()
             sim.run(stop_after=1)

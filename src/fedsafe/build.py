@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from .attacks.crn_hook import CrnClientHook
-from .config import ConfigError, ExperimentConfig, config_hash, to_yaml
+from .config import ExperimentConfig, to_yaml
 from .data.augment import augment_batch
 from .data.sites import site_splits
 from .data.splits import Splits, make_splits
@@ -43,16 +42,15 @@ from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label
 from .privacy.nbafl import calibrate_nbafl
 from .progress import Progress
-from .runs.claim import inspect as inspect_run_dir
 from .runs.datacheck import check_data
 from .runs.fingerprint import fingerprint
-from .runs.store import RunFileError, RunStore, read_config_text
+from .runs.store import RunStore
 from .seeding import numpy_rng, seed_for
 
 __all__ = [
     "AugmentFn", "augment_fn", "build_hooks", "check_configured_model", "check_run_data", "crn_hook",
-    "data_fingerprint", "default_data_root", "federation_spec", "load_run_config", "model_factory", "model_kwargs",
-    "noise_levels", "open_store", "prepare_data", "privacy_report", "run_device", "write_header",
+    "data_fingerprint", "default_data_root", "federation_spec", "model_factory", "model_kwargs",
+    "noise_levels", "prepare_data", "privacy_report", "run_device", "write_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -312,31 +310,6 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
                                        min_local_size=m, exposures=cal.exposures or spec.rounds, rounds=spec.rounds,
                                        num_clients=data.num_clients).to_dict()
     return out
-
-
-def open_store(cfg: ExperimentConfig, root: str | Path) -> RunStore:
-    """The run directory of ``cfg`` at ``root``; RunDirRefused (one line, nothing touched) if ``root`` is not new,
-    empty or a fedsafe run (:func:`fedsafe.runs.claim.inspect`), ConfigError if it holds a run of another config."""
-    inspect_run_dir(root)
-    store = RunStore(root, config_hash=config_hash(cfg))
-    if store.has_config():
-        try:
-            old = yaml.safe_load(read_config_text(root))
-        except yaml.YAMLError:
-            raise ConfigError(f"{store.dir.config}: unreadable config of an earlier run") from None
-        if config_hash(old) != config_hash(cfg):
-            raise ConfigError(f"{store.root}: holds a run with a different config; choose another --run-dir")
-    return store
-
-
-def load_run_config(root: str | Path) -> ExperimentConfig:
-    """The config of the run at ``root`` (its ``config.yaml``); RunFileError (one line) otherwise."""
-    text = read_config_text(root)
-    try:
-        return ExperimentConfig.model_validate(yaml.safe_load(text))
-    except (yaml.YAMLError, ValueError) as e:
-        raise RunFileError(f"{Path(root) / 'config.yaml'}: not a valid fedsafe config "
-                           f"({' '.join(str(e).split())[:200]})") from None
 
 
 def data_fingerprint(data: FederatedData) -> dict[str, Any]:

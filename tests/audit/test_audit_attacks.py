@@ -20,13 +20,13 @@ from fedsafe.audit.text import fmt_auc, fmt_ci, fmt_pct
 from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.evaluation.adaptive_attacks import masking_audit, run_downlink_noise
 from fedsafe.evaluation.results import read_evaluation
-from fedsafe.evaluation.run_context import load_run
+from fedsafe.evaluation.run_context import load_context
 from fedsafe.evaluation.transfer_evaluation import evaluate_transfer
 from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.federation.simulator import Simulator
 from fedsafe.metrics import transfer_row
+from fedsafe.runs import open_run
 from fedsafe.runs.atomic import write_json, write_text
-from fedsafe.runs.store import RunStore
 from fedsafe.seeding import torch_generator
 
 _spec = importlib.util.spec_from_file_location("_tiny_fed", Path(__file__).parents[1] / "federation" / "_tiny.py")
@@ -43,10 +43,10 @@ def run_dir(tmp_path_factory) -> Path:
     data = _tiny.tiny_data()
     cfg = load_config(overrides=[f"train.rounds={ROUNDS}", "federation.downlink_noise=0.01",
                                  f"federation.keep_received_rounds={KEEP}", "crn.steps=2"])
-    store = RunStore(tmp_path_factory.mktemp("audit-attacks"), config_hash=config_hash(cfg))
-    write_text(store.dir.config, to_yaml(cfg))
-    write_json(store.dir.splits, data.split_ids())
-    write_json(store.dir.privacy_report, {"sigma_downlink": S_D, "sigma_uplink": 0.0})
+    store = open_run(tmp_path_factory.mktemp("audit-attacks"), config_hash=config_hash(cfg)).store
+    write_text(store.layout.config, to_yaml(cfg))
+    write_json(store.layout.splits, data.split_ids())
+    write_json(store.layout.privacy_report, {"sigma_downlink": S_D, "sigma_uplink": 0.0})
     local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, augment=False, precision="fp32")
     Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP, local=local), data=data,
               model_factory=_tiny.tiny_model, store=store).run()
@@ -54,7 +54,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def context(run_dir):
-    return load_run(run_dir, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model, device="cpu")
+    return load_context(open_run(run_dir), data=_tiny.tiny_data(), model_factory=_tiny.tiny_model, device="cpu")
 
 
 BASE = AttackSpec(attack="pgd", eps=0.2, alpha=0.05, steps=3, start="random", seed=5)

@@ -15,13 +15,13 @@ from torch import nn
 from fedsafe.audit.mia import MiaSettings, membership_audit, run_membership, train_shadows
 from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.data.types import DataReport
-from fedsafe.evaluation.run_context import load_run
+from fedsafe.evaluation.run_context import load_context
 from fedsafe.federation.federated_data import FederatedData, Split
 from fedsafe.federation.federation_spec import FederationSpec, LocalSpec
 from fedsafe.federation.simulator import Simulator
 from fedsafe.metrics.membership import per_example_loss
+from fedsafe.runs import open_run
 from fedsafe.runs.atomic import write_json, write_text
-from fedsafe.runs.store import RunStore
 
 ROUNDS, EPOCHS, LR = 4, 15, 0.01
 SETTINGS = MiaSettings(shadows=2, max_shadow_epochs=20)
@@ -57,9 +57,9 @@ def run_dir(tmp_path_factory) -> Path:
                                  "train.channels_last=false", "federation.keep_received_rounds=2",
                                  "federation.downlink_noise=0.01"])
     data = _data()
-    store = RunStore(tmp_path_factory.mktemp("mia-run"), config_hash=config_hash(cfg))
-    write_text(store.dir.config, to_yaml(cfg))
-    write_json(store.dir.splits, data.split_ids())
+    store = open_run(tmp_path_factory.mktemp("mia-run"), config_hash=config_hash(cfg)).store
+    write_text(store.layout.config, to_yaml(cfg))
+    write_json(store.layout.splits, data.split_ids())
     local = LocalSpec(epochs=EPOCHS, batch_size=8, optimizer="adam", lr=LR, augment=False, precision="fp32")
     spec = FederationSpec(rounds=ROUNDS, seed=7, local=local, downlink_noise=0.01, keep_received=2, eval_every=0)
     Simulator(spec=spec, data=data, model_factory=_mlp, store=store).run()
@@ -68,7 +68,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def context(run_dir):
-    return load_run(run_dir, data=_data(), model_factory=_mlp, device="cpu")
+    return load_context(open_run(run_dir), data=_data(), model_factory=_mlp, device="cpu")
 
 
 def test_an_overfitted_federation_leaks_membership_in_both_views(run_dir):

@@ -75,9 +75,10 @@ def test_online_crn_of_a_trained_run_equals_its_replay_with_the_runs_own_model(r
     """End to end through ``fedsafe train`` (build_hooks wires the CRN hook) and the run's own model factory."""
     from fedsafe.attacks.crn_hook import crn_state_from, replay_crn
     from fedsafe.build import model_factory
-    from fedsafe.evaluation.run_context import load_run
+    from fedsafe.evaluation.run_context import load_context
+    from fedsafe.runs import open_run
 
-    ctx = load_run(run_dir)
+    ctx = load_context(open_run(run_dir))
     states = ctx.store.load_checkpoint().client_states
     for i in range(3):
         online = crn_state_from(states[i], 2)

@@ -13,9 +13,7 @@ from typer.testing import CliRunner
 
 from fedsafe.audit.text import fmt_auc, fmt_ci, fmt_eps, fmt_pct, strongest
 from fedsafe.cli import app
-from fedsafe.config import config_hash
-from fedsafe.evaluation.runinfo import read_run
-from fedsafe.runs.store import RunStore
+from fedsafe.runs import open_run
 
 TINY = ["--set", "task.image_size=16", "--set", "task.synthetic_size=300", "--set", "model.width=0.04",
         "--set", "splits.client_test_size=20", "--set", "train.local_epochs=1", "--set", "train.rounds=3",
@@ -66,7 +64,7 @@ def test_audit_writes_the_page_and_the_summary_whose_sentences_carry_its_numbers
     # downlink noise only and no clip: the accountant credits nothing, and the sentence says so
     assert fmt_eps(eps["nbafl"]) == fmt_eps(eps["unconditional"]) == "infinite" and "epsilon infinite" in sentences
     assert "PGD+CRN2 instead of CRN10" in sentences and "TPR at 1% FPR is not resolvable with 45" in sentences
-    info = read_run(run_dir)
+    info = open_run(run_dir)
     assert s["global_acc"] == info.summary["global_acc"] and s["learned"] == info.summary["learned"]
     if not s["learned"]:  # the tiny run is too small to learn: said first and loudly
         assert s["sentences"][0].startswith("WARNING: the global model did not learn") and "WARNING" in text
@@ -113,7 +111,7 @@ def test_one_line_errors(run_dir, tmp_path):
     assert "at least 2 shadow models" in error([str(run_dir), "--shadows", "1"])
     poisoned = tmp_path / "poisoned"
     shutil.copytree(run_dir, poisoned)
-    store = RunStore(poisoned, config_hash=config_hash(read_run(poisoned).config))
+    store = open_run(poisoned).store
     state = store.load_final(1)
     store.save_final(1, {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in state.items()})
     assert "non-finite weights" in error([str(poisoned)])

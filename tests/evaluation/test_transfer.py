@@ -19,15 +19,15 @@ from fedsafe.attacks.iterative import iterative_attack
 from fedsafe.attacks.spec import AttackSpec, Start, parse_start, sweep
 from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.evaluation.results import tidy
-from fedsafe.evaluation.run_context import load_run
+from fedsafe.evaluation.run_context import load_context
 from fedsafe.evaluation.start_resolution import start_delta
 from fedsafe.evaluation.transfer_evaluation import evaluate_transfer
 from fedsafe.federation.federation_spec import LocalSpec
 from fedsafe.federation.hooks import Hooks
 from fedsafe.federation.simulator import Simulator
 from fedsafe.metrics import summarise, transfer_matrices, transfer_row
+from fedsafe.runs import open_run
 from fedsafe.runs.atomic import write_json, write_text
-from fedsafe.runs.store import RunStore
 from fedsafe.seeding import torch_generator
 
 _spec = importlib.util.spec_from_file_location("_tiny_fed", Path(__file__).parents[1] / "federation" / "_tiny.py")
@@ -46,8 +46,8 @@ def run_dir(tmp_path_factory) -> Path:
     cfg = load_config(overrides=[f"train.rounds={ROUNDS}", "train.local_epochs=3", "crn.enabled=true",
                                  "crn.windows=[1,3]", f"crn.eps={EPS}", "crn.steps=2",
                                  f"federation.keep_received_rounds={KEEP}"])
-    store = RunStore(tmp_path_factory.mktemp("transfer-run"), config_hash=config_hash(cfg))
-    rd = store.dir
+    store = open_run(tmp_path_factory.mktemp("transfer-run"), config_hash=config_hash(cfg)).store
+    rd = store.layout
     write_text(rd.config, to_yaml(cfg))
     write_json(rd.splits, data.split_ids())
     hook = CrnClientHook(model_factory=_tiny.tiny_model, attack_sets=[s.x for s in data.client_test],
@@ -59,7 +59,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def context(run_dir):
-    return load_run(run_dir, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
+    return load_context(open_run(run_dir), data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
 
 
 METRICS = ["clean_acc", "attack_acc", "asr", "asr_literal", "aetr", "n_correct", "n_aetr", "grad_cosine"]
@@ -181,12 +181,12 @@ def test_data_that_differ_from_splits_json_are_refused(run_dir):
     data = _tiny.tiny_data()
     bad = dataclasses.replace(data, client_test=(data.client_test[1], *data.client_test[1:]))
     with pytest.raises(ValueError, match="client 0's test set differs from .*splits.json"):
-        load_run(run_dir, data=bad, model_factory=_tiny.tiny_model)
+        load_context(open_run(run_dir), data=bad, model_factory=_tiny.tiny_model)
 
 
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
-        load_run(tmp_path, data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
+        load_context(open_run(tmp_path), data=_tiny.tiny_data(), model_factory=_tiny.tiny_model)
 
 
 def test_attack_spec_validation_and_names():

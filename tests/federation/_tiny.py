@@ -40,9 +40,9 @@ TINY_HASH = "tiny-federation-test-hash"
 
 
 def tiny_store(root):
-    from fedsafe.runs.store import RunStore
+    from fedsafe.runs import open_run
 
-    return RunStore(root, config_hash=TINY_HASH)
+    return open_run(root, config_hash=TINY_HASH).store
 
 
 def tiny_spec(rounds: int = 3, **kw: object) -> FederationSpec:

@@ -102,7 +102,7 @@ def test_hooks_are_called_and_client_state_persists_across_rounds():
 
 def test_run_dir_contents(tmp_path):
     store = tiny_store(tmp_path / "run")
-    rd = store.dir
+    rd = store.layout
     _run(rounds=4, run_dir=store, keep_received=2)
     assert [p.name for p in sorted((rd.root / "models" / "global").iterdir())] == [
         f"round_{t:04d}.pt" for t in range(1, 5)]
@@ -136,13 +136,13 @@ def test_checkpoint_for_another_federation_is_refused(tmp_path):
 def test_kill_minus_9_at_any_point_then_resume_is_bit_identical(tmp_path):
     rounds = 6
     ref = tiny_store(tmp_path / "ref")
-    ref_dir = ref.dir
+    ref_dir = ref.layout
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(HERE / "_resume_child.py")]
     subprocess.run([*cmd, str(ref_dir.root), str(HERE), str(rounds)], check=True, env=env, timeout=120)
     for delay in (1.5, 2.5):  # kill at different points of the run
         store = tiny_store(tmp_path / f"killed-{delay}")
-        rd = store.dir
+        rd = store.layout
         proc = subprocess.Popen([*cmd, str(rd.root), str(HERE), str(rounds)], env=env)
         try:
             deadline = time.monotonic() + 60

@@ -18,7 +18,7 @@ from fedsafe.config import ExperimentConfig, load_config
 from fedsafe.federation.state import max_abs_diff
 from fedsafe.flower.app import run_config_for
 from fedsafe.runs.atomic import torch_load
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.layout import RunLayout
 
 # The brief's tiny federation: downlink noise, uplink clipping and noise, the fed-safe defense, online CRN.
 TINY = [
@@ -103,11 +103,11 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch_load(path)["state"]
 
 
-def model_files(rd: RunDir) -> list[str]:
+def model_files(rd: RunLayout) -> list[str]:
     return sorted(str(p.relative_to(rd.root)) for p in (rd.root / "models").rglob("*.pt"))
 
 
-def assert_same_run(a: RunDir, b: RunDir, *, atol: float = 1e-5) -> float:
+def assert_same_run(a: RunLayout, b: RunLayout, *, atol: float = 1e-5) -> float:
     """Same files, final / global / received models within ``atol``, same client hook states and training losses.
     Returns the largest absolute weight difference over the final models."""
     assert model_files(a) == model_files(b)

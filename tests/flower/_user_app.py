@@ -22,6 +22,7 @@ from torch import nn
 
 from fedsafe.flower.recorder import RecordingStrategy
 from fedsafe.flower.recording import read_recording, recording_hash
+from fedsafe.runs import open_run
 from fedsafe.runs.store import RunStore
 
 N, ROUNDS, SIZE = 3, 2, 8
@@ -194,7 +195,7 @@ def record(run_dir: Path) -> Path:
 
 
 def store_of(run_dir: Path) -> RunStore:
-    return RunStore(run_dir, config_hash=recording_hash(read_recording(run_dir)))
+    return open_run(run_dir, config_hash=recording_hash(read_recording(run_dir))).store
 
 
 def audit_arrays() -> dict[str, np.ndarray]:

@@ -12,9 +12,9 @@ pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '
 from fedsafe.config import ConfigError, config_hash
 from fedsafe.flower.app import (
     RUN_CONFIG_DEFAULTS,
+    build_flower_run,
     decode_config,
     encode_config,
-    load_run,
     partition_fingerprint,
     record_to_state,
     run_config_for,
@@ -64,7 +64,7 @@ def test_app_project_is_a_valid_flower_app_with_no_dependencies(tmp_path):
 
 
 def test_partition_comes_from_node_config_and_is_checked():
-    run = load_run(encode_config(tiny_config()))
+    run = build_flower_run(encode_config(tiny_config()))
     assert run.partition({"partition-id": 2, "num-partitions": 3}) == 2
     with pytest.raises(ValueError, match="no partition-id"):
         run.partition({})
@@ -75,8 +75,8 @@ def test_partition_comes_from_node_config_and_is_checked():
 
 
 def test_fingerprints_differ_between_clients_and_seeds():
-    a = load_run(encode_config(tiny_config())).data
-    b = load_run(encode_config(tiny_config("seed=12"))).data
+    a = build_flower_run(encode_config(tiny_config())).data
+    b = build_flower_run(encode_config(tiny_config("seed=12"))).data
     prints = {partition_fingerprint(a, i) for i in range(3)}
     assert len(prints) == 3
     assert partition_fingerprint(a, 0) != partition_fingerprint(b, 0)

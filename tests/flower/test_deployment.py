@@ -24,7 +24,7 @@ from fedsafe.flower.command_lines import (
     write_flower_config,
 )
 from fedsafe.flower.processes import ProcessSet
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.layout import RunLayout
 from fedsafe.training.trainer import train
 
 from ._helpers import assert_same_run, tiny_config
@@ -83,9 +83,9 @@ def test_tls_authenticated_deployment_on_loopback(tmp_path):
         _refused(plaintext, 60)
     assert not any(p.running() for p in procs.processes)
 
-    rd = RunDir(run_dir)
+    rd = RunLayout(run_dir)
     assert rd.is_complete()
-    ref = RunDir(tmp_path / "inproc")
+    ref = RunLayout(tmp_path / "inproc")
     train(cfg, ref.root)
     assert assert_same_run(ref, rd, atol=1e-5) <= 1e-5
     print(f"\ndeployment test: {time.perf_counter() - t0:.1f} s")

@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
 from fedsafe.flower.recording import read_recording
+from fedsafe.runs import open_run
 from fedsafe.runs.store import RunFileError, RunStore
 
 from ._user_app import (
@@ -54,7 +55,7 @@ def test_recording_is_a_run_directory_with_the_config_the_server_knows(recorded)
     assert rec["strategy"] == ["FedAvg"] and rec["strategy_settings"]["min_train_nodes"] == N
     store = store_of(recorded)
     assert store.is_complete()
-    rows = store.read_json(store.dir.metrics)
+    rows = store.read_json(store.layout.metrics)
     assert [r["round"] for r in rows] == [1, 2] and all(r["clients"] == [0, 1, 2] for r in rows)
     assert all(r["downlink"] == "shared" for r in rows) and store.received_rounds() == []
     assert rows[-1]["evaluate_metrics"]["accuracy"] >= 0
@@ -76,9 +77,9 @@ def test_global_model_is_the_weighted_mean_of_the_returned_client_models(recorde
 
 def test_recorded_files_carry_the_runs_hashes(recorded, tmp_path):
     store = store_of(recorded)
-    path = store.dir.final_model(1)
+    path = store.layout.final_model(1)
     copy = tmp_path / "run"
-    other = RunStore(copy, config_hash="0" * 64)
+    other = open_run(copy, config_hash="0" * 64).store
     with pytest.raises(RunFileError, match="another run"):
         other.load_state(path, kind="final")
     raw = bytearray(path.read_bytes())
@@ -103,7 +104,7 @@ def test_per_client_downlinks_are_recorded_where_they_differ(tmp_path):
             got = store.load_received(t, part[m.metadata.dst_node_id])
             for k, v in m.content["arrays"].to_torch_state_dict().items():
                 assert torch.equal(got[k], v)
-    assert [r["downlink"] for r in store.read_json(store.dir.metrics)] == ["per-client", "per-client"]
+    assert [r["downlink"] for r in store.read_json(store.layout.metrics)] == ["per-client", "per-client"]
 
 
 def test_killed_recording_resumes_without_losing_or_mixing_rounds(recorded, tmp_path, monkeypatch):
@@ -133,8 +134,8 @@ def test_killed_recording_resumes_without_losing_or_mixing_rounds(recorded, tmp_
     grid = UserGrid()
     server_main(grid, run_dir, Watching(**inner))
     assert seen == [1, 2, 2]  # the wrapped strategy saw the true round numbers after the resume
-    rows = store.read_json(store.dir.metrics)
-    assert [r["round"] for r in rows] == [1, 2] and store.read_json(store.dir.summary)["resumed_from"] == 1
+    rows = store.read_json(store.layout.metrics)
+    assert [r["round"] for r in rows] == [1, 2] and store.read_json(store.layout.summary)["resumed_from"] == 1
     assert {int(m.content["config"]["server-round"]) for m in grid.sent} == {2}
     ref = store_of(recorded)
     for t in range(ROUNDS + 1):
@@ -172,9 +173,9 @@ def test_recording_killed_with_sigkill_resumes(recorded, tmp_path):
                           text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     store = store_of(run_dir)
-    assert store.load_checkpoint().round == 1 and store.dir.global_model(2).is_file()
+    assert store.load_checkpoint().round == 1 and store.layout.global_model(2).is_file()
     server_main(UserGrid(), run_dir)
-    assert [r["round"] for r in store.read_json(store.dir.metrics)] == [1, 2]
+    assert [r["round"] for r in store.read_json(store.layout.metrics)] == [1, 2]
     ref = store_of(recorded)
     for i in range(N):
         for k, v in store.load_final(i).items():
@@ -193,7 +194,7 @@ def test_a_flower_dp_wrapper_is_recorded_with_its_noise(tmp_path):
     assert rec["dp"] == {"class": "DifferentialPrivacyServerSideFixedClipping", "noise_multiplier": 0.05,
                          "clipping_norm": 2.0, "num_sampled_clients": N}
     store = store_of(tmp_path / "run")
-    assert store.read_json(store.dir.privacy_report)["clip"] == 2.0
+    assert store.read_json(store.layout.privacy_report)["clip"] == 2.0
     # the global model is the wrapper's (clipped, noised) aggregate, not the plain mean of the returned models
     finals = [store.load_final(i) for i in range(N)]
     mean = {k: sum(f[k] for f in finals) / N for k in finals[0]}
@@ -203,7 +204,7 @@ def test_a_flower_dp_wrapper_is_recorded_with_its_noise(tmp_path):
 def test_replies_without_a_partition_id_are_told_apart_by_node(tmp_path, caplog):
     server_main(UserGrid(report_partition=False), tmp_path / "run")
     store = store_of(tmp_path / "run")
-    assert [r["clients"] for r in store.read_json(store.dir.metrics)] == [[0, 1, 2], [0, 1, 2]]
+    assert [r["clients"] for r in store.read_json(store.layout.metrics)] == [[0, 1, 2], [0, 1, 2]]
     finals = [store.load_final(i)["fc.weight"] for i in range(N)]
     assert all(not torch.equal(finals[i], finals[j]) for i in range(N) for j in range(i))
     assert sum("reports no 'partition-id'" in r.getMessage() for r in caplog.records) == N

@@ -136,7 +136,7 @@ def test_flower_simulation_recorded_and_audited_end_to_end(tmp_path, monkeypatch
                "client_resources": {"num_cpus": 1}}
     run_simulation(user_server_app(run_dir), client_app, num_supernodes=N, backend_config=backend)
     store = store_of(run_dir)
-    assert store.is_complete() and [r["round"] for r in store.read_json(store.dir.metrics)] == [1, 2]
+    assert store.is_complete() and [r["round"] for r in store.read_json(store.layout.metrics)] == [1, 2]
     path = tmp_path / "audit.npz"
     np.savez(path, **audit_arrays())
     s = audit_recorded(run_dir, data=load_audit_data(path), data_path=path, settings=QUICK)

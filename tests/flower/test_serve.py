@@ -11,7 +11,7 @@ pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '
 from fedsafe.flower.client_app import STATE_KEY
 from fedsafe.flower.server_app import serve
 from fedsafe.flower.strategy import ClientFailure
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.layout import RunLayout
 from fedsafe.training.trainer import train
 
 from ._helpers import LocalGrid, assert_same_run, run_files, tiny_config
@@ -36,14 +36,14 @@ def reference(tmp_path_factory):
     cfg = tiny_config()
     rd = tmp_path_factory.mktemp("inproc")
     train(cfg, rd)
-    return cfg, RunDir(rd)
+    return cfg, RunLayout(rd)
 
 
 def test_serve_on_local_grid_equals_in_process_simulator(reference, tmp_path):
     cfg, ref = reference
     grid = LocalGrid(cfg)
     out = serve(grid, cfg, tmp_path / "run", engine="test")
-    rd = RunDir(tmp_path / "run")
+    rd = RunLayout(tmp_path / "run")
     assert out.completed_round == cfg.train.rounds and rd.is_complete()
     assert assert_same_run(ref, rd, atol=1e-6) <= 1e-6
     assert run_files(ref.root) == run_files(rd.root)
@@ -66,7 +66,7 @@ def test_messages_are_keyed_by_partition_not_node_id(reference, tmp_path):
 
 def test_stop_and_resume_equals_one_run(reference, tmp_path):
     cfg, ref = reference
-    rd = RunDir(tmp_path / "run")
+    rd = RunLayout(tmp_path / "run")
     first = serve(LocalGrid(cfg), cfg, rd.root, stop_after=1)
     assert first.completed_round == 1 and not rd.is_complete() and rd.checkpoint.is_file()
     second = serve(LocalGrid(cfg), cfg, rd.root)  # new nodes: their context.state is empty

@@ -12,7 +12,7 @@ pytest.importorskip("flwr", reason="the Flower tests need flwr: pip install -e '
 
 from fedsafe.flower.simulate import simulate
 from fedsafe.runs.atomic import torch_load
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.layout import RunLayout
 from fedsafe.training.trainer import train
 
 from ._helpers import assert_same_run, run_files, tiny_config
@@ -23,13 +23,13 @@ from ._helpers import assert_same_run, run_files, tiny_config
 def test_flower_simulation_equals_in_process_simulator(tmp_path):
     cfg = tiny_config()
     assert torch.get_num_threads() == 1  # tests/conftest.py; the Flower processes get threads=1 from cfg.threads
-    ref = RunDir(tmp_path / "inproc")
+    ref = RunLayout(tmp_path / "inproc")
     train(cfg, ref.root)
 
     t0 = time.perf_counter()
     out = simulate(cfg, tmp_path / "flower", timeout=240, workdir=tmp_path / "work")
     seconds = time.perf_counter() - t0
-    rd = RunDir(tmp_path / "flower")
+    rd = RunLayout(tmp_path / "flower")
 
     assert out.complete and not out.skipped and out.returncode == 0
     worst = assert_same_run(ref, rd, atol=1e-5)

@@ -13,7 +13,7 @@ import pytest
 from fedsafe.config import config_hash, load_config, to_yaml
 from fedsafe.report.html import build_report, find_manifests, write_report
 from fedsafe.reproduce.demo_reproduction import run_demo
-from fedsafe.runs.store import RunStore
+from fedsafe.runs import open_run
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_run_shows_the_noise_it_used_not_the_hand_set_value(tmp_path):
     """A calibrated run: its config holds the hand-set s_U (0), its privacy report the s_U it ran with."""
     cfg = load_config(overrides=["federation.uplink_clip=10", "privacy.calibrate={epsilon: 2.0}",
                                  "federation.uplink_noise=0.0"])
-    store = RunStore(tmp_path, config_hash=config_hash(cfg))
+    store = open_run(tmp_path, config_hash=config_hash(cfg)).store
     store.write_header(config_text=to_yaml(cfg), data_report={"task": "synthetic", "synthetic": True}, splits={},
                        privacy_report={"noise": "calibrated (NbAFL)", "sigma_uplink": 0.0123,
                                        "sigma_downlink": 0.0456, "clip": 10.0, "delta": 1e-5,

@@ -15,7 +15,6 @@ from fedsafe.attacks.spec import AttackSpec, Start
 from fedsafe.build import prepare_data
 from fedsafe.cli import app
 from fedsafe.config import load_config
-from fedsafe.evaluation.runinfo import RunInfo
 from fedsafe.privacy import account_run
 from fedsafe.reproduce.costs import eval_passes
 from fedsafe.reproduce.reproductions import GROUPS, REPRODUCTIONS
@@ -24,6 +23,7 @@ from fedsafe.reproduce.reproductions.fedsafe_fig3 import FRACTIONS
 from fedsafe.reproduce.reproductions.fedsafe_table2 import ARMS, DP_TARGET, NO_NOISE, PAPERS, arm_label, dp_noise
 from fedsafe.reproduce.reproductions.format import METRICS, fraction_text
 from fedsafe.reproduce.reproductions.setups import FS_SPLIT, at_fraction, with_delta
+from fedsafe.runs import Run
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
 
@@ -109,12 +109,13 @@ def test_table2_arms_are_the_papers_setting_and_the_calibrated_one():
 # -- f as real counts ------------------------------------------------------------------------------------------
 
 
-def _run(sizes, server, leaky=False) -> RunInfo:
+def _run(sizes, server, leaky=False) -> Run:
     cfg = load_config(overrides=["defense.adaptation_data=attack-sets"] if leaky else [])
     splits = {"server": {"a": server // 2, "b": server - server // 2},
               **{f"client{i}_test": {"a": 50, "b": 50} for i in range(3)}}
-    return RunInfo(root=Path("nowhere"), config=cfg, privacy={"client_sizes": sizes},
-                   data_report={"splits": splits})
+    run = Run(Path("nowhere"), cfg)
+    run.privacy, run.data_report = {"client_sizes": sizes}, {"splits": splits}  # the records, as if read
+    return run
 
 
 def test_f_maps_to_the_image_counts_of_the_run():

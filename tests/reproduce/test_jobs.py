@@ -18,7 +18,7 @@ from fedsafe.cli.reproduce import worker_thread_count
 from fedsafe.reproduce.execution import JobFailed, chunks, execute
 from fedsafe.reproduce.planning import plan
 from fedsafe.reproduce.reproductions.base import Options
-from fedsafe.runs.rundir import RunDir
+from fedsafe.runs.layout import RunLayout
 
 # Fed-Safe Table 1 (5 trainings, 4 attacks each) at the smallest size that trains; one torch thread a process in
 # both runs (CPU kernels sum in an order that depends on the thread count: execution's docstring)
@@ -100,7 +100,7 @@ def test_a_workers_error_is_one_line_naming_the_run(tmp_path):
              options=Options(quick=True, overrides=TINY, sanity=False))
     (rd,) = p.runs
     rd.mkdir(parents=True)
-    (rd / RunDir(rd).config.name).write_text("{not a config")  # an earlier run's damaged config
+    (rd / RunLayout(rd).config.name).write_text("{not a config")  # an earlier run's damaged config
     with pytest.raises(JobFailed) as err:
         execute(p, jobs=2, threads=1)
     message = str(err.value)

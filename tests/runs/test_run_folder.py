@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
-from fedsafe.runs.claim import MARKER, inspect, own_tmp_files
+from fedsafe.runs.claim import inspect, own_tmp_files
 from fedsafe.runs.errors import RunDirRefused
+from fedsafe.runs.layout import MARKER
 from fedsafe.runs.store import RunStore
 from fedsafe.training.trainer import train
 

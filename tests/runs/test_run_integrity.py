@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from fedsafe.build import prepare_data
 from fedsafe.cli import app
 from fedsafe.config import config_hash, load_config
-from fedsafe.evaluation.run_context import load_run
-from fedsafe.evaluation.runinfo import read_run
+from fedsafe.evaluation.run_context import load_context
+from fedsafe.runs import open_run
 from fedsafe.runs.errors import RunFileError, RunIncomplete
 from fedsafe.runs.store import RunStore
 from fedsafe.training.trainer import train
@@ -55,21 +55,21 @@ def test_swapped_client_models_are_refused(run):
     (final / "client_001.pt").write_bytes(a)
     with pytest.raises(RunFileError, match="client_000.pt: holds the model of client 1, not of client 0: model "
                                            "files were swapped or copied within the run"):
-        load_run(run)
+        load_context(open_run(run))
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity", "--steps", "1"])
     assert r.exit_code == 1 and r.output.count("error:") == 1 and "holds the model of client 1" in _flat(r.output)
 
 
 def test_a_received_copy_of_another_round_is_refused(run):
     store = _store(run)
-    shutil.copy(store.dir.received(3, 0), store.dir.received(2, 0))  # round 3's copy over round 2's
+    shutil.copy(store.layout.received(3, 0), store.layout.received(2, 0))  # round 3's copy over round 2's
     assert len(store.received_window(1, range(2, 4))) == 2  # another client's window is intact
     with pytest.raises(RunFileError, match=r"round_0002/client_000.pt: holds the model of round 3, not of round 2"):
         store.received_window(0, range(2, 4))  # what a CRN replay over the last 2 rounds reads
-    shutil.copy(store.dir.received(3, 1), store.dir.received(3, 0))  # another client's copy of the same round
+    shutil.copy(store.layout.received(3, 1), store.layout.received(3, 0))  # another client's copy of the same round
     with pytest.raises(RunFileError, match=r"round_0003/client_000.pt: holds the model of client 1, not of client 0"):
         store.load_received(3, 0)
-    shutil.copy(store.dir.global_model(1), store.dir.global_model(2))
+    shutil.copy(store.layout.global_model(1), store.layout.global_model(2))
     with pytest.raises(RunFileError, match=r"round_0002.pt: holds the model of round 1, not of round 2"):
         store.load_global(2)
 
@@ -116,21 +116,21 @@ def test_an_audit_of_a_damaged_privacy_report_names_the_file_and_train_recompute
     assert r.exit_code == 1 and r.output.count("error:") == 1
     assert f"{path}:notvalidJSON" in "".join(r.output.split()) and "epsilon" not in r.output
     with pytest.raises(RunFileError, match="privacy_report.json: not valid JSON"):
-        read_run(run)
+        _ = open_run(run).privacy
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *SETS])
     assert r.exit_code == 0, r.output
     assert json.loads(path.read_text()) == json.loads((done / "privacy_report.json").read_text())
-    assert read_run(run).epsilon() == read_run(done).epsilon()
+    assert open_run(run).epsilon() == open_run(done).epsilon()
 
 
 def test_a_damaged_metrics_file_is_named_by_the_reader_and_recomputed_from_the_checkpoint(run, done):
     (run / "metrics.json").write_text("[{")
     with pytest.raises(RunFileError, match="metrics.json: not valid JSON"):
-        read_run(run)
+        _ = open_run(run).metrics
     r = CliRunner().invoke(app, ["train", "--run-dir", str(run), *SETS])
     assert r.exit_code == 0, r.output
-    strip = [{k: v for k, v in m.items() if "seconds" not in k} for m in read_run(done).metrics]
-    assert [{k: v for k, v in m.items() if "seconds" not in k} for m in read_run(run).metrics] == strip
+    strip = [{k: v for k, v in m.items() if "seconds" not in k} for m in open_run(done).metrics]
+    assert [{k: v for k, v in m.items() if "seconds" not in k} for m in open_run(run).metrics] == strip
 
 
 def test_an_attack_on_a_run_stopped_early_says_how_far_it_got(tmp_path):
@@ -146,4 +146,4 @@ def test_an_attack_on_a_run_stopped_early_says_how_far_it_got(tmp_path):
     (run / "checkpoint.pt").unlink()
     (run / "checkpoint.prev.pt").unlink(missing_ok=True)
     with pytest.raises(RunIncomplete, match=r"the run is not complete \(round 0 of 3\)"):
-        load_run(run)
+        load_context(open_run(run))

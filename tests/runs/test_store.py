@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from fedsafe.cli import app
 from fedsafe.config import load_config
-from fedsafe.evaluation.run_context import load_run
+from fedsafe.evaluation.run_context import load_context
 from fedsafe.federation.hooks import Hooks
+from fedsafe.runs import open_run
 from fedsafe.runs.atomic import write_json
 from fedsafe.runs.store import RunFileError, RunLockedError, RunStore
 from fedsafe.training.trainer import train
@@ -67,7 +68,7 @@ def test_a_final_model_copied_from_another_run_is_refused_by_attacks(seed_runs, 
     shutil.copytree(seed_runs / "seed0", run)
     shutil.copy(seed_runs / "seed1" / "models" / "final" / "client_001.pt", run / "models" / "final" / "client_001.pt")
     with pytest.raises(RunFileError, match="client_001.pt: belongs to another run"):
-        load_run(run)
+        load_context(open_run(run))
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity"])
     assert r.exit_code == 1 and "belongs to another run" in _flat(r.output)
 
@@ -104,14 +105,14 @@ def test_damaged_model_and_round_files_name_the_file(seed_runs, tmp_path):
     from fedsafe.config import config_hash
 
     store = RunStore(run, config_hash=config_hash(cfg))
-    path = store.dir.global_model(2)
+    path = store.layout.global_model(2)
     raw = bytearray(path.read_bytes())
     path.write_bytes(bytes(raw[: len(raw) - 40]))
     with pytest.raises(RunFileError, match="round_0002.pt: unreadable"):
         store.load_global(2)
     (run / "metrics.json").write_text("{not json")
     with pytest.raises(RunFileError, match="metrics.json: not valid JSON"):
-        store.read_json(store.dir.metrics)
+        store.read_json(store.layout.metrics)
 
 
 def test_stale_temporary_files_are_cleaned(tmp_path):
@@ -186,7 +187,7 @@ def test_the_did_not_learn_flag_fires_on_a_constant_model_and_attacks_warn(tmp_p
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["global_acc"] <= summary["majority_class_rate"] and summary["learned"] is False
     with caplog.at_level("WARNING"):
-        assert load_run(tmp_path / "run").learned is False
+        assert load_context(open_run(tmp_path / "run")).learned is False
     assert "did not learn" in caplog.text
 
 
@@ -238,6 +239,6 @@ def test_attacks_refuse_a_model_with_non_finite_weights(seed_runs, tmp_path):
     state = store.load_final(1)
     store.save_final(1, {k: v * math.nan if v.is_floating_point() else v for k, v in state.items()})  # valid hashes
     with pytest.raises(ValueError, match="client_001.pt: client 1's final model has non-finite weights"):
-        load_run(run)
+        load_context(open_run(run))
     r = CliRunner().invoke(app, ["attack", str(run), "--no-sanity"])
     assert r.exit_code == 1 and "non-finite weights" in _flat(r.output) and r.output.count("error:") == 1

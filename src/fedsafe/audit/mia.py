@@ -44,9 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..build import augment_fn, federation_spec, load_run_config
-from ..evaluation.run_context import RunContext, load_run
-from ..evaluation.runinfo import open_run
+from ..build import augment_fn, federation_spec
+from ..evaluation.run_context import RunContext, load_context
 from ..federation.client import local_train
 from ..federation.federated_data import Split
 from ..metrics.intervals import auc_mean_ci
@@ -54,7 +53,8 @@ from ..metrics.lira import lira_offline_scores, model_logit_confidence
 from ..metrics.membership import MembershipRoc, loss_scores, membership_roc
 from ..progress import Progress, report
 from ..runs.atomic import json_safe
-from ..runs.rundir import RunDir
+from ..runs.layout import RunLayout
+from ..runs.run import open_run
 from ..runs.store import RunFileError
 from ..seeding import seed_for
 
@@ -254,7 +254,7 @@ def membership_audit(ctx: RunContext, settings: MiaSettings = MiaSettings(), *, 
     ``members(i)``: client i's member candidates (default: its training images; a held-out set gives the control
     whose AUC must be ~0.5: then nothing is cached). With ``cache`` the result is read from / written to
     ``RUN/audit/mia-<key>.json``."""
-    path = ctx.store.root / "audit" / f"mia-{settings.key(ctx.total_rounds)}.json"
+    path = ctx.store.layout.mia(settings.key(ctx.total_rounds))
     cache = cache and members is None
     if cache and path.is_file():
         try:
@@ -271,13 +271,13 @@ def run_membership(run_dir: str | Path, settings: MiaSettings = MiaSettings(), *
                    progress: Progress | None = None) -> dict[str, Any] | None:
     """:func:`membership_audit` of the run at ``run_dir``: read from its cache without loading the run when it is
     there; None when ``run_dir`` holds no complete run."""
-    rd = RunDir(Path(run_dir))
-    if not rd.is_complete():
+    if not RunLayout(Path(run_dir)).is_complete():
         return None
-    path = rd.root / "audit" / f"mia-{settings.key(load_run_config(rd.root).train.rounds)}.json"
+    run = open_run(run_dir)
+    path = run.layout.mia(settings.key(run.config.train.rounds))  # type: ignore[union-attr]
     if path.is_file():
         try:
-            return {**open_run(rd.root).read_json(path), "cached": True}
+            return {**run.store.read_json(path), "cached": True}
         except RunFileError as e:
             log.warning("recomputing the membership inference: %s", e)
-    return membership_audit(load_run(rd.root, progress=progress), settings, progress=progress)
+    return membership_audit(load_context(run, progress=progress), settings, progress=progress)

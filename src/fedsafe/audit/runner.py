@@ -40,7 +40,6 @@ from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..defaults import ATTACK_BATCH_SIZE
-from ..build import load_run_config
 from ..evaluation.adaptive_attacks import (
     MASKING_EPS,
     MASKING_IMAGES,
@@ -50,8 +49,7 @@ from ..evaluation.adaptive_attacks import (
     run_downlink_noise,
 )
 from ..evaluation.results import read_evaluation
-from ..evaluation.run_context import RunContext, load_run
-from ..evaluation.runinfo import open_run, read_run
+from ..evaluation.run_context import RunContext
 from ..evaluation.sanity_cache import SANITY_STEPS, sanity_cache
 from ..evaluation.transfer_evaluation import evaluate_transfer
 from ..models.inference import predict
@@ -59,13 +57,13 @@ from ..precision import resolve_precision
 from ..progress import Progress
 from ..reproduce.costs import duration
 from ..runs.atomic import json_safe
-from ..runs.rundir import RunDir
+from ..runs.run import open_run
 from ..runs.store import RunFileError
 from .mia import MiaSettings, membership_audit, shadow_epochs
 from .text import attack_row, privacy_facts, sentences, verdicts
 
-__all__ = ["FULL", "QUICK", "AuditCost", "AuditSettings", "attack_specs", "audit_dir", "budget", "estimate",
-           "open_audit", "run_audit"]
+__all__ = ["FULL", "QUICK", "AuditCost", "AuditSettings", "attack_specs", "budget", "estimate",
+           "run_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -145,29 +143,12 @@ class AuditSettings:
         return {**d, "alpha": self.step_size, "eot": list(self.eot)}
 
 
-def audit_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "audit"
-
-
-def open_audit(run_dir: str | Path, *, progress: Progress | None = None) -> RunContext:
-    """The run, loaded for the audit: ValueError (one line) when ``run_dir`` is not a run directory or the run is
-    not complete; :func:`~fedsafe.evaluation.run_context.load_run` refuses non-finite weights."""
-    rd = RunDir(Path(run_dir))
-    if not rd.root.is_dir():
-        raise ValueError(f"{rd.root}: no such directory")
-    if not rd.config.is_file():
-        raise ValueError(f"{rd.root} is not a fedsafe run directory (no config.yaml)")
-    if not rd.summary.is_file():  # a damaged one is named by load_run
-        raise open_run(rd.root).incomplete(load_run_config(rd.root).train.rounds)
-    return load_run(rd.root, progress=progress)
-
-
 def _crn_rounds(ctx: RunContext, wanted: int) -> int:
     """The longest window R <= ``wanted`` whose received copies the run kept for every client (0: none)."""
     kept = set(ctx.store.received_rounds())
     r = 0
     while r < min(wanted, ctx.total_rounds) and (ctx.total_rounds - r) in kept and all(
-            ctx.store.dir.received(ctx.total_rounds - r, i).is_file() for i in range(ctx.num_clients)):
+            ctx.store.layout.received(ctx.total_rounds - r, i).is_file() for i in range(ctx.num_clients)):
         r += 1
     return r
 
@@ -196,7 +177,7 @@ def _key(spec: AttackSpec, settings: AuditSettings) -> str:
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
     blob = json.dumps({"seed": settings.seed, "precision": settings.precision, "eps": MASKING_EPS,
                        "steps": MASKING_STEPS, "images": settings.masking_images}, sort_keys=True)
-    return audit_dir(ctx.store.root) / f"masking-{hashlib.sha256(blob.encode()).hexdigest()[:10]}.json"
+    return ctx.store.layout.masking(hashlib.sha256(blob.encode()).hexdigest()[:10])
 
 
 @dataclass(frozen=True)
@@ -250,7 +231,7 @@ def estimate(ctx: RunContext, settings: AuditSettings) -> AuditCost:
     masking = 0.0 if mask_cached or not settings.masking else n_mask * (
         MASKING_STEPS_FOR_EPS * len(MASKING_EPS) + sum(MASKING_STEPS) + (len(MASKING_EPS) + len(MASKING_STEPS)) / 3)
     mia_s = settings.mia()
-    mia_cached = (audit_dir(ctx.store.root) / f"mia-{mia_s.key(ctx.total_rounds)}.json").is_file()
+    mia_cached = ctx.store.layout.mia(mia_s.key(ctx.total_rounds)).is_file()
     shadows = scoring = 0.0
     if settings.membership and not mia_cached:
         e = shadow_epochs(ctx, mia_s)
@@ -321,7 +302,7 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
               ) -> dict[str, Any]:
     """Audit the loaded run (module docstring) and write ``RUN/audit/audit.json``; returns that summary."""
     t0 = time.perf_counter()
-    info = read_run(ctx.store.root)
+    info = open_run(ctx.store.root, missing_ok=True).read_records()
     specs, notes = attack_specs(ctx, settings)
     attacks, n_cached, attack_s = _attacks(ctx, settings, specs, progress)
     masking, mask_cached, mask_s = _masking(ctx, settings, progress) if settings.masking else ([], False, 0.0)
@@ -351,5 +332,5 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
     summary["verdicts"] = verdicts(summary)
     summary["seconds"]["total"] = time.perf_counter() - t0
     summary = json_safe(summary)
-    ctx.store.write_json(audit_dir(ctx.store.root) / "audit.json", summary)
+    ctx.store.write_json(ctx.store.layout.audit_summary, summary)
     return summary

@@ -145,8 +145,9 @@ def attack(
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device)."),
 ) -> None:
     """Each client attacks from its own final model and test set; every client's model is evaluated on it."""
-    from ..evaluation.run_context import load_run
+    from ..evaluation.run_context import load_context
     from ..evaluation.transfer_evaluation import evaluate_transfer
+    from ..runs.run import open_run
     from ..training.trainer import torch_threads
 
     names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
@@ -161,7 +162,7 @@ def attack(
         raise usage_error(" ".join(str(e).split())) from None
     try:
         with progress_bars() as prog:
-            ctx = load_run(run_dir, progress=prog, device=device)
+            ctx = load_context(open_run(run_dir), progress=prog, device=device)
             with torch_threads(ctx.cfg.threads):
                 results = evaluate_transfer(ctx, specs, precision=precision, batch_size=batch_size, sanity=sanity,
                                             progress=prog)
@@ -189,8 +190,9 @@ def crn_tables_command(
                                  help="fp32 (exact), bf16, or auto (bf16 where fast)."),
 ) -> None:
     """The CRN paper's Table I (ACC, AASR, time) and Table II (AETR), ours beside the paper's, as Markdown."""
-    from ..evaluation.run_context import load_run
+    from ..evaluation.run_context import load_context
     from ..reproduce.reproductions.crn_tables import crn_tables
+    from ..runs.run import open_run
     from ..training.trainer import torch_threads
 
     try:
@@ -199,7 +201,7 @@ def crn_tables_command(
         raise usage_error(f"--windows must be a comma-separated list of integers, got {windows!r}") from None
     try:
         with progress_bars() as prog:
-            ctx = load_run(run_dir, progress=prog)
+            ctx = load_context(open_run(run_dir), progress=prog)
             with torch_threads(ctx.cfg.threads):
                 tables = crn_tables(ctx, windows=ws, eps=eps, alpha=alpha, seed=seed, dataset=dataset,
                                     precision=precision, progress=prog)

@@ -74,8 +74,11 @@ def audit(
     """Audit a finished federation: the insider transfer matrix, membership inference, epsilon and clean accuracy,
     as one HTML page and a JSON summary in RUN/audit/."""
     from ..audit.page import write_audit_html
-    from ..audit.runner import AuditSettings, audit_dir, estimate, open_audit, run_audit
+    from ..audit.runner import AuditSettings, estimate, run_audit
+    from ..evaluation.run_context import load_context
     from ..flower.recording import is_recording
+    from ..runs.layout import RunLayout
+    from ..runs.run import open_run
     from ..training.trainer import torch_threads
 
     try:
@@ -90,7 +93,7 @@ def audit(
                                seed=seed or 0, dry_run=dry_run)
     try:
         with progress_bars() as prog:
-            ctx = open_audit(run_dir, progress=prog)
+            ctx = load_context(open_run(run_dir), progress=prog, complete=True)
             if not ctx.learned:
                 console.print("[bold red]WARNING: this run did not learn[/] (its global model is within "
                               f"{LEARN_MARGIN_TEXT} of the majority-class rate): its attack and membership "
@@ -104,7 +107,7 @@ def audit(
                 summary = run_audit(ctx, settings, progress=prog)
     except (ValueError, FileNotFoundError) as e:
         raise fail(" ".join(str(e).split())) from None
-    html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
+    html = write_audit_html(summary, RunLayout(run_dir).audit_page)
     label = " \\[synthetic]" if summary["synthetic"] else ""
     quick_label = {"quick": " (QUICK)", "full": " (full)"}.get(summary.get("level", ""), "")
     out.rule(f"audit of {escape(str(run_dir))}: {escape(summary['task'])}{label}{quick_label}")
@@ -139,9 +142,10 @@ def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None
     import json
 
     from ..audit.page import write_audit_html
-    from ..audit.runner import audit_dir, estimate
+    from ..audit.runner import estimate
     from ..flower.audit_data import load_audit_data
     from ..flower.recording import audit_recorded, is_recording, load_recorded
+    from ..runs.layout import RunLayout
 
     if not is_recording(run_dir):
         raise fail(f"{run_dir}: --data and --model are for a run recorded from a Flower app (RecordingStrategy); "
@@ -165,7 +169,7 @@ def _audit_recorded(run_dir: Path, settings: AuditSettings, *, data: Path | None
             summary = audit_recorded(run_dir, settings=settings, data_path=data, progress=prog, **common)
     except (ValueError, FileNotFoundError) as e:
         raise fail(" ".join(str(e).split())) from None
-    html = write_audit_html(summary, audit_dir(run_dir) / "audit.html")
+    html = write_audit_html(summary, RunLayout(run_dir).audit_page)
     out.rule(f"audit of {escape(str(run_dir))}: recorded Flower run{' (QUICK)' if summary['quick'] else ''}")
     _print_model(summary)
     for s in summary["sentences"]:

@@ -53,12 +53,12 @@ time of 96 a PGD step), and 100 keep the ASR's resolution (1%) well under the 5%
 def run_downlink_noise(ctx: RunContext) -> float:
     """s_D the run applied: its privacy report's ``sigma_downlink`` (calibrated or hand-set), else the config's."""
     try:
-        recorded = ctx.store.read_json(ctx.store.dir.privacy_report).get("sigma_downlink")
+        recorded = ctx.store.read_json(ctx.store.layout.privacy_report).get("sigma_downlink")
     except RunFileError:
         recorded = None
     value = float(recorded if recorded is not None else ctx.cfg.federation.downlink_noise)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{ctx.store.dir.privacy_report}: downlink noise {value} is not a std >= 0")
+        raise ValueError(f"{ctx.store.layout.privacy_report}: downlink noise {value} is not a std >= 0")
     return value
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from ..attacks.spec import AttackSpec
 from ..metrics.transfer import TransferMatrices, TransferSummary, summarise, transfer_matrices
 from ..runs.atomic import write_json, write_text
+from ..runs.layout import RunLayout
 
 __all__ = ["COLUMNS", "TransferResult", "attack_records", "make_result", "read_evaluation", "tidy"]
 
@@ -55,9 +56,10 @@ def nanmean(v: np.ndarray) -> float:
 
 def make_result(spec: AttackSpec, rows: list[dict[str, Any]], trows: list, align: np.ndarray, *, key: str,
                 run: dict[str, Any], warnings: list[str], precision: str, crn_precision: str,
-                attacks_dir: Path | None) -> TransferResult:
+                layout: RunLayout | None) -> TransferResult:
     """The result of ``spec`` from its per-(attacker, target) ``rows`` and per-attacker transfer rows; with
-    ``attacks_dir`` its CSV and JSON are written there. ``run``: run_dir, task, synthetic, num_clients."""
+    ``layout`` its CSV and JSON are written to the run's attack results (:meth:`RunLayout.attack_result`). ``run``:
+    run_dir, task, synthetic, num_clients."""
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.insert(0, "key", key)
     mats = transfer_matrices(trows)
@@ -85,8 +87,8 @@ def make_result(spec: AttackSpec, rows: list[dict[str, Any]], trows: list, align
         "sanity_warnings": warnings,
     }
     csv_path = json_path = None
-    if attacks_dir is not None:
-        csv_path, json_path = attacks_dir / f"{key}.csv", attacks_dir / f"{key}.json"
+    if layout is not None:
+        csv_path, json_path = layout.attack_result(key, ".csv"), layout.attack_result(key, ".json")
         write_text(csv_path, frame.to_csv(index=False))
         record["csv"] = str(csv_path)
         try:
@@ -109,8 +111,8 @@ def _read_json(path: Path) -> Any:
 def read_evaluation(run_dir: str | Path, key: str, spec: AttackSpec) -> tuple[dict[str, Any], pd.DataFrame] | None:
     """(record, tidy table) stored under ``key`` in ``RUN/attacks/``, or None: absent, unreadable, or holding
     another spec than ``spec`` (the key is a hash prefix: the record must agree in full)."""
-    base = Path(run_dir) / "attacks"
-    js, csv = base / f"{key}.json", base / f"{key}.csv"
+    layout = RunLayout(Path(run_dir))
+    js, csv = layout.attack_result(key, ".json"), layout.attack_result(key, ".csv")
     if not (js.is_file() and csv.is_file()):
         return None
     record = _read_json(js)
@@ -126,9 +128,8 @@ def read_evaluation(run_dir: str | Path, key: str, spec: AttackSpec) -> tuple[di
 
 def attack_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every attack evaluation record in ``RUN/attacks/`` (sorted by file name)."""
-    base = Path(run_dir) / "attacks"
     out = []
-    for p in sorted(base.glob("*.json")) if base.is_dir() else []:
+    for p in RunLayout(Path(run_dir)).attack_summaries():
         rec = _read_json(p)
         if isinstance(rec, dict) and "summary" in rec and "matrices" in rec:
             out.append(rec)

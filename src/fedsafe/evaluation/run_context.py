@@ -1,6 +1,8 @@
-"""A trained run, read for attacking it (design §8): its config, its data (rebuilt from the config and checked
+"""A trained run, loaded for attacking it (design §8): its config, its data (rebuilt from the config and checked
 against ``splits.json``), every client's verified final model, and the clients' online state (the CRN buffers)
-from the last checkpoint. Read through the run's store (:class:`fedsafe.runs.store.RunStore`) only.
+from the last checkpoint. The run is opened by :func:`fedsafe.runs.open_run` and read through its store only::
+
+    ctx = load_context(open_run("runs/exp"))
 """
 
 from __future__ import annotations
@@ -8,28 +10,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..build import check_run_data, load_run_config, prepare_data
+from ..build import check_run_data, prepare_data
 from ..build import model_factory as build_model_factory
-from ..config import ExperimentConfig, config_hash
+from ..config import ExperimentConfig
 from ..device import resolve_device
 from ..federation.federated_data import FederatedData
 from ..progress import Progress
+from ..runs.layout import CONFIG
+from ..runs.run import Run
 from ..runs.store import RunFileError, RunStore
 from ..training.trainer import did_not_learn, majority_rate
 
-__all__ = ["RunContext", "load_run"]
+__all__ = ["RunContext", "load_context"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunContext:
-    """What the evaluation reads from a run directory (:func:`load_run`); ``crn_cache`` memoises replayed CRN."""
+    """What the evaluation reads from a run directory (:func:`load_context`); ``crn_cache`` memoises replayed CRN."""
 
     store: RunStore
     cfg: ExperimentConfig
@@ -50,26 +53,32 @@ class RunContext:
         return self.store
 
 
-def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
-             model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None,
-             device: str | None = None) -> RunContext:
-    """Read a complete run: its config, its data (rebuilt from the config unless given; it must be the data the
-    run trained on, its recorded fingerprint, and its client test ids must equal ``splits.json``), every client's
-    final model (verified: config and content hashes, client) and the online client states (if checkpointed), on
-    ``device`` (auto, cpu, cuda, cuda:N; default the run's ``train.device``: a run trained on a GPU can be attacked
-    on a CPU and the reverse). Refuses a model with non-finite weights, a run that stopped early (RunIncomplete:
-    how far it got) and damaged JSON files (naming them); warns when the run did not learn."""
-    cfg = load_run_config(run_dir)
-    store = RunStore(run_dir, config_hash=config_hash(cfg))
+def load_context(run: Run, *, data: FederatedData | None = None,
+                 model_factory: Callable[[], nn.Module] | None = None, progress: Progress | None = None,
+                 device: str | None = None, complete: bool = False) -> RunContext:
+    """Load the opened ``run`` (:func:`fedsafe.runs.open_run`), complete: its config, its data (rebuilt from the
+    config unless given; it must be the data the run trained on, its recorded fingerprint, and its client test ids
+    must equal ``splits.json``), every client's final model (verified: config and content hashes, client) and the
+    online client states (if checkpointed), on ``device`` (auto, cpu, cuda, cuda:N; default the run's
+    ``train.device``: a run trained on a GPU can be attacked on a CPU and the reverse). Refuses a model with
+    non-finite weights, a run that stopped early (RunIncomplete: how far it got; with ``complete``, also one whose
+    final models exist but whose summary.json does not) and damaged JSON files (naming them); warns when the run
+    did not learn."""
+    cfg, store = run.config, run.store
+    if cfg is None:
+        raise RunFileError(f"{run.root}: not a fedsafe run directory (no readable {CONFIG})")
+    if complete and not store.layout.summary.is_file():  # a damaged one is named below
+        raise run.incomplete()
     damaged = store.damaged()
     if damaged:
         raise RunFileError(f"{damaged[0]}: not valid JSON: the file is damaged; training the run again with its own "
-                           f"config (fedsafe train --config {store.dir.config} --run-dir {store.root}) recomputes it")
-    if not store.is_complete() and not store.dir.final_model(0).is_file():
+                           f"config (fedsafe train --config {store.layout.config} --run-dir {store.root}) recomputes "
+                           "it")
+    if not store.is_complete() and not store.layout.final_model(0).is_file():
         raise store.incomplete(cfg.train.rounds)
     dev = resolve_device(device or cfg.train.device)
     data = data.to(dev) if data is not None else prepare_data(cfg, progress=progress, device=dev)
-    if store.json_state(store.data_fingerprint) == "ok":  # runs written before fingerprints: splits.json only
+    if store.json_state(store.layout.data_fingerprint) == "ok":  # runs written before fingerprints: splits.json only
         check_run_data(store, data, doing="attack or audit")
     _check_splits(store, data)
     factory = model_factory or build_model_factory(cfg, data, device=data.device)
@@ -78,7 +87,7 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
         state = store.load_final(i)
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
-            raise ValueError(f"{store.dir.final_model(i)}: client {i}'s final model has non-finite weights (in "
+            raise ValueError(f"{store.layout.final_model(i)}: client {i}'s final model has non-finite weights (in "
                              f"{bad[0]}): the federation was poisoned or diverged; attacking it would report a "
                              "broken model as robust")
         model = factory()
@@ -92,7 +101,7 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
             states = [{k: v.to(data.device) for k, v in s.items()} for s in ck.client_states]
     learned = True
     if store.is_complete():
-        summary = store.read_json(store.dir.summary)
+        summary = store.read_json(store.layout.summary)
         acc = summary.get("global_acc")
         learned = bool(summary.get("learned", not did_not_learn(acc, majority_rate(data.global_test.y))))
         if not learned:
@@ -104,7 +113,7 @@ def load_run(run_dir: str | Path, *, data: FederatedData | None = None,
 
 
 def _check_splits(store: RunStore, data: FederatedData) -> None:
-    rd = store.dir
+    rd = store.layout
     saved = store.read_json(rd.splits).get("client_test")
     ours = [list(s.ids) for s in data.client_test]
     if saved is None or len(saved) != len(ours):

@@ -35,7 +35,7 @@ def _sanity_attack(model: nn.Module, x: torch.Tensor, precision: str) -> Callabl
 
 def sanity_cache(ctx: RunContext) -> Path:
     """Where a run's sanity checks are cached: ``RUN/attacks/sanity.json``."""
-    return ctx.store.root / "attacks" / "sanity.json"
+    return ctx.store.layout.sanity
 
 
 def sanity_warnings(ctx: RunContext, *, precision: str = ATTACK_PRECISION, cache: bool = True) -> list[str]:

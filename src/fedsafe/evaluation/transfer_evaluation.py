@@ -32,9 +32,10 @@ from ..metrics.transfer import transfer_row
 from ..models.inference import predict
 from ..precision import resolve_precision
 from ..progress import Progress, report
+from ..runs.run import open_run
 from .adaptive_attacks import NOT_ADAPTIVE, adaptive_attack
 from .results import TransferResult, make_result, nanmean
-from .run_context import RunContext, load_run
+from .run_context import RunContext, load_context
 from .sanity_cache import sanity_warnings
 from .start_resolution import start_delta
 
@@ -109,7 +110,8 @@ def evaluate_transfer(
     write: bool = True,
     progress: Progress | None = None,
 ) -> list[TransferResult]:
-    """Evaluate each attack configuration of ``specs`` on the run (a directory or a :func:`load_run` context).
+    """Evaluate each attack configuration of ``specs`` on the run (a directory, opened with
+    :func:`fedsafe.runs.open_run`, or a :func:`load_context` context).
 
     ``batch_size`` images are attacked at a time (the papers' "one batch": 100, one client's attack set).
     Returns one :class:`TransferResult` per spec; with ``write`` their CSV and JSON go to ``RUN/attacks/``.
@@ -120,7 +122,7 @@ def evaluate_transfer(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     precision, crn_precision = resolve_precision(precision), resolve_precision(crn_precision)
-    ctx = run if isinstance(run, RunContext) else load_run(run, progress=progress)
+    ctx = run if isinstance(run, RunContext) else load_context(open_run(run), progress=progress)
     warnings = sanity_warnings(ctx, precision=precision, cache=write) if sanity else []
     for w in warnings:
         log.info("sanity check: %s", w)
@@ -143,5 +145,5 @@ def evaluate_transfer(
         key = spec.key(precision=precision, batch_size=batch_size, crn_precision=crn_precision)
         results.append(make_result(spec, rows, trows, np.stack(aligns), key=key, run=run_fields, warnings=warnings,
                                    precision=precision, crn_precision=crn_precision,
-                                   attacks_dir=ctx.store.root / "attacks" if write else None))
+                                   layout=ctx.store.layout if write else None))
     return results

@@ -37,7 +37,7 @@ from ..federation.state import clone
 from ..yaml12 import YAMLError, read_yaml
 
 __all__ = [
-    "RUN_CONFIG_DEFAULTS", "APP_PYPROJECT", "FlowerRun", "encode_config", "decode_config", "load_run",
+    "RUN_CONFIG_DEFAULTS", "APP_PYPROJECT", "FlowerRun", "encode_config", "decode_config", "build_flower_run",
     "run_config_for", "state_to_record", "record_to_state", "partition_fingerprint", "write_app_project",
     "set_threads",
 ]
@@ -189,7 +189,7 @@ class FlowerRun:
 
 
 @functools.lru_cache(maxsize=2)
-def load_run(config_text: str, device: str = "") -> FlowerRun:
+def build_flower_run(config_text: str, device: str = "") -> FlowerRun:
     """Build (once per process, config and device) the data, spec, hooks and a scratch model of a run, on this
     machine's ``device`` ("" : the config's ``train.device``; a hospital's GPU node and a CPU node can join one
     run: the random draws are the same on every device)."""

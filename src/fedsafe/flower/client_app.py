@@ -27,7 +27,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from ..federation.protocol import client_update, evaluate
-from .app import FlowerRun, load_run, partition_fingerprint, record_to_state, set_threads, state_to_record
+from .app import FlowerRun, build_flower_run, partition_fingerprint, record_to_state, set_threads, state_to_record
 from .messages import update_to_content
 
 __all__ = ["app", "STATE_KEY"]
@@ -45,7 +45,7 @@ def _node(context: Context, msg: Message | None = None) -> tuple[FlowerRun, int]
     addressed to another one. The device is the node's ``device`` node config (``--device`` of ``fedsafe flower
     supernode``), else the config's ``train.device``."""
     set_threads(context.run_config)
-    run = load_run(str(context.run_config["fedsafe-config"]), str(context.node_config.get("device", "") or ""))
+    run = build_flower_run(str(context.run_config["fedsafe-config"]), str(context.node_config.get("device", "") or ""))
     i = run.partition(context.node_config)
     if msg is not None and int(msg.content["config"]["partition-id"]) != i:
         raise ValueError(f"message for partition {msg.content['config']['partition-id']} reached the node of "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs.layout import RunLayout
 from .app import run_config_for, write_app_project
 from .certs import make_certs, make_node_keys
 from .command_lines import (
@@ -73,6 +74,6 @@ def deploy(cfg: Any, run_dir: str | Path, *, certs_dir: str | Path | None = None
         dead = [p for p in nodes if not p.running()]
         if dead:
             raise RuntimeError(f"{dead[0].name} exited with code {dead[0].popen.returncode}:\n{dead[0].log_tail()}")
-    complete = (run_dir / "summary.json").is_file()
+    complete = RunLayout(run_dir).summary.is_file()
     return DeployOutcome(run_dir=run_dir, seconds=time.perf_counter() - t0, returncode=rc, workdir=work,
                          complete=complete)

@@ -42,6 +42,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from ..runs.run import open_run
 from ..runs.store import RunStore, state_digest
 from .recording import read_recording, recording_config, recording_hash, recording_yaml
 
@@ -130,7 +131,7 @@ class RecordingStrategy(Strategy):
             raise ValueError(f"{self.run_dir}: holds a recording of another federation (differs in "
                              f"{', '.join(changed)}); choose another run directory")
         self.rounds = rounds
-        self.store = RunStore(self.run_dir, config_hash=recording_hash(cfg))
+        self.store = open_run(self.run_dir, config_hash=recording_hash(cfg)).store
         return self.store
 
     def _header(self, store: RunStore) -> None:
@@ -285,7 +286,7 @@ class RecordingStrategy(Strategy):
         agg = self.strategy.aggregate_evaluate(t, replies)
         if agg is not None and self.metrics and self.metrics[-1]["round"] == t and self.store is not None:
             self.metrics[-1]["evaluate_metrics"] = dict(agg)
-            self.store.write_json(self.store.dir.metrics, self.metrics)
+            self.store.write_json(self.store.layout.metrics, self.metrics)
         return agg
 
     def summary(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..audit.runner import AuditSettings, audit_dir, run_audit
+from ..audit.runner import AuditSettings, run_audit
 from ..audit.text import sentences
 from ..config import ConfigError, ExperimentConfig, config_hash, load_config
 from ..evaluation.run_context import RunContext
@@ -37,6 +37,8 @@ from ..models import build_model, check_model
 from ..models.inference import predict
 from ..progress import Progress
 from ..runs.atomic import json_safe
+from ..runs.layout import CONFIG, SUMMARY
+from ..runs.run import open_run
 from ..runs.store import RunFileError, RunStore, read_config_text
 from ..training.trainer import did_not_learn, majority_rate
 from ..yaml12 import YAMLError, dump_yaml, read_yaml
@@ -119,7 +121,7 @@ def downlink_spread(store: RunStore, num_clients: int) -> tuple[float, int] | No
     the last round whose per-client copies the recording kept (sum of squared deviations / ((m - 1) x weights)
     for m copies). For copies w + n_i with n_i ~ N(0, s_D^2) it estimates s_D. None: no round kept two copies."""
     for t in reversed(store.received_rounds()):
-        copies = [store.load_received(t, i) for i in range(num_clients) if store.dir.received(t, i).is_file()]
+        copies = [store.load_received(t, i) for i in range(num_clients) if store.layout.received(t, i).is_file()]
         if len(copies) < 2:
             continue
         keys = [k for k, v in copies[0].items() if v.is_floating_point()]
@@ -178,10 +180,10 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
     root = Path(root)
     rec = read_recording(root)
     if rec is None:
-        raise ValueError(f"{root}: not a recorded Flower run (no config.yaml of kind {KIND})")
-    store = RunStore(root, config_hash=recording_hash(rec))
+        raise ValueError(f"{root}: not a recorded Flower run (no {CONFIG} of kind {KIND})")
+    store = open_run(root, config_hash=recording_hash(rec)).store
     if not store.is_complete():
-        raise ValueError(f"{root}: the recording is not complete (no summary.json): start the Flower app again on "
+        raise ValueError(f"{root}: the recording is not complete (no {SUMMARY}): start the Flower app again on "
                          "it to finish it")
     n, rounds = int(rec["num_clients"]), int(rec["rounds"])
     if data.num_clients != n:
@@ -195,7 +197,7 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
     final_global = store.load_global(rounds)
     models, missing = [], []
     for i in range(n):
-        if store.dir.final_model(i).is_file():
+        if store.layout.final_model(i).is_file():
             state = store.load_final(i)
         else:
             state, _ = final_global, missing.append(i)
@@ -203,7 +205,7 @@ def load_recorded(root: str | Path, *, data: FederatedData, model: str | None = 
         try:
             m.load_state_dict(state)
         except RuntimeError as e:
-            raise ValueError(f"{store.dir.final_model(i)}: the weights do not fit model {cfg.model.name!r} "
+            raise ValueError(f"{store.layout.final_model(i)}: the weights do not fit model {cfg.model.name!r} "
                              f"({' '.join(str(e).split())[:160]})") from None
         models.append(m.eval())
     if missing:
@@ -226,12 +228,12 @@ def _accuracy(model: torch.nn.Module, data: FederatedData) -> float:
 def _clear_stale(store: RunStore, inputs: str) -> None:
     """Forget the cached audit results of other inputs (another model, data or recipe): they live in
     ``RUN/attacks`` and ``RUN/audit`` and are keyed by the attack settings only."""
-    path = store.root / "audit" / "inputs.json"
+    path = store.layout.audit_inputs
     old = store.read_json(path).get("inputs") if path.is_file() else None
     if old is not None and old != inputs:
         log.warning("%s: the cached audit results are of another model, data or recipe: computed again", store.root)
-        for sub in ("attacks", "audit"):
-            shutil.rmtree(store.root / sub, ignore_errors=True)
+        for sub in store.layout.derived:
+            shutil.rmtree(sub, ignore_errors=True)
     store.write_json(path, {"inputs": inputs})
 
 
@@ -280,5 +282,5 @@ def audit_recorded(root: str | Path, *, data: FederatedData, settings: AuditSett
     rest = [privacy if x.startswith("The noise spent epsilon") else x for x in sentences(summary)]
     summary["sentences"] = [first, *notes, *rest]
     summary = json_safe(summary)
-    ctx.store.write_json(audit_dir(ctx.store.root) / "audit.json", summary)
+    ctx.store.write_json(ctx.store.layout.audit_summary, summary)
     return summary

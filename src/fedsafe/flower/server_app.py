@@ -24,12 +24,13 @@ from pathlib import Path
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from ..build import open_store, write_header
+from ..build import write_header
 from ..config import ExperimentConfig
 from ..federation.state import clone
+from ..runs.run import open_run
 from ..runs.store import RunStore
 from ..training.trainer import write_run_summary
-from .app import decode_config, encode_config, load_run, set_threads, state_to_record
+from .app import build_flower_run, decode_config, encode_config, set_threads, state_to_record
 from .strategy import FedSafeStrategy, discover_partitions
 
 __all__ = ["app", "serve", "ServeOutcome"]
@@ -56,7 +57,7 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
     Raises ClientFailure (a client missing or failing), ValueError / ConfigError (a run directory of another
     config or federation), RunLockedError (another process writes the run directory).
     """
-    store = open_store(cfg, run_dir) if run_dir else None
+    store = open_run(run_dir, config=cfg).store if run_dir else None
     if store is not None and store.is_complete():
         log.info("%s is already complete: nothing to do", store.root)
         return ServeOutcome(run_dir=store, completed_round=cfg.train.rounds, seconds=0.0, skipped=True)
@@ -71,7 +72,7 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: str | Path | None, *, stop
 def _serve(grid: Grid, cfg: ExperimentConfig, store: RunStore | None, *, stop_after: int, round_timeout: float,
            connect_timeout: float, engine: str, device: str) -> ServeOutcome:
     t_start = time.perf_counter()
-    run = load_run(encode_config(cfg), device)
+    run = build_flower_run(encode_config(cfg), device)
     spec, data = run.spec, run.data
     global_state = clone(run.initial_state)
     client_states, metrics, start = None, [], 1

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build import open_store
 from ..config import ExperimentConfig
+from ..runs.run import open_run
 from .app import run_config_for, write_app_project
 from .command_lines import flower_env, flwr_run, free_port, superlink_argv, write_flower_config
 from .memory import PeakMemory
@@ -63,7 +63,7 @@ def simulate(cfg: ExperimentConfig, run_dir: str | Path, *, cpus_per_client: int
     """
     if cpus_per_client < 1:
         raise ValueError(f"cpus_per_client must be >= 1, got {cpus_per_client}")
-    rd = open_store(cfg, Path(run_dir).resolve()).dir
+    rd = open_run(Path(run_dir).resolve(), config=cfg).layout
     if rd.is_complete():
         return SimulationOutcome(run_dir=rd.root, complete=True, skipped=True, returncode=0, seconds=0.0,
                                  peak_memory_bytes=0, log_path=None)

@@ -9,7 +9,7 @@
   evaluation found in ``RUN/attacks/`` (a table and a heat-map each).
 
 Everything is read from the files the runs wrote (a run directory through its store:
-:mod:`fedsafe.evaluation.runinfo`; attack evaluations: :mod:`fedsafe.evaluation.results`); nothing is recomputed.
+:func:`fedsafe.runs.open_run`; attack evaluations: :mod:`fedsafe.evaluation.results`); nothing is recomputed.
 The noise shown for a run is the noise it used (its privacy report), calibrated or hand-set.
 In use: ``write_report("results", "report.html")``.
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 from .. import __version__
 from ..evaluation.results import attack_records
-from ..evaluation.runinfo import read_run
 from ..runs.atomic import write_text
-from ..runs.rundir import RunDir
+from ..runs.layout import CONFIG, SUMMARY, RunLayout
+from ..runs.run import open_run
 from .elements import badges, esc, heatmap, num, page, pct, png_file, png_html, rich, slug, table, verdicts
 from .figures import accuracy_curve, png_bytes
 from .setup import setup_html
@@ -127,11 +127,11 @@ def _results_report(path: Path, manifests: list[Path]) -> str:
 
 
 def _run_report(rd: Path) -> str:
-    info = read_run(rd)
+    info = open_run(rd, missing_ok=True).read_records()
     task = info.config.task.name if info.config is not None else "?"
     synthetic = bool(info.data_report.get("synthetic"))
     body = [f"<h1>fedsafe run report: {esc(task)}</h1><p>{badges(False, synthetic)}Run directory <code>{esc(rd)}</code>"
-            f"{'' if info.complete else ' (not complete: no summary.json yet)'}. Generated "
+            f"{'' if info.complete else f' (not complete: no {SUMMARY} yet)'}. Generated "
             f"{esc(time.strftime('%Y-%m-%d %H:%M'))} by fedsafe {esc(__version__)}.</p>",
             '<nav><h2>Contents</h2><ul><li><a href="#attacks">Attack evaluations</a></li>'
             '<li><a href="#setup">Setup: data, model, privacy</a></li></ul></nav>']
@@ -174,10 +174,10 @@ def build_report(path: str | Path) -> str:
     manifests = find_manifests(path)
     if manifests:
         return _results_report(path, manifests)
-    if RunDir(path).config.is_file():
+    if RunLayout(path).config.is_file():
         return _run_report(path)
     raise FileNotFoundError(f"{path}: neither a results directory (<name>/<task>/manifest.json, written by fedsafe "
-                            "reproduce or demo) nor a run directory (config.yaml)")
+                            f"reproduce or demo) nor a run directory ({CONFIG})")
 
 
 def write_report(path: str | Path, out: str | Path) -> Path:

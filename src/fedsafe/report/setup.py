@@ -1,6 +1,6 @@
 """The setup part of the HTML report: the data report of each task, the model, profile and precision, and one row
 per training run with its defense, the noise it used (its privacy report: hand-set or calibrated), the (epsilon,
-delta) the accountant gives and its cost. Every run is read through :func:`fedsafe.evaluation.runinfo.read_run`."""
+delta) the accountant gives and its cost. Every run is read through :func:`fedsafe.runs.open_run`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.runinfo import RunInfo, read_run
 from ..defaults import LEARN_MARGIN_TEXT
 from ..names import PER_CLIENT_DEFENSES
+from ..runs.layout import CONFIG
+from ..runs.run import Run, open_run
 from .elements import esc, num, pct, table
 
 __all__ = ["setup_html"]
@@ -46,11 +47,11 @@ def data_report(rep: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def model_line(info: RunInfo) -> str:
+def model_line(info: Run) -> str:
     """The model, profile, training and precision of a run (one with a config)."""
     cfg, summ = info.config, info.summary
     if cfg is None:
-        raise ValueError(f"{info.root}: not a fedsafe run directory (no readable config.yaml)")
+        raise ValueError(f"{info.root}: not a fedsafe run directory (no readable {CONFIG})")
     model, tr = summ.get("model") or {}, cfg.train
     macs = model.get("macs_per_image")
     width = model.get("width", cfg.model.width)
@@ -74,7 +75,7 @@ def epsilon(priv: dict[str, Any]) -> str:
             f"{num(pld.get('epsilon_downlink'))})")
 
 
-def runs_table(runs: dict[Path, list[str]], infos: dict[Path, RunInfo], root: Path | None) -> str:
+def runs_table(runs: dict[Path, list[str]], infos: dict[Path, Run], root: Path | None) -> str:
     rows = []
     for rd, names in runs.items():
         info = infos[rd]
@@ -98,7 +99,7 @@ def runs_table(runs: dict[Path, list[str]], infos: dict[Path, RunInfo], root: Pa
 
 
 def setup_html(runs: dict[Path, list[str]], root: Path | None) -> str:
-    infos = {rd: read_run(rd) for rd in runs}
+    infos = {rd: open_run(rd, missing_ok=True).read_records() for rd in runs}
     existing = {rd: i for rd, i in infos.items() if i.exists}
     if not existing:
         return '<p class="note">The run directories are not here (moved or deleted): no setup to show.</p>'

@@ -13,8 +13,9 @@ from ..build import model_factory
 from ..config import ExperimentConfig
 from ..data.tasks import TASKS, task_class_names
 from ..defaults import crn_steps, global_test_count, server_set_request
-from ..evaluation.runinfo import read_run
 from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
+from ..runs.layout import SUMMARY
+from ..runs.run import open_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
            "split_sizes", "train_passes"]
@@ -130,8 +131,8 @@ def measured_speeds(runs: Path, memo: dict) -> list[float]:
     """MAC/s of every finished run under ``runs``: the work :func:`train_passes` counts for it over the seconds it
     took (its task's size from its data report)."""
     speeds = []
-    for path in sorted(runs.glob("*/summary.json")) if runs.is_dir() else []:
-        info = read_run(path.parent)
+    for path in sorted(runs.glob(f"*/{SUMMARY}")) if runs.is_dir() else []:
+        info = open_run(path.parent, missing_ok=True).read_records()
         cfg = info.config
         try:
             seconds = float(info.summary["seconds"])

@@ -29,10 +29,11 @@ import torch
 
 from ..attacks.spec import AttackSpec
 from ..build import prepare_data
-from ..evaluation.run_context import load_run
+from ..evaluation.run_context import load_context
 from ..evaluation.sanity_cache import sanity_warnings
 from ..precision import resolve_precision
 from ..progress import Progress, report
+from ..runs.run import open_run
 from .outputs import Written, write_outputs
 from .planning import Plan, PlannedRun
 from .run_cache import Evaluation, RunCache
@@ -132,7 +133,7 @@ def _train_task(cache: RunCache, run: PlannedRun, sanity_precision: str | None) 
     try:
         outcome = cache.train(run.cfg)
         if sanity_precision is not None:
-            ctx = load_run(run.run_dir, data=prepare_data(run.cfg))
+            ctx = load_context(open_run(run.run_dir), data=prepare_data(run.cfg))
             sanity_warnings(ctx, precision=resolve_precision(sanity_precision), cache=True)
         return outcome.skipped
     except Exception as e:  # a plain exception with a plain message pickles back to the main process

@@ -14,9 +14,9 @@ import pandas as pd
 from ..attacks.spec import AttackSpec
 from ..evaluation.results import TransferResult
 from ..evaluation.run_context import RunContext
-from ..evaluation.runinfo import read_run
 from ..evaluation.transfer_evaluation import evaluate_transfer
 from ..progress import Progress
+from ..runs.run import open_run
 from .outputs import summary_row
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction
 from .run_cache import Evaluation
@@ -44,7 +44,7 @@ def build_on_run(ctx: RunContext, parts: Sequence[tuple[Reproduction, Sequence[M
                                 sanity=options.sanity, write=write, progress=progress)
     by_spec = {r.spec: r for r in results}
     root = ctx.store.root
-    info = read_run(root)
+    info = open_run(root, missing_ok=True).read_records()
     out = []
     for rep, measurements in parts:
         rows = []

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..evaluation.runinfo import RunInfo, read_run
 from ..report import figures as figs
 from ..runs.atomic import write_json, write_text
+from ..runs.run import Run, open_run
 from ..training.delta import ConfigDelta
 from ..training.trainer import summary_learned
 from ..verdicts.claims import RULES, seeds_text
@@ -71,7 +71,7 @@ def _float(v: Any) -> float:
 
 
 def summary_row(*, reproduction: str, task: str, seed: int, measurement: Measurement, run_dir: Path,
-                evaluation: Evaluation, info: RunInfo, options: Options) -> dict[str, Any]:
+                evaluation: Evaluation, info: Run, options: Options) -> dict[str, Any]:
     """One row of ``summary.csv``: a measurement's place (tags), its attack, its numbers and its run's."""
     spec, rec = measurement.spec, evaluation.record
     s, summ = rec["summary"], info.summary
@@ -136,7 +136,7 @@ def command_line(name: str, task: str, options: Options, results: Path) -> str:
 
 
 def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evaluation],
-              infos: Mapping[Path, RunInfo], options: Options) -> str:
+              infos: Mapping[Path, Run], options: Options) -> str:
     """Seeds, device, precisions and wall time of the runs and attacks behind a reproduction, in one sentence."""
     runs = [infos[rd] for rd in dict.fromkeys(j.run_dir for j in jobs)]
     devices = sorted({str(i.summary.get("device")) for i in runs if i.summary.get("device")})
@@ -211,10 +211,10 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
     """Build ``rep`` on ``task`` from its jobs' evaluations and write every output file (module docstring)."""
     folder = results / rep.name / task
     rows, frames = [], []
-    infos: dict[Path, RunInfo] = {}
+    infos: dict[Path, Run] = {}
     for j in jobs:
         ev = evaluations[(j.run_dir, j.measurement.spec)]
-        info = infos.setdefault(j.run_dir, read_run(j.run_dir))
+        info = infos.setdefault(j.run_dir, open_run(j.run_dir, missing_ok=True).read_records())
         rows.append(summary_row(reproduction=rep.name, task=task, seed=j.seed, measurement=j.measurement,
                                 run_dir=j.run_dir, evaluation=ev, info=info, options=options))
         f = ev.frame.copy()
@@ -225,7 +225,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
                 f.insert(0, k, [v] * len(f))
         frames.append(f)
     summary = pd.DataFrame(rows)
-    runs: dict[str, RunInfo] = {}
+    runs: dict[str, Run] = {}
     for j in jobs:
         if j.seed == options.seeds[0] and j.measurement.training not in runs:
             runs[j.measurement.training] = infos[j.run_dir]

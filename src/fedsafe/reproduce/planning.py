@@ -22,7 +22,7 @@ from ..attacks.spec import AttackSpec
 from ..config import ExperimentConfig, load_config
 from ..data.tasks import TASKS
 from ..progress import Progress
-from ..runs.rundir import RunDir
+from ..runs.layout import RunLayout
 from ..training.delta import ConfigDelta
 from ..verdicts.claims import seeds_text
 from .costs import DEFAULT_MACS_PER_SECOND, duration, eval_passes, macs_per_image, measured_speeds, train_passes
@@ -189,7 +189,7 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
                         runs[rd] = replace(runs[rd], names=(*runs[rd].names, f"{rep.name}/{name}"))
                         continue
                     runs[rd] = PlannedRun(task=task, seed=seed, names=(f"{rep.name}/{name}",), cfg=cfg, run_dir=rd,
-                                          trained=RunDir(rd).is_complete(), estimate_seconds=math.nan)
+                                          trained=RunLayout(rd).is_complete(), estimate_seconds=math.nan)
                 for m in rep.measurements(seed):
                     if m.training not in rdirs:
                         raise ValueError(f"{rep.name}: measurement on unknown training {m.training!r}")

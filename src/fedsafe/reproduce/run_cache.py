@@ -15,7 +15,7 @@ Not in the key: where things are (``task.data_root``, ``task.cache_dir``), ``thr
 its settings count), and how often the run is evaluated (``train.eval_every``, ``train.eval_batch_size``).
 
 Runs live in ``RESULTS/runs/<task>-<first 12 hex digits of the key>/`` (a normal run directory, see
-:mod:`fedsafe.runs.rundir`): a complete one (``summary.json``) is reused, a partial one resumes from its last
+:mod:`fedsafe.runs.layout`): a complete one (``summary.json``) is reused, a partial one resumes from its last
 checkpointed round (:func:`fedsafe.training.trainer.train`).
 
 Attack evaluations are cached by :mod:`fedsafe.evaluation.results` in ``RUN/attacks/<key>.{csv,json}``, the key
@@ -39,17 +39,18 @@ import numpy as np
 import pandas as pd
 
 from ..attacks.spec import AttackSpec
-from ..build import default_data_root, load_run_config, load_table, prepare_data, run_device
+from ..build import default_data_root, load_table, prepare_data, run_device
 from ..config import ExperimentConfig, hashed_dump
 from ..data.tasks import TASKS
 from ..data.types import ImageTable
 from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ..evaluation.results import read_evaluation
-from ..evaluation.run_context import load_run
+from ..evaluation.run_context import load_context
 from ..evaluation.transfer_evaluation import evaluate_transfer
 from ..precision import resolve_precision
 from ..progress import Progress
-from ..runs.rundir import RunDir
+from ..runs.layout import RunLayout
+from ..runs.run import open_run
 from ..runs.store import RunFileError
 from ..training.trainer import TrainOutcome, train
 
@@ -172,7 +173,7 @@ class RunCache:
         return self.runs / f"{cfg.task.name}-{self.key(cfg, progress=progress)[:12]}"
 
     def is_trained(self, cfg: ExperimentConfig) -> bool:
-        return RunDir(self.run_dir(cfg)).is_complete()
+        return RunLayout(self.run_dir(cfg)).is_complete()
 
     # -- training -------------------------------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class RunCache:
         if stored is not None and run_key(stored, self.fingerprint(cfg)) != self.key(cfg):
             raise ValueError(f"{rd}: holds a run of another configuration (edited by hand?); delete it")
         run_cfg = stored or cfg
-        if RunDir(rd).is_complete():
+        if RunLayout(rd).is_complete():
             return train(run_cfg, rd)
         # the data is read from where ``cfg`` says (the stored config's paths may be stale); same content by key;
         # a run another reproduction is training is waited for, not trained twice
@@ -196,11 +197,11 @@ class RunCache:
 
     @staticmethod
     def _stored_config(rd: Path) -> ExperimentConfig | None:
-        path = RunDir(rd).config
+        path = RunLayout(rd).config
         if not path.is_file():
             return None
         try:
-            return load_run_config(rd)
+            return open_run(rd).config
         except RunFileError as e:
             raise ValueError(f"{path}: unreadable config of an earlier run ({' '.join(str(e).split())[:120]}); "
                              f"delete {rd} to train it again") from None
@@ -235,7 +236,7 @@ class RunCache:
                                            crn_precision=crn_precision) for s in dict.fromkeys(specs)}
         missing = [s for s, e in found.items() if e is None]
         if missing:
-            ctx = load_run(rd, data=prepare_data(cfg, progress=progress), progress=progress)
+            ctx = load_context(open_run(rd), data=prepare_data(cfg, progress=progress), progress=progress)
             results = evaluate_transfer(ctx, missing, precision=precision, batch_size=batch_size,
                                         crn_precision=crn_precision, sanity=sanity, progress=progress)
             for s, r in zip(missing, results, strict=True):

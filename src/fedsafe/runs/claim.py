@@ -8,7 +8,7 @@ before round 1 (``config.yaml``, ``data_report.json`` and ``splits.json``) and g
 held.
 
 The store deletes only temporary files it names itself: the ``.<name>.<random>.tmp`` files of the atomic writes
-(:mod:`fedsafe.runs.atomic`) of the files the layout names (:mod:`fedsafe.runs.rundir`), in the folders the
+(:mod:`fedsafe.runs.atomic`) of the files the layout names (:mod:`fedsafe.runs.layout`), in the folders the
 layout names; never a file of another name or one in another folder.
 
 Example::
@@ -31,28 +31,22 @@ from pathlib import Path
 
 from .atomic import write_json
 from .errors import RunDirRefused, RunLockedError
+from .layout import ATTACKS, AUDIT, HEADER, LOCK, MARKER, MODELS, ROOT_FILES
 
-__all__ = ["LOCK", "MARKER", "MARKER_FORMAT", "clean_own_tmp", "hold", "inspect", "is_run", "own_tmp_files"]
+__all__ = ["MARKER_FORMAT", "clean_own_tmp", "hold", "inspect", "is_run", "own_tmp_files"]
 
 log = logging.getLogger(__name__)
 
-MARKER = ".fedsafe-run"
-"""Written first into every run directory: what tells a run from any other folder."""
 MARKER_FORMAT = 1
-LOCK = ".lock"
-
-_HEADER = ("config.yaml", "data_report.json", "splits.json")
-"""What every run wrote before round 1, since the first version: a run of before the marker has all three."""
-_ROOT_FILES = ("config.yaml", "data_report.json", "privacy_report.json", "metrics.json", "splits.json",
-               "checkpoint.pt", "summary.json", "data_fingerprint.json", MARKER)
+"""The format of the marker (``RUN/.fedsafe-run``, written first into every run directory)."""
 _R = r"\.[A-Za-z0-9_]+\.tmp"  # mkstemp's random part, then .tmp
 _OWN_TMP = {
-    ".": re.compile(r"\.(?:" + "|".join(re.escape(n) for n in _ROOT_FILES) + ")" + _R),
-    "models/global": re.compile(r"\.round_\d{4}\.pt" + _R),
-    "models/final": re.compile(r"\.client_\d{3}\.pt" + _R),
-    "models/received/round_*": re.compile(r"\.client_\d{3}\.pt" + _R),
-    "attacks": re.compile(r"\.[A-Za-z0-9_.=+-]+\.(?:json|csv|md|html|png|svg)" + _R),
-    "audit": re.compile(r"\.[A-Za-z0-9_.=+-]+\.(?:json|csv|md|html|png|svg)" + _R),
+    ".": re.compile(r"\.(?:" + "|".join(re.escape(n) for n in ROOT_FILES) + ")" + _R),
+    f"{MODELS}/global": re.compile(r"\.round_\d{4}\.pt" + _R),
+    f"{MODELS}/final": re.compile(r"\.client_\d{3}\.pt" + _R),
+    f"{MODELS}/received/round_*": re.compile(r"\.client_\d{3}\.pt" + _R),
+    ATTACKS: re.compile(r"\.[A-Za-z0-9_.=+-]+\.(?:json|csv|md|html|png|svg)" + _R),
+    AUDIT: re.compile(r"\.[A-Za-z0-9_.=+-]+\.(?:json|csv|md|html|png|svg)" + _R),
 }
 
 
@@ -65,7 +59,7 @@ def _is_marker(path: Path) -> bool:
 
 def is_run(root: Path) -> bool:
     """Whether ``root`` is a fedsafe run directory: its marker, or the header of a legacy run."""
-    return (root / MARKER).is_file() or all((root / n).is_file() for n in _HEADER)
+    return (root / MARKER).is_file() or all((root / n).is_file() for n in HEADER)
 
 
 def own_tmp_files(root: str | Path) -> list[Path]:
@@ -133,7 +127,7 @@ def inspect(root: str | Path) -> str:
 def _mark(root: Path, state: str) -> None:
     if state == "legacy":
         log.info("%s: a run written before run markers existed (recognised by its %s); marked as a fedsafe run",
-                 root, ", ".join(_HEADER))
+                 root, ", ".join(HEADER))
     write_json(root / MARKER, {"kind": "fedsafe-run", "format": MARKER_FORMAT})
 
 

@@ -31,16 +31,16 @@ def check_data(store: RunStore, fingerprint: Mapping[str, Any], *, splits: Mappi
     """Refuse (RunDataChanged, saying what changed) data other than the run's: its recorded fingerprint, or for a
     run written before fingerprints, its ``splits.json``. ``doing``: what is refused ("resume", "attack").
     Returns whether the run records a fingerprint. Nothing is checked before a round was trained."""
-    recorded = store.json_state(store.data_fingerprint) == "ok"
+    recorded = store.json_state(store.layout.data_fingerprint) == "ok"
     if not store.trained() and not store.is_complete():
         return recorded
     if recorded:
-        changed = data_changes(store.read_json(store.data_fingerprint), fingerprint)
-        where = store.data_fingerprint
+        changed = data_changes(store.read_json(store.layout.data_fingerprint), fingerprint)
+        where = store.layout.data_fingerprint
     else:
-        same = store.read_json(store.dir.splits) == json.loads(json.dumps(dict(splits)))
+        same = store.read_json(store.layout.splits) == json.loads(json.dumps(dict(splits)))
         changed = None if same else "the image ids of its sets differ from the run's"
-        where = store.dir.splits
+        where = store.layout.splits
     if changed:
         raise RunDataChanged(f"{store.root}: data changed since {_trained_on(store)}: {changed}; refusing to {doing} "
                              f"the run on other data (its record: {where})")

@@ -1,4 +1,5 @@
-"""The one reader and writer of a run directory (layout: :mod:`fedsafe.runs.rundir`).
+"""The reader and writer of a run directory's files (their names: :mod:`fedsafe.runs.layout`; the one way to open a
+run: :func:`fedsafe.runs.open_run`, whose :attr:`~fedsafe.runs.run.Run.store` this is).
 
 Every model file and the checkpoint carry the run's config hash and a content hash (sha256 of the tensors), so a
 file copied from another run, truncated or corrupted is refused with a one-line error naming it
@@ -42,7 +43,7 @@ import torch
 from . import claim
 from .atomic import torch_load, torch_save, write_json, write_text
 from .errors import RunDataChanged, RunFileError, RunFileMissing, RunIncomplete, RunLockedError
-from .rundir import RunDir
+from .layout import RunLayout
 
 __all__ = ["FORMAT", "Checkpoint", "RunDataChanged", "RunFileError", "RunFileMissing", "RunIncomplete",
            "RunLockedError", "RunStore", "read_config_text", "state_digest"]
@@ -87,7 +88,7 @@ class Checkpoint:
 
 def read_config_text(root: str | Path) -> str:
     """``RUN/config.yaml`` as text; RunFileError when it is missing (not a run directory) or unreadable."""
-    path = RunDir(Path(root)).config
+    path = RunLayout(Path(root)).config
     try:
         return path.read_text()
     except FileNotFoundError:
@@ -106,27 +107,27 @@ class RunStore:
     def __init__(self, root: str | Path, *, config_hash: str) -> None:
         if not config_hash:
             raise ValueError("a run store needs the run's config hash")
-        self.dir = RunDir(Path(root))
+        self.layout = RunLayout(Path(root))
         self.config_hash = config_hash
 
     @property
     def root(self) -> Path:
-        return self.dir.root
+        return self.layout.root
 
     # -- identity -----------------------------------------------------------------------------------------------
 
     def has_config(self) -> bool:
-        return self.dir.config.is_file()
+        return self.layout.config.is_file()
 
     def is_complete(self) -> bool:
         """Whether ``summary.json`` (written last) is there and valid: a damaged one leaves the run to be finished
         again, which recomputes it from the checkpoint."""
-        return self.dir.is_complete()
+        return self.layout.is_complete()
 
     def damaged(self) -> list[Path]:
         """The run's JSON files that are there but not valid JSON."""
-        d = self.dir
-        return [p for p in (d.summary, d.privacy_report, d.data_report, d.splits, d.metrics, self.data_fingerprint)
+        d = self.layout
+        return [p for p in (d.summary, d.privacy_report, d.data_report, d.splits, d.metrics, d.data_fingerprint)
                 if self.json_state(p) == "damaged"]
 
     # -- locking ------------------------------------------------------------------------------------------------
@@ -146,10 +147,6 @@ class RunStore:
 
     # -- header and summary -------------------------------------------------------------------------------------
 
-    @property
-    def data_fingerprint(self) -> Path:
-        return self.root / "data_fingerprint.json"
-
     def json_state(self, path: Path) -> str:
         """``"ok"`` (valid JSON), ``"missing"`` or ``"damaged"``."""
         try:
@@ -162,7 +159,7 @@ class RunStore:
 
     def trained(self) -> bool:
         """Whether a round was completed (a checkpoint exists; it may still fail its check)."""
-        return self.dir.checkpoint.exists() or self.previous_checkpoint.exists()
+        return self.layout.checkpoint.exists() or self.layout.previous_checkpoint.exists()
 
     def write_header(self, *, config_text: str, data_report: Mapping[str, Any], splits: Mapping[str, Any],
                      privacy_report: Mapping[str, Any], fingerprint: Mapping[str, Any] | None = None) -> None:
@@ -172,10 +169,10 @@ class RunStore:
         is the run's, :meth:`check_data`): a resume never replaces the record of what the run trained on."""
         self.root.mkdir(parents=True, exist_ok=True)
         fresh = not self.trained()
-        if fresh or not self.dir.config.is_file():
-            write_text(self.dir.config, config_text)
-        files = [(self.data_fingerprint, fingerprint), (self.dir.data_report, data_report),
-                 (self.dir.splits, splits), (self.dir.privacy_report, privacy_report)]
+        if fresh or not self.layout.config.is_file():
+            write_text(self.layout.config, config_text)
+        files = [(self.layout.data_fingerprint, fingerprint), (self.layout.data_report, data_report),
+                 (self.layout.splits, splits), (self.layout.privacy_report, privacy_report)]
         for path, obj in files:
             if obj is None:
                 continue
@@ -184,9 +181,9 @@ class RunStore:
                 if state == "damaged":
                     log.warning("%s: damaged; written again from the run's config and data", path)
                 write_json(path, obj)
-        if self.json_state(self.dir.metrics) == "damaged" and (ck := self.load_checkpoint()) is not None:
-            log.warning("%s: damaged; written again from the checkpoint", self.dir.metrics)
-            write_json(self.dir.metrics, ck.metrics)
+        if self.json_state(self.layout.metrics) == "damaged" and (ck := self.load_checkpoint()) is not None:
+            log.warning("%s: damaged; written again from the checkpoint", self.layout.metrics)
+            write_json(self.layout.metrics, ck.metrics)
 
     def incomplete(self, rounds: int) -> RunIncomplete:
         """The error of a run that has no final models yet: how far it got."""
@@ -198,7 +195,7 @@ class RunStore:
         total = ck.rounds if ck is not None else rounds
         return RunIncomplete(f"{self.root}: the run is not complete (round {done} of {total}"
                              f"{'; no summary.json' if done == total else ''}); finish it first: fedsafe train "
-                             f"--config {self.dir.config} --run-dir {self.root}")
+                             f"--config {self.layout.config} --run-dir {self.root}")
 
     def read_json(self, path: Path) -> Any:
         """A JSON file of the run; RunFileError naming it when missing or not valid JSON."""
@@ -255,43 +252,39 @@ class RunStore:
                 from None
 
     def save_global(self, round_: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.save_state(self.dir.global_model(round_), state, kind="global", round_=round_)
+        self.save_state(self.layout.global_model(round_), state, kind="global", round_=round_)
 
     def load_global(self, round_: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.global_model(round_), kind="global", round_=round_)
+        return self.load_state(self.layout.global_model(round_), kind="global", round_=round_)
 
     def save_received(self, round_: int, client: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.save_state(self.dir.received(round_, client), state, kind="received", round_=round_, client=client)
+        self.save_state(self.layout.received(round_, client), state, kind="received", round_=round_, client=client)
 
     def load_received(self, round_: int, client: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.received(round_, client), kind="received", round_=round_, client=client)
+        return self.load_state(self.layout.received(round_, client), kind="received", round_=round_, client=client)
 
     def received_rounds(self) -> list[int]:
-        return self.dir.received_rounds()
+        return self.layout.received_rounds()
 
     def received_window(self, client: int, rounds: range) -> list[dict[str, torch.Tensor]]:
         """Client ``client``'s received copies of ``rounds`` (oldest first), verified; RunFileError naming the first
         missing one and the rounds the run kept (CRN replay needs the last R rounds)."""
-        missing = [t for t in rounds if not self.dir.received(t, client).is_file()]
+        missing = [t for t in rounds if not self.layout.received(t, client).is_file()]
         if missing:
             kept = self.received_rounds()
             held = f"rounds {kept[0]}..{kept[-1]}" if kept else "no rounds"
-            raise RunFileMissing(f"{self.dir.received(missing[0], client)} is missing: the replay needs the copies of "
-                               f"rounds {rounds[0]}..{rounds[-1]} but the run kept {held} (raise "
+            raise RunFileMissing(f"{self.layout.received(missing[0], client)} is missing: the replay needs the copies "
+                               f"of rounds {rounds[0]}..{rounds[-1]} but the run kept {held} (raise "
                                "federation.keep_received_rounds)")
         return [self.load_received(t, client) for t in rounds]
 
     def save_final(self, client: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.save_state(self.dir.final_model(client), state, kind="final", client=client)
+        self.save_state(self.layout.final_model(client), state, kind="final", client=client)
 
     def load_final(self, client: int) -> dict[str, torch.Tensor]:
-        return self.load_state(self.dir.final_model(client), kind="final", client=client)
+        return self.load_state(self.layout.final_model(client), kind="final", client=client)
 
     # -- rounds and the checkpoint ------------------------------------------------------------------------------
-
-    @property
-    def previous_checkpoint(self) -> Path:
-        return self.root / "checkpoint.prev.pt"
 
     def save_round(self, round_: int, *, rounds: int, global_state: Mapping[str, torch.Tensor],
                    received: Sequence[Mapping[str, torch.Tensor]] | None,
@@ -302,19 +295,19 @@ class RunStore:
         previous checkpoint is kept as ``checkpoint.prev.pt``. Received copies of rounds before ``keep_from`` go.
         Every tensor is copied to the host once (the run may train on a GPU)."""
         g = _cpu(global_state)
-        self.save_state(self.dir.global_model(round_), g, kind="global", round_=round_)
+        self.save_state(self.layout.global_model(round_), g, kind="global", round_=round_)
         if received is not None:
             for i, s in enumerate(received):
                 self.save_received(round_, i, s)
-        write_json(self.dir.metrics, list(metrics))
+        write_json(self.layout.metrics, list(metrics))
         cs = [_cpu(s) for s in client_states]
         payload = {"format": FORMAT, "config_hash": self.config_hash, "round": round_, "rounds": rounds,
                    "num_clients": len(cs), "global_state": g, "client_states": cs, "metrics": list(metrics),
                    "sha256": state_digest(g, *cs)}
-        if self.dir.checkpoint.is_file():
-            os.replace(self.dir.checkpoint, self.previous_checkpoint)
-        torch_save(payload, self.dir.checkpoint)
-        self.dir.prune_received(keep_from)
+        if self.layout.checkpoint.is_file():
+            os.replace(self.layout.checkpoint, self.layout.previous_checkpoint)
+        torch_save(payload, self.layout.checkpoint)
+        self.layout.prune_received(keep_from)
 
     def _read_checkpoint(self, path: Path) -> Checkpoint:
         obj = self._load(path)
@@ -337,7 +330,7 @@ class RunStore:
         if len(rows) != r or (rows and rows[-1] != r):
             raise RunFileError(f"{path}: holds round {r} but the metrics of {len(rows)} round(s): a damaged or "
                                "swapped checkpoint")
-        g = self.dir.global_model(r)
+        g = self.layout.global_model(r)
         try:
             head = self._load(g)
         except RunFileError:  # a missing or damaged model file is named by its own reader
@@ -351,7 +344,7 @@ class RunStore:
         """The last verified round, or None when the run has not completed a round. Falls back to the previous
         checkpoint (one round earlier) when the current one cannot be verified; raises RunFileError (naming the
         file) when neither can, and ValueError when the checkpoint is for another federation."""
-        current, prev = self.dir.checkpoint, self.previous_checkpoint
+        current, prev = self.layout.checkpoint, self.layout.previous_checkpoint
         if not current.exists() and not prev.exists():
             return None
         try:
@@ -371,4 +364,4 @@ class RunStore:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """``summary.json``, written last: the run is complete once it exists."""
-        write_json(self.dir.summary, summary)
+        write_json(self.layout.summary, summary)

@@ -23,7 +23,6 @@ from ..build import (
     federation_spec,
     model_factory,
     model_kwargs,
-    open_store,
     prepare_data,
     run_device,
     write_header,
@@ -39,6 +38,7 @@ from ..federation.simulator import SimulationResult, Simulator
 from ..models import describe_model
 from ..precision import resolve_precision
 from ..progress import Progress
+from ..runs.run import open_run
 from ..runs.store import RunStore
 
 __all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majority_rate", "run_summary",
@@ -163,9 +163,9 @@ def write_run_summary(store: RunStore, cfg: ExperimentConfig, data: FederatedDat
                       model: nn.Module, metrics: Sequence[Mapping[str, Any]], *, seconds: float, resumed_from: int,
                       extra: Mapping[str, Any] | None = None) -> None:
     """How a complete run ends (both engines): the defense's cost into the privacy report, then summary.json."""
-    privacy = store.read_json(store.dir.privacy_report)
+    privacy = store.read_json(store.layout.privacy_report)
     privacy["defense_cost"] = defense_cost_summary(metrics, defense=cfg.defense)
-    store.write_json(store.dir.privacy_report, privacy)
+    store.write_json(store.layout.privacy_report, privacy)
     store.write_summary(run_summary(cfg, data, spec, model, metrics, seconds=seconds, resumed_from=resumed_from,
                                     extra=extra))
 
@@ -184,7 +184,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, *, hooks: Hooks | None = N
         raise ValueError(f"stop_after must be a round >= 1, got {stop_after}")
     # a model that cannot be built, or does not fit the task, fails here in one line, before anything is written
     check_configured_model(cfg, None if data is None else len(data.class_names))
-    store = open_store(cfg, run_dir)
+    store = open_run(run_dir, config=cfg).store
     if _finished(store):
         return TrainOutcome(run_dir=store, result=None, data=data, seconds=0.0, skipped=True)
     run_device(cfg)  # a device that is not here fails before any work

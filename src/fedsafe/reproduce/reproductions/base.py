@@ -25,7 +25,7 @@ import pandas as pd
 from ...attacks.spec import AttackSpec
 from ...config import ExperimentConfig
 from ...defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
-from ...evaluation.runinfo import RunInfo
+from ...runs.run import Run
 from ...training.delta import ConfigDelta, describe_trainings
 from ...verdicts.claims import Verdict
 
@@ -125,7 +125,7 @@ class BuildInput:
     task: str
     options: Options
     summary: pd.DataFrame  # one row per (measurement, seed)
-    runs: dict[str, RunInfo]  # training name -> its seed-0 run
+    runs: dict[str, Run]  # training name -> its seed-0 run
     trainings: Mapping[str, ConfigDelta] = field(default_factory=dict)  # training name -> its seed-0 delta
     paper_dataset: str | None = None  # the paper's dataset to compare with (None: the task's, if the paper has it)
 

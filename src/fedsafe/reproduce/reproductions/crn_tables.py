@@ -20,10 +20,10 @@ import pandas as pd
 from ...attacks.spec import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_WINDOWS
 from ...defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION, crn_steps
 from ...evaluation.results import TransferResult
-from ...evaluation.run_context import RunContext, load_run
-from ...evaluation.runinfo import read_run
+from ...evaluation.run_context import RunContext, load_context
 from ...progress import Progress
 from ...runs.atomic import write_text
+from ...runs.run import open_run
 from ..on_run import OnRun, build_on_run
 from ..outputs import built_markdown
 from . import crn_table1, crn_table2
@@ -59,7 +59,7 @@ def crn_tables(
 ) -> CrnTables:
     """Evaluate the attacks of both tables on the run; Markdown with the paper's ``dataset`` numbers beside ours
     (written to ``RUN/attacks/crn_tables.md`` with ``write``)."""
-    ctx = run if isinstance(run, RunContext) else load_run(run, progress=progress)
+    ctx = run if isinstance(run, RunContext) else load_context(open_run(run), progress=progress)
     t1 = [dataclasses.replace(m, training="run") for m in crn_table1.measurements(
         seed, windows=windows, eps=eps, alpha=alpha, pgd_steps=pgd_steps)]
     t2 = [Measurement("run", s, tags(attack_name=name, start_name=start)) for (name, start), s in crn_table2.specs(
@@ -73,7 +73,7 @@ def crn_tables(
     md = _markdown(ctx, one, two, dataset=dataset, results=results)
     path = None
     if write:
-        path = ctx.store.root / "attacks" / "crn_tables.md"
+        path = ctx.store.layout.crn_tables
         write_text(path, md)
     return CrnTables(table_1=table_1, table_2=table_2, claims=claims, markdown=md, results=tuple(results), path=path)
 
@@ -109,7 +109,7 @@ def _claims(t1: pd.DataFrame, t2: pd.DataFrame, windows: Sequence[int]) -> dict[
 
 
 def _markdown(ctx: RunContext, one: OnRun, two: OnRun, *, dataset: str, results: Sequence[TransferResult]) -> str:
-    cfg, data, info = ctx.cfg, ctx.data, read_run(ctx.store.root)
+    cfg, data, info = ctx.cfg, ctx.data, open_run(ctx.store.root, missing_ok=True).read_records()
     rec, o = results[0].record, one.input.options  # any result: the setup is shared
     spec = next(iter(one.input.summary.itertuples()))
     j = crn_steps(cfg)

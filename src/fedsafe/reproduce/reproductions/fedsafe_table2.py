@@ -24,9 +24,9 @@ from ...attacks.spec import AttackSpec
 from ...build import model_factory, prepare_data
 from ...config import ExperimentConfig
 from ...data.tasks import TASKS
-from ...evaluation.runinfo import RunInfo
 from ...privacy import DP_MAX_EPSILON, SENSITIVITIES, dp_label, noise_for_target
 from ...report import figures as figs
+from ...runs.run import Run
 from ...training.delta import ConfigDelta
 from ...verdicts.claims import compare, fmt_pct
 from ..paper_numbers import fedsafe_table_2, lookup
@@ -130,7 +130,7 @@ def arm_label(epsilons: dict[str, float], delta: float) -> str:
 
 def _noise(inp: BuildInput, arm: str) -> tuple[str, str, str]:
     """(C, s_U, s_D) as the seed-0 run applied them, else as its delta set them."""
-    info: RunInfo | None = inp.runs.get(arm)
+    info: Run | None = inp.runs.get(arm)
     if info is not None and info.exists:
         n = info.noise()
         return fmt_num(n.clip) if n.clip is not None else "none", fmt_num(n.uplink), fmt_num(n.downlink)

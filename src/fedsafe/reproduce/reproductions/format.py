@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ...defenses.adaptation import adaptation_counts, fraction_label
-from ...evaluation.runinfo import RunInfo
+from ...runs.run import Run
 from ...verdicts.claims import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
 from .base import BuildInput
 
@@ -301,7 +301,7 @@ def marks(summary: pd.DataFrame, by: str = "training") -> dict[Any, str]:
     return {v: NOT_LEARNED_MARK if v in bad else "" for v in summary[by].unique()} if by in summary else {}
 
 
-def fraction_text(info: RunInfo | None, fraction: float) -> str:
+def fraction_text(info: Run | None, fraction: float) -> str:
     """"f 0.2: 35-36 images (20% of |D_i|)": what f meant in the run (its client sizes from the privacy report, its
     server set from the data report, :func:`~fedsafe.defenses.adaptation.adaptation_counts`); "f 0.2 (counts n/a)"
     without the run's reports."""
