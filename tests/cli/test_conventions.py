@@ -14,6 +14,7 @@ import sys
 
 import click
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import fedsafe
@@ -99,6 +100,21 @@ def test_shell_completion_completes_commands_and_choices():
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert r.returncode == 0 and "_FEDSAFE_COMPLETE=complete_bash" in r.stdout, r.stdout + r.stderr
+
+
+def test_completion_options_are_the_groups_only():
+    def commands(cmd: click.Command):
+        yield cmd
+        if isinstance(cmd, click.Group):
+            for sub in cmd.commands.values():
+                yield from commands(sub)
+
+    def has_completion(cmd: click.Command) -> bool:
+        return any("--install-completion" in p.opts for p in cmd.params)
+
+    assert has_completion(typer.main.get_command(app))  # the control: the fedsafe group offers it
+    # the sub-commands do not repeat it in their help (typer adds it to each app unless told not to)
+    assert [c.name for s in SUBCOMMANDS for c in commands(load(s)) if has_completion(c)] == []
 
 
 def test_fixed_sets_are_choices_from_the_registries():

@@ -30,7 +30,7 @@ from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from .choices import choice, literal_values
 from .console import console, fail, out, progress_bars, usage_error
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 PRECISIONS = literal_values(TrainConfig, "precision")
 

@@ -23,7 +23,7 @@ from .console import console, fail, out, progress_bars
 if TYPE_CHECKING:
     from ..audit.runner import AuditSettings
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 
 def _ints(text: str | None, name: str) -> tuple[int, ...] | None:

@@ -16,7 +16,7 @@ from ..config import ConfigError, load_config
 from .choices import OUTPUT, output_dir
 from .console import console, fail, out, progress_bars
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 
 def _heatmaps(manifest: Path) -> None:

@@ -12,7 +12,7 @@ from ..config import ConfigError, ExperimentConfig, config_hash, load_config
 from .choices import OUTPUT, output_dir, profile_choice
 from .console import console, fail, usage_error
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # completion: the fedsafe group's
 
 _HOME_HELP = "Private Flower home (FLWR_HOME) of this machine's Flower processes and CLI calls."
 _DEFAULT_HOME = Path.home() / ".fedsafe" / "flwr-home"

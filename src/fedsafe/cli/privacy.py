@@ -28,7 +28,7 @@ from ..privacy import (
 from .choices import choice
 from .console import fail, out, usage_error
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # completion: the fedsafe group's
 
 # The CLI solves the inverse to 1e-4 (relative): the PLD accountant costs ~50 ms an evaluation.
 _INVERSE_RTOL = 1e-4

@@ -11,7 +11,7 @@ import typer
 from .choices import OUTPUT, output_dir
 from .console import console, fail, usage_error
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 REPORT_NAME = "report.html"
 """The report's file name in the ``-o/--output`` folder."""

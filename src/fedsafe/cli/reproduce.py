@@ -24,7 +24,7 @@ from .choices import OUTPUT, choice, literal_values, output_dir, profile_choice
 from .console import console, fail, out, progress_bars
 from .runtime import tune_glibc_malloc
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 
 @contextlib.contextmanager

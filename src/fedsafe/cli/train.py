@@ -12,7 +12,7 @@ from ..data.tasks import TASKS
 from .choices import OUTPUT, choice, output_dir, profile_choice
 from .console import console, fail, out, progress_bars, usage_error
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the fedsafe group's (--install-completion)
 
 
 def _fmt(x: object) -> str:
