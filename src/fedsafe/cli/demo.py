@@ -65,7 +65,8 @@ def demo(
     _heatmaps(res.written.manifest)
     out.print(f"\n[bold]Report:[/] {escape(str(res.report.resolve()))}  ({res.seconds:.0f} s)", highlight=False)
     out.print("The same on real data (brain MRI; the papers' tables, ours beside theirs):\n"
-              "  fedsafe data download brain-tumor-mri --to data\n"
+              "  fedsafe data download brain-tumor-mri -o data\n"
               "  fedsafe reproduce crn-table1 --task meningioma --set task.data_root=data/brain-tumor-mri\n"
               "  fedsafe reproduce all --task meningioma      # every table and figure; prints its cost first\n"
-              "  fedsafe report results -o results        # results/report.html", highlight=False)
+              "  fedsafe report results -o .                  # all of them in one HTML page, ./report.html",
+              highlight=False)
