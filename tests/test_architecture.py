@@ -12,12 +12,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
 # layers, lowest first: a module never imports one of a higher layer. The base is the name lists every registry and the
-# config's choices share (names) and the one YAML reader (yaml12): they import no fedsafe module at all. config is the
-# validated settings (pydantic, YAML and the base only); the low layers are the algorithms (verdicts: the statistics
-# that decide whether a claim holds) and the run store; the middle one
+# config's choices share (names), the one YAML reader (yaml12) and the one JSON policy (jsonsafe): they import no
+# fedsafe module at all. config is the validated settings (pydantic, YAML and the base only); the low layers are the
+# algorithms (verdicts: the statistics that decide whether a claim holds) and the run store; the middle one
 # builds a run from a config (build), trains it (training) and evaluates it (evaluation); the high one is what a user
 # runs: reproductions, the audit, the report, the Flower apps and the CLI.
-BASE = ("names", "yaml12")
+BASE = ("names", "yaml12", "jsonsafe")
 CONFIG = ("config",)
 LOW = ("federation", "attacks", "defenses", "privacy", "metrics", "verdicts", "data", "models", "runs", "device",
        "precision", "progress", "seeding", "hardware", "profiles", "defaults")
@@ -99,11 +99,11 @@ def test_no_layer_imports_a_higher_one(graph):
 
 
 def test_the_base_imports_no_fedsafe_module(graph):
-    """names and yaml12 sit below the config: they may import nothing of fedsafe, so nothing can hide a second list
-    of names behind them."""
+    """names, yaml12 and jsonsafe sit below the config: they may import nothing of fedsafe, so nothing can hide a
+    second list of names behind them."""
     mods, imports = graph
     base = [m for m in imports if _layer(m) in BASE]
-    assert sorted(base) == ["fedsafe.names", "fedsafe.yaml12"], "the base modules are not found"
+    assert sorted(base) == ["fedsafe.jsonsafe", "fedsafe.names", "fedsafe.yaml12"], "the base modules are not found"
     bad = [(m, t) for m in base for t, _ in imports[m] if t.startswith("fedsafe")]
     assert not bad, f"the base imports fedsafe modules: {bad}"
 

@@ -19,6 +19,7 @@ from ..build import model_factory as build_model_factory
 from ..config import ExperimentConfig
 from ..device import resolve_device
 from ..federation.federated_data import FederatedData
+from ..federation.state import non_finite
 from ..progress import Progress
 from ..runs.layout import CONFIG
 from ..runs.run import Run
@@ -85,7 +86,7 @@ def load_context(run: Run, *, data: FederatedData | None = None,
     models = []
     for i in range(data.num_clients):
         state = store.load_final(i)
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = list(non_finite(state))
         if bad:
             raise ValueError(f"{store.layout.final_model(i)}: client {i}'s final model has non-finite weights (in "
                              f"{bad[0]}): the federation was poisoned or diverged; attacking it would report a "

@@ -39,7 +39,7 @@ from .federation_spec import DEFAULT_NORM_FACTOR, FederationSpec
 from .hooks import ClientHook, Hooks, ServerHook
 from .round import downlink_copy, uplink
 from .screening import Screening, screen_uploads
-from .state import global_norm
+from .state import global_norm, non_finite
 
 __all__ = ["Aggregation", "ClientUpdate", "add_cost", "client_update", "evaluate", "round_record",
            "server_aggregate", "server_downlink"]
@@ -180,7 +180,7 @@ def _check_aggregate(state: Mapping[str, torch.Tensor], screened: Screening, acc
     ``DEFAULT_NORM_FACTOR``) x the median upload's, naming the round, the accepted clients and the cause: the
     accepted uploads above that bound (else the largest), with their norms and what screening said of them."""
     floats = [k for k, v in state.items() if v.is_floating_point()]
-    bad = [k for k in floats if not bool(torch.isfinite(state[k]).all())]
+    bad = list(non_finite(state))
     median = screened.median_norm
     bound = max(spec.norm_factor or DEFAULT_NORM_FACTOR, DEFAULT_NORM_FACTOR) * median
     norm = math.nan

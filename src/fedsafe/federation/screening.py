@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from ..names import NORM_ACTIONS
+from .state import non_finite
 
 __all__ = ["Screening", "screen_uploads"]
 
@@ -62,17 +63,11 @@ class Screening:
 
 def _non_finite(state: StateDict) -> str | None:
     """The rejection reason of a state with NaN/Inf entries, or None when every entry is finite."""
-    first, nan, inf = None, 0, 0
-    for key, value in state.items():
-        v = value.detach()
-        if not v.is_floating_point() and not v.is_complex():
-            continue
-        n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
-        if n_nan + n_inf and first is None:
-            first = key
-        nan, inf = nan + n_nan, inf + n_inf
-    if first is None:
+    bad = non_finite(state)
+    if not bad:
         return None
+    first = next(iter(bad))
+    nan, inf = sum(n for n, _ in bad.values()), sum(i for _, i in bad.values())
     return f"non-finite: {nan + inf} entries NaN/Inf ({nan} NaN, {inf} Inf), first in {first!r}"
 
 

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["State", "clone", "global_norm", "clip_", "clip", "add_gaussian", "fedavg", "max_abs_diff", "flatten"]
+__all__ = ["State", "clone", "global_norm", "clip_", "clip", "add_gaussian", "fedavg", "max_abs_diff", "flatten",
+           "non_finite"]
 
 State = "OrderedDict[str, torch.Tensor]"
 
@@ -108,3 +109,21 @@ def max_abs_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -
     if list(a.keys()) != list(b.keys()):
         raise ValueError("states have different keys")
     return max(float((a[k].detach().double() - b[k].detach().double()).abs().max()) for k in a)
+
+
+def non_finite(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """(NaN count, Inf count) of every floating (or complex) entry of ``state`` that holds any, in the state's order;
+    empty when every entry is finite. The one non-finite check of an upload, an aggregate and a saved model.
+
+    >>> non_finite({"w": torch.tensor([1.0, float("nan"), float("inf")]), "n": torch.tensor([3])})
+    {'w': (1, 1)}
+    """
+    out = {}
+    for key, value in state.items():
+        v = value.detach()
+        if not v.is_floating_point() and not v.is_complex():
+            continue
+        n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+        if n_nan or n_inf:
+            out[key] = (n_nan, n_inf)
+    return out

@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..jsonsafe import json_safe
 from .gaussian import check_accountant, gaussian_epsilon, gaussian_noise_multiplier
 from .nbafl import _check_count, _check_delta, _check_non_negative, _check_positive
 
@@ -119,20 +120,6 @@ def dp_label(epsilon: float, delta: float, *, sensitivity: str) -> str | None:
     if not is_dp(epsilon, delta):
         return None
     return f"DP (epsilon {epsilon:.3g} at delta {delta:g}, {SENSITIVITIES[sensitivity][0]})"
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -202,7 +189,7 @@ class PrivacyReport:
         data = dataclasses.asdict(self)
         data["epsilon"] = self.epsilon
         data["dp"] = self.dp
-        return _json_safe(data)
+        return json_safe(data)
 
 
 def _normalise_weights(weights: Sequence[float] | None, num_clients: int) -> tuple[float, ...]:
@@ -344,7 +331,7 @@ class TargetNoise:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict."""
-        return _json_safe(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
 
 def noise_for_target(*, target_epsilon: float, delta: float, clip: float, min_local_size: int, rounds: int,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..jsonsafe import dumps_json, json_safe
 
 __all__ = ["json_safe", "write_bytes", "write_text", "write_json", "torch_save", "torch_load"]
 
@@ -46,29 +46,9 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def json_safe(o: Any) -> Any:
-    """``o`` with every value JSON can hold: NaN becomes null and +-inf the strings "inf" / "-inf" (JSON has
-    neither), arrays and tensors lists, paths strings."""
-    if isinstance(o, float):
-        if math.isnan(o):
-            return None
-        if math.isinf(o):
-            return "inf" if o > 0 else "-inf"
-        return o
-    if isinstance(o, dict):
-        return {str(k) if not isinstance(k, str) else k: json_safe(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [json_safe(v) for v in o]
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
-        return json_safe(o.tolist())
-    return o
-
-
 def write_json(path: str | Path, obj: Any) -> None:
-    """Always valid JSON (:func:`json_safe`), written atomically."""
-    write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    """Always valid JSON (:func:`fedsafe.jsonsafe.json_safe`), written atomically."""
+    write_text(path, dumps_json(obj, indent=2) + "\n")
 
 
 def torch_save(obj: Any, path: str | Path) -> None:

@@ -1,0 +1,43 @@
+"""The project's one policy for JSON, which has neither NaN nor infinity: NaN becomes null and +-inf the strings
+"inf" / "-inf"; arrays and tensors become lists (anything with ``tolist``), tuples lists, paths strings, keys strings.
+Every JSON file a run writes and every JSON-safe dict (the privacy reports) goes through :func:`json_safe`.
+
+>>> json_safe({"eps": float("inf"), "acc": float("nan"), 1: (0.5, -float("inf"))})
+{'eps': 'inf', 'acc': None, '1': [0.5, '-inf']}
+>>> dumps_json({"a": float("nan")})
+'{"a": null}'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["dumps_json", "json_safe"]
+
+
+def json_safe(o: Any) -> Any:
+    """``o`` with every value JSON can hold (module docstring)."""
+    if isinstance(o, float):
+        if math.isnan(o):
+            return None
+        if math.isinf(o):
+            return "inf" if o > 0 else "-inf"
+        return o
+    if isinstance(o, dict):
+        return {str(k) if not isinstance(k, str) else k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [json_safe(v) for v in o]
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
+        return json_safe(o.tolist())
+    return o
+
+
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`json_safe` of ``obj``: always valid JSON (``allow_nan=False`` holds by
+    construction)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
