@@ -1,0 +1,93 @@
+"""Every value has one home: the name lists of fedsafe.names are the config's choices and nothing else restates
+them, the YAML 1.2 reader is the only YAML reader. Each check is read from the package's own text or values, and
+each detector is tried on a case it must catch."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from fedsafe import names
+from fedsafe.config import CrnConfig, DefenseConfig, FederationConfig, TrainConfig
+from fedsafe.yaml12 import dump_yaml, read_yaml
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "fedsafe"
+# the one tuple literal of names left outside fedsafe.names: the type of a *resolved* precision (auto is not one)
+ALLOWED = {("precision.py", ("fp32", "bf16"))}
+
+
+def _name_lists_restated(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, list, values) of every tuple, list or set literal of two or more strings that are all names of one
+    fedsafe.names list: a second copy of (part of) that list."""
+    lists = {k: set(getattr(names, k)) for k in names.__all__}
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            vals = tuple(e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
+            if len(vals) >= 2 and len(vals) == len(node.elts):
+                out += [(node.lineno, k, vals) for k, s in lists.items() if set(vals) <= s][:1]
+    return out
+
+
+def test_no_module_restates_a_list_of_names():
+    bad = [f"{f.relative_to(SRC)}:{line}: {vals} restates names.{k}"
+           for f in sorted(SRC.rglob("*.py")) if f.name != "names.py"
+           for line, k, vals in _name_lists_restated(f.read_text()) if (f.name, vals) not in ALLOWED]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_restated_list_detector_catches_a_copy():
+    text = ('x = d.name in ("adversarial-training", "fed-safe")\n'
+            'p: Literal["fp32", "bf16", "auto"] = "fp32"\nok = ("pred", "true")\n')
+    assert _name_lists_restated(text) == [(1, "DEFENSES", ("adversarial-training", "fed-safe")),
+                                          (2, "PRECISIONS", ("fp32", "bf16", "auto"))]
+
+
+@pytest.mark.parametrize(("model", "field", "names_list"), [
+    (DefenseConfig, "name", names.DEFENSES), (FederationConfig, "aggregator", names.AGGREGATORS),
+    (FederationConfig, "norm_action", names.NORM_ACTIONS), (TrainConfig, "precision", names.PRECISIONS),
+    (CrnConfig, "precision", names.PRECISIONS)])
+def test_the_config_choices_are_the_name_lists(model, field, names_list):
+    assert model.model_fields[field].annotation.__args__ == names_list
+
+
+def test_the_kind_lists_are_parts_of_their_list():
+    assert set(names.SERVER_DEFENSES) | set(names.CLIENT_DEFENSES) < set(names.DEFENSES)
+    assert set(names.PER_CLIENT_DEFENSES) < set(names.SERVER_DEFENSES)
+    assert not set(names.SERVER_DEFENSES) & set(names.CLIENT_DEFENSES)
+    assert set(names.BYZANTINE_AGGREGATORS) < set(names.AGGREGATORS)
+
+
+def test_every_profile_name_has_its_yaml_and_no_yaml_is_unnamed():
+    shipped = sorted(p.stem for p in (SRC / "profiles").glob("*.yaml"))
+    assert shipped == sorted(names.PROFILES)
+    for name in names.PROFILES:
+        assert read_yaml((SRC / "profiles" / f"{name}.yaml").read_text())["profile"] == name
+
+
+YAML_CALL = re.compile(r"\byaml\.(safe_load|load|safe_dump|dump|full_load|unsafe_load)\(")
+
+
+def test_only_the_yaml12_module_reads_or_writes_yaml():
+    bad = [f"{f.relative_to(SRC)}:{i}: {line.strip()}" for f in sorted(SRC.rglob("*.py")) if f.name != "yaml12.py"
+           for i, line in enumerate(f.read_text().splitlines(), 1) if YAML_CALL.search(line)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_yaml_call_pattern_catches_both_directions():
+    hits = [s for s in ("cfg = yaml.safe_load(text)", "yaml.safe_dump(d, sort_keys=False)", "read_yaml(text)",
+                        "yaml.YAMLError") if YAML_CALL.search(s)]
+    assert hits == ["cfg = yaml.safe_load(text)", "yaml.safe_dump(d, sort_keys=False)"]
+
+
+@pytest.mark.parametrize("value", ["1e-3", "1e5", "-2E+4", ".5", "yes", "null", "20", 1e-3, 1e-5, 20.0, 3, None, True])
+def test_yaml_writes_what_it_reads_back(value):
+    """A string that YAML 1.2 reads as a number is written quoted; numbers stay numbers."""
+    assert read_yaml(dump_yaml({"v": value})) == {"v": value}
+
+
+def test_yaml_12_floats_are_numbers():
+    assert read_yaml("a: 1e-3\nb: 2E5\nc: 0.5\nd: '1e-3'") == {"a": 0.001, "b": 200000.0, "c": 0.5, "d": "1e-3"}
