@@ -1,10 +1,11 @@
 """A model the user brings, end to end through the CLI: a user factory (with BatchNorm, attribute names unlike the
 papers' CNN) and a MONAI network train a 2-round synthetic federation with downlink noise, uplink clipping and
-online CRN, are attacked with PGD+CRN, and (the user factory) audited; the run records the model; a bad factory
-fails in one line before anything is written."""
+online CRN, are attacked with PGD+CRN, and audited (the audit names the model; its verdicts agree with its own
+numbers); the run records the model; a bad factory fails in one line before anything is written."""
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import sys
@@ -88,14 +89,53 @@ def test_a_user_model_is_attacked_and_audited(user_run):
     assert 0 <= audit["membership"]["server"]["mean"]["lira"]["auc"] <= 1
 
 
-def test_a_monai_network_trains_and_is_attacked(tmp_path_factory):
+def _expected_insider_verdict(attacks: list[dict]) -> str:
+    """The insider verdict re-derived from the audit's numbers: the attack of the highest ASR on the benign
+    clients, decided on its 95% interval (above, below or containing 50%)."""
+    lo, hi = max(attacks, key=lambda a: a["asr_avg_benign"])["asr_avg_benign_ci"]
+    return "fools most" if lo > 0.5 else "fools fewer than half" if hi < 0.5 else "undecided around 50%"
+
+
+def _expected_mia_verdict(view: dict) -> str:
+    above = [a for a in ("lira", "loss") if view["mean"][a]["auc_ci"][0] > 0.5]
+    return "inferred above chance" if above else "not told apart from chance"
+
+
+def test_a_monai_network_trains_is_attacked_and_audited(tmp_path_factory):
     if importlib.util.find_spec("monai") is None:
         pytest.skip("MONAI is not installed (pip install 'fedsafe[monai]')")
     run = _train(tmp_path_factory, "monai-model", MONAI)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["model"]["class"] == "monai.networks.nets.densenet.DenseNet121"
-    assert summary["model"]["kwargs"] == {"init_features": 4, "growth_rate": 4, "block_config": [2, 2]}
+    densenet = "monai.networks.nets.densenet.DenseNet121"
+    kwargs = {"init_features": 4, "growth_rate": 4, "block_config": [2, 2]}
+    assert summary["model"]["class"] == densenet and summary["model"]["kwargs"] == kwargs
     _attacked(run)
+
+    # the cheapest audit the CLI has: 2 PGD steps, EOT K = 1, 2 shadows of 1 epoch, no masking checks
+    r = CliRunner().invoke(app, ["audit", str(run), "--quick", "--steps", "2", "--eot", "1", "--eps", "0.1",
+                                 "--no-masking", "--max-shadow-epochs", "1"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    audit = json.loads((run / "audit" / "audit.json").read_text())
+    # the audit names the model it attacked: in its summary, its printout and its page
+    assert audit["model"] == {"name": "monai:DenseNet121", "kwargs": kwargs, "class": densenet,
+                              "parameters": summary["model"]["parameters"]}
+    named = f"monai:DenseNet121 ({densenet}, {json.dumps(kwargs)}, {summary['model']['parameters']:,} parameters)"
+    assert f"model: {named}" in r.output
+    page = (run / "audit" / "audit.html").read_text()
+    assert html.escape(named) in page
+    # the verdicts, each re-derived from the audit's own numbers
+    assert [a["label"] for a in audit["attacks"]] == ["PGD-2", "PGD-2+CRN1", "EOT1-PGD-2"]
+    v = audit["verdicts"]
+    assert list(v) == ["learned", "insider attack", "membership (server)", "membership (insider)",
+                       "differential privacy"]
+    assert v["learned"] == ("yes" if summary["learned"] else "no (the numbers below say nothing)")
+    assert v["insider attack"].startswith(_expected_insider_verdict(audit["attacks"]))
+    for view in ("server", "insider"):
+        assert v[f"membership ({view})"].startswith(_expected_mia_verdict(audit["membership"][view]))
+    # uplink clipping with downlink noise only: no noise an accountant can credit
+    assert v["differential privacy"] == "not DP under either sensitivity"
+    for what, verdict in v.items():
+        assert f"{what}: {verdict}" in r.output
 
 
 @pytest.mark.parametrize("model, message", [
