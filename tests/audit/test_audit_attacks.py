@@ -220,3 +220,17 @@ def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(ru
     assert again["sentences"] == first["sentences"] and again["attacks"] == [{**a, "cached": True}
                                                                           for a in first["attacks"]]
     assert json.loads((run_dir / "audit" / "audit.json").read_text())["sentences"] == first["sentences"]
+
+
+def test_cached_masking_checks_of_an_older_rule_are_not_read_back(monkeypatch):
+    """The masking cache is keyed by the checks' rules version: a report made under an older rule (e.g. the
+    vanishing-gradient fraction before the Wilson bound) is recomputed, not shown as today's verdict."""
+    from types import SimpleNamespace
+
+    from fedsafe.audit import runner
+
+    ctx = SimpleNamespace(store=SimpleNamespace(layout=SimpleNamespace(masking=lambda h: h)))
+    settings = runner.AuditSettings()
+    now = runner._masking_path(ctx, settings)
+    monkeypatch.setattr(runner, "MASKING_RULES", runner.MASKING_RULES - 1)
+    assert runner._masking_path(ctx, settings) != now

@@ -44,7 +44,11 @@ from fedsafe.attacks.sanity import (
     large_eps_warnings,
 )
 
-__all__ = ["MaskingReport", "masking_checks", "step_rule"]
+__all__ = ["RULES_VERSION", "MaskingReport", "masking_checks", "step_rule"]
+
+RULES_VERSION = 2
+"""Bump when a rule of the checks changes, so that cached reports made under the old rule are recomputed
+(2: vanishing gradients judged on the lower end of the Wilson interval of the zero-gradient fraction)."""
 
 AttackAt = Callable[..., AttackResult | torch.Tensor]
 """``attack(model, x, y, *, eps, steps) -> AttackResult or x_adv`` (see :func:`step_rule` to bind a step size)."""

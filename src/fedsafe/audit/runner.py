@@ -38,6 +38,7 @@ from typing import Any
 from .. import __version__
 from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient
+from ..attacks.masking import RULES_VERSION as MASKING_RULES
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..defaults import ATTACK_BATCH_SIZE
 from ..evaluation.adaptive_attacks import (
@@ -176,7 +177,8 @@ def _key(spec: AttackSpec, settings: AuditSettings) -> str:
 
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
     blob = json.dumps({"seed": settings.seed, "precision": settings.precision, "eps": MASKING_EPS,
-                       "steps": MASKING_STEPS, "images": settings.masking_images}, sort_keys=True)
+                       "steps": MASKING_STEPS, "images": settings.masking_images, "rules": MASKING_RULES},
+                      sort_keys=True)
     return ctx.store.layout.masking(hashlib.sha256(blob.encode()).hexdigest()[:10])
 
 
