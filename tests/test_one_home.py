@@ -91,3 +91,68 @@ def test_yaml_writes_what_it_reads_back(value):
 
 def test_yaml_12_floats_are_numbers():
     assert read_yaml("a: 1e-3\nb: 2E5\nc: 0.5\nd: '1e-3'") == {"a": 0.001, "b": 200000.0, "c": 0.5, "d": "1e-3"}
+
+
+# -- one profile source ---------------------------------------------------------------------------------------------
+
+PROFILE_SECTIONS = {"task": "TaskConfig", "model": "ModelConfig", "train": "TrainConfig"}
+
+
+def _literal_defaults(text: str, keys: dict[str, set[str]]) -> list[str]:
+    """``Class.field`` of every field in ``keys[class]`` whose default is written as a literal (``= 5`` or
+    ``Field(5, ...)``) instead of read from the profile."""
+    out = []
+    for cls in ast.walk(ast.parse(text)):
+        if isinstance(cls, ast.ClassDef) and cls.name in keys:
+            for node in cls.body:
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                        and node.target.id in keys[cls.name]:
+                    v = node.value
+                    if isinstance(v, ast.Call) and getattr(v.func, "id", "") == "Field":
+                        v = v.args[0] if v.args else None
+                    if isinstance(v, ast.Constant):
+                        out.append(f"{cls.name}.{node.target.id}")
+    return out
+
+
+def _profile_keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for name in names.PROFILES:
+        prof = read_yaml((SRC / "profiles" / f"{name}.yaml").read_text())
+        for section, cls in PROFILE_SECTIONS.items():
+            keys.setdefault(cls, set()).update(prof.get(section, {}))
+    return keys
+
+
+def test_the_config_defaults_are_the_cpu_profiles_yaml():
+    from fedsafe.config import ExperimentConfig, load_config
+
+    assert ExperimentConfig() == load_config(None, profile="cpu")
+    cpu = read_yaml((SRC / "profiles" / "cpu.yaml").read_text())
+    dumped = ExperimentConfig().model_dump()
+    assert all(dumped[s][k] == v for s in PROFILE_SECTIONS for k, v in cpu[s].items())
+
+
+def test_no_config_field_a_profile_sets_writes_its_default_again():
+    keys = {cls: ks - {"momentum"} for cls, ks in _profile_keys().items()}  # momentum: paper-sgd names the default 0
+    assert keys["TrainConfig"] >= {"rounds", "lr", "optimizer"}, "the profiles are not read"
+    bad = _literal_defaults((SRC / "config.py").read_text(), keys)
+    assert not bad, f"defaults written beside the cpu profile's YAML: {bad}"
+
+
+def test_the_literal_default_detector_catches_both_forms():
+    text = ("class TrainConfig:\n    rounds: int = Field(20, ge=1)\n    optimizer: str = 'adam'\n"
+            "    lr: float = Field(_cpu('train', 'lr'), gt=0)\n    other: int = 3\n")
+    assert _literal_defaults(text, {"TrainConfig": {"rounds", "optimizer", "lr"}}) == ["TrainConfig.rounds",
+                                                                                         "TrainConfig.optimizer"]
+
+
+def test_the_local_spec_takes_the_recipe_from_the_config():
+    """LocalSpec has no default for what the profiles set (the optimiser, learning rate, gradient clip)."""
+    import dataclasses
+
+    from fedsafe.federation.federation_spec import LocalSpec
+
+    fields = {f.name: f for f in dataclasses.fields(LocalSpec)}
+    for key in ("optimizer", "lr", "grad_clip"):
+        assert fields[key].default is dataclasses.MISSING, key

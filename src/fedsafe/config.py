@@ -29,6 +29,19 @@ class ConfigError(ValueError):
     """A configuration problem, with a one-line message naming the file, key or value."""
 
 
+def _profile_text(name: str) -> str:
+    return resources.files("fedsafe.profiles").joinpath(f"{name}.yaml").read_text()
+
+
+_CPU: dict[str, Any] = read_yaml(_profile_text("cpu"))
+
+
+def _cpu(section: str, key: str) -> Any:
+    """The cpu profile's ``section.key``: a field that a profile sets takes its default from ``profiles/cpu.yaml``,
+    the one place the profile's values are written (``ExperimentConfig()`` is the cpu profile)."""
+    return _CPU[section][key]
+
+
 class _Part(BaseModel):
     # strict: no bool for an int ("rounds: true"), no string for a number; finite numbers only (".inf" refused)
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
@@ -37,8 +50,8 @@ class _Part(BaseModel):
 class TaskConfig(_Part):
     name: str = "synthetic"
     data_root: str | None = None  # None: $FEDSAFE_DATA/<dataset>, ./data/<dataset>, ../shared/data/<dataset>
-    image_size: int = Field(64, ge=8, le=512)
-    channels: Literal[1, 3] = 1
+    image_size: int = Field(_cpu("task", "image_size"), ge=8, le=512)
+    channels: Literal[1, 3] = _cpu("task", "channels")
     cache_dir: str | None = None
     strict: bool = False
     synthetic_size: int = Field(1200, ge=50)
@@ -85,9 +98,9 @@ class SplitConfig(_Part):
 class ModelConfig(_Part):
     # a registered model (paper-cnn), a MONAI network (monai:DenseNet121) or a factory package.module:factory,
     # called with the task's num_classes, in_channels, image_size and ``kwargs`` (models/external.py)
-    name: str = "paper-cnn"
-    width: float = Field(0.25, gt=0, le=4)  # paper-cnn only
-    dropout: float = Field(0.25, ge=0, lt=1)  # paper-cnn only
+    name: str = _cpu("model", "name")
+    width: float = Field(_cpu("model", "width"), gt=0, le=4)  # paper-cnn only
+    dropout: float = Field(_cpu("model", "dropout"), ge=0, lt=1)  # paper-cnn only
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -109,16 +122,16 @@ class ModelConfig(_Part):
 
 
 class TrainConfig(_Part):
-    rounds: int = Field(20, ge=1)
-    local_epochs: int = Field(5, ge=1)
-    batch_size: int = Field(32, ge=1)
-    optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = Field(1e-3, gt=0)
+    rounds: int = Field(_cpu("train", "rounds"), ge=1)
+    local_epochs: int = Field(_cpu("train", "local_epochs"), ge=1)
+    batch_size: int = Field(_cpu("train", "batch_size"), ge=1)
+    optimizer: Literal["sgd", "adam"] = _cpu("train", "optimizer")
+    lr: float = Field(_cpu("train", "lr"), gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
-    grad_clip: float | None = Field(20.0, gt=0)
+    grad_clip: float | None = Field(_cpu("train", "grad_clip"), gt=0)
     augment: bool = True
-    precision: Literal[PRECISIONS] = "auto"
-    channels_last: bool = True
+    precision: Literal[PRECISIONS] = _cpu("train", "precision")
+    channels_last: bool = _cpu("train", "channels_last")
     eval_every: int = Field(1, ge=0)  # 0: evaluate only after the last round
     eval_batch_size: int = Field(256, ge=1)
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
@@ -264,8 +277,7 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any], *, origin: str = 
 def _profile_dict(name: str) -> dict[str, Any]:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
-    text = resources.files("fedsafe.profiles").joinpath(f"{name}.yaml").read_text()
-    return read_yaml(text) or {}
+    return read_yaml(_profile_text(name)) or {}
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def run_dir(tmp_path_factory) -> Path:
     write_text(store.layout.config, to_yaml(cfg))
     write_json(store.layout.splits, data.split_ids())
     write_json(store.layout.privacy_report, {"sigma_downlink": S_D, "sigma_uplink": 0.0})
-    local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, augment=False, precision="fp32")
+    local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, grad_clip=20.0, augment=False,
+                      precision="fp32")
     Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP, local=local), data=data,
               model_factory=_tiny.tiny_model, store=store).run()
     return store.root

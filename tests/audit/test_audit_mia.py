@@ -60,7 +60,8 @@ def run_dir(tmp_path_factory) -> Path:
     store = open_run(tmp_path_factory.mktemp("mia-run"), config_hash=config_hash(cfg)).store
     write_text(store.layout.config, to_yaml(cfg))
     write_json(store.layout.splits, data.split_ids())
-    local = LocalSpec(epochs=EPOCHS, batch_size=8, optimizer="adam", lr=LR, augment=False, precision="fp32")
+    local = LocalSpec(epochs=EPOCHS, batch_size=8, optimizer="adam", lr=LR, grad_clip=20.0, augment=False,
+                      precision="fp32")
     spec = FederationSpec(rounds=ROUNDS, seed=7, local=local, downlink_noise=0.01, keep_received=2, eval_every=0)
     Simulator(spec=spec, data=data, model_factory=_mlp, store=store).run()
     store.write_summary({"learned": True, "global_acc": 0.85})

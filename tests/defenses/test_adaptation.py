@@ -28,7 +28,8 @@ from fedsafe.models.inference import predict
 
 from ._helpers import make_cfg, tiny
 
-LOCAL = LocalSpec(epochs=2, batch_size=5, optimizer="adam", lr=1e-3, augment=False, precision="fp32")
+LOCAL = LocalSpec(epochs=2, batch_size=5, optimizer="adam", lr=1e-3, grad_clip=20.0, augment=False,
+                  precision="fp32")
 LOSS = PgdLoss(eps=0.05, alpha=0.01, steps=3)
 
 
@@ -134,13 +135,14 @@ def test_adversarial_finetuning_lowers_white_box_asr(seed):
     train, server, test = tiny.tiny_split(160, 1), tiny.tiny_split(96, 2), tiny.tiny_split(96, 3)
     train_x, server_x, test_x = train.x.double(), server.x.double(), test.x.double()
     model, eps = tiny.tiny_model().double(), 0.1
-    spec = LocalSpec(epochs=15, batch_size=16, lr=3e-3, augment=False)
+    spec = LocalSpec(epochs=15, batch_size=16, optimizer="adam", lr=3e-3, grad_clip=20.0, augment=False)
     trained, _ = local_train(model, model.state_dict(), train_x, train.y, spec, seed=seed, round_=1, client=0)
     model.load_state_dict(trained)
     before, acc_before = _asr(model, test_x, eps), accuracy(model, test_x, test.y)
     adapted, _ = adversarial_finetune(
         model, trained, server_x, server.y,
-        local=LocalSpec(epochs=10, batch_size=16, lr=3e-3, optimizer="adam", augment=False, precision="fp32"),
+        local=LocalSpec(epochs=10, batch_size=16, lr=3e-3, optimizer="adam", grad_clip=20.0, augment=False,
+                        precision="fp32"),
         loss=PgdLoss(eps=eps, alpha=eps / 4, steps=5, random_start=True), seed=seed, round_=1, client=0,
         purpose="fed-safe")
     model.load_state_dict(adapted)

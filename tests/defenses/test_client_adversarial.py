@@ -25,7 +25,7 @@ def test_builder_gives_a_pgd_loss_of_the_config_and_no_server_hook():
 
 def test_local_training_counts_steps_plus_one_passes_and_differs_from_plain_training():
     client = tiny.tiny_split(24, 100)
-    spec = LocalSpec(epochs=2, batch_size=8, augment=False)
+    spec = LocalSpec(epochs=2, batch_size=8, optimizer="adam", lr=1e-3, grad_clip=20.0, augment=False)
     model = tiny.tiny_model()
     w0 = clone(model.state_dict())  # not the live state dict: its tensors are the parameters being trained
     adv, st = local_train(model, w0, client.x, client.y, spec, seed=0, round_=1, client=0,

@@ -52,7 +52,8 @@ def run_dir(tmp_path_factory) -> Path:
     write_json(rd.splits, data.split_ids())
     hook = CrnClientHook(model_factory=_tiny.tiny_model, attack_sets=[s.x for s in data.client_test],
                          total_rounds=ROUNDS, **CRN)
-    local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, augment=False, precision="fp32")
+    local = LocalSpec(epochs=3, batch_size=8, optimizer="adam", lr=5e-3, grad_clip=20.0, augment=False,
+                      precision="fp32")
     Simulator(spec=_tiny.tiny_spec(rounds=ROUNDS, keep_received=KEEP, local=local), data=data,
               model_factory=_tiny.tiny_model, hooks=Hooks(client=hook), store=store).run()
     return rd.root

@@ -46,7 +46,8 @@ def tiny_store(root):
 
 
 def tiny_spec(rounds: int = 3, **kw: object) -> FederationSpec:
-    local = LocalSpec(epochs=1, batch_size=8, optimizer="adam", lr=1e-3, augment=False, precision="fp32")
+    local = LocalSpec(epochs=1, batch_size=8, optimizer="adam", lr=1e-3, grad_clip=20.0, augment=False,
+                      precision="fp32")
     base = dict(rounds=rounds, seed=7, local=local, downlink_noise=0.01, uplink_clip=50.0, uplink_noise=0.001,
                 keep_received=2)
     base.update(kw)

@@ -20,17 +20,19 @@ unequal clients of a Dirichlet-0.1 split; ``benchmarks/bench_screening.py``), a 
 least factor by which a round's aggregate "explodes" (:func:`fedsafe.federation.protocol.server_aggregate`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LocalSpec:
     """How a client trains locally. ``precision`` is resolved ("fp32" or "bf16"), ``device`` a torch device
-    string ("cpu", "cuda:0")."""
+    string ("cpu", "cuda:0"). The recipe (epochs, batch size, optimiser, learning rate, gradient clip) has no
+    default: it comes from the config (:func:`fedsafe.build.federation_spec`), whose defaults are the cpu profile's
+    YAML."""
 
     epochs: int
     batch_size: int
-    optimizer: str = "adam"
-    lr: float = 1e-3
+    optimizer: str
+    lr: float
     momentum: float = 0.0
-    grad_clip: float | None = 20.0
+    grad_clip: float | None
     augment: bool = True
     precision: str = "fp32"
     channels_last: bool = False
