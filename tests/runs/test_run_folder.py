@@ -74,7 +74,7 @@ def test_an_empty_output_path_is_refused(tmp_path, monkeypatch):
     (tmp_path / ".draft.tmp").write_text("draft")
     monkeypatch.chdir(tmp_path)
     r = _train("")
-    assert r.exit_code == 2 and "--run-dir is an empty path" in _flat(r.output)
+    assert r.exit_code == 2 and "-o/--output is an empty path" in _flat(r.output)
     assert [p.name for p in tmp_path.iterdir()] == [".draft.tmp"]
 
 
@@ -96,7 +96,9 @@ def test_a_data_folder_and_another_runs_sub_folder_are_refused(tmp_path, done_ru
 def test_a_file_as_run_directory_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     r = _train(str(tmp_path / "f"))
-    assert r.exit_code == 1 and "exists and is not a folder" in _flat(r.output)
+    # a usage error (exit 2): -o/--output takes a folder, and the file is named
+    assert r.exit_code == 2 and f"Directory '{tmp_path / 'f'}' is a file" in _flat(r.output)
+    assert (tmp_path / "f").read_text() == "x"
 
 
 def test_the_store_deletes_only_its_own_temporary_files(tmp_path, done_run):
