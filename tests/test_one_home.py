@@ -156,3 +156,22 @@ def test_the_local_spec_takes_the_recipe_from_the_config():
     fields = {f.name: f for f in dataclasses.fields(LocalSpec)}
     for key in ("optimizer", "lr", "grad_clip"):
         assert fields[key].default is dataclasses.MISSING, key
+
+
+def test_the_optimizer_and_partition_names_are_the_ones_implemented():
+    """The config's optimizer and partition choices are names lists, and the code behind them takes exactly those
+    names: make_optimizer builds every optimizer name and refuses others; the partition registry holds every
+    synthetic partition (``sites`` is the sites CSV's, not a registered split)."""
+    import torch
+
+    from fedsafe.config import SplitConfig
+    from fedsafe.data.partition import PARTITIONS as REGISTRY
+    from fedsafe.federation.client import make_optimizer
+
+    assert TrainConfig.model_fields["optimizer"].annotation.__args__ == names.OPTIMIZERS
+    assert SplitConfig.model_fields["partition"].annotation.__args__ == names.PARTITIONS
+    assert tuple(REGISTRY) == names.SPLIT_PARTITIONS == tuple(p for p in names.PARTITIONS if p != "sites")
+    w = torch.nn.Parameter(torch.zeros(1))
+    assert [type(make_optimizer(n, iter([w]), lr=0.1)).__name__.lower() for n in names.OPTIMIZERS] == ["sgd", "adam"]
+    with pytest.raises(ValueError, match="known: sgd, adam"):
+        make_optimizer("lion", iter([w]), lr=0.1)

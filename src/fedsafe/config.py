@@ -17,7 +17,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .names import AGGREGATORS, BYZANTINE_AGGREGATORS, DEFENSES, NORM_ACTIONS, PRECISIONS, PROFILES
+from .names import (
+    AGGREGATORS,
+    BYZANTINE_AGGREGATORS,
+    DEFENSES,
+    NORM_ACTIONS,
+    OPTIMIZERS,
+    PARTITIONS,
+    PRECISIONS,
+    PROFILES,
+)
 from .yaml12 import DuplicateKeyError, YAMLError, dump_yaml, read_yaml
 
 __all__ = [
@@ -84,7 +93,7 @@ class TaskConfig(_Part):
 
 class SplitConfig(_Part):
     num_clients: int = Field(3, ge=1, le=10_000)
-    partition: Literal["shards", "dirichlet", "iid", "sites"] = "shards"  # sites: task.sites_csv's hospitals
+    partition: Literal[PARTITIONS] = "shards"  # sites: task.sites_csv's hospitals
     num_shards: int = Field(15, ge=1)
     dirichlet_alpha: float = Field(0.5, gt=0)
     client_test_size: int = Field(100, ge=1)
@@ -125,7 +134,7 @@ class TrainConfig(_Part):
     rounds: int = Field(_cpu("train", "rounds"), ge=1)
     local_epochs: int = Field(_cpu("train", "local_epochs"), ge=1)
     batch_size: int = Field(_cpu("train", "batch_size"), ge=1)
-    optimizer: Literal["sgd", "adam"] = _cpu("train", "optimizer")
+    optimizer: Literal[OPTIMIZERS] = _cpu("train", "optimizer")
     lr: float = Field(_cpu("train", "lr"), gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(_cpu("train", "grad_clip"), gt=0)

@@ -12,8 +12,8 @@ same. Plain strings only: this module imports nothing.
 
 from __future__ import annotations
 
-__all__ = ["AGGREGATORS", "BYZANTINE_AGGREGATORS", "CLIENT_DEFENSES", "DEFENSES", "NORM_ACTIONS",
-           "PER_CLIENT_DEFENSES", "PRECISIONS", "PROFILES", "SERVER_DEFENSES"]
+__all__ = ["AGGREGATORS", "BYZANTINE_AGGREGATORS", "CLIENT_DEFENSES", "DEFENSES", "NORM_ACTIONS", "OPTIMIZERS",
+           "PARTITIONS", "PER_CLIENT_DEFENSES", "PRECISIONS", "PROFILES", "SERVER_DEFENSES", "SPLIT_PARTITIONS"]
 
 PROFILES = ("cpu", "paper", "paper-sgd")
 """The shipped profiles, each a ``fedsafe/profiles/<name>.yaml`` (the only place their values are written)."""
@@ -38,3 +38,10 @@ NORM_ACTIONS = ("flag", "clip", "reject")
 
 PRECISIONS = ("fp32", "bf16", "auto")
 """Arithmetic of training, attacks and the CRN buffers; ``auto`` is bf16 where the hardware has it."""
+
+OPTIMIZERS = ("sgd", "adam")
+"""The local and server optimisers (``federation.client.make_optimizer``)."""
+SPLIT_PARTITIONS = ("shards", "dirichlet", "iid")
+"""The synthetic client partitions (``data.partition.PARTITIONS``)."""
+PARTITIONS = (*SPLIT_PARTITIONS, "sites")
+"""``splits.partition``: a synthetic partition, or ``sites``, the hospitals a sites CSV names."""

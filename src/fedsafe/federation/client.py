@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.inference import predict, train_mode
+from ..names import OPTIMIZERS
 from ..precision import autocast
 from ..seeding import seed_for, torch_generator
 from .federation_spec import LocalSpec
@@ -52,7 +53,7 @@ def make_optimizer(name: str, params: Iterator[nn.Parameter], *, lr: float, mome
         return torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, foreach=True)
-    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adam")
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
 
 
 def local_train(
