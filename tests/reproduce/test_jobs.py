@@ -20,8 +20,9 @@ from fedsafe.reproduce.planning import plan
 from fedsafe.reproduce.reproductions.base import Options
 from fedsafe.runs.layout import RunLayout
 
-# Fed-Safe Table 1 (5 trainings, 4 attacks each) at the smallest size that trains; one torch thread a process in
-# both runs (CPU kernels sum in an order that depends on the thread count: execution's docstring)
+# Fed-Safe Table 1 (8 trainings: 3 clean, 2 leaky, 3 Dirichlet sensitivity; 4 attacks each) at the smallest size
+# that trains; one torch thread a process in both runs (CPU kernels sum in an order that depends on the thread
+# count: execution's docstring)
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10",
         "threads=1")
 FS_TINY = (*TINY, "train.rounds=2")  # Fed-Safe Table 1 needs no CRN: 2 rounds are enough
@@ -89,9 +90,9 @@ def test_two_workers_write_the_outputs_of_one_process_byte_for_byte(tmp_path, mo
             assert _manifest_without_timing(one[name].decode()) == _manifest_without_timing(two[name].decode())
         else:  # figures, verdicts: no wall-clock number in them
             assert one[name] == two[name], name
-    # the comparison is not vacuous: 5 trainings x 4 attacks x 3 attackers x 3 targets, and timing columns exist
+    # the comparison is not vacuous: 8 trainings x 4 attacks x 3 attackers x 3 targets, and timing columns exist
     rows = _csv_without_timing(one["rows.csv"])
-    assert len(rows) == 1 + 5 * 4 * 3 * 3 and any(TIMING_HEADER.search(h) for h in rows[0])
+    assert len(rows) == 1 + 8 * 4 * 3 * 3 and any(TIMING_HEADER.search(h) for h in rows[0])
 
 
 @pytest.mark.slow  # 10-20 s: starts a worker pool (torch imported in its server)
