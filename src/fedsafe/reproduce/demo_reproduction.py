@@ -40,9 +40,11 @@ from .reproductions.setups import THREE_CLIENTS
 
 __all__ = ["DEMO", "DEMO_OVERRIDES", "TINY_OVERRIDES", "DemoResult", "demo_plan", "run_demo"]
 
+DEMO_PRECISION = "auto"
+"""The online CRN's and the attacks' precision in the demo (the reproductions: fp32 for both)."""
 DEMO_SIZE = ConfigDelta.of(task={"image_size": 48, "synthetic_size": 1500}, model={"width": 0.25, "dropout": 0.0},
                            train={"rounds": 10, "local_epochs": 3, "lr": 0.003, "eval_every": 0},
-                           splits={"partition": "iid", "client_test_size": 50}, crn={"precision": "auto"})
+                           splits={"partition": "iid", "client_test_size": 50}, crn={"precision": DEMO_PRECISION})
 DEMO_OVERRIDES = DEMO_SIZE.overrides()
 """The demo's size: the ``cpu`` profile made smaller so that both federations train in a few minutes on 2 cores, yet
 learn the task (global and client accuracy 85-95% measured here: a model at chance would make every attack number
@@ -61,7 +63,6 @@ TINY_OVERRIDES = TINY_SIZE.overrides()
 
 FEDAVG, FEDSAFE = "FedAvg (no defense)", "Fed-Safe"
 EPS, ALPHA = DEFAULT_EPS, 0.005
-ATTACK_PRECISION = "auto"
 WINDOW = max(DEFAULT_WINDOWS)
 # only the CRN10 buffer: the demo attacks from CRN10 alone, and CRN5's buffer was a third of the CRN cost
 _COMMON = THREE_CLIENTS | ConfigDelta.of(crn={"enabled": True, "eps": DEFAULT_EPS, "windows": (WINDOW,)})
@@ -132,7 +133,7 @@ def demo_plan(results: str | Path, *, tiny: bool = False, overrides: Sequence[st
               progress: Progress | None = None) -> Plan:
     over = (*DEMO_OVERRIDES, *(TINY_OVERRIDES if tiny else ()), *overrides)
     return plan([DEMO], tasks=["synthetic"], results=results,
-                options=Options(profile="cpu", overrides=over, sanity=False, precision=ATTACK_PRECISION),
+                options=Options(profile="cpu", overrides=over, sanity=False, precision=DEMO_PRECISION),
                 progress=progress)
 
 

@@ -139,21 +139,20 @@ def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
               infos: Mapping[Path, Run], options: Options) -> str:
     """Seeds, device, precisions and wall time of the runs and attacks behind a reproduction, in one sentence."""
     runs = [infos[rd] for rd in dict.fromkeys(j.run_dir for j in jobs)]
-    devices = sorted({str(i.summary.get("device")) for i in runs if i.summary.get("device")})
-    precisions = sorted({str(i.summary.get("precision")) for i in runs if i.summary.get("precision")})
-    train_s = sum(_float(i.summary.get("seconds")) for i in runs if i.summary.get("seconds") is not None)
+    summaries = [i.summary for i in runs]
+    measured = [evaluations[k] for k in dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs)]
+    devices, precisions = _distinct(summaries, "device"), _distinct(summaries, "precision")
+    train_s = sum(_float(s.get("seconds")) for s in summaries if s.get("seconds") is not None)
     attack_s = 0.0
-    for key in dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs):
-        f = evaluations[key].frame
+    for ev in measured:
+        f = ev.frame
         if {"attacker", "attack_seconds_per_batch", "batches"} <= set(f.columns):
             per = f.drop_duplicates("attacker")
             attack_s += float((per.attack_seconds_per_batch * per.batches).sum())
             attack_s += float(per.crn_seconds.sum()) if "crn_seconds" in per else 0.0
     seeds = sorted({j.seed for j in jobs})
-    attack_precisions = sorted({str(evaluations[k].record.get("precision")) for k in
-                                dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs)
-                                if evaluations[k].record.get("precision")}) or [options.precision]
-    crn_precisions = sorted({str(i.summary["crn_precision"]) for i in runs if i.summary.get("crn_precision")})
+    attack_precisions = _distinct([ev.record for ev in measured], "precision") or [options.precision]
+    crn_precisions = _distinct(summaries, "crn_precision")
     crn = f", online CRN {', '.join(crn_precisions)}" if crn_precisions else ""
     return (f"Seeds {seeds_text(seeds)} (fixed before the run; every seed's numbers are in summary.csv, learned or "
             f"not); profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
@@ -161,6 +160,11 @@ def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
             "wall time: "
             f"{len(runs)} training run(s) {duration(train_s)} in all (as their summaries recorded, cached runs "
             f"included), attack crafting {duration(attack_s)} (timed batches and CRN replays).")
+
+
+def _distinct(records: Sequence[Mapping[str, Any]], key: str) -> list[str]:
+    """The distinct values of ``key`` in ``records``, sorted (records without one left out)."""
+    return sorted({str(r[key]) for r in records if r.get(key)})
 
 
 def _heatmaps(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evaluation]) -> list[dict[str, Any]]:

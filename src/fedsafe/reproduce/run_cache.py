@@ -92,15 +92,16 @@ def determining(cfg: ExperimentConfig) -> dict[str, Any]:
     """The part of ``cfg`` that determines the trained models (``NOT_DETERMINING`` removed, precisions resolved,
     fields added later left out at their old value as in the config hash)."""
     device = run_device(cfg)
-    data = hashed_dump(cfg.model_copy(update={"crn": cfg.crn.model_copy(
-        update={"precision": resolve_precision(cfg.crn.precision, device)})}))
+    data = cfg.model_dump(mode="json")
+    for section in ("train", "crn"):
+        data[section]["precision"] = resolve_precision(getattr(cfg, section).precision, device)
+    data = hashed_dump(data)
     for dotted in NOT_DETERMINING:
         *parents, leaf = dotted.split(".")
         node = data
         for p in parents:
             node = node[p]
         node.pop(leaf, None)
-    data["train"]["precision"] = resolve_precision(cfg.train.precision, device)
     data["train"]["device"] = device.type  # kernels differ between CPU and GPU (the random draws do not)
     return data
 

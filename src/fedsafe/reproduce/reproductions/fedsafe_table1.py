@@ -234,17 +234,14 @@ def _verdicts(idx: dict, accs: dict, paper: dict, ds: str | None) -> list[Verdic
     out.append(accuracy_claim("Distributed noise costs no more clean accuracy than adversarial training",
                               accs, DN, AT, ("DN", "AT"), NONE))
 
-    def sens(metric: str, a: str, b: str) -> list[Comparison]:
-        return [comparison(w, idx, (a, s), (b, s), metric) for w, s in zip(steps, STEPS, strict=True)]
-
     out += [
         compare("SENSITIVITY (Dirichlet 0.5 partition, not the papers' split): distributed noise lowers the average "
-                "ASR compared with adversarial training", sens("asr_avg_benign", DN_D, AT_D), expect="lower",
+                "ASR compared with adversarial training", comps("asr_avg_benign", DN_D, AT_D), expect="lower",
                 names=("DN", "AT"), fmt=fmt_frac),
         compare("SENSITIVITY (Dirichlet 0.5): adversarial training lowers the average ASR compared with no defense",
-                sens("asr_avg_benign", AT_D, NONE_D), expect="lower", names=("AT", "none"), fmt=fmt_frac),
+                comps("asr_avg_benign", AT_D, NONE_D), expect="lower", names=("AT", "none"), fmt=fmt_frac),
         compare("SENSITIVITY (Dirichlet 0.5): distributed noise lowers the average ASR compared with no defense",
-                sens("asr_avg_benign", DN_D, NONE_D), expect="lower", names=("DN", "none"), fmt=fmt_frac),
+                comps("asr_avg_benign", DN_D, NONE_D), expect="lower", names=("DN", "none"), fmt=fmt_frac),
     ]
     return out
 
