@@ -201,6 +201,9 @@ def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(ru
     labels = [a["label"] for a in first["attacks"]]
     assert labels == ["PGD-10", "PGD-10+CRN3", "EOT2-PGD-10"]  # CRN3: the run kept 3 rounds
     assert [a["fb_passes_per_image"] for a in first["attacks"]] == [10, 10, 20]
+    # the attacker's CRN is replayed in the audit's precision (as its attacks run), and the record says so
+    records = [json.loads(p.read_text()) for p in sorted((run_dir / "attacks").glob("*crn3*.json"))]
+    assert [(r["precision"], r["crn_precision"]) for r in records] == [(settings.precision, settings.precision)]
     assert first["attacks"][2]["noise_std"] == S_D
     best = max(first["attacks"], key=lambda a: a["asr_avg_benign"])
     text = " ".join(first["sentences"])
@@ -221,6 +224,15 @@ def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(ru
     assert again["sentences"] == first["sentences"] and again["attacks"] == [{**a, "cached": True}
                                                                           for a in first["attacks"]]
     assert json.loads((run_dir / "audit" / "audit.json").read_text())["sentences"] == first["sentences"]
+
+
+def test_the_audit_keys_its_crn_replay_by_its_own_precision():
+    from fedsafe.audit import runner
+
+    crn = BASE.replace(start="crn10")
+    keys = {p: runner._key(crn, AuditSettings(precision=p)) for p in ("fp32", "bf16")}
+    assert keys["fp32"] == crn.key(precision="fp32", batch_size=100, crn_precision="fp32")  # --full: as before
+    assert keys["bf16"] == crn.key(precision="bf16", batch_size=100, crn_precision="bf16")
 
 
 def test_cached_masking_checks_of_an_older_rule_are_not_read_back(monkeypatch):

@@ -80,7 +80,8 @@ QUICK = {"steps": 10, "eot": (2,), "shadows": 2, "max_shadow_epochs": 5}
 class AuditSettings:
     """What the audit runs. ``alpha`` None: Madry's 2.5 eps / steps (the attack can cross the ball); ``eot``: the
     K values of EOT-PGD; ``crn_window``: R of the CRN start (shortened to the rounds the run kept); ``precision``
-    "auto": bf16 where the CPU or GPU computes it fast, else fp32. The defaults are a budget of minutes
+    (of the attacks and of the attacker's CRN replay alike) "auto": bf16 where the CPU or GPU computes it fast,
+    else fp32. The defaults are a budget of minutes
     on a laptop (EOT K = 2, 2 shadow models of at most 10 epochs a view, the masking checks on 50 images a client);
     ``full``: :data:`FULL` over the defaults not given; ``quick``: :data:`QUICK` over them (a smoke test)."""
 
@@ -172,7 +173,7 @@ def attack_specs(ctx: RunContext, settings: AuditSettings) -> tuple[list[AttackS
 
 
 def _key(spec: AttackSpec, settings: AuditSettings) -> str:
-    return spec.key(precision=settings.precision, batch_size=settings.batch_size, crn_precision="fp32")
+    return spec.key(precision=settings.precision, batch_size=settings.batch_size, crn_precision=settings.precision)
 
 
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
@@ -258,7 +259,8 @@ def _attacks(ctx: RunContext, settings: AuditSettings, specs: list[AttackSpec], 
     t0 = time.perf_counter()
     if missing:
         for s, r in zip(missing, evaluate_transfer(ctx, missing, precision=settings.precision,
-                                                   batch_size=settings.batch_size, progress=progress), strict=True):
+                                                   batch_size=settings.batch_size,
+                                                   crn_precision=settings.precision, progress=progress), strict=True):
             found[s] = read_evaluation(ctx.store.root, r.key, s)  # as it reads back: fresh and cached alike
     rows = [attack_row(s, *found[s], cached=s not in missing) for s in specs]  # type: ignore[misc]
     return rows, len(specs) - len(missing), time.perf_counter() - t0
