@@ -15,7 +15,11 @@ audit's wall time, its parts (attacks, masking checks, membership inference, the
 estimated before it ran, the ratio of the wall times, and the verdicts of both side by side with the headline
 numbers and their 95% intervals.
 
-Measured on the shared 2-core AMD EPYC, with 6-8 other helpers' jobs on the two cores (load 10-16), so
+Latest, quiet 2-core AMD EPYC (AVX512-BF16, no AMX), nothing else running, ``--run`` of a learned cpu-profile
+meningioma run, ``--fresh``: default 146.5 s (attacks 70, masking 21, membership 50), full 444.5 s, ratio 0.33,
+every verdict the same (docs/results/bench-cpu.md), after the attacker's CRN replay moved to the audit's precision.
+
+Earlier, on the shared 2-core AMD EPYC, with 6-8 other helpers' jobs on the two cores (load 10-16), so
 every absolute figure is several times an idle machine's: ``--run`` of a cpu-profile meningioma run of 4 rounds
 (``--set threads=1 --set train.rounds=4``: the 20-round run took 530 s a round under that load) that did not learn,
 ``--fresh``: the default audit 1322 s wall = attacks 482 s (PGD-20 23 s a batch of 100, PGD-20+CRN4 16 s,
