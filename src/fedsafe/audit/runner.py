@@ -172,8 +172,13 @@ def attack_specs(ctx: RunContext, settings: AuditSettings) -> tuple[list[AttackS
     return specs, notes
 
 
+def _evaluation(settings: AuditSettings) -> dict[str, Any]:
+    """How the audit's attacks are evaluated, and so keyed: its precision for the attacks and the CRN replay alike."""
+    return {"precision": settings.precision, "batch_size": settings.batch_size, "crn_precision": settings.precision}
+
+
 def _key(spec: AttackSpec, settings: AuditSettings) -> str:
-    return spec.key(precision=settings.precision, batch_size=settings.batch_size, crn_precision=settings.precision)
+    return spec.key(**_evaluation(settings))
 
 
 def _masking_path(ctx: RunContext, settings: AuditSettings) -> Path:
@@ -258,9 +263,8 @@ def _attacks(ctx: RunContext, settings: AuditSettings, specs: list[AttackSpec], 
     missing = [s for s, f in found.items() if f is None]
     t0 = time.perf_counter()
     if missing:
-        for s, r in zip(missing, evaluate_transfer(ctx, missing, precision=settings.precision,
-                                                   batch_size=settings.batch_size,
-                                                   crn_precision=settings.precision, progress=progress), strict=True):
+        for s, r in zip(missing, evaluate_transfer(ctx, missing, **_evaluation(settings), progress=progress),
+                        strict=True):
             found[s] = read_evaluation(ctx.store.root, r.key, s)  # as it reads back: fresh and cached alike
     rows = [attack_row(s, *found[s], cached=s not in missing) for s in specs]  # type: ignore[misc]
     return rows, len(specs) - len(missing), time.perf_counter() - t0
