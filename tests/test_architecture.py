@@ -121,10 +121,8 @@ def test_upward_import_check_catches_config_importing_data():
                                      ("fedsafe.evaluation.results", "fedsafe.reproduce.outputs")]
 
 
-def test_no_import_circle(graph):
-    mods, imports = graph
-    edges = {m: {t for t, _ in ts if t in mods and t != m and mods[t].name != "__init__.py"}
-             for m, ts in imports.items()}
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan): every import circle, each once."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -137,7 +135,7 @@ def test_no_import_circle(graph):
         counter[0] += 1
         stack.append(v)
         on.add(v)
-        for w in edges[v]:
+        for w in edges.get(v, ()):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -154,10 +152,46 @@ def test_no_import_circle(graph):
             if len(comp) > 1:
                 cycles.append(sorted(comp))
 
-    for v in edges:
-        if v not in index and mods[v].name != "__init__.py":
+    for v in sorted(edges):
+        if v not in index:
             visit(v)
+    return cycles
+
+
+def test_no_import_circle(graph):
+    mods, imports = graph
+    edges = {m: {t for t, _ in ts if t in mods and t != m and mods[t].name != "__init__.py"}
+             for m, ts in imports.items() if mods[m].name != "__init__.py"}
+    cycles = _cycles(edges)
     assert not cycles, f"import circles: {cycles}"
+
+
+def _package_edges(imports: dict[str, list[tuple[str, bool]]]) -> dict[str, set[str]]:
+    """Which top-level package imports which (``attacks`` -> ``models``), from the module imports."""
+    edges: dict[str, set[str]] = {}
+    for m, ts in imports.items():
+        for t, _ in ts:
+            if t.startswith("fedsafe.") and _layer(m) and _layer(t) and _layer(t) != _layer(m):
+                edges.setdefault(_layer(m), set()).add(_layer(t))
+    return edges
+
+
+def test_no_import_circle_between_packages(graph):
+    """Two packages never import each other, even through different modules (audit.runner -> reproduce.costs while
+    reproduce.x -> audit.mia is a circle of concepts, though no module circle): each folder is one concept, and a
+    concept is either below another or above it."""
+    mods, imports = graph
+    cycles = _cycles(_package_edges(imports))
+    assert not cycles, f"circles between packages: {cycles}"
+
+
+def test_package_circle_check_catches_a_circle_through_different_modules():
+    fake = {"fedsafe.audit.runner": [("fedsafe.reproduce.costs", False)],
+            "fedsafe.reproduce.tables": [("fedsafe.audit.mia", False), ("fedsafe.models.cnn", False)],
+            "fedsafe.models.cnn": [("torch", False)]}
+    assert _cycles(_package_edges(fake)) == [["audit", "reproduce"]]
+    del fake["fedsafe.audit.runner"]
+    assert _cycles(_package_edges(fake)) == []
 
 
 def test_no_import_inside_a_function_in_library_code(graph):

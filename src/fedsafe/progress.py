@@ -1,4 +1,5 @@
-"""Progress reporting without a console: library code calls a callback, the CLI draws rich bars.
+"""Progress reporting without a console: library code calls a callback, the CLI draws rich bars; and how a
+duration is written for a person (``duration``).
 
 A ``Progress`` callback receives (step name, completed, total). ``None`` means no reporting.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["Progress", "report"]
+__all__ = ["Progress", "duration", "report"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -16,3 +17,12 @@ def report(progress: Progress | None, step: str, completed: int, total: int) -> 
     """Call ``progress`` if there is one."""
     if progress is not None:
         progress(step, completed, total)
+
+
+def duration(seconds: float) -> str:
+    """"40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest, norm
 
 from fedsafe.audit.text import asr_intervals, verdicts
-from fedsafe.metrics.intervals import auc_mean_ci, placement_values, wilson_interval
+from fedsafe.verdicts.intervals import auc_mean_ci, placement_values, wilson_interval
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (81, 100), (100, 100), (1, 300), (245, 300)])

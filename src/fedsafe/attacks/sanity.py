@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsafe.attacks.iterative import Labels, resolve_labels
-from fedsafe.metrics.intervals import wilson_interval
 from fedsafe.models.inference import eval_mode, predict
+from fedsafe.verdicts.intervals import wilson_interval
 
 T = TypeVar("T")
 

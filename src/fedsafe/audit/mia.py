@@ -20,7 +20,7 @@ images seen as often as a client saw its own in the run, capped. With fewer than
 pooled variance (the paper's advice for few shadows).
 
 Reported per client (server) or pair (insider), and averaged: AUC with its 95% DeLong interval over images
-(:func:`fedsafe.metrics.intervals.auc_mean_ci`; the mean's counts a victim's members once and the shared
+(:func:`fedsafe.verdicts.intervals.auc_mean_ci`; the mean's counts a victim's members once and the shared
 non-members once) and TPR at 1% and 0.1% FPR, NaN where the number of non-members cannot resolve that FPR (the
 result's notes say so). The intervals hold the trained target and shadow models fixed: the randomness of
 training the shadows (few shadows estimate LiRA's OUT Gaussians roughly) is not in them, which the result says.
@@ -48,7 +48,6 @@ from ..build import augment_fn, federation_spec
 from ..evaluation.run_context import RunContext, load_context
 from ..federation.client import local_train
 from ..federation.federated_data import Split
-from ..metrics.intervals import auc_mean_ci
 from ..metrics.lira import lira_offline_scores, model_logit_confidence
 from ..metrics.membership import MembershipRoc, loss_scores, membership_roc
 from ..progress import Progress, report
@@ -57,6 +56,7 @@ from ..runs.layout import RunLayout
 from ..runs.run import open_run
 from ..runs.store import RunFileError
 from ..seeding import seed_for
+from ..verdicts.intervals import auc_mean_ci
 
 __all__ = ["GLOBAL_STD_BELOW", "INTERVALS", "MiaSettings", "membership_audit", "run_membership", "shadow_epochs",
            "train_shadows", "view_rocs"]

@@ -55,8 +55,7 @@ from ..evaluation.sanity_cache import SANITY_STEPS, sanity_cache
 from ..evaluation.transfer_evaluation import evaluate_transfer
 from ..models.inference import predict
 from ..precision import resolve_precision
-from ..progress import Progress
-from ..reproduce.costs import duration
+from ..progress import Progress, duration
 from ..runs.atomic import json_safe
 from ..runs.run import open_run
 from ..runs.store import RunFileError

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..attacks.spec import AttackSpec
-from ..metrics.intervals import wilson_interval
+from ..verdicts.intervals import wilson_interval
 
 __all__ = ["as_float", "asr_intervals", "attack_row", "fmt_auc", "fmt_ci", "fmt_eps", "fmt_pct", "privacy_facts",
            "sentences", "strongest", "verdicts"]

@@ -73,7 +73,7 @@ def load_context(run: Run, *, data: FederatedData | None = None,
     damaged = store.damaged()
     if damaged:
         raise RunFileError(f"{damaged[0]}: not valid JSON: the file is damaged; training the run again with its own "
-                           f"config (fedsafe train --config {store.layout.config} --run-dir {store.root}) recomputes "
+                           f"config (fedsafe train --config {store.layout.config} -o {store.root}) recomputes "
                            "it")
     if not store.is_complete() and not store.layout.final_model(0).is_file():
         raise store.incomplete(cfg.train.rounds)

@@ -17,22 +17,13 @@ from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
 from ..runs.layout import SUMMARY
 from ..runs.run import open_run
 
-__all__ = ["DEFAULT_MACS_PER_SECOND", "duration", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
+__all__ = ["DEFAULT_MACS_PER_SECOND", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
            "split_sizes", "train_passes"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
 any (2-core AVX512-BF16 CPU, cpu profile, bf16 training + fp32 channels-last attacks: 79 GMAC/s measured on the
 meningioma CRN run)."""
-
-
-def duration(seconds: float) -> str:
-    """"40 s", "12 min", "3.5 h"."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _num_classes(cfg: ExperimentConfig) -> int:

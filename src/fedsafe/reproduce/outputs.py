@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..progress import duration
 from ..report import figures as figs
 from ..runs.atomic import write_json, write_text
 from ..runs.run import Run, open_run
 from ..training.delta import ConfigDelta
 from ..training.trainer import summary_learned
 from ..verdicts.claims import RULES, seeds_text
-from .costs import duration
 from .planning import QUICK_OVERRIDES, Job
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, seeds_arg
 from .reproductions.format import run_label

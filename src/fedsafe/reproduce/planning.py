@@ -21,11 +21,11 @@ from typing import Any
 from ..attacks.spec import AttackSpec
 from ..config import ExperimentConfig, load_config
 from ..data.tasks import TASKS
-from ..progress import Progress
+from ..progress import Progress, duration
 from ..runs.layout import RunLayout
 from ..training.delta import ConfigDelta
 from ..verdicts.claims import seeds_text
-from .costs import DEFAULT_MACS_PER_SECOND, duration, eval_passes, macs_per_image, measured_speeds, train_passes
+from .costs import DEFAULT_MACS_PER_SECOND, eval_passes, macs_per_image, measured_speeds, train_passes
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
 from .run_cache import RunCache, task_data_root

@@ -97,7 +97,7 @@ def inspect(root: str | Path) -> str:
     RunDirRefused (one line naming the folder) for anything else."""
     root = Path(root)
     if str(root) == "":
-        raise RunDirRefused("the run directory is an empty path: give --run-dir a folder")
+        raise RunDirRefused("the run directory is an empty path: give -o a folder")
     outer = _enclosing_run(root)
     if outer is not None:
         raise RunDirRefused(f"{root}: is inside the fedsafe run {outer}: a run directory cannot hold another run; "
@@ -120,7 +120,7 @@ def inspect(root: str | Path) -> str:
         return "legacy"
     shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
     raise RunDirRefused(f"{root}: not empty and not a fedsafe run directory (holds {shown}); a run is written "
-                        "only into a new or empty folder or its own run directory: choose another --run-dir "
+                        "only into a new or empty folder or its own run directory: choose another -o "
                         "(nothing in it was touched)")
 
 

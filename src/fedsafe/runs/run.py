@@ -78,7 +78,7 @@ class Run:
             return empty
         except RunFileError as e:
             raise RunFileError(f"{e}; training the run again with its own config (fedsafe train --config "
-                               f"{self.layout.config} --run-dir {self.root}) recomputes it") from None
+                               f"{self.layout.config} -o {self.root}) recomputes it") from None
 
     @functools.cached_property
     def summary(self) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def _for_writing(root: Path, cfg: ExperimentConfig) -> Run:
         except YAMLError:
             raise ConfigError(f"{run.layout.config}: unreadable config of an earlier run") from None
         if config_hash(old) != config_hash(cfg):
-            raise ConfigError(f"{run.root}: holds a run with a different config; choose another --run-dir")
+            raise ConfigError(f"{run.root}: holds a run with a different config; choose another -o")
     return run
 
 

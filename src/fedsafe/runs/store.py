@@ -195,7 +195,7 @@ class RunStore:
         total = ck.rounds if ck is not None else rounds
         return RunIncomplete(f"{self.root}: the run is not complete (round {done} of {total}"
                              f"{'; no summary.json' if done == total else ''}); finish it first: fedsafe train "
-                             f"--config {self.layout.config} --run-dir {self.root}")
+                             f"--config {self.layout.config} -o {self.root}")
 
     def read_json(self, path: Path) -> Any:
         """A JSON file of the run; RunFileError naming it when missing or not valid JSON."""
