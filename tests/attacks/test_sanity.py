@@ -111,3 +111,32 @@ def test_zero_gradients_are_judged_on_an_interval_not_on_the_sample_fraction():
     assert check_input_gradients(_ZeroGradientFor(lin, 3), x[:50]) == []
     (w,) = check_input_gradients(_ZeroGradientFor(lin, 20), x)
     assert "20 of 100" in w and "CI 13%-29%" in w
+
+
+class _ZeroGradientWhere(nn.Module):
+    """A linear model whose input gradient is exactly zero on the samples ``mask`` marks (their input detached)."""
+
+    def __init__(self, linear: nn.Module, mask: torch.Tensor):
+        super().__init__()
+        self.linear, self.mask = linear, mask
+
+    def forward(self, x):
+        keep = self.mask.view(-1, *([1] * (x.dim() - 1)))
+        return self.linear(torch.where(keep, x.detach(), x))
+
+
+def test_zero_gradients_confined_to_one_class_are_flagged_by_class():
+    """6 zero gradients among 100 images pass the batch test; all 6 among the 20 images of one class do not (Wilson
+    at 97.5%, Bonferroni over 2 classes: 13%-55%), and the warning names the class. Spread over both classes (3 of
+    20 and 3 of 80) they pass."""
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    x = torch.rand(100, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(80, dtype=torch.long)])
+    confined = torch.zeros(100, dtype=torch.bool)
+    confined[:6] = True
+    (w,) = check_input_gradients(_ZeroGradientWhere(lin, confined), x, y)
+    assert "6 of the 20 samples of class 0" in w and "6 of 100 over all classes" in w and "Bonferroni" in w
+    spread = torch.zeros(100, dtype=torch.bool)
+    spread[[0, 1, 2, 20, 21, 22]] = True
+    assert check_input_gradients(_ZeroGradientWhere(lin, spread), x, y) == []
+    assert check_input_gradients(_ZeroGradientWhere(lin, confined), x, torch.ones(100, dtype=torch.long)) == []
