@@ -14,9 +14,13 @@ prints one JSON line with:
   cross-entropy: the margin's gradient does not vanish when the softmax saturates, so a higher success with it
   means the cross-entropy underestimated the risk (with 2 classes the two give the same sign wherever the
   cross-entropy's gradient is not zero);
-* the flip rate of the ball's corners alone (the random start's signs times eps, no gradient).
+* the flip rate of the ball's corners alone (the random start's signs times eps, no gradient);
+* with ``--square N``, the success of the gradient-free Square Attack (N queries, :func:`fedsafe.attacks.square_linf`)
+  at each eps, by true class: what a zero or misleading gradient hides, a search that reads only the logits can
+  still find.
 
-    python benchmarks/diag_attack_spread.py RUN [RUN ...] [--images 100] [--eps 0.05,0.1,0.2,0.5] [--out FILE]
+    python benchmarks/diag_attack_spread.py RUN [RUN ...] [--images 100] [--eps 0.05,0.1,0.2,0.5] [--square 1000]
+        [--clients 0,1,2] [--out FILE]
 
 The models are evaluated as they are: nothing is trained and the run directories are only read.
 """
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from fedsafe.attacks.iterative import input_gradient, iterative_attack
+from fedsafe.attacks.square import square_linf
 from fedsafe.evaluation.run_context import load_context
 from fedsafe.models.inference import eval_mode
 from fedsafe.runs.run import open_run
@@ -59,7 +64,7 @@ def _by_class(values: torch.Tensor, labels: torch.Tensor, classes: int) -> list[
 
 
 def diagnose(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_values: list[float], steps: int,
-             seed: int) -> dict:
+             seed: int, square: int = 0) -> dict:
     with eval_mode(model), torch.no_grad():
         logits = model(x)
     classes = logits.shape[1]
@@ -87,6 +92,13 @@ def diagnose(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_va
         with eval_mode(model), torch.no_grad():
             corners = model((xo + start.sign() * eps).clamp(0, 1)).argmax(1) != yo
         out[f"corners@{eps:g}"] = _share(corners)
+        if square:
+            gen = torch.Generator().manual_seed(seed)
+            adv = square_linf(model, xo, yo, eps=eps, queries=square, generator=gen).x_adv
+            with eval_mode(model), torch.no_grad():
+                flip = model(adv).argmax(1) != yo
+            out[f"square{square}@{eps:g}"] = _share(flip)
+            out[f"square{square}@{eps:g}_by_class"] = _by_class(flip, yo, classes)
     return out
 
 
@@ -97,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", default="0.05,0.1,0.2,0.5", help="comma-separated L-inf radii in [0, 1] pixels")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="the random start's generator seed")
+    ap.add_argument("--square", type=int, default=0, help="also run Square Attack with this many queries (0: no)")
+    ap.add_argument("--clients", default=None, help="comma-separated client indices (default: every client)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="also write the JSON lines here")
     a = ap.parse_args(argv)
@@ -107,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         run = open_run(root)
         ctx = load_context(run, device="cpu", complete=True)
         for c, model in enumerate(ctx.models):
+            if a.clients is not None and c not in {int(k) for k in a.clients.split(",")}:
+                continue
             split = ctx.data.client_test[c]
             row = {"run": root.name, "task": run.config.task.name, "seed": run.config.seed, "client": c,
                    "classes": list(ctx.data.class_names),
                    **diagnose(model, split.x[:a.images], split.y[:a.images], eps_values=eps_values, steps=a.steps,
-                              seed=a.seed)}
+                              seed=a.seed, square=a.square)}
             lines.append(json.dumps(row))
             print(lines[-1], flush=True)
     if a.out:

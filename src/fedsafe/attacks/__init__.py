@@ -1,6 +1,7 @@
 """Inference-time attacks (design §§6-7): L-inf gradient-sign attacks as functions over tensors, their
 start points, cross-round noise, the insider's adaptive attacks (EOT over downlink noise, surrogate ensembles),
-and sanity / gradient-masking checks of an evaluation."""
+a gradient-free attack (Square) for where gradients are masked, and sanity / gradient-masking checks of an
+evaluation."""
 
 from fedsafe.attacks.crn import CrnState, crn_absorbs_round, crn_alpha, crn_replay, crn_update
 from fedsafe.attacks.ensemble import ensemble_gradient, ensemble_pgd
@@ -21,6 +22,7 @@ from fedsafe.attacks.iterative import (
 from fedsafe.attacks.masking import MaskingReport, masking_checks, step_rule
 from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
 from fedsafe.attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start, sweep
+from fedsafe.attacks.square import square_linf
 from fedsafe.attacks.starts import project_start, uniform_start, zero_start
 from fedsafe.models.inference import eval_mode, predict
 
@@ -60,6 +62,7 @@ __all__ = [
     "resolve_labels",
     "Start",
     "step_rule",
+    "square_linf",
     "sweep",
     "uniform_start",
     "zero_start",
