@@ -295,3 +295,21 @@ def test_a_crn_start_takes_the_runs_budget_unless_it_names_its_own(run_dir):
     assert online.eps == EPS and torch.equal(runs, project_start(x, online.delta, 0.03))  # the run's, projected
     assert info["crn_alpha"] == pytest.approx(0.03 / 2)  # its own budget, the run's j = 2 steps a round
     assert own.abs().max() <= 0.03 + 1e-6 and not torch.equal(own, runs)
+
+
+def test_sanity_checks_made_under_other_rules_are_recomputed(run_dir):
+    """A cached sanity.json without the current rules version (an older fedsafe's) is not taken as it is."""
+    from fedsafe.attacks.masking import RULES_VERSION
+    from fedsafe.evaluation.sanity_cache import sanity_cache, sanity_warnings
+
+    ctx = context(run_dir)
+    path = sanity_cache(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fp32": {"warnings": ["client 0: an old rule's warning"], "eps_values": [0, 0.5]}}))
+    fresh = sanity_warnings(ctx, precision="fp32")
+    assert "client 0: an old rule's warning" not in fresh
+    stored = json.loads(path.read_text())["fp32"]
+    assert stored["rules"] == RULES_VERSION and stored["warnings"] == fresh
+    path.write_text(json.dumps({"fp32": {"warnings": ["client 0: kept"], "rules": RULES_VERSION}}))
+    assert sanity_warnings(ctx, precision="fp32") == ["client 0: kept"]  # the current rules' cache is read
+    path.unlink()  # the module's run is shared: leave no hand-made cache behind

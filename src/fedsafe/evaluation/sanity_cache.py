@@ -1,5 +1,6 @@
-"""Carlini et al.'s sanity checks (:mod:`fedsafe.attacks.sanity`) of a run's attack evaluation, run once per run
-and precision and cached in ``RUN/attacks/sanity.json`` (through the run's store).
+"""Carlini et al.'s sanity checks (:mod:`fedsafe.attacks.sanity`) of a run's attack evaluation, run once per run,
+precision and version of the rules (:data:`fedsafe.attacks.masking.RULES_VERSION`) and cached in
+``RUN/attacks/sanity.json`` (through the run's store); a cache made under other rules is recomputed.
 
 The eps curve: BIM-5 with step eps / 2.5 (it can cross the ball) at eps 0 (must give 0%), a small eps and a large
 one (must give ~100%): 3 x 100 images x 12 passes a client (about a quarter of a PGD-40 evaluation).
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from ..attacks.iterative import iterative_attack
+from ..attacks.masking import RULES_VERSION
 from ..attacks.sanity import run_sanity_checks
 from ..defaults import ATTACK_PRECISION
 from ..runs.store import RunFileError
@@ -40,7 +42,8 @@ def sanity_cache(ctx: RunContext) -> Path:
 
 def sanity_warnings(ctx: RunContext, *, precision: str = ATTACK_PRECISION, cache: bool = True) -> list[str]:
     """The checks on every client's final model and attack set; warnings prefixed by client. With ``cache``
-    they are read from / written to ``RUN/attacks/sanity.json`` (per precision)."""
+    they are read from / written to ``RUN/attacks/sanity.json`` (per precision; recomputed when made under other
+    rules)."""
     path = sanity_cache(ctx)
     stored = {}
     if cache and path.is_file():
@@ -48,7 +51,7 @@ def sanity_warnings(ctx: RunContext, *, precision: str = ATTACK_PRECISION, cache
             stored = ctx.store.read_json(path)
         except RunFileError:
             stored = {}  # a damaged cache is recomputed
-    if precision in stored:
+    if precision in stored and stored[precision].get("rules") == RULES_VERSION:
         return list(stored[precision]["warnings"])
     warnings = []
     for i, model in enumerate(ctx.models):
@@ -57,7 +60,7 @@ def sanity_warnings(ctx: RunContext, *, precision: str = ATTACK_PRECISION, cache
                                    eps_values=SANITY_EPS):
             warnings.append(f"client {i}: {w}")
     if cache:
-        stored[precision] = {"warnings": warnings, "eps_values": list(SANITY_EPS),
+        stored[precision] = {"warnings": warnings, "rules": RULES_VERSION, "eps_values": list(SANITY_EPS),
                              "attack": f"BIM-{SANITY_STEPS}, alpha eps/2.5"}
         ctx.store.write_json(path, stored)
     return warnings
