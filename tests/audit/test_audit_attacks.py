@@ -18,7 +18,7 @@ from fedsafe.attacks.spec import AttackSpec, Start
 from fedsafe.audit.runner import AuditSettings, run_audit
 from fedsafe.audit.text import fmt_auc, fmt_ci, fmt_pct
 from fedsafe.config import config_hash, load_config, to_yaml
-from fedsafe.evaluation.adaptive_attacks import masking_audit, run_downlink_noise
+from fedsafe.evaluation.adaptive_attacks import SQUARE_QUERIES, masking_audit, run_downlink_noise
 from fedsafe.evaluation.results import read_evaluation
 from fedsafe.evaluation.run_context import load_context
 from fedsafe.evaluation.transfer_evaluation import evaluate_transfer
@@ -193,6 +193,13 @@ def test_masking_checks_flag_the_client_whose_model_hides_its_gradient(run_dir):
     assert [c["possibly_masking"] for c in report] == [False, False, True]
     assert report[0]["asr_by_eps"][0] == 0 and report[0]["asr_by_eps"][-1] >= 0.95 and report[0]["rises_with_steps"]
     assert report[2]["asr_by_eps"][-1] < 0.95 and any("shattered or vanishing" in r for r in report[2]["reasons"])
+    # the flagged client is attacked again without gradients; Square reads only the logits, so the rounding that
+    # stops PGD does not stop it: it fools more at the largest eps, and the report says so
+    assert report[0]["square_asr_by_eps"] is None and report[2]["square_queries"] == SQUARE_QUERIES
+    square = report[2]["square_asr_by_eps"]
+    assert len(square) == len(report[2]["eps_values"]) and square[0] == 0
+    assert square[-1] > report[2]["asr_by_eps"][-1] + 0.05
+    assert any(r.startswith(f"gradient-free Square-{SQUARE_QUERIES} fools") for r in report[2]["reasons"])
 
 
 def test_the_audit_of_a_run_that_learned_says_its_numbers_and_reads_them_back(run_dir):
@@ -247,3 +254,21 @@ def test_cached_masking_checks_of_an_older_rule_are_not_read_back(monkeypatch):
     now = runner._masking_path(ctx, settings)
     monkeypatch.setattr(runner, "MASKING_RULES", runner.MASKING_RULES - 1)
     assert runner._masking_path(ctx, settings) != now
+
+
+def test_the_audit_page_and_sentence_show_the_square_cross_check_and_older_audits_still_render():
+    from fedsafe.audit.page import _masking
+    from fedsafe.audit.text import _masking_sentence
+
+    flagged = {"client": 2, "eps_values": [0.0, 0.5], "asr_by_eps": [0.0, 0.4], "steps_values": [1, 5],
+               "asr_by_steps": [0.1, 0.2], "steps_for_eps": 10, "eps_for_steps": 0.03, "possibly_masking": True,
+               "reasons": ["possibly masking (shattered or vanishing gradients): ..."], "square_queries": 300,
+               "square_asr_by_eps": [0.0, 0.9]}
+    ok = {**flagged, "client": 0, "possibly_masking": False, "reasons": [], "square_queries": None,
+          "square_asr_by_eps": None}
+    html = "".join(_masking([ok, flagged]))
+    assert "gradient-free (Square) ASR by eps" in html and "300 queries" in html and "not run: no rule broken" in html
+    assert "(gradient-free Square-300 at eps 0.5: 90%, PGD 40%)" in _masking_sentence({"masking": [ok, flagged]})
+    older = {k: v for k, v in flagged.items() if not k.startswith("square")}  # an audit cached before Square
+    assert "not in this audit: made before the check" in "".join(_masking([older]))
+    assert "Square" not in _masking_sentence({"masking": [older]})

@@ -72,13 +72,27 @@ def _masking(clients: Sequence[dict[str, Any]]) -> list[str]:
         return []
     rows = [[c["client"], ", ".join(f"{e:g}: {pct(a)}" for e, a in zip(c["eps_values"], c["asr_by_eps"], strict=True)),
              ", ".join(f"{k}: {pct(a)}" for k, a in zip(c["steps_values"], c["asr_by_steps"], strict=True)),
-             "possibly masking" if c["possibly_masking"] else "ok", "; ".join(c["reasons"]) or "—"] for c in clients]
+             _square_cell(c), "possibly masking" if c["possibly_masking"] else "ok", "; ".join(c["reasons"]) or "—"]
+            for c in clients]
     first = clients[0]
     return ["<h2>Gradient-masking checks</h2>",
             table(["client", f"ASR by eps ({first['steps_for_eps']} steps)",
-                   f"ASR by steps (eps {first['eps_for_steps']:g})", "verdict", "reasons"], rows),
+                   f"ASR by steps (eps {first['eps_for_steps']:g})", "gradient-free (Square) ASR by eps", "verdict",
+                   "reasons"], rows),
             '<p class="note">White-box PGD on each client\'s own final model (Carlini et al. 2019; AutoAttack): ASR '
-            "must be 0 at eps 0, rise with eps and with steps, and reach ~100% at eps 0.5.</p>"]
+            "must be 0 at eps 0, rise with eps and with steps, and reach ~100% at eps 0.5. A client that breaks a "
+            "rule is attacked again without gradients (Square Attack, forward passes only): what it fools beyond "
+            "PGD is what the masking hid.</p>"]
+
+
+def _square_cell(c: dict[str, Any]) -> str:
+    if "square_asr_by_eps" not in c:
+        return "— (not in this audit: made before the check)"
+    rates = c["square_asr_by_eps"]
+    if rates is None:
+        return "— (not run: no rule broken)"
+    return f"{c['square_queries']} queries: " + ", ".join(
+        f"{e:g}: {pct(a)}" for e, a in zip(c["eps_values"], rates, strict=True))
 
 
 def _roc_cells(r: dict[str, Any]) -> list[str]:

@@ -203,7 +203,16 @@ def _masking_sentence(s: dict[str, Any]) -> str | None:
         return ("Gradient-masking checks (PGD along eps and steps on every client's final model): ASR rises with eps "
                 "and steps and reaches ~100% at eps 0.5: no sign of masking.")
     return ("Possibly masking (the ASR of a white-box PGD does not behave as it must): "
-            + "; ".join(f"client {c['client']}: {c['reasons'][0]}" for c in flagged) + ".")
+            + "; ".join(f"client {c['client']}: {c['reasons'][0]}{_square_clause(c)}" for c in flagged) + ".")
+
+
+def _square_clause(c: dict[str, Any]) -> str:
+    """What the gradient-free Square attack did on a flagged client, at the largest eps (absent in older audits)."""
+    rates = c.get("square_asr_by_eps")
+    if not rates:
+        return ""
+    return (f" (gradient-free Square-{c['square_queries']} at eps {c['eps_values'][-1]:g}: {rates[-1]:.0%}, PGD "
+            f"{c['asr_by_eps'][-1]:.0%})")
 
 
 def _lower_upper(ci: Any) -> tuple[float, float]:
