@@ -46,6 +46,7 @@ from ..evaluation.adaptive_attacks import (
     MASKING_IMAGES,
     MASKING_STEPS,
     MASKING_STEPS_FOR_EPS,
+    SQUARE_QUERIES,
     masking_audit,
     run_downlink_noise,
 )
@@ -291,7 +292,8 @@ def budget(ctx: RunContext, settings: AuditSettings) -> dict[str, Any]:
             "quick": "Budget: a QUICK audit (a smoke test)"}[settings.level]
     parts = [f"PGD-{settings.steps}, PGD+CRN, EOT K = {eot} at {settings.precision} on all {n_images} attack images"]
     if settings.masking:
-        parts.append(f"masking checks on {settings.masking_images} images a client")
+        parts.append(f"masking checks on {settings.masking_images} images a client (and a gradient-free Square-"
+                     f"{SQUARE_QUERIES} on any client they flag)")
     if settings.membership:
         parts.append(f"{settings.shadows} shadow models a view of at most {settings.max_shadow_epochs} epochs")
     full = ("" if settings.level == "full" else

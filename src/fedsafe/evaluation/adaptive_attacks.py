@@ -49,14 +49,15 @@ MASKING_EPS = (0.0, 0.01, 0.03, 0.1, 0.5)
 MASKING_STEPS = (1, 5, 20)
 MASKING_STEPS_FOR_EPS = 10
 MASKING_IMAGES = 100
-SQUARE_QUERIES = 300
-"""The gradient-free cross-check of a client the masking checks flag: Square with 300 queries (forward passes an
-image at most) at each eps of :data:`MASKING_EPS`, about 4 PGD-20s of forward-only passes."""
-SQUARE_MARGIN = 0.05
-"""Square beating PGD by more than this share of the images at some eps is reported as what the masking hid."""
 """The masking checks run on (at most) the first 100 images of each client's attack set, one batch: 76 passes an
 image, about 4 x PGD-20. Fewer images save less than their share on a CPU (measured: 50 images cost 0.85 x the
 time of 96 a PGD step), and 100 keep the ASR's resolution (1%) well under the 5% tolerance of a drop."""
+SQUARE_QUERIES = 300
+"""The gradient-free cross-check of a client the masking checks flag: Square with 300 queries at each nonzero eps of
+:data:`MASKING_EPS`, at most 4 x 300 forward-only passes an image (a fooled image stops early); clients not flagged
+cost nothing."""
+SQUARE_MARGIN = 0.05
+"""Square beating PGD by more than this share of the images at some eps is reported as what the masking hid."""
 
 
 def run_downlink_noise(ctx: RunContext) -> float:
