@@ -8,7 +8,8 @@ a square window of side ``round(sqrt(p * H * W))`` (p from AutoAttack's schedule
 random position and, per channel, a random sign; add 2 eps times that sign to the window of the best point so far,
 project back to the eps-ball and [0, 1], and keep the new point for each image whose margin loss
 (true logit minus the largest other) went down or which is now misclassified. One window and one sign per channel
-serve the whole batch at each iteration, as in AutoAttack's implementation (the paper draws them per image).
+serve the whole batch at each iteration, as in AutoAttack's implementation (the authors' first code drew them per
+image).
 
 Every draw comes from the explicit ``generator``, in the order of AutoAttack's (and torchattacks') code, so the
 same seed gives the same result as theirs (tested against torchattacks' ``Square``); each iteration costs one
