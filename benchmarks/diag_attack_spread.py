@@ -33,10 +33,9 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fedsafe.attacks.iterative import input_gradient, iterative_attack
-from fedsafe.attacks.square import square_linf
+from fedsafe.attacks.square import logit_margin, square_linf
 from fedsafe.evaluation.run_context import load_context
 from fedsafe.models.inference import eval_mode
 from fedsafe.runs.run import open_run
@@ -47,10 +46,7 @@ def margin_gradient(model: torch.nn.Module):
     def gradient(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            z = model(x)
-            true = z.gather(1, labels[:, None]).squeeze(1)
-            other = z.masked_fill(F.one_hot(labels, z.shape[1]).bool(), float("-inf")).amax(1)
-            (grad,) = torch.autograd.grad((other - true).sum(), x)
+            (grad,) = torch.autograd.grad((-logit_margin(model(x), labels)).sum(), x)
         return grad
     return gradient
 

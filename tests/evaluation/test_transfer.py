@@ -299,7 +299,7 @@ def test_a_crn_start_takes_the_runs_budget_unless_it_names_its_own(run_dir):
 
 def test_sanity_checks_made_under_other_rules_are_recomputed(run_dir):
     """A cached sanity.json without the current rules version (an older fedsafe's) is not taken as it is."""
-    from fedsafe.attacks.masking import RULES_VERSION
+    from fedsafe.attacks.sanity import RULES_VERSION
     from fedsafe.evaluation.sanity_cache import sanity_cache, sanity_warnings
 
     ctx = context(run_dir)

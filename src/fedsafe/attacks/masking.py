@@ -44,13 +44,7 @@ from fedsafe.attacks.sanity import (
     large_eps_warnings,
 )
 
-__all__ = ["RULES_VERSION", "MaskingReport", "masking_checks", "step_rule"]
-
-RULES_VERSION = 3
-"""Bump when a rule of the checks changes (here or in :mod:`fedsafe.attacks.sanity`), so that cached reports and
-sanity checks made under the old rule are recomputed (2: vanishing gradients judged on the lower end of the Wilson
-interval of the zero-gradient fraction; 3: and, when the batch passes, on each predicted class at the Bonferroni
-level; the audit's report then also carries a gradient-free Square cross-check of each flagged client)."""
+__all__ = ["MaskingReport", "masking_checks", "step_rule"]
 
 AttackAt = Callable[..., AttackResult | torch.Tensor]
 """``attack(model, x, y, *, eps, steps) -> AttackResult or x_adv`` (see :func:`step_rule` to bind a step size)."""

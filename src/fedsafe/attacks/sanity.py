@@ -33,6 +33,7 @@ from fedsafe.verdicts.intervals import wilson_interval
 T = TypeVar("T")
 
 __all__ = [
+    "RULES_VERSION",
     "asr_sweep",
     "attack_success_rate",
     "check_eps_curve",
@@ -45,6 +46,13 @@ __all__ = [
     "large_eps_warnings",
     "run_sanity_checks",
 ]
+
+RULES_VERSION = 3
+"""Bump when a rule changes here (the masking checks of :mod:`fedsafe.attacks.masking` are these rules too), so that
+cached masking reports and sanity checks made under the old rule are recomputed (2: vanishing gradients judged on the
+lower end of the Wilson interval of the zero-gradient fraction; 3: and, when the batch passes, on each predicted
+class at the Bonferroni level; the audit's report then also carries a gradient-free Square cross-check of each
+flagged client)."""
 
 
 def check_outputs(outputs: torch.Tensor, *, atol: float = 1e-4) -> list[str]:

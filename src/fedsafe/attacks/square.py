@@ -35,7 +35,7 @@ from fedsafe.attacks.iterative import AttackResult, Labels, resolve_labels
 from fedsafe.models.inference import eval_mode
 from fedsafe.precision import autocast, resolve_precision
 
-__all__ = ["p_schedule", "square_linf"]
+__all__ = ["logit_margin", "p_schedule", "square_linf"]
 
 
 def p_schedule(it: int, queries: int, p_init: float) -> float:
@@ -48,8 +48,9 @@ def p_schedule(it: int, queries: int, p_init: float) -> float:
     return p_init / 512
 
 
-def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """True logit minus the largest other one, (B,): <= 0 means misclassified."""
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """True logit minus the largest other one, (B,): <= 0 means misclassified (the margin loss of Carlini-Wagner
+    and Square)."""
     rows = torch.arange(len(labels), device=logits.device)
     true = logits[rows, labels]
     others = logits.clone()
@@ -97,7 +98,7 @@ def square_linf(
 
         def margin(images: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
             with autocast(prec, images.device.type):
-                return _margin(model(images).float(), lab)
+                return logit_margin(model(images).float(), lab)
 
         best = (x + eps * _sign([b, c, 1, w], generator, x.device)).clamp(0.0, 1.0)
         best_margin = margin(best, labels)

@@ -38,7 +38,7 @@ from typing import Any
 from .. import __version__
 from ..attacks.budget import check_steps, check_window
 from ..attacks.iterative import input_gradient
-from ..attacks.masking import RULES_VERSION as MASKING_RULES
+from ..attacks.sanity import RULES_VERSION as MASKING_RULES
 from ..attacks.spec import DEFAULT_EOT_SAMPLES, DEFAULT_EPS, AttackSpec, Start
 from ..defaults import ATTACK_BATCH_SIZE
 from ..evaluation.adaptive_attacks import (

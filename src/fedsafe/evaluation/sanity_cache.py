@@ -1,5 +1,5 @@
 """Carlini et al.'s sanity checks (:mod:`fedsafe.attacks.sanity`) of a run's attack evaluation, run once per run,
-precision and version of the rules (:data:`fedsafe.attacks.masking.RULES_VERSION`) and cached in
+precision and version of the rules (:data:`fedsafe.attacks.sanity.RULES_VERSION`) and cached in
 ``RUN/attacks/sanity.json`` (through the run's store); a cache made under other rules is recomputed.
 
 The eps curve: BIM-5 with step eps / 2.5 (it can cross the ball) at eps 0 (must give 0%), a small eps and a large
@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from ..attacks.iterative import iterative_attack
-from ..attacks.masking import RULES_VERSION
-from ..attacks.sanity import run_sanity_checks
+from ..attacks.sanity import RULES_VERSION, run_sanity_checks
 from ..defaults import ATTACK_PRECISION
 from ..runs.store import RunFileError
 from .run_context import RunContext
