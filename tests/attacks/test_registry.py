@@ -5,13 +5,16 @@ import pytest
 from fedsafe.attacks import (
     ADAPTIVE_ATTACKS,
     ATTACKS,
+    QUERY_ATTACKS,
     bim,
     ensemble_pgd,
     eot_pgd,
     fgsm,
     get_adaptive_attack,
     get_attack,
+    get_query_attack,
     pgd,
+    square_linf,
 )
 
 
@@ -34,3 +37,12 @@ def test_adaptive_attacks_are_kept_apart():
         get_adaptive_attack("pgd")
     with pytest.raises(ValueError, match="bim, fgsm, pgd"):
         get_attack("eot-pgd")  # a runner that has only the final model cannot pick them by name
+
+
+def test_gradient_free_attacks_are_kept_apart():
+    assert sorted(QUERY_ATTACKS) == ["square"] and QUERY_ATTACKS["square"] is square_linf
+    assert get_query_attack("square") is square_linf
+    with pytest.raises(ValueError, match="known: square"):
+        get_query_attack("pgd")
+    with pytest.raises(ValueError, match="bim, fgsm, pgd"):
+        get_attack("square")  # it takes queries and a generator, not the gradient attacks' keywords

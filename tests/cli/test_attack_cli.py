@@ -111,3 +111,24 @@ def test_an_attacker_who_knows_the_noise_from_the_command_line(run_dir):
                                  "--steps", "1", "--alpha", "0.01", "--no-sanity"])
     assert r.exit_code == 0, r.output
     assert "ENS2-PGD-1" in flat(r.output)
+
+
+def test_the_gradient_free_square_attack_from_the_command_line(run_dir):
+    r = CliRunner().invoke(app, ["attack", str(run_dir), "--attack", "square", "--queries", "30", "--eps", "0.1",
+                                 "--no-sanity"])
+    assert r.exit_code == 0, r.output
+    text = flat(r.output)
+    assert "Square-30: eps 0.1, 30 queries, start random" in text and "ASR (attacker x target)" in text
+    assert "forward passes an image, no gradient" in text and "square-own" in text
+    record = json.loads(next((run_dir / "attacks").glob("square30-random-*.json")).read_text())
+    assert record["attack"]["attack"] == "square" and record["fb_passes_per_image"] == 0
+    for args, message in [  # a setting Square would ignore, or a Square setting on another attack: usage errors
+        (["--attack", "square", "--steps", "5"], "takes --queries"),
+        (["--attack", "square", "--alpha", "0.01"], "takes --queries"),
+        (["--attack", "square", "--start", "crn2"], "start must be random"),
+        (["--attack", "pgd", "--queries", "5"], "not pgd's: give --steps"),
+        (["--attack", "square", "--queries", "0"], "queries must be an integer >= 1"),
+    ]:
+        bad = CliRunner().invoke(app, ["attack", str(run_dir), "--no-sanity", *args])
+        assert bad.exit_code == 2, (args, bad.output)
+        assert message in flat(bad.output) and bad.output.count("error:") == 1, (args, bad.output)

@@ -118,7 +118,7 @@ def test_completion_options_are_the_groups_only():
 
 
 def test_fixed_sets_are_choices_from_the_registries():
-    from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS
+    from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, QUERY_ATTACKS
     from fedsafe.data.tasks import TASKS
 
     def choices(cmd: click.Command, opt: str) -> list[str]:
@@ -127,7 +127,7 @@ def test_fixed_sets_are_choices_from_the_registries():
         return list(param.type.choices)
 
     by_name = {s.name: load(s) for s in SUBCOMMANDS}
-    assert choices(by_name["attack"], "--attack") == [*ATTACKS, *ADAPTIVE_ATTACKS]
+    assert choices(by_name["attack"], "--attack") == [*ATTACKS, *ADAPTIVE_ATTACKS, *QUERY_ATTACKS]
     assert choices(by_name["attack"], "--precision") == ["fp32", "bf16", "auto"]
     assert choices(by_name["audit"], "--precision") == choices(by_name["reproduce"], "--precision")
     assert choices(by_name["train"], "--profile") == list(PROFILES) and "paper-sgd" in PROFILES

@@ -313,3 +313,47 @@ def test_sanity_checks_made_under_other_rules_are_recomputed(run_dir):
     path.write_text(json.dumps({"fp32": {"warnings": ["client 0: kept"], "rules": RULES_VERSION}}))
     assert sanity_warnings(ctx, precision="fp32") == ["client 0: kept"]  # the current rules' cache is read
     path.unlink()  # the module's run is shared: leave no hand-made cache behind
+
+
+def test_square_transfers_from_its_own_start_and_matches_a_hand_made_square(run_dir):
+    """The gradient-free attack runs in the same loop: each attacker's Square on its own model, its generator
+    keyed (seed, "square", attacker) and consumed batch after batch, every client's model evaluated on it."""
+    # Arrange
+    from fedsafe.attacks.square import square_linf
+
+    ctx = context(run_dir)
+    spec = AttackSpec(attack="square", eps=0.2, steps=40, seed=3)
+    # Act
+    (res,) = evaluate_transfer(ctx, spec, write=False, sanity=False, batch_size=7)
+    # Assert: attacker 2 against an independent recomputation, batch by batch with one generator
+    f = res.frame
+    x, y, models = ctx.data.client_test[2].x, ctx.data.client_test[2].y, ctx.models
+    labels, gen = predict(models[2], x), torch_generator(3, "square", 2)
+    parts = [square_linf(models[2], x[i:i + 7], labels[i:i + 7], eps=0.2, queries=40, generator=gen)
+             for i in range(0, len(x), 7)]
+    x_adv = torch.cat([p.x_adv for p in parts])
+    assert (x_adv - x).abs().max() <= 0.2 + 1e-6
+    clean = np.stack([predict(m, x).numpy() for m in models])
+    adv = np.stack([predict(m, x_adv).numpy() for m in models])
+    expected = transfer_row(clean, adv, y.numpy(), attacker=2)
+    got = f[f.attacker == 2].sort_values("target")
+    np.testing.assert_array_equal(got.asr.to_numpy(), expected.asr)
+    np.testing.assert_array_equal(got.clean_acc.to_numpy(), expected.clean_acc)
+    assert expected.asr[2] > 0  # it fools the attacker's own model here
+    # its cost: no gradient pass, the labels' forward pass plus the costliest batch's queries
+    assert (f.fb_passes_per_image == 0).all() and set(f.start_source) == {"square-own"}
+    assert int(got.forward_passes_per_image.iloc[0]) == 1 + max(p.forwards for p in parts)
+    assert res.spec.label == "Square-40" and res.record["attack"]["alpha"] is None
+
+
+def test_square_refuses_the_settings_it_would_ignore():
+    assert AttackSpec(attack="square", steps=10).to_dict()["alpha"] is None
+    assert AttackSpec.from_dict(AttackSpec(attack="square", steps=10, seed=2).to_dict()) == \
+        AttackSpec(attack="square", steps=10, seed=2)
+    for kwargs, message in [({"start": "zero"}, "start must be random"), ({"start": "crn5"}, "start must be random"),
+                            ({"centre_grad": True}, "takes no gradient"), ({"alpha": 0.01}, "takes no step size"),
+                            ({"steps": 0}, "queries must be an integer")]:
+        with pytest.raises(ValueError, match=message):
+            AttackSpec(attack="square", **kwargs)
+    with pytest.raises(ValueError, match="square"):  # the known attacks are listed, Square among them
+        AttackSpec(attack="cw")

@@ -20,7 +20,14 @@ from fedsafe.attacks.iterative import (
     resolve_labels,
 )
 from fedsafe.attacks.masking import MaskingReport, masking_checks, step_rule
-from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
+from fedsafe.attacks.registry import (
+    ADAPTIVE_ATTACKS,
+    ATTACKS,
+    QUERY_ATTACKS,
+    get_adaptive_attack,
+    get_attack,
+    get_query_attack,
+)
 from fedsafe.attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS, AttackSpec, Start, sweep
 from fedsafe.attacks.square import square_linf
 from fedsafe.attacks.starts import project_start, uniform_start, zero_start
@@ -36,6 +43,7 @@ __all__ = [
     "DEFAULT_WINDOWS",
     "GradientFn",
     "MaskingReport",
+    "QUERY_ATTACKS",
     "attack_in_batches",
     "bim",
     "centre_gradient",
@@ -51,6 +59,7 @@ __all__ = [
     "fgsm",
     "get_adaptive_attack",
     "get_attack",
+    "get_query_attack",
     "input_gradient",
     "input_memory_format",
     "iterative_attack",

@@ -323,7 +323,8 @@ def attack_in_batches(
     """Run ``attack(model, x_b, y_b, start=start_b, **kwargs)`` over consecutive batches and join the results.
 
     ``y`` and ``start`` are sliced with ``x``; a ``generator`` in ``kwargs`` is consumed batch after batch, so the
-    result is reproducible for a fixed batch size. ``seconds`` is the sum over batches.
+    result is reproducible for a fixed batch size. ``seconds`` is the sum over batches; the passes an image are the
+    costliest batch's.
 
     >>> from fedsafe.models.cnn import PaperCNN
     >>> m = PaperCNN(num_classes=2, image_size=16, width=0.05)
@@ -343,8 +344,8 @@ def attack_in_batches(
         x_adv=torch.cat([p.x_adv for p in parts]),
         delta=torch.cat([p.delta for p in parts]),
         labels=torch.cat([p.labels for p in parts]),
-        forward_backward=parts[0].forward_backward,
-        forwards=parts[0].forwards,
+        forward_backward=max(p.forward_backward for p in parts),  # an image's passes: the costliest batch's
+        forwards=max(p.forwards for p in parts),  # (a query attack stops early on a batch it has fooled)
         seconds=sum(p.seconds for p in parts),
     )
 

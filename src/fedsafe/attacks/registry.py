@@ -9,10 +9,16 @@ that a runner that only has the final model cannot select them by name: EOT-PGD 
 ``noise_std`` = s_D, the downlink noise it expects) and the surrogate-ensemble PGD (adds ``models``, the copies
 received over the last rounds). Both take PGD's keywords too.
 
+``QUERY_ATTACKS``: the gradient-free attacks, which read only the model's logits: Square (L-inf, Andriushchenko et
+al. 2020), with ``eps``, ``queries``, ``generator`` and ``precision`` and its own random start. They measure what
+gradient attacks miss where the input gradients are zero or shattered (the masking checks).
+
 >>> get_attack("pgd").__name__
 'pgd'
 >>> get_adaptive_attack("eot-pgd").__name__
 'eot_pgd'
+>>> get_query_attack("square").__name__
+'square_linf'
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from collections.abc import Callable
 from fedsafe.attacks.ensemble import ensemble_pgd
 from fedsafe.attacks.eot import eot_pgd
 from fedsafe.attacks.iterative import AttackResult, bim, fgsm, pgd
+from fedsafe.attacks.square import square_linf
 
-__all__ = ["ADAPTIVE_ATTACKS", "ATTACKS", "get_adaptive_attack", "get_attack"]
+__all__ = ["ADAPTIVE_ATTACKS", "ATTACKS", "QUERY_ATTACKS", "get_adaptive_attack", "get_attack", "get_query_attack"]
 
 ATTACKS: dict[str, Callable[..., AttackResult]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd}
 ADAPTIVE_ATTACKS: dict[str, Callable[..., AttackResult]] = {"eot-pgd": eot_pgd, "ensemble-pgd": ensemble_pgd}
+QUERY_ATTACKS: dict[str, Callable[..., AttackResult]] = {"square": square_linf}
 
 
 def get_attack(name: str) -> Callable[..., AttackResult]:
@@ -37,6 +45,11 @@ def get_attack(name: str) -> Callable[..., AttackResult]:
 def get_adaptive_attack(name: str) -> Callable[..., AttackResult]:
     """The adaptive attack function called ``name``; ValueError listing the known names otherwise."""
     return _lookup(ADAPTIVE_ATTACKS, name, "adaptive attack")
+
+
+def get_query_attack(name: str) -> Callable[..., AttackResult]:
+    """The gradient-free attack function called ``name``; ValueError listing the known names otherwise."""
+    return _lookup(QUERY_ATTACKS, name, "gradient-free attack")
 
 
 def _lookup(table: dict[str, Callable[..., AttackResult]], name: str, kind: str) -> Callable[..., AttackResult]:

@@ -11,7 +11,9 @@ defined once, validated once (:mod:`fedsafe.attacks.budget`), with its defaults 
 * :class:`AttackSpec`: the attack (FGSM / BIM / PGD, or an insider's adaptive attack: EOT-PGD over the downlink
   noise, PGD on the ensemble of the copies received over the last R rounds), eps, alpha, steps, start, seed,
   centring and labels; an adaptive attack adds its own settings (K and s_D; R), which appear in its record and cache
-  key only for that attack, so that every other attack keeps its key.
+  key only for that attack, so that every other attack keeps its key. The gradient-free Square attack
+  (``attack="square"``) counts its queries in ``steps``, takes no step size and starts from its own random stripes
+  (its start is "random"; a zero or CRN start, or centring, is refused).
 
 Defaults: ``DEFAULT_EPS`` (0.05) and ``DEFAULT_WINDOWS`` ((5, 10): CRN5, CRN10) are :class:`fedsafe.config.CrnConfig`'s;
 ``DEFAULT_ALPHA`` (0.001) and ``DEFAULT_STEPS`` (20) are the CRN paper's Table I attack.
@@ -26,6 +28,9 @@ Defaults: ``DEFAULT_EPS`` (0.05) and ``DEFAULT_WINDOWS`` ((5, 10): CRN5, CRN10) 
 >>> eot = AttackSpec(attack="eot-pgd", steps=20, samples=8, start="crn10")
 >>> eot.label, eot.passes_per_image, eot.noise_std is None
 ('EOT8-PGD-20+CRN10', 160, True)
+>>> sq = AttackSpec(attack="square", steps=1000)
+>>> sq.label, sq.alpha, sq.passes_per_image, sq.query
+('Square-1000', None, 0, True)
 """
 
 from __future__ import annotations
@@ -40,12 +45,19 @@ from typing import Any, Literal
 
 from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_window
 from fedsafe.attacks.crn import crn_alpha
-from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, get_adaptive_attack, get_attack
+from fedsafe.attacks.registry import (
+    ADAPTIVE_ATTACKS,
+    ATTACKS,
+    QUERY_ATTACKS,
+    get_adaptive_attack,
+    get_attack,
+    get_query_attack,
+)
 from fedsafe.config import CrnConfig, ExperimentConfig
 from fedsafe.defaults import crn_steps
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_EOT_SAMPLES", "DEFAULT_EPS", "DEFAULT_STEPS", "DEFAULT_SURROGATES",
-           "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start", "parse_start", "sweep"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_EOT_SAMPLES", "DEFAULT_EPS", "DEFAULT_SQUARE_QUERIES", "DEFAULT_STEPS",
+           "DEFAULT_SURROGATES", "DEFAULT_WINDOWS", "AttackSpec", "CrnSettings", "Start", "parse_start", "sweep"]
 
 _CRN_DEFAULTS = CrnConfig()
 DEFAULT_EPS: float = _CRN_DEFAULTS.eps
@@ -59,6 +71,9 @@ DEFAULT_EOT_SAMPLES = 8
 """EOT-PGD's K, noisy copies of the attacker's model a step, unless asked otherwise (``attack``, ``audit``)."""
 DEFAULT_SURROGATES = 5
 """Ensemble PGD's R, the copies received over the last R rounds, unless asked otherwise."""
+DEFAULT_SQUARE_QUERIES = 1000
+"""Square's queries (iterations) unless asked otherwise: AutoAttack's standard run uses 5000; 1000 already crosses
+the eps-ball of the papers' small CNNs (``docs/results/attack-spread.md``)."""
 
 StartKind = Literal["zero", "uniform", "crn"]
 _NAME = re.compile(r"^(zero|random|uniform|crn([0-9]+)(-final)?)$")
@@ -158,11 +173,12 @@ class AttackSpec:
     """One attack configuration.
 
     Attributes:
-        attack: "fgsm", "bim" or "pgd" (FGSM is one step of size eps: ``alpha`` and ``steps`` are ignored).
+        attack: "fgsm", "bim" or "pgd" (FGSM is one step of size eps: ``alpha`` and ``steps`` are ignored), an
+            adaptive attack ("eot-pgd", "ensemble-pgd") or the gradient-free "square".
         eps: L-inf budget in [0, 1] pixel units.
-        alpha: step size (BIM / PGD).
-        steps: K, the number of sign-gradient steps (BIM / PGD).
-        start: a :class:`Start`, or its name ("zero", "random", "crnR").
+        alpha: step size (BIM / PGD; None for FGSM and Square).
+        steps: K, the number of sign-gradient steps (BIM / PGD); Square's queries.
+        start: a :class:`Start`, or its name ("zero", "random", "crnR"); Square's is always "random" (its stripes).
         seed: root of the random start's generator.
         centre_grad: centre the attack's gradients (the CRN updates are centred or not by the run's config).
         labels: "pred" (the attacker's own clean predictions, default) or "true".
@@ -186,18 +202,22 @@ class AttackSpec:
     surrogates: int | None = None
 
     def __post_init__(self) -> None:
-        if self.attack not in ATTACKS and not self.adaptive:  # one message naming every attack, adaptive or not
-            raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(sorted(ATTACKS | ADAPTIVE_ATTACKS))}")
-        get_adaptive_attack(self.attack) if self.adaptive else get_attack(self.attack)
+        if self.attack not in ATTACKS and not self.adaptive and not self.query:  # one message naming every attack
+            known = ", ".join(sorted(ATTACKS | ADAPTIVE_ATTACKS | QUERY_ATTACKS))
+            raise ValueError(f"unknown attack {self.attack!r}; known: {known}")
+        _lookup_attack(self.attack)
         _check_adaptive(self)
         object.__setattr__(self, "start", Start.parse(self.start))
         check_eps(self.eps)
         if self.attack == "fgsm":
             object.__setattr__(self, "alpha", None)
             object.__setattr__(self, "steps", 1)
+        elif self.query:
+            _check_query(self)
+            object.__setattr__(self, "alpha", None)
         else:
             check_alpha(self.alpha, who=self.attack)
-        check_steps(self.steps)
+        check_steps(self.steps, what="queries" if self.query else "steps")
         if self.labels not in ("pred", "true"):
             raise ValueError(f'labels must be "pred" or "true", got {self.labels!r}')
         if self.seed < 0:
@@ -214,8 +234,16 @@ class AttackSpec:
         return self.attack in ADAPTIVE_ATTACKS
 
     @property
+    def query(self) -> bool:
+        """A gradient-free attack (Square): it reads only logits, ``steps`` are its queries."""
+        return self.attack in QUERY_ATTACKS
+
+    @property
     def passes_per_image(self) -> int:
-        """Forward+backward passes an image of the attack itself: steps x K (EOT) or x R (ensemble)."""
+        """Forward+backward passes an image of the attack itself: steps x K (EOT) or x R (ensemble); 0 for a
+        gradient-free attack (at most ``steps`` + 1 forward passes)."""
+        if self.query:
+            return 0
         per_step = self.samples if self.attack == "eot-pgd" else self.surrogates or 1
         return self.steps * per_step
 
@@ -227,6 +255,8 @@ class AttackSpec:
             name = f"EOT{self.samples}-PGD-{self.steps}"
         elif self.attack == "ensemble-pgd":
             name = f"ENS{self.surrogates}-PGD-{self.steps}"
+        elif self.query:
+            name = f"{self.attack.capitalize()}-{self.steps}"
         else:
             name = "FGSM" if self.attack == "fgsm" else f"{self.attack.upper()}-{self.steps}"
         return name + (f"+{self.start.name.upper()}" if self.window else "")  # type: ignore[union-attr]
@@ -266,6 +296,28 @@ class AttackSpec:
 
     def replace(self, **changes: Any) -> AttackSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _lookup_attack(name: str) -> None:
+    """ValueError unless ``name`` is a known attack of its kind (the registry's message)."""
+    if name in ADAPTIVE_ATTACKS:
+        get_adaptive_attack(name)
+    elif name in QUERY_ATTACKS:
+        get_query_attack(name)
+    else:
+        get_attack(name)
+
+
+def _check_query(spec: AttackSpec) -> None:
+    """A gradient-free attack starts from its own random point and follows no gradient: a zero or CRN start,
+    centring, or a step size other than the default is a setting it would silently ignore, so it is refused."""
+    start: Start = spec.start  # type: ignore[assignment]
+    if start.kind != "uniform":
+        raise ValueError(f"{spec.attack} starts from its own random stripes: start must be random, got {start.name!r}")
+    if spec.centre_grad:
+        raise ValueError(f"{spec.attack} takes no gradient: centre_grad must be False")
+    if spec.alpha not in (None, DEFAULT_ALPHA):
+        raise ValueError(f"{spec.attack} takes no step size: alpha must be None, got {spec.alpha}")
 
 
 def _check_adaptive(spec: AttackSpec) -> None:

@@ -13,11 +13,12 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from ..attacks.registry import ADAPTIVE_ATTACKS, ATTACKS
+from ..attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, QUERY_ATTACKS
 from ..attacks.spec import (
     DEFAULT_ALPHA,
     DEFAULT_EOT_SAMPLES,
     DEFAULT_EPS,
+    DEFAULT_SQUARE_QUERIES,
     DEFAULT_STEPS,
     DEFAULT_SURROGATES,
     DEFAULT_WINDOWS,
@@ -65,6 +66,20 @@ def _check_budgets(attack_name: str, eps: list[float | None], alpha: list[float 
                                   "back at once; give --alpha <= --eps")
 
 
+def _steps(attack_name: str, alpha: str | None, steps: int | None, queries: int | None) -> tuple[str | None, int]:
+    """The step size (text) and the steps of the chosen attack; Square's queries are its steps. A setting the attack
+    does not take is refused, never ignored."""
+    if attack_name in QUERY_ATTACKS:
+        if alpha is not None or steps is not None:
+            raise usage_error(f"--alpha and --steps are not {attack_name}'s settings: it takes --queries (default "
+                              f"{DEFAULT_SQUARE_QUERIES})")
+        return None, DEFAULT_SQUARE_QUERIES if queries is None else queries
+    if queries is not None:
+        raise usage_error(f"--queries is a setting of the gradient-free attacks ({', '.join(QUERY_ATTACKS)}), not "
+                          f"{attack_name}'s: give --steps")
+    return (f"{DEFAULT_ALPHA:g}" if alpha is None else alpha), DEFAULT_STEPS if steps is None else steps
+
+
 def _adaptive(attack_name: str, samples: int | None, noise_std: float | None,
               surrogates: int | None) -> dict[str, object]:
     """The adaptive attack's own settings (a default only when the flag is absent, never for a 0), and a refusal of
@@ -86,7 +101,7 @@ def _pct(x: float) -> str:
 
 def _print_result(res) -> None:
     s, spec, m = res.summary, res.spec, res.matrices
-    step = "" if spec.attack == "fgsm" else f", alpha {spec.alpha:g}"
+    step = "" if spec.attack == "fgsm" else f", {spec.steps} queries" if spec.query else f", alpha {spec.alpha:g}"
     out.print(f"[bold]{spec.label}[/]: eps {spec.eps:g}{step}, start {spec.start}, seed {spec.seed}, labels "
               f"{spec.labels}", highlight=False)
     tab = Table(title="ASR (attacker x target)")
@@ -99,10 +114,11 @@ def _print_result(res) -> None:
     sources = sorted(set(res.record["start_source"].values()))
     out.print(f"ASR self {_pct(s.asr_self)}  ASR avg (benign) {_pct(s.asr_avg_benign)}  AASR {_pct(s.aasr)}  "
               f"AETR {_pct(s.aetr)}  clean acc {_pct(s.clean_acc)}  attack acc {_pct(s.attack_acc)}", highlight=False)
+    passes = (f"at most {int(res.frame['forward_passes_per_image'].max())} forward passes an image, no gradient"
+              if spec.query else f"{spec.steps} forward/backward passes an image")
     out.print(f"literal ASR (all n): self {_pct(s.asr_self_literal)}, avg (benign) {_pct(s.asr_avg_benign_literal)}, "
               f"AASR {_pct(s.aasr_literal)};  {res.record['attack_seconds_per_batch']:.3f} s a batch of "
-              f"{res.record['batch_size']}, {spec.steps} forward/backward passes an image; start: "
-              f"{', '.join(sources)}", highlight=False)
+              f"{res.record['batch_size']}, {passes}; start: {', '.join(sources)}", highlight=False)
     out.print(f"written: {res.csv_path} and {res.json_path.name}", highlight=False)
 
 
@@ -116,16 +132,21 @@ def _start(name: str, eps: float | None, alpha: float | None) -> Start:
 @app.command()
 def attack(
     run_dir: Path = typer.Argument(..., help="A complete run directory (fedsafe train)."),
-    attack_name: str = typer.Option("pgd", "--attack", "-a", click_type=choice([*ATTACKS, *ADAPTIVE_ATTACKS]),
+    attack_name: str = typer.Option("pgd", "--attack", "-a",
+                                    click_type=choice([*ATTACKS, *ADAPTIVE_ATTACKS, *QUERY_ATTACKS]),
                                     help="eot-pgd: an attacker who knows the downlink noise; ensemble-pgd: the "
-                                    "copies it received."),
+                                    "copies it received; square: gradient-free (logits only, --queries), for "
+                                    "models whose gradients mislead PGD."),
     eps: str = typer.Option(f"{DEFAULT_EPS:g}", "--eps", help="L-inf budget in [0, 1] pixels; a list sweeps: "
                                                                 "0.01,0.03,0.05"),
-    alpha: str = typer.Option(f"{DEFAULT_ALPHA:g}", "--alpha", help="Step size (BIM/PGD); a list sweeps."),
-    steps: int = typer.Option(DEFAULT_STEPS, "--steps", "-k", help="Number of steps K (BIM/PGD)."),
+    alpha: str = typer.Option(None, "--alpha", help=f"Step size (BIM/PGD; default {DEFAULT_ALPHA:g}); a list "
+                                                    "sweeps."),
+    steps: int = typer.Option(None, "--steps", "-k", help=f"Number of steps K (BIM/PGD; default {DEFAULT_STEPS})."),
+    queries: int = typer.Option(None, "--queries", help=f"square: queries (iterations; default "
+                                                        f"{DEFAULT_SQUARE_QUERIES})."),
     start: str = typer.Option(None, "--start",
                               help="zero, random or crnR (crn5, crn10); a list sweeps. Default: random for "
-                                   "PGD, zero otherwise."),
+                                   "PGD and Square (its own stripes, the only start it takes), zero otherwise."),
     crn_eps: float = typer.Option(None, "--crn-eps", help="Budget of a CRN start (default: the run's crn.eps, "
                                                           "the online buffers'); projected into --eps."),
     crn_alpha: float = typer.Option(None, "--crn-alpha", help="Step of a CRN start (default: the run's)."),
@@ -150,7 +171,9 @@ def attack(
     from ..runs.run import open_run
     from ..training.trainer import torch_threads
 
-    names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd") else "zero")).split(",")
+    names = (start or ("random" if attack_name in ("pgd", "eot-pgd", "ensemble-pgd", *QUERY_ATTACKS)
+                       else "zero")).split(",")
+    alpha, steps = _steps(attack_name, alpha, steps, queries)
     eps_values, alpha_values = _floats(eps, "--eps"), _floats(alpha, "--alpha")
     _check_budgets(attack_name, eps_values, alpha_values)
     adaptive = _adaptive(attack_name, samples, noise_std, surrogates)

@@ -8,6 +8,10 @@ X_m and on the adversarial X_m: per (m, c) clean accuracy, ASR (authors' and lit
 (:mod:`fedsafe.metrics.transfer`), the cosine of the input gradients of m and c (:mod:`fedsafe.metrics.alignment`),
 and the attack's cost (wall seconds per batch, forward/backward passes per image).
 
+A gradient-free attack (Square, :mod:`fedsafe.attacks.square`) runs the same way from its own random start, its
+draws from the generator ``torch_generator(seed, "square", m)`` consumed batch after batch; its row counts the
+forward passes it spent an image (at most queries + 1, the labels' included) and no gradient pass.
+
 Precision: fp32 by default (evaluation exactness); "bf16" autocast is allowed and recorded.
 """
 
@@ -24,7 +28,7 @@ import torch
 from torch import nn
 
 from ..attacks.iterative import AttackResult, attack_in_batches, iterative_attack
-from ..attacks.registry import get_attack
+from ..attacks.registry import get_attack, get_query_attack
 from ..attacks.spec import AttackSpec
 from ..defaults import ATTACK_BATCH_SIZE, ATTACK_PRECISION
 from ..metrics.alignment import gradient_cosine
@@ -33,6 +37,7 @@ from ..models.inference import predict
 from ..precision import resolve_precision
 from ..progress import Progress, report
 from ..runs.run import open_run
+from ..seeding import torch_generator
 from .adaptive_attacks import NOT_ADAPTIVE, adaptive_attack
 from .results import TransferResult, make_result, nanmean
 from .run_context import RunContext, load_context
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 
 
 def _attack_kwargs(spec: AttackSpec, precision: str) -> dict[str, Any]:
+    if spec.query:
+        return {"eps": spec.eps, "queries": spec.steps, "precision": precision}
     kw: dict[str, Any] = {"eps": spec.eps, "centre_grad": spec.centre_grad, "precision": precision}
     if spec.attack != "fgsm":
         kw.update(alpha=spec.alpha, steps=spec.steps)
@@ -60,10 +67,15 @@ def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: 
     split = ctx.data.client_test[m]
     x, y, model = split.x, split.y, ctx.models[m]
     labels = predict(model, x, precision=precision) if spec.labels == "pred" else y.clone()
-    start, source, crn_info = start_delta(ctx, spec, m, x, crn_precision=crn_precision)
-    # the insider's adaptive attacks (EOT over the downlink noise, the received copies' ensemble) take more inputs
-    fn, extra, adaptive = adaptive_attack(ctx, spec, m) if spec.adaptive else (get_attack(spec.attack), {},
-                                                                               NOT_ADAPTIVE)
+    if spec.query:  # its own random start (stripes), its own generator
+        start, source, crn_info = None, f"{spec.attack}-own", {}
+        fn, extra, adaptive = (get_query_attack(spec.attack),
+                               {"generator": torch_generator(spec.seed, spec.attack, m)}, NOT_ADAPTIVE)
+    else:
+        start, source, crn_info = start_delta(ctx, spec, m, x, crn_precision=crn_precision)
+        # the insider's adaptive attacks (EOT over the downlink noise, the received copies' ensemble) take more inputs
+        fn, extra, adaptive = adaptive_attack(ctx, spec, m) if spec.adaptive else (get_attack(spec.attack), {},
+                                                                                   NOT_ADAPTIVE)
     res: AttackResult = attack_in_batches(fn, model, x, labels, batch_size=batch_size, start=start,
                                           **_attack_kwargs(spec, precision), **extra)
     batches = math.ceil(len(x) / batch_size)
@@ -79,8 +91,8 @@ def _evaluate_attacker(ctx: RunContext, spec: AttackSpec, m: int, *, precision: 
             "seed": spec.seed, "labels": spec.labels, "centre_grad": spec.centre_grad, "precision": precision,
             "n": row.n, "attack_seconds_per_batch": res.seconds / batches, "batch_size": min(batch_size, len(x)),
             "batches": batches, "fb_passes_per_image": res.forward_backward,
-            "forward_passes_per_image": int(spec.labels == "pred"), "crn_window": None, "crn_steps": None,
-            "crn_alpha": None, "crn_passes_per_image": 0, "crn_seconds": 0.0}
+            "forward_passes_per_image": int(spec.labels == "pred") + res.forwards, "crn_window": None,
+            "crn_steps": None, "crn_alpha": None, "crn_passes_per_image": 0, "crn_seconds": 0.0}
     base.update(crn_info)
     base.update(adaptive)
     rows = []

@@ -61,10 +61,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
+"""Bump when the run directory format or the training code changes what a config produces."""
 
 LOCK_WAIT_SECONDS = 24 * 3600.0
 """How long a reproduction waits for a run another process is training (they share ``RESULTS/runs``)."""
-"""Bump when the run directory format or the training code changes what a config produces."""
 
 NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "train.eval_every",
                    "train.eval_batch_size")
