@@ -27,6 +27,7 @@ from .attacks.crn_hook import CrnClientHook
 from .config import ExperimentConfig, to_yaml
 from .data.augment import augment_batch
 from .data.sites import site_splits
+from .data.snapshot import load_snapshot, snapshot_settings
 from .data.splits import Splits, make_splits
 from .data.tasks import load_task, load_task_kwargs, task_class_names
 from .data.types import DataReport, ImageTable
@@ -91,8 +92,11 @@ def default_data_root(task: str) -> Path | None:
 
 
 def load_table(cfg: ExperimentConfig, *, progress: Progress | None = None) -> tuple[ImageTable, DataReport]:
-    """The task's de-duplicated image table (near-duplicate groups included) and its data report."""
+    """The task's de-duplicated image table (near-duplicate groups included) and its data report; from
+    ``task.snapshot`` when set (:mod:`fedsafe.data.snapshot`: its settings must equal the config's)."""
     t = cfg.task
+    if t.snapshot:
+        return load_snapshot(t.snapshot, expected=snapshot_settings(t, seed=cfg.seed))
     root = Path(t.data_root) if t.data_root else default_data_root(t.name)
     return load_task(t.name, data_root=root, seed=cfg.seed, progress=progress, **load_task_kwargs(t))
 

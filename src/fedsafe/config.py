@@ -82,6 +82,9 @@ class TaskConfig(_Part):
     # image-folder task: a CSV (file,site[,patient]; a relative path is read from the data root) naming each
     # image's hospital (splits.partition: sites) and patient (one patient's images stay in one set)
     sites_csv: str | None = None
+    # a table written by `fedsafe data snapshot` (data/snapshot.py): read the task from it instead of data_root (its
+    # settings must equal the ones above)
+    snapshot: str | None = None
 
     @model_validator(mode="after")
     def _scan_thresholds(self) -> TaskConfig:
@@ -358,7 +361,7 @@ def to_yaml(cfg: ExperimentConfig) -> str:
     return dump_yaml(cfg.model_dump(mode="json"))
 
 
-ADDED_LATER = {"crn.precision": "fp32"}
+ADDED_LATER = {"crn.precision": "fp32", "task.snapshot": None}
 """Fields added after runs were written, with the value every earlier run had: while a config holds that value the
 field is left out of its hash (:func:`hashed_dump`), so earlier runs keep their hashes (resumable, auditable,
 cached). A new field goes here with its default."""

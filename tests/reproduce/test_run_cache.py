@@ -216,7 +216,7 @@ def test_a_field_added_later_leaves_earlier_runs_their_hash_and_key(monkeypatch)
     fp32 shares that key; bf16 is another run."""
     from fedsafe.config import ADDED_LATER, config_hash
 
-    assert ADDED_LATER == {"crn.precision": "fp32"}
+    assert ADDED_LATER == {"crn.precision": "fp32", "task.snapshot": None}
     cfg = load_config(profile="cpu", overrides=["crn.enabled=true"])
     old_yaml = _without(cfg.model_dump(mode="json"), "crn.precision")
     assert config_hash(cfg) == config_hash(old_yaml)
@@ -227,3 +227,15 @@ def test_a_field_added_later_leaves_earlier_runs_their_hash_and_key(monkeypatch)
     assert run_key(auto, FP) == run_key(cfg, FP)
     monkeypatch.setattr("fedsafe.precision.cpu_has_fast_bf16", lambda: True)
     assert run_key(auto, FP) == run_key(bf16, FP)
+
+
+def test_task_snapshot_was_added_later_and_is_not_in_the_run_key():
+    """Runs written before task.snapshot keep their config hash; a run read from a snapshot has the run key of the
+    same run read from the source (the table is the same; the key covers its content, not where it lives)."""
+    from fedsafe.config import config_hash
+
+    cfg = load_config(profile="cpu", overrides=["task.name=meningioma"])
+    assert config_hash(cfg) == config_hash(_without(cfg.model_dump(mode="json"), "task.snapshot"))
+    snap = load_config(profile="cpu", overrides=["task.name=meningioma", "task.snapshot=men.npz"])
+    assert config_hash(snap) != config_hash(cfg) and run_key(snap, FP) == run_key(cfg, FP)
+    assert run_key(snap, FP) != run_key(snap, "another table")  # the control: the key does follow the data

@@ -1,4 +1,5 @@
-"""``fedsafe data``: check a data folder or file, and download the public sources."""
+"""``fedsafe data``: check a data folder or file, download the public sources, and write a task's decoded table to
+one file (``snapshot``) for a machine without the source images."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -16,8 +18,9 @@ from ..data.neardup import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, NearDuplica
 from ..data.pcam import PCAM_SPLITS
 from ..data.tasks import TASKS, load_task
 from ..data.types import DataReport
-from .choices import OUTPUT, output_dir
+from .choices import OUTPUT, choice, output_dir, profile_choice
 from .console import fail, out, progress_bars, usage_error
+from .runtime import os_error_line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -284,3 +287,43 @@ def download_cmd(
     out.print(Text(f"url: {result.url}\nsha256: {result.sha256}\nmd5: {result.md5}"))
     for line in result.checks:
         out.print(Text(f"check: {line}"))
+
+
+@app.command("snapshot")
+def snapshot_cmd(
+    file: Path = typer.Argument(..., help="The .npz file to write (replaced if it exists)."),
+    task: str | None = typer.Option(None, "--task", "-t", click_type=choice(TASKS),
+                                    help="Shortcut for --set task.name=..."),
+    profile: str | None = typer.Option(None, "--profile", "-p", click_type=profile_choice(),
+                                       help="The shipped profile whose task settings to use (default: cpu)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (over the profile)."),
+    data_root: str | None = typer.Option(None, "--data-root", help="Shortcut for --set task.data_root=..."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="key=value overrides, e.g. task.image_size=128"),
+) -> None:
+    """Write a task's decoded table (images at the task's size, labels, ids, split groups, data report) to one file,
+    so a machine without the source images can train on it: `--set task.snapshot=FILE` there gives the same
+    splits and the same cached runs."""
+    from ..build import load_table
+    from ..config import ConfigError, load_config
+    from ..data.snapshot import save_snapshot, snapshot_settings
+
+    if file.suffix != ".npz":
+        raise usage_error(f"{file}: a snapshot is an .npz file: give FILE.npz")
+    if file.is_dir():
+        raise usage_error(f"{file} is a folder: give the snapshot's file name")
+    overrides = [*set_, *([f"task.name={task}"] if task else []), *([f"task.data_root={data_root}"] if data_root
+                                                                    else [])]
+    try:
+        cfg = load_config(config, profile=profile, overrides=overrides)
+        with progress_bars() as progress:
+            table, report = load_table(cfg, progress=progress)
+        save_snapshot(file, table, report, snapshot_settings(cfg.task, seed=cfg.seed))
+    except (ConfigError, ValueError) as exc:
+        raise fail(_one_line(exc)) from None
+    except OSError as exc:
+        raise fail(os_error_line(exc)) from None
+    n, h, w, c = table.images.shape
+    groups = len(np.unique(table.groups))
+    out.print(Text(f"wrote {file}: task {table.name}, {n} images of {h}x{w}x{c}, {groups} split groups, "
+                   f"{file.stat().st_size / 2**20:.1f} MiB"))
+    out.print(Text(f"train from it where the source images are not: --set task.snapshot={file}"))

@@ -104,15 +104,16 @@ def load_entry(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def save_entry(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write arrays atomically to ``path`` (temporary file in the same folder, then ``os.replace``). An OSError
-    (a full disk, a read-only folder, a cache "folder" that is a file) names ``path``."""
+def save_entry(path: Path, arrays: Mapping[str, np.ndarray], *, compress: bool = False) -> Path:
+    """Write arrays atomically to ``path`` (temporary file in the same folder, then ``os.replace``; ``compress``:
+    deflated, as ``np.savez_compressed``). An OSError (a full disk, a read-only folder, a cache "folder" that is a
+    file) names ``path``."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:

@@ -141,6 +141,8 @@ def _check_task(task: str, cfg: ExperimentConfig) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     root = task_data_root(cfg)
+    if cfg.task.snapshot and not root.is_file():  # type: ignore[union-attr]
+        raise ValueError(f"task {task}: task.snapshot {root}: no such file (make one with `fedsafe data snapshot`)")
     if root is not None and not root.exists():
         raise ValueError(f"task {task}: its data is not at {root} (needs {TASKS[task].data_root}); set "
                          f"--set task.data_root=PATH or $FEDSAFE_DATA, or see `fedsafe data download`")

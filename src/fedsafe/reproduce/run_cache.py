@@ -11,7 +11,8 @@ Run key (:func:`run_key`): the sha256 of
   CRN and the seed;
 * ``CACHE_VERSION`` (bumped when the run format or the training changes).
 
-Not in the key: where things are (``task.data_root``, ``task.cache_dir``), ``threads``, the profile's name (only
+Not in the key: where things are (``task.data_root``, ``task.cache_dir``, ``task.snapshot``: a snapshot holds the
+same table as its source, :mod:`fedsafe.data.snapshot`), ``threads``, the profile's name (only
 its settings count), and how often the run is evaluated (``train.eval_every``, ``train.eval_batch_size``).
 
 Runs live in ``RESULTS/runs/<task>-<first 12 hex digits of the key>/`` (a normal run directory, see
@@ -66,7 +67,7 @@ CACHE_VERSION = 2
 LOCK_WAIT_SECONDS = 24 * 3600.0
 """How long a reproduction waits for a run another process is training (they share ``RESULTS/runs``)."""
 
-NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "train.eval_every",
+NOT_DETERMINING = ("profile", "threads", "task.data_root", "task.cache_dir", "task.snapshot", "train.eval_every",
                    "train.eval_batch_size")
 """Config fields that do not change the trained models (dotted paths)."""
 
@@ -113,7 +114,10 @@ def run_key(cfg: ExperimentConfig, fingerprint: str) -> str:
 
 
 def task_data_root(cfg: ExperimentConfig) -> Path | None:
-    """Where ``cfg``'s task reads its data (None for the embedded synthetic task)."""
+    """Where ``cfg``'s task reads its data: its snapshot file when it has one, else its data root (None for the
+    embedded synthetic task)."""
+    if cfg.task.snapshot:
+        return Path(cfg.task.snapshot).expanduser()
     if TASKS.get(cfg.task.name) is not None and TASKS[cfg.task.name].data_root is None:
         return None
     return Path(cfg.task.data_root) if cfg.task.data_root else default_data_root(cfg.task.name)
@@ -156,7 +160,7 @@ class RunCache:
     def _table_info(self, cfg: ExperimentConfig, progress: Progress | None) -> tuple[str, int]:
         t = cfg.task
         root = task_data_root(cfg)
-        synthetic = root is None
+        synthetic = t.name == "synthetic"
         memo = (t.name, str(root.resolve()) if root else None, t.image_size, t.channels, t.strict,
                 cfg.seed if synthetic else None, t.synthetic_size if synthetic else None, t.label_conflicts,
                 t.near_duplicates, t.near_duplicate_threshold, t.near_duplicate_hash_distance, t.same_scan,
