@@ -1,7 +1,7 @@
 """``fedsafe reproduce --jobs N`` benchmark: throughput of N worker processes over one, on the same work.
 
     python benchmarks/bench_jobs.py [--reproduction fedsafe-table1] [--size 300] [--image-size 32] [--width 0.25]
-                                    [--rounds 3] [--seeds 1] [--gpu-seeds 4] [--repeats 1]
+                                    [--rounds 3] [--seeds 1] [--gpu-seeds 4] [--repeats 1] [--skip-cpu]
 
 Prints the machine (CPU model, cores this process may use, GPU), the load average before and after, then:
   1. CPU: the wall time of the whole command (start-up included: what a user waits for) with ``--jobs 1`` and
@@ -10,7 +10,8 @@ Prints the machine (CPU model, cores this process may use, GPU), the load averag
      the ratio of the process parallelism alone (the default ``--jobs 1`` runs torch's threads, which a loaded
      machine or a tiny model can make slower than one thread);
   2. GPU (skipped with a message when there is none): the same with ``--device cuda``, ``--jobs 1`` and
-     ``--jobs 8`` over ``--gpu-seeds`` seeds (more runs, so that 8 workers have work; goal >= 4).
+     ``--jobs 8`` over ``--gpu-seeds`` seeds (more runs, so that 8 workers have work; goal >= 4). ``--skip-cpu``
+     measures this part alone (a borrowed GPU machine's minutes are few).
 The work is a small synthetic reproduction (``--quick``, fewer images, a narrow model). Each wall time is the best of
 ``--repeats``. The ratio is only meaningful on a quiet machine: other processes take cores from the parallel run.
 
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="seeds of the CPU comparison")
     ap.add_argument("--gpu-seeds", type=int, default=4, help="seeds of the GPU comparison")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--skip-cpu", action="store_true", help="measure the GPU comparison only")
     args = ap.parse_args()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"machine: {cpu_model()}, {cores()} cores usable (os.cpu_count {os.cpu_count()}), GPU: {gpu}; "
@@ -111,7 +113,10 @@ def main() -> None:
           f"{args.rounds} rounds x 1 local epoch (--quick), {args.seeds} seed(s); wall time of the whole command, "
           f"best of {args.repeats}")
     print("1. CPU, --jobs 2 over --jobs 1 (threads: cores // jobs a worker):")
-    compare(args, 2, seeds=args.seeds, device="cpu", goal=1.5, one_thread=True)
+    if args.skip_cpu:
+        print("  skipped (--skip-cpu)")
+    else:
+        compare(args, 2, seeds=args.seeds, device="cpu", goal=1.5, one_thread=True)
     print(f"2. GPU, --jobs 8 over --jobs 1 ({args.gpu_seeds} seeds):")
     if torch.cuda.is_available():
         compare(args, 8, seeds=args.gpu_seeds, device="cuda", goal=4)

@@ -13,6 +13,9 @@
 #           stops starting new pairs when less than a quarter of SECONDS is left (a pair still running at SECONDS
 #           is stopped: its finished trainings stay cached, its outputs are not written). Then it packs every
 #           finished reproduction's outputs (not the runs) and the log into $OUT/results-device.tgz.
+#   there:  scripts/device_reproduce.sh bench
+#           `python benchmarks/bench_jobs.py --skip-cpu`: the --jobs 8 / --jobs 1 throughput on the GPU (a minute or
+#           two), its output in $OUT/bench-jobs.txt.
 #
 # Environment: SEEDS (5), JOBS (8), DEVICE (cuda), EXTRA (more reproduce options), PY (python3), OUT (where the
 # archive goes; the device tool sets it). Tested on a CPU, without the wheels (no GPU was lent when it was written):
@@ -26,6 +29,16 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 WHEELS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
         typing-extensions==4.16.0 dp-accounting==0.6.0 dm-tree==0.1.10 imagehash==4.3.1 PyWavelets==1.10.0)
+
+use_wheels() {  # the carried wheels (if any) into /tmp/site, fedsafe from src/
+  if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || exit 1
+    export PYTHONPATH=/tmp/site:src
+  else
+    export PYTHONPATH=src
+  fi
+}
 
 prepare() {
   local tasks=("$@")
@@ -43,13 +56,7 @@ prepare() {
 run() {
   local budget=$1; shift
   local start=$SECONDS results=results-device log
-  if compgen -G ".whl/*.whl" > /dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-      || exit 1
-    export PYTHONPATH=/tmp/site:src
-  else
-    export PYTHONPATH=src
-  fi
+  use_wheels
   export PYTHONUNBUFFERED=1
   mkdir -p "$results/logs"
   log="$results/logs/progress.txt"
@@ -80,8 +87,14 @@ run() {
   fi
 }
 
+bench() {
+  use_wheels
+  PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_jobs.py --skip-cpu 2>&1 | tee "${OUT:-.}/bench-jobs.txt"
+}
+
 case "${1:-}" in
   prepare) shift; prepare "$@" ;;
+  bench) bench ;;
   run) shift; [ $# -ge 2 ] || { echo "usage: $0 run SECONDS TABLE:TASK..." >&2; exit 2; }; run "$@" ;;
-  *) echo "usage: $0 prepare [TASK...] | run SECONDS TABLE:TASK..." >&2; exit 2 ;;
+  *) echo "usage: $0 prepare [TASK...] | run SECONDS TABLE:TASK... | bench" >&2; exit 2 ;;
 esac
