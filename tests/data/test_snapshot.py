@@ -13,7 +13,7 @@ from fedsafe.build import load_table
 from fedsafe.cli import app
 from fedsafe.config import load_config
 from fedsafe.data.cache import checksum
-from fedsafe.data.snapshot import _ARRAYS, load_snapshot, save_snapshot, snapshot_settings
+from fedsafe.data.snapshot import _ARRAYS, is_snapshot, load_snapshot, save_snapshot, snapshot_settings
 from fedsafe.data.types import DataReport, ImageTable
 from fedsafe.reproduce.run_cache import data_fingerprint, run_key
 
@@ -115,3 +115,19 @@ def test_the_command_writes_a_snapshot_that_training_reads(tmp_path):
     bad = CliRunner().invoke(app, ["data", "snapshot", str(tmp_path / "m.npz"), "--task", "meningioma",
                                    "--data-root", str(tmp_path / "nowhere")])
     assert bad.exit_code == 1 and "data root not found" in flat(bad.output) and bad.output.count("error:") == 1
+
+
+def test_data_check_shows_a_snapshots_report(tmp_path):
+    path = tmp_path / "s.npz"
+    r = CliRunner().invoke(app, ["data", "snapshot", str(path), "--task", "synthetic", "--set",
+                                 "task.synthetic_size=120", "--set", "task.image_size=16"])
+    assert r.exit_code == 0, r.output
+    shown = CliRunner().invoke(app, ["data", "check", str(path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    assert report["task"] == "synthetic" and report["notes"][-1] == "read from the snapshot s.npz (made from " \
+        f"{report['source']})"
+    wrong = CliRunner().invoke(app, ["data", "check", str(path), "--task", "meningioma"])
+    assert wrong.exit_code == 1 and "a snapshot of task 'synthetic', not 'meningioma'" in flat(wrong.output)
+    np.savez(tmp_path / "plain.npz", x=np.zeros(2))  # the control: an npz that is no snapshot is not taken for one
+    assert not is_snapshot(tmp_path / "plain.npz") and is_snapshot(path)

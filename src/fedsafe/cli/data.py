@@ -16,6 +16,7 @@ from ..data.download import SOURCES, DownloadError, download
 from ..data.medmnist import read_medmnist
 from ..data.neardup import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, NearDuplicateSettings
 from ..data.pcam import PCAM_SPLITS
+from ..data.snapshot import is_snapshot, load_snapshot
 from ..data.tasks import TASKS, load_task
 from ..data.types import DataReport
 from .choices import OUTPUT, choice, output_dir, profile_choice
@@ -93,7 +94,7 @@ def check(
 ) -> None:
     """Read a data set as the training code will, and report counts, sizes, duplicates, near-duplicates, slices
     of one scan (MRI), the groups the splits keep whole, the sites and patients of a sites CSV, and unreadable
-    files."""
+    files. A snapshot (fedsafe data snapshot) shows the report it was made with."""
     if task is None and path is None:
         raise usage_error("give a PATH or --task synthetic")
     if sites_csv is not None:
@@ -103,6 +104,15 @@ def check(
         if path is None:
             raise usage_error("--sites-csv needs the image folder: give its PATH")
         sites_csv = find_sites_csv(sites_csv, path)
+    if path is not None and path.suffix == ".npz" and is_snapshot(path):  # a task's table, read as training will
+        try:
+            table, report = load_snapshot(path)
+        except ValueError as exc:
+            raise fail(_one_line(exc)) from None
+        if task is not None and task != table.name:
+            raise fail(f"{path} is a snapshot of task {table.name!r}, not {task!r}")
+        typer.echo(json.dumps(report.to_dict(), indent=2)) if as_json else show_report(report)
+        return
     try:
         if task is None:
             task = infer_task(path)

@@ -34,7 +34,7 @@ from ..config import TaskConfig
 from .cache import READER_VERSION, checksum, save_entry
 from .types import DataReport, ImageTable
 
-__all__ = ["FORMAT_VERSION", "load_snapshot", "save_snapshot", "snapshot_settings"]
+__all__ = ["FORMAT_VERSION", "is_snapshot", "load_snapshot", "save_snapshot", "snapshot_settings"]
 
 FORMAT_VERSION = 1
 """Bump when the snapshot's arrays change."""
@@ -57,6 +57,16 @@ def snapshot_settings(task: TaskConfig, *, seed: int) -> dict[str, Any]:
         settings.pop("synthetic_size", None)
     settings["reader_version"] = READER_VERSION
     return settings
+
+
+def is_snapshot(path: str | Path) -> bool:
+    """Whether ``path`` is an ``.npz`` written by :func:`save_snapshot` (by its members; its content is not read)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return {"settings.npy", "format_version.npy", "checksum.npy"} <= names
 
 
 def save_snapshot(path: str | Path, table: ImageTable, report: DataReport, settings: Mapping[str, Any]) -> Path:
