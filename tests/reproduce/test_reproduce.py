@@ -102,6 +102,8 @@ def test_outputs_of_a_reproduction(tmp_path):
     md = w.markdown.read_text()  # seeds, profile, precision, device, wall time, the exact command, the rules
     assert "Seeds 0 (fixed before the run; every seed's numbers are in summary.csv, learned or not); profile cpu; " \
         "device " in md and "training precision" in md and "wall time: 8 training run(s)" in md
+    threads = {json.loads(p.read_text())["threads"] for p in (tmp_path / "runs").glob("*/summary.json")}
+    assert len(threads) == 1 and f"torch threads a training run {threads.pop()} (CPU sums depend on it" in md
     assert "1 seed(s) (0) (fewer than the 5 this reproduction asks for)" in md and manifest["seeds"] == [0]
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
     assert "Verdict rules (design §11)" in md and "LEAKY" in md and "SENSITIVITY, not the papers' split" in md

@@ -154,8 +154,11 @@ def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
     attack_precisions = _distinct([ev.record for ev in measured], "precision") or [options.precision]
     crn_precisions = _distinct(summaries, "crn_precision")
     crn = f", online CRN {', '.join(crn_precisions)}" if crn_precisions else ""
+    threads = _distinct(summaries, "threads")
+    threads_text = (f"; torch threads a training run {', '.join(threads)} (CPU sums depend on it: `--set threads=N` "
+                    "sets it)" if threads else "")
     return (f"Seeds {seeds_text(seeds)} (fixed before the run; every seed's numbers are in summary.csv, learned or "
-            f"not); profile {options.profile}; device {', '.join(devices) or 'n/a'}; "
+            f"not); profile {options.profile}; device {', '.join(devices) or 'n/a'}{threads_text}; "
             f"training precision {', '.join(precisions) or 'n/a'}, attacks {', '.join(attack_precisions)}{crn}; "
             "wall time: "
             f"{len(runs)} training run(s) {duration(train_s)} in all (as their summaries recorded, cached runs "
