@@ -477,3 +477,15 @@ def test_fedsafe_table1_runs_a_labelled_dirichlet_sensitivity_beside_the_papers_
     assert len(sens) == 3 and len(parts) == 8
     assert {(s.partition, s.dirichlet_alpha) for s in sens.values()} == {("dirichlet", 0.5)}
     assert {s.partition for m, s in parts.items() if m not in sens} == {"shards"}
+
+
+def test_the_papers_pathology_row_is_named_where_it_is_not_run():
+    from fedsafe.reproduce.outputs import pathology_note
+
+    note = pathology_note("fed-safe", "fedsafe-table1", "glioma", data_found=False)
+    assert "is not on the machine these results come from" in note
+    assert "`fedsafe reproduce fedsafe-table1 --task pcam --set task.data_root=DIR --set task.image_size=96 " in note
+    assert "were found on this machine" in pathology_note("crn", "crn-fig2", "meningioma", data_found=True)
+    # the control: no note on PCam itself, on tasks the papers do not have, or for the demo
+    assert [pathology_note(p, "x", t, data_found=False) for p, t in
+            [("crn", "pcam"), ("crn", "synthetic"), ("fed-safe", "breastmnist"), ("demo", "meningioma")]] == [None] * 4

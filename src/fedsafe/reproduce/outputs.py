@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..build import default_data_root
 from ..progress import duration
 from ..report import figures as figs
 from ..runs.atomic import write_json, write_text
@@ -34,8 +35,8 @@ from .reproductions.base import BuildInput, Built, Measurement, Options, Reprodu
 from .reproductions.format import run_label
 from .run_cache import Evaluation
 
-__all__ = ["Written", "built_markdown", "command_line", "markdown_table", "run_facts", "setting_text", "summary_row",
-           "write_outputs"]
+__all__ = ["Written", "built_markdown", "command_line", "markdown_table", "pathology_note", "run_facts", "setting_text",
+           "summary_row", "write_outputs"]
 
 FILES_NOTE = ("Files: `rows.csv` (every measured row: attacker x target x attack x seed), `summary.csv` (one row per "
               "attack configuration and seed), `table.csv` (mean and std over seeds), `verdicts.json`, "
@@ -130,9 +131,22 @@ def command_line(name: str, task: str, options: Options, results: Path) -> str:
              seeds_arg(options.seeds), *(["--quick"] if options.quick else [])]
     for o in options.overrides:
         parts += ["--set", shlex.quote(o)]
-    parts += ["--precision", options.precision, "--batch-size", str(options.batch_size), "--results",
+    parts += ["--precision", options.precision, "--batch-size", str(options.batch_size), "-o",
               shlex.quote(str(results))]
     return " ".join(parts)
+
+
+def pathology_note(paper: str, name: str, task: str, *, data_found: bool) -> str | None:
+    """Where a papers' reproduction runs on one of their MRI tasks: why the papers' Pathology row is not beside it,
+    and the command that gives it (``data_found``: whether PCam's files are where fedsafe looks for them)."""
+    if paper not in ("crn", "fed-safe") or task not in ("meningioma", "glioma"):
+        return None
+    why = ("PCam's files were found on this machine but this reproduction was not run on them" if data_found else
+           "its data, the official `camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5` files, is not on the "
+           "machine these results come from")
+    return (f"Pathology, the papers' third task (PatchCamelyon, 96x96 RGB patches), is not reproduced here: {why}. "
+            f"With the files in DIR: `fedsafe reproduce {name} --task pcam --set task.data_root=DIR --set "
+            "task.image_size=96 --set task.channels=3` (the paper's Pathology row is then printed beside ours).")
 
 
 def run_facts(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evaluation],
@@ -242,6 +256,10 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
                        for w in evaluations[(j.run_dir, j.measurement.spec)].record.get("sanity_warnings") or []})
     if warnings:  # Carlini et al.'s checks, run once per run by the transfer evaluation
         built = replace(built, notes=(*built.notes, "Sanity-check warnings (Carlini et al.): " + "; ".join(warnings)))
+    pcam_root = default_data_root("pcam")
+    pathology = pathology_note(rep.paper, rep.name, task, data_found=pcam_root is not None and pcam_root.exists())
+    if pathology:
+        built = replace(built, notes=(*built.notes, pathology))
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "rows.csv", pd.concat(frames, ignore_index=True).to_csv(index=False))
     write_text(folder / "summary.csv", summary.to_csv(index=False))
