@@ -11,14 +11,15 @@
 #           --device cuda --precision fp32 --batch-size 100 --set task.snapshot=.snap/TASK.npz` for each pair in
 #           order, into results-device/ (the run cache stays there for a call made at once after this one), and
 #           stops starting new pairs when less than a quarter of SECONDS is left (a pair still running at SECONDS
-#           is stopped: its finished trainings stay cached, its outputs are not written). Then it packs every
+#           is stopped: its finished trainings stay cached, its outputs are not written). SECONDS counts from
+#           when the wheels are installed: leave the call's timeout a minute above it. Then it packs every
 #           finished reproduction's outputs (not the runs) and the log into $OUT/results-device.tgz.
 #   there:  scripts/device_reproduce.sh bench
 #           `python benchmarks/bench_jobs.py --skip-cpu`: the --jobs 8 / --jobs 1 throughput on the GPU (a minute or
 #           two), its output in $OUT/bench-jobs.txt.
 #
-# Environment: SEEDS (5), JOBS (8), DEVICE (cuda), EXTRA (more reproduce options), PY (python3), OUT (where the
-# archive goes; the device tool sets it). Tested on a CPU, without the wheels (no GPU was lent when it was written):
+# Environment: SEEDS (5), JOBS (8), DEVICE (cuda), EXTRA (more reproduce options), PY (python3), RESULTS (the
+# results folder, results-device), WHEEL_DIR (.whl), OUT (where the archive goes; the device tool sets it). Tested on a CPU, without the wheels (no GPU was lent when it was written):
 #   DEVICE=cpu SEEDS=1 JOBS=2 EXTRA="--quick --set task.synthetic_size=200 --set task.image_size=16 \
 #     --set model.width=0.05 --set splits.client_test_size=20" OUT=/tmp/o \
 #     scripts/device_reproduce.sh run 400 crn-fig2:synthetic fedsafe-table2:synthetic
@@ -31,8 +32,9 @@ WHEELS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-ins
         typing-extensions==4.16.0 dp-accounting==0.6.0 dm-tree==0.1.10 imagehash==4.3.1 PyWavelets==1.10.0)
 
 use_wheels() {  # the carried wheels (if any) into /tmp/site, fedsafe from src/
-  if compgen -G ".whl/*.whl" > /dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  local wheels=${WHEEL_DIR:-.whl}
+  if compgen -G "$wheels/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheels"/*.whl \
       || exit 1
     export PYTHONPATH=/tmp/site:src
   else
@@ -55,17 +57,18 @@ prepare() {
 
 run() {
   local budget=$1; shift
-  local start=$SECONDS results=results-device log
+  local start results=${RESULTS:-results-device} log
   use_wheels
   export PYTHONUNBUFFERED=1
   mkdir -p "$results/logs"
   log="$results/logs/progress.txt"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$log"
+  start=$SECONDS  # the budget counts from here (the wheels are installed)
   local done_pairs=()
   for pair in "$@"; do
     local table=${pair%%:*} task=${pair##*:}
     local left=$(( budget - (SECONDS - start) ))
-    if [ "$left" -lt $(( budget / 4 )) ]; then
+    if [ "$left" -le 0 ] || [ "$left" -lt $(( budget / 4 )) ]; then  # (timeout 0 would mean no limit at all)
       echo "$(date -u +%FT%TZ) not started (${left} s left): $table $task" | tee -a "$log"
       continue
     fi
@@ -80,10 +83,11 @@ run() {
     echo "$(date -u +%FT%TZ) end $table $task rc=$rc" | tee -a "$log"
     [ $rc -eq 0 ] && done_pairs+=("$table")
   done
-  if [ -n "${OUT:-}" ]; then
-    local keep=("$results/logs")
-    for t in "${done_pairs[@]}"; do [ -d "$results/$t" ] && keep+=("$results/$t"); done
-    tar czf "$OUT/results-device.tgz" "${keep[@]}" && ls -la "$OUT"
+  if [ -n "${OUT:-}" ]; then  # the finished reproductions' outputs and the logs, named from the results folder
+    local base; base=$(basename "$results")
+    local keep=("$base/logs")
+    for t in "${done_pairs[@]}"; do [ -d "$results/$t" ] && keep+=("$base/$t"); done
+    tar czf "$OUT/results-device.tgz" -C "$(dirname "$results")" "${keep[@]}" && ls -la "$OUT"
   fi
 }
 
