@@ -20,7 +20,15 @@ from fedsafe.reproduce.costs import eval_passes
 from fedsafe.reproduce.reproductions import GROUPS, REPRODUCTIONS
 from fedsafe.reproduce.reproductions.base import BuildInput, Options
 from fedsafe.reproduce.reproductions.fedsafe_fig3 import FRACTIONS
-from fedsafe.reproduce.reproductions.fedsafe_table2 import ARMS, DP_TARGET, NO_NOISE, PAPERS, arm_label, dp_noise
+from fedsafe.reproduce.reproductions.fedsafe_table2 import (
+    ARMS,
+    DP_TARGET,
+    NO_NOISE,
+    PAPERS,
+    SENSITIVITY,
+    arm_label,
+    dp_noise,
+)
 from fedsafe.reproduce.reproductions.format import METRICS, fraction_text
 from fedsafe.reproduce.reproductions.setups import FS_SPLIT, at_fraction, with_delta
 from fedsafe.runs import Run
@@ -61,10 +69,11 @@ def test_table2_labels_dp_only_the_arm_whose_accounted_epsilon_is_at_most_10():
     eps = {NO_NOISE: (math.inf, math.inf), PAPERS: (4.56e6, 1.5e11), DP_TARGET: (9.3, 5.6e4)}
 
     def extra(m, seed):
-        e = eps[m.tag()["arm"]]
-        asr = {NO_NOISE: 0.6, PAPERS: 0.55, DP_TARGET: 0.3}[m.tag()["arm"]]
+        arm = m.tag()["arm"].removesuffix(" [Dirichlet 0.5]")  # the sensitivity arms: the same numbers
+        e = eps[arm]
+        asr = {NO_NOISE: 0.6, PAPERS: 0.55, DP_TARGET: 0.3}[arm]
         return {"epsilon": e[0], "epsilon_unconditional": e[1], "asr_avg_benign": asr,
-                "learned": m.tag()["arm"] != DP_TARGET}  # the epsilon <= 10 arm did not learn
+                "learned": arm != DP_TARGET}  # the epsilon <= 10 arm did not learn
 
     built = REPRODUCTIONS["fedsafe-table2"].build(_input("fedsafe-table2", seeds=3, extra=extra))
     asr, privacy = built.tables[0].frame, built.tables[1].frame
@@ -80,6 +89,12 @@ def test_table2_labels_dp_only_the_arm_whose_accounted_epsilon_is_at_most_10():
     assert dp_verdict.status == "undetermined" and "noise for epsilon <= 10 seed 0" in dp_verdict.evidence
     papers = next(v for v in built.verdicts if v.claim.startswith("The papers' noise setting") and "ASR" in v.claim)
     assert papers.status == "holds" and "(not DP (epsilon 4.56e+06" in papers.claim  # 3 seeds 0.05 apart, spread 0
+    # the sensitivity arms: their own table and claims, labelled, never in the main table's rows or notes
+    sens = built.tables[2]
+    assert sens.title.startswith("SENSITIVITY, not the papers' split") and len(sens.frame) == 5  # 4 eps + clean acc
+    assert not any("Dirichlet" in c for c in asr.columns) and "Dirichlet" not in " ".join(built.tables[0].notes)
+    sens_claims = [v for v in built.verdicts if v.claim.startswith("SENSITIVITY")]
+    assert len(sens_claims) == 3 and sens_claims[0].status == "holds"
 
 
 def test_the_epsilon_10_arm_noise_accounts_to_at_most_10_on_its_split():
@@ -99,7 +114,12 @@ def test_table2_arms_are_the_papers_setting_and_the_calibrated_one():
     rep = REPRODUCTIONS["fedsafe-table2"]
     base = load_config(overrides=[*TINY, "task.name=synthetic", "train.rounds=2"])
     deltas = rep.trainings(base)
-    assert tuple(deltas) == ARMS
+    assert tuple(deltas) == (*ARMS, *SENSITIVITY)
+    for main, sens in zip(ARMS, SENSITIVITY, strict=True):  # the same arm on the Dirichlet partition
+        assert deltas[sens].get("splits.partition") == "dirichlet" and deltas[main].get("splits.partition") is None
+        assert deltas[sens].get("federation.uplink_clip") == deltas[main].get("federation.uplink_clip")
+    assert deltas[SENSITIVITY[1]].get("federation.uplink_noise") == 0.001
+    assert deltas[SENSITIVITY[2]].get("federation.uplink_noise") > 0.001  # calibrated on its own split
     assert deltas[PAPERS].get("federation.uplink_noise") == 0.001
     assert deltas[DP_TARGET].get("federation.uplink_noise") > 0.001
     assert deltas[PAPERS].get("federation.uplink_clip") == deltas[DP_TARGET].get("federation.uplink_clip")

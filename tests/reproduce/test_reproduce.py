@@ -117,13 +117,15 @@ def test_outputs_of_a_reproduction(tmp_path):
 
 def test_reproductions_share_their_trainings():
     p = plan(["all"], tasks=["synthetic"], results="unused-results", options=Options(quick=True, overrides=TINY))
-    # 8 (Table 1: 3 clean, 2 leaky, 3 Dirichlet sensitivity) + 2 (Table 2: papers' setting, epsilon <= 10)
-    # + 10 (Figure 3 but f = 0.2) + 1 (CRN)
-    assert len(p.runs) == 21
+    # 8 (Table 1: 3 clean, 2 leaky, 3 Dirichlet sensitivity) + 4 (Table 2: papers' setting, epsilon <= 10, each on
+    # both partitions) + 10 (Figure 3 but f = 0.2) + 1 (CRN)
+    assert len(p.runs) == 23
     names = sorted(run.names for run in p.runs.values())
     assert ("crn-table1/crn", "crn-table2/crn", "crn-fig2/crn", "crn-fig3/crn") in names
     assert any("fedsafe-table2/no uplink noise" in n and "fedsafe-table1/distributed noise (Fed-Safe)" in n
                for n in names)
+    assert any("fedsafe-table2/no uplink noise [Dirichlet 0.5]" in n  # the sensitivity arms share the same way
+               and "fedsafe-table1/distributed noise (Fed-Safe) [Dirichlet 0.5]" in n for n in names)
     # Figure 3's f = 0.2 runs are Table 1's (one cached training each)
     assert any({"fedsafe-table1/adversarial training", "fedsafe-fig3/adversarial training f=0.2"} <= set(n)
                for n in names)
@@ -134,10 +136,10 @@ def test_reproductions_share_their_trainings():
     assert {c.splits.server_for_fraction for c in fs} == {1.0}
     assert {c.defense.name for c in fs} == {"none", "adversarial-training", "fed-safe"}  # never the shared variant
     cost = p.cost(0)
-    assert cost["runs_to_train"] == 21 and cost["evaluations"] == len(p.evaluations(0)) > 0
+    assert cost["runs_to_train"] == 23 and cost["evaluations"] == len(p.evaluations(0)) > 0
     text = "\n".join(p.describe())
-    assert "21 training run(s)" in text
-    assert "Trainings a seed (per task): fedsafe-table1 8, fedsafe-table2 3, fedsafe-fig3 12, crn-table1 1" in text
+    assert "23 training run(s)" in text
+    assert "Trainings a seed (per task): fedsafe-table1 8, fedsafe-table2 6, fedsafe-fig3 12, crn-table1 1" in text
     two = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
                options=Options(quick=True, overrides=TINY, seeds=2))
     assert len(two.runs) == 2 and {r.seed for r in two.runs.values()} == {0, 1}

@@ -44,6 +44,7 @@ from .setups import (
     ADV_TRAINING,
     AT,
     AT_LEAKY,
+    DIRICHLET,
     DN,
     DN_LEAKY,
     FED_SAFE,
@@ -53,6 +54,7 @@ from .setups import (
     LEAKY,
     NO_DEFENSE,
     NONE,
+    SENSITIVITY_SUFFIX,
     at_fraction,
 )
 
@@ -60,9 +62,7 @@ __all__ = ["DIRICHLET", "FEDSAFE_TABLE1", "METHODS", "SENSITIVITY", "STEPS"]
 
 STEPS = (0.005, 0.012, 0.017, 0.05)
 """The paper's "Step" column: PGD's step size alpha."""
-DIRICHLET = ConfigDelta.of(splits={"partition": "dirichlet", "dirichlet_alpha": 0.5})
-"""The sensitivity partition: Dirichlet(0.5) over the classes, not the papers' shards."""
-SENS = " [Dirichlet 0.5]"
+SENS = SENSITIVITY_SUFFIX
 NONE_D, AT_D, DN_D = NONE + SENS, AT + SENS, DN + SENS
 SENSITIVITY = (NONE_D, AT_D, DN_D)
 METHODS = (NONE, AT, DN, AT_LEAKY, DN_LEAKY, *SENSITIVITY)

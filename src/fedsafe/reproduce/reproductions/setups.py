@@ -45,6 +45,11 @@ authors' baseline, = Fed-Safe with s_D = 0). The shared-model variant never deci
 FED_SAFE = _FS_BASE | ConfigDelta.of(defense={"name": "fed-safe"}, federation={"downlink_noise": 0.01})
 LEAKY = ConfigDelta.of(defense={"adaptation_data": "attack-sets"})
 """The authors' protocol, a labelled variant: the server adapts on the clients' attack sets themselves."""
+DIRICHLET = ConfigDelta.of(splits={"partition": "dirichlet", "dirichlet_alpha": 0.5})
+"""The sensitivity partition: Dirichlet(0.5) over the classes, not the papers' shards (where the shard split leaves
+too few matched seeds, issue 18 item 6; docs/results/did-not-learn.md)."""
+SENSITIVITY_SUFFIX = " [Dirichlet 0.5]"
+"""Appended to an arm's name on the sensitivity partition."""
 
 AT, DN, NONE = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
 AT_LEAKY, DN_LEAKY = "adversarial training, LEAKY", "distributed noise, LEAKY"
