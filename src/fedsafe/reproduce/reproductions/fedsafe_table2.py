@@ -2,7 +2,7 @@
 "DP" setting, and with noise that really is DP, at attack eps 0.01 ... 0.07 (PGD-20, alpha eps / 4; the paper does
 not state the attack). Three trainings a seed (the one without noise is Table 1's distributed-noise run), and the
 same three on a Dirichlet(0.5) partition as a clearly labelled SENSITIVITY (the papers' shard split can leave too
-few seeds where both arms learned; issue 18 item 6): six in all.
+few seeds where both arms learned, design §11): six in all.
 
 * **papers' setting**: uplink clip C = 5 x the initial model's L2 norm and s_U = 0.001, as the papers set it by
   hand. Its accounted epsilon is ~1e6 (design §4): it is shown with that epsilon and never called "DP".

@@ -47,7 +47,7 @@ LEAKY = ConfigDelta.of(defense={"adaptation_data": "attack-sets"})
 """The authors' protocol, a labelled variant: the server adapts on the clients' attack sets themselves."""
 DIRICHLET = ConfigDelta.of(splits={"partition": "dirichlet", "dirichlet_alpha": 0.5})
 """The sensitivity partition: Dirichlet(0.5) over the classes, not the papers' shards (where the shard split leaves
-too few matched seeds, issue 18 item 6; docs/results/did-not-learn.md)."""
+too few matched seeds for a verdict, design §11; docs/results/did-not-learn.md)."""
 SENSITIVITY_SUFFIX = " [Dirichlet 0.5]"
 """Appended to an arm's name on the sensitivity partition."""
 
