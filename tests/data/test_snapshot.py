@@ -71,6 +71,11 @@ def test_a_setting_that_differs_from_the_snapshots_is_a_one_line_error(tmp_path)
         assert "\n" not in str(err.value) and str(path) in str(err.value)
     # where the data lives and how reading fails are not the table's settings
     load_table(load_config(overrides=[*SYNTH, f"task.snapshot={path}", "task.data_root=/nowhere", "task.strict=true"]))
+    # a sites CSV's content is in the table: its path need not match, but whether there was one must
+    with pytest.raises(ValueError, match="made without a sites CSV"):
+        load_table(load_config(overrides=[*SYNTH, f"task.snapshot={path}", "task.sites_csv=sites.csv"]))
+    with_sites = snapshot_settings(load_config(overrides=[*SYNTH, "task.sites_csv=/a/sites.csv"]).task, seed=0)
+    assert with_sites == snapshot_settings(load_config(overrides=[*SYNTH, "task.sites_csv=b.csv"]).task, seed=0)
 
 
 def test_a_missing_damaged_or_foreign_file_is_a_one_line_error_naming_it(tmp_path):

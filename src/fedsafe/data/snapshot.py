@@ -43,14 +43,16 @@ _ARRAYS = ("images", "labels", "groups", "ids", "origin", "class_names", "sites"
            "format_version")
 """The arrays of a snapshot, in checksum order (``sites`` is empty when the task has none)."""
 
-_LOCATIONS = ("data_root", "cache_dir", "snapshot", "strict")
-"""Task fields that say where the data is or how reading fails, not what the table holds."""
+_LOCATIONS = ("data_root", "cache_dir", "snapshot", "strict", "sites_csv")
+"""Task fields that say where the data is or how reading fails, not what the table holds (a sites CSV's content,
+the sites and the patients' groups, is in the table; whether there was one is a setting, ``sites``)."""
 
 
 def snapshot_settings(task: TaskConfig, *, seed: int) -> dict[str, Any]:
     """The settings that determine a task's table: every ``task`` field but where things are, the reader's version,
     and for the synthetic task (generated, not read) the seed and size that draw it."""
     settings = {k: v for k, v in task.model_dump(mode="json").items() if k not in _LOCATIONS}
+    settings["sites"] = task.sites_csv is not None
     if task.name == "synthetic":
         settings["seed"] = seed
     else:
@@ -104,8 +106,13 @@ def load_snapshot(path: str | Path, *, expected: Mapping[str, Any] | None = None
     if str(arrays["checksum"]) != checksum(arrays, _ARRAYS):
         raise ValueError(f"{where}: damaged (its checksum does not match its contents): copy it again")
     settings = json.loads(str(arrays["settings"]))
+    settings["sites"] = len(arrays["sites"]) > 0  # what the table holds decides (a sites CSV gives every image one)
     for key, want in (expected or {}).items():
         if settings.get(key) != want:
+            if key == "sites":
+                have = "with" if settings[key] else "without"
+                raise ValueError(f"{where} was made {have} a sites CSV (task.sites_csv), the config "
+                                 f"{'names one' if want else 'none'}: make a new snapshot with these settings")
             name = key if key in ("seed", "reader_version") else f"task.{key}"
             raise ValueError(f"{where} was made with {name}={settings.get(key)!r}, the config has {want!r}: make "
                              "a new snapshot with these settings, or use the ones it was made with")
