@@ -16,6 +16,7 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from fedsafe.cli import app
+from fedsafe.progress import duration
 from fedsafe.report.html import build_report
 from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.outputs import command_line, markdown_table
@@ -157,6 +158,12 @@ def test_the_seed_list_is_fixed_before_running_and_stated_first():
     five = plan(["crn-table1"], tasks=["synthetic"], results="unused-results",
                 options=Options(quick=True, overrides=TINY, seeds=5))
     assert {r.seed for r in five.runs.values()} == {0, 1, 2, 3, 4} and "Fewer seeds" not in " ".join(five.describe())
+    # the estimate is the work; with workers, its wall time shared out beside it
+    (serial,) = [x for x in five.describe() if x.startswith("All 5 seeds")]
+    (shared,) = [x for x in five.describe(jobs=2) if x.startswith("All 5 seeds")]
+    assert "with --jobs" not in serial and shared.count("with --jobs 2") == 2
+    train = five.cost(None)["train_seconds"]
+    assert f"~{duration(train)}, ~{duration(train / 2)} with --jobs 2)" in shared
     assert command_line("crn-table1", "synthetic", Options(seeds=(1, 3)), Path("r")).count("--seeds 1,3 ") == 1
     assert "--seeds 5 " in command_line("crn-table1", "synthetic", Options(seeds=5), Path("r"))
 

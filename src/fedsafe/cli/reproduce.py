@@ -134,7 +134,7 @@ def reproduce(
         with torch_threads(threads), progress_bars() as prog:
             names = [n.strip() for n in name.split(",") if n.strip()]
             p = plan(names, tasks=tasks, results=results, options=options, progress=prog)
-            for line in p.describe():
+            for line in p.describe(jobs=jobs):
                 console.print(line, highlight=False)
             if dry_run:
                 return

@@ -105,8 +105,15 @@ class Plan:
                 "resolve less (below 3 matched seeds they are indicative only).")
         return lines
 
-    def describe(self) -> list[str]:
-        """What one seed (and all seeds) costs, in sentences for the console, after the seed list."""
+    def describe(self, jobs: int = 1) -> list[str]:
+        """What one seed (and all seeds) costs, in sentences for the console, after the seed list. The estimates
+        are the work, run after run, at the speed the finished runs were measured at; with ``jobs`` > 1 workers
+        the wall time is also given, the work shared out (on a CPU, each worker then has fewer threads: the
+        measured runs' speed is the better guide when they ran with the same ``--jobs``)."""
+
+        def wall(seconds: float) -> str:
+            return f"~{duration(seconds)}" + (f", ~{duration(seconds / jobs)} with --jobs {jobs}" if jobs > 1 else "")
+
         first = self.options.seeds[0]
         one, every = self.cost(first), self.cost(None)
         q = " (QUICK: fewer rounds)" if self.options.quick else ""
@@ -124,8 +131,8 @@ class Plan:
                      "distinct (a training two tables share is trained once).")
         if len(self.options.seeds) > 1:
             lines.append(f"All {len(self.options.seeds)} seeds: {every['runs_to_train']} run(s) to train "
-                         f"(~{duration(every['train_seconds'])}), {every['evaluations_to_run']} evaluation(s) "
-                         f"(~{duration(every['attack_seconds'])}).")
+                         f"({wall(every['train_seconds'])}), {every['evaluations_to_run']} evaluation(s) "
+                         f"({wall(every['attack_seconds'])}).")
         lines.append(f"Estimates: {self.speed_source}.")
         return lines
 
