@@ -50,7 +50,7 @@ prepare() {
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}" || exit 1
   for t in "${tasks[@]}"; do
-    fedsafe data snapshot ".snap/$t.npz" --task "$t" --profile cpu || exit 1
+    "$PY" -c "from fedsafe.cli import main; main()" data snapshot ".snap/$t.npz" --task "$t" --profile cpu || exit 1
   done
   du -sh .whl .snap
 }
@@ -81,12 +81,12 @@ run() {
       --batch-size 100 --no-report -o "$results" "${snap[@]}" ${EXTRA:-} >> "$results/logs/$table-$task.log" 2>&1
     local rc=$?
     echo "$(date -u +%FT%TZ) end $table $task rc=$rc" | tee -a "$log"
-    [ $rc -eq 0 ] && done_pairs+=("$table")
+    [ $rc -eq 0 ] && done_pairs+=("$table/$task")
   done
   if [ -n "${OUT:-}" ]; then  # the finished reproductions' outputs and the logs, named from the results folder
     local base; base=$(basename "$results")
     local keep=("$base/logs")
-    for t in "${done_pairs[@]}"; do [ -d "$results/$t" ] && keep+=("$base/$t"); done
+    for d in "${done_pairs[@]}"; do [ -d "$results/$d" ] && keep+=("$base/$d"); done
     tar czf "$OUT/results-device.tgz" -C "$(dirname "$results")" "${keep[@]}" && ls -la "$OUT"
   fi
 }

@@ -45,14 +45,7 @@ from typing import Any, Literal
 
 from fedsafe.attacks.budget import check_alpha, check_eps, check_steps, check_window
 from fedsafe.attacks.crn import crn_alpha
-from fedsafe.attacks.registry import (
-    ADAPTIVE_ATTACKS,
-    ATTACKS,
-    QUERY_ATTACKS,
-    get_adaptive_attack,
-    get_attack,
-    get_query_attack,
-)
+from fedsafe.attacks.registry import ADAPTIVE_ATTACKS, ATTACKS, QUERY_ATTACKS
 from fedsafe.config import CrnConfig, ExperimentConfig
 from fedsafe.defaults import crn_steps
 
@@ -205,7 +198,6 @@ class AttackSpec:
         if self.attack not in ATTACKS and not self.adaptive and not self.query:  # one message naming every attack
             known = ", ".join(sorted(ATTACKS | ADAPTIVE_ATTACKS | QUERY_ATTACKS))
             raise ValueError(f"unknown attack {self.attack!r}; known: {known}")
-        _lookup_attack(self.attack)
         _check_adaptive(self)
         object.__setattr__(self, "start", Start.parse(self.start))
         check_eps(self.eps)
@@ -296,16 +288,6 @@ class AttackSpec:
 
     def replace(self, **changes: Any) -> AttackSpec:
         return dataclasses.replace(self, **changes)
-
-
-def _lookup_attack(name: str) -> None:
-    """ValueError unless ``name`` is a known attack of its kind (the registry's message)."""
-    if name in ADAPTIVE_ATTACKS:
-        get_adaptive_attack(name)
-    elif name in QUERY_ATTACKS:
-        get_query_attack(name)
-    else:
-        get_attack(name)
 
 
 def _check_query(spec: AttackSpec) -> None:

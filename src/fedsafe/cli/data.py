@@ -111,7 +111,7 @@ def check(
             raise fail(_one_line(exc)) from None
         if task is not None and task != table.name:
             raise fail(f"{path} is a snapshot of task {table.name!r}, not {task!r}")
-        typer.echo(json.dumps(report.to_dict(), indent=2)) if as_json else show_report(report)
+        _print_report(report, as_json)
         return
     try:
         if task is None:
@@ -132,6 +132,10 @@ def check(
                 raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     except ValueError as exc:
         raise fail(_one_line(exc)) from None
+    _print_report(report, as_json)
+
+
+def _print_report(report: DataReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -1,7 +1,7 @@
 """A task's decoded image table in one file, so a federation can be trained where its source images are not: on a
 GPU machine that receives only a small upload, or on a colleague's machine that must not hold the scans.
 
-``fedsafe data snapshot -o FILE.npz`` writes what a task reads (:func:`fedsafe.build.load_table`): the de-duplicated
+``fedsafe data snapshot FILE.npz`` writes what a task reads (:func:`fedsafe.build.load_table`): the de-duplicated
 images at the task's size and channels, labels, ids (content hashes of the source files), origins, the split groups
 (near-duplicates and same-scan slices), the sites where there are any, the class names and the data report. It also
 records the task settings that made it (:func:`snapshot_settings`). ``task.snapshot: FILE.npz`` then reads the table
@@ -91,7 +91,7 @@ def load_snapshot(path: str | Path, *, expected: Mapping[str, Any] | None = None
     path = Path(path).expanduser()
     where = f"task.snapshot {path}"
     if not path.is_file():
-        raise ValueError(f"{where}: no such file (make one with `fedsafe data snapshot -o FILE`)")
+        raise ValueError(f"{where}: no such file (make one with `fedsafe data snapshot FILE.npz`)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

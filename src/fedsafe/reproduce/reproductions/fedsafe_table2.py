@@ -18,6 +18,7 @@ of every verdict.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -197,15 +198,23 @@ def _paper(ds: str | None) -> dict[tuple[str, str], Any]:
     return {}
 
 
-def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: str | None) -> Table:
-    paper = _paper(ds)
+def _asr_cells(inp: BuildInput, agg: pd.DataFrame) -> Callable[[str, float], str]:
+    """``at(arm, eps)``: an arm's mean ± std ASR on benign clients at eps ("n/a" without a run that learned),
+    marked † where some of its runs did not learn."""
     idx = {(r.arm, r.eps_value): r._asdict() for r in agg.itertuples()}
     mk = marks(inp.summary, "arm")
-    heads = {NO_NOISE: "avg ASR, no uplink noise", PAPERS: f"avg ASR, papers' setting [{labels[PAPERS]}]",
-             DP_TARGET: f"avg ASR, noise for epsilon <= 10 [{labels[DP_TARGET]}]"}
 
     def at(arm: str, e: float) -> str:
         return (cell(idx[(arm, e)], "asr_avg_benign") if (arm, e) in idx else "n/a") + mk.get(arm, "")
+
+    return at
+
+
+def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: str | None) -> Table:
+    paper = _paper(ds)
+    heads = {NO_NOISE: "avg ASR, no uplink noise", PAPERS: f"avg ASR, papers' setting [{labels[PAPERS]}]",
+             DP_TARGET: f"avg ASR, noise for epsilon <= 10 [{labels[DP_TARGET]}]"}
+    at = _asr_cells(inp, agg)
 
     rows = []
     for e in EPS_VALUES:
@@ -233,13 +242,8 @@ def _asr_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str], ds: s
 
 
 def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str]) -> Table:
-    idx = {(r.arm, r.eps_value): r._asdict() for r in agg.itertuples()}
-    mk = marks(inp.summary, "arm")
     heads = {arm: f"avg ASR, {arm.removesuffix(SENSITIVITY_SUFFIX)} [{labels[arm]}]" for arm in SENSITIVITY}
-
-    def at(arm: str, e: float) -> str:
-        return (cell(idx[(arm, e)], "asr_avg_benign") if (arm, e) in idx else "n/a") + mk.get(arm, "")
-
+    at = _asr_cells(inp, agg)
     rows = [{"eps": f"{e:g}", **{heads[arm]: at(arm, e) for arm in SENSITIVITY}} for e in EPS_VALUES]
     accs = {arm: inp.summary[inp.summary.arm == arm].groupby("seed").clean_acc.first().mean() for arm in SENSITIVITY}
     rows.append({"eps": "clean acc", **{heads[arm]: fmt_pct(accs[arm]) for arm in SENSITIVITY}})
