@@ -478,6 +478,26 @@ def test_task_all_takes_the_paper_tasks_whose_data_is_present(tmp_path):
     assert tasks == PAPER_TASKS and not skipped
 
 
+def test_each_fedsafe_table1_table_names_only_its_own_runs_that_did_not_learn():
+    def metric(m, k):
+        return 0.5
+
+    def learned(m, seed):  # only the leaky adversarial training stayed at the majority class
+        return m.tag()["method"] != "adversarial training, LEAKY"
+
+    built = REPRODUCTIONS["fedsafe-table1"].build(
+        _fake("fedsafe-table1", "meningioma", metric, seeds=3, learned=learned))
+    titles = ("Fed-Safe Table 1", "The authors'", "Clean accuracy", "SENSITIVITY")
+    main, leaky, accuracy, sensitivity = (next(t for t in built.tables if t.title.startswith(w)) for w in titles)
+
+    def names_it(t):
+        return any("did not learn" in n and "adversarial training, LEAKY seed 0" in n for n in t.notes)
+
+    assert names_it(leaky) and names_it(accuracy)  # the tables that show the run name it ...
+    assert not names_it(main) and not names_it(sensitivity)  # ... the others do not (it is not in them)
+    assert not any("did not learn (" in n for n in main.notes + sensitivity.notes)
+
+
 def test_fedsafe_table1_runs_a_labelled_dirichlet_sensitivity_beside_the_papers_split():
     p = plan(["fedsafe-table1"], tasks=["synthetic"], results="unused-results",
              options=Options(quick=True, overrides=FS_TINY, sanity=False))

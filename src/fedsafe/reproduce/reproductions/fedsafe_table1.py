@@ -123,6 +123,12 @@ def _accuracy_table(inp: BuildInput, learned: pd.DataFrame) -> Table:
     return table
 
 
+def _note_on(inp: BuildInput, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The did-not-learn note of a table showing ``methods``: only their runs (the clean-accuracy table, which
+    shows every method, names them all)."""
+    return not_learned_note(inp.summary[inp.summary.method.isin(methods)], "method")
+
+
 def _leak_note(idx: dict, paper: dict, ds: str | None) -> str:
     """How much of the gap between our clean-protocol ASR and the paper's the leaky protocol closes."""
     parts = []
@@ -176,7 +182,7 @@ def _tables(inp: BuildInput, agg: pd.DataFrame, idx_v: dict, paper: dict, ds: st
          "downlink noise 0, each client's copy of the clean global model adapted separately with its own random "
          "draws (the authors' baseline; = Fed-Safe with s_D = 0); distributed noise: downlink noise 0.01, each "
          "client its own adapted noisy copy. No defense: plain FedAvg (not in the paper), for reference.",
-         *not_learned_note(inp.summary, "method"), *no_paper_note(inp, "fed-safe", "Table 1")))
+         *_note_on(inp, (AT, DN, NONE)), *no_paper_note(inp, "fed-safe", "Table 1")))
     leaky = Table(
         "The authors' protocol (LEAKY variant: the server adapts on the attack sets themselves) beside the clean one",
         pd.DataFrame(leaky_rows),
@@ -184,7 +190,7 @@ def _tables(inp: BuildInput, agg: pd.DataFrame, idx_v: dict, paper: dict, ds: st
          "what the authors' code amounted to (it generated the adaptation examples from the first test batch and "
          "then attacked that batch). A labelled variant, never the defense's result. Clean: adaptation on the "
          "server set, disjoint from every attack set.", _leak_note(idx_v, paper, ds),
-         *not_learned_note(inp.summary, "method")))
+         *_note_on(inp, (AT_LEAKY, AT, DN_LEAKY, DN))))
     return table, leaky
 
 
@@ -202,7 +208,7 @@ def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame) -> Table:
                   "verdict (docs/results/did-not-learn.md). These rows split the same clients' images by a "
                   "Dirichlet(0.5) draw over the classes instead, same seeds, same attacks; they answer the question "
                   "on another partition and never replace the main table.",
-                  *not_learned_note(inp.summary[inp.summary.method.isin(SENSITIVITY)], "method")))
+                  *_note_on(inp, SENSITIVITY)))
 
 
 def _verdicts(idx: dict, accs: dict, paper: dict, ds: str | None) -> list[Verdict]:
