@@ -206,8 +206,10 @@ def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame) -> Table:
                  ("The papers' shard split can leave a client with almost no image of one class; with such a client "
                   "the cpu-profile runs may stay at the majority class, which leaves too few matched seeds for a "
                   "verdict (docs/results/did-not-learn.md). These rows split the same clients' images by a "
-                  "Dirichlet(0.5) draw over the classes instead, same seeds, same attacks; they answer the question "
-                  "on another partition and never replace the main table.",
+                  "Dirichlet(0.5) draw over the classes instead, same seeds, same attacks; they ask the same question "
+                  "on another partition (with two classes a Dirichlet(0.5) draw can be as lopsided, so whether they "
+                  "answer it depends on how many of their seeds learn: see their claims) and never replace the main "
+                  "table.",
                   *_note_on(inp, SENSITIVITY)))
 
 

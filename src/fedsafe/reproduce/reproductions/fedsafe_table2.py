@@ -254,7 +254,9 @@ def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str
                   "runs may then stay at the majority class, which leaves too few matched seeds for a verdict "
                   "(docs/results/did-not-learn.md). These rows split the same pool by a Dirichlet(0.5) draw over "
                   "the classes instead, same seeds, same attacks, the epsilon <= 10 arm's noise calibrated on this "
-                  "split; they answer the question on another partition and never replace the main table.",
+                  "split; they ask the same question on another partition (with two classes a Dirichlet(0.5) draw can "
+                  "be as lopsided, so whether they answer it depends on how many of their seeds learn: see their "
+                  "claims) and never replace the main table.",
                   *not_learned_note(sub, "arm")))
 
 
