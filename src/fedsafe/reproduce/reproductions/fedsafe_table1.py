@@ -56,6 +56,7 @@ from .setups import (
     NONE,
     SENSITIVITY_SUFFIX,
     at_fraction,
+    sensitivity_note,
 )
 
 __all__ = ["DIRICHLET", "FEDSAFE_TABLE1", "METHODS", "SENSITIVITY", "STEPS"]
@@ -203,14 +204,7 @@ def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame) -> Table:
              "no defense: self / avg": self_avg(idx, (NONE_D, step), mk.get(NONE_D, ""))} for step in STEPS]
     return Table("SENSITIVITY, not the papers' split: the same three methods on a Dirichlet(0.5) partition",
                  pd.DataFrame(rows),
-                 ("The papers' shard split can leave a client with almost no image of one class; with such a client "
-                  "the cpu-profile runs may stay at the majority class, which leaves too few matched seeds for a "
-                  "verdict (docs/results/did-not-learn.md). These rows split the same clients' images by a "
-                  "Dirichlet(0.5) draw over the classes instead, same seeds, same attacks; they ask the same question "
-                  "on another partition (with two classes a Dirichlet(0.5) draw can be as lopsided, so whether they "
-                  "answer it depends on how many of their seeds learn: see their claims) and never replace the main "
-                  "table.",
-                  *_note_on(inp, SENSITIVITY)))
+                 (sensitivity_note(), *_note_on(inp, SENSITIVITY)))
 
 
 def _verdicts(idx: dict, accs: dict, paper: dict, ds: str | None) -> list[Verdict]:

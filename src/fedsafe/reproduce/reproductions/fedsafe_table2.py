@@ -48,7 +48,16 @@ from .format import (
     paper_text,
     run_label,
 )
-from .setups import DIRICHLET, FED_SAFE, FS_ATTACK_STEPS, FS_FRACTION, SENSITIVITY_SUFFIX, at_fraction, with_delta
+from .setups import (
+    DIRICHLET,
+    FED_SAFE,
+    FS_ATTACK_STEPS,
+    FS_FRACTION,
+    SENSITIVITY_SUFFIX,
+    at_fraction,
+    sensitivity_note,
+    with_delta,
+)
 
 __all__ = ["ARMS", "DP_CLIP_TIMES_NORM", "DP_TARGET", "DP_UPLINK_NOISE", "EPS_VALUES", "FEDSAFE_TABLE2", "NO_NOISE",
            "PAPERS", "SENSITIVITY", "arm_label", "dp_clip", "dp_noise"]
@@ -250,13 +259,7 @@ def _sensitivity_table(inp: BuildInput, agg: pd.DataFrame, labels: dict[str, str
     sub = inp.summary[inp.summary.arm.isin(SENSITIVITY)]
     return Table("SENSITIVITY, not the papers' split: the same three arms on a Dirichlet(0.5) partition",
                  pd.DataFrame(rows),
-                 ("The papers' shard split can leave a client with almost no image of one class; the cpu-profile "
-                  "runs may then stay at the majority class, which leaves too few matched seeds for a verdict "
-                  "(docs/results/did-not-learn.md). These rows split the same pool by a Dirichlet(0.5) draw over "
-                  "the classes instead, same seeds, same attacks, the epsilon <= 10 arm's noise calibrated on this "
-                  "split; they ask the same question on another partition (with two classes a Dirichlet(0.5) draw can "
-                  "be as lopsided, so whether they answer it depends on how many of their seeds learn: see their "
-                  "claims) and never replace the main table.",
+                 (sensitivity_note(", the epsilon <= 10 arm's noise calibrated on this split"),
                   *not_learned_note(sub, "arm")))
 
 

@@ -21,9 +21,9 @@ from ...attacks.spec import DEFAULT_EPS, DEFAULT_WINDOWS
 from ...config import ExperimentConfig
 from ...training.delta import ConfigDelta
 
-__all__ = ["ADV_TRAINING", "AT", "AT_LEAKY", "CRN_RUN", "DN", "DN_LEAKY", "FED_SAFE", "FS_ATTACK_STEPS", "FS_EPS",
-           "FS_FRACTION", "FS_SPLIT", "LEAKY", "METHODS", "NONE", "NO_DEFENSE", "THREE_CLIENTS", "at_fraction",
-           "with_delta"]
+__all__ = ["ADV_TRAINING", "AT", "AT_LEAKY", "CRN_RUN", "DIRICHLET", "DN", "DN_LEAKY", "FED_SAFE", "FS_ATTACK_STEPS",
+           "FS_EPS", "FS_FRACTION", "FS_SPLIT", "LEAKY", "METHODS", "NONE", "NO_DEFENSE", "SENSITIVITY_SUFFIX",
+           "THREE_CLIENTS", "at_fraction", "sensitivity_note", "with_delta"]
 
 THREE_CLIENTS = ConfigDelta.of(splits={"num_clients": 3})
 """Both papers: three clients, the attacker role cycling over all of them."""
@@ -50,6 +50,17 @@ DIRICHLET = ConfigDelta.of(splits={"partition": "dirichlet", "dirichlet_alpha": 
 too few matched seeds for a verdict, design §11; docs/results/did-not-learn.md)."""
 SENSITIVITY_SUFFIX = " [Dirichlet 0.5]"
 """Appended to an arm's name on the sensitivity partition."""
+
+
+def sensitivity_note(also: str = "") -> str:
+    """What a SENSITIVITY table's rows are and are not (Fed-Safe Tables 1 and 2); ``also``: a clause of the table's
+    own (e.g. how its noise was calibrated on this split)."""
+    return ("The papers' shard split can leave a client with almost no image of one class; the cpu-profile runs may "
+            "then stay at the majority class, which leaves too few matched seeds for a verdict "
+            "(docs/results/did-not-learn.md). These rows split the same pool by a Dirichlet(0.5) draw over the "
+            f"classes instead, same seeds, same attacks{also}; they ask the same question on another partition (with "
+            "two classes a Dirichlet(0.5) draw can be as lopsided, so whether they answer it depends on how many of "
+            "their seeds learn: see their claims) and never replace the main table.")
 
 AT, DN, NONE = "adversarial training", "distributed noise (Fed-Safe)", "no defense (FedAvg)"
 AT_LEAKY, DN_LEAKY = "adversarial training, LEAKY", "distributed noise, LEAKY"
