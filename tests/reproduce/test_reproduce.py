@@ -448,6 +448,16 @@ def test_trend_and_spearman():
     assert trend("t", wide, expect="decreasing").status == "inconclusive"  # the end-point differences scatter
 
 
+def test_a_trend_counts_the_seeds_that_move_the_claimed_way_at_every_step():
+    # seeds 0 and 1 fall at every step; seed 2 falls overall but rises from x 0.5 to 1.0; a tie is no step down
+    values = [{0: 0.30, 1: 0.32, 2: 0.31}, {0: 0.20, 1: 0.21, 2: 0.10}, {0: 0.10, 1: 0.21, 2: 0.12}]
+    v = trend("t", {"a": Curve([0.1, 0.5, 1.0], values)}, expect="decreasing")
+    assert "decreasing at every step on 1 of 3 seeds" in v.evidence  # seed 1 ties at the last step
+    up = trend("t", {"a": Curve([0.1, 0.5, 1.0], values)}, expect="increasing")
+    assert "increasing at every step on 0 of 3 seeds" in up.evidence
+    assert v.status == "holds"  # descriptive only: the end points and the means' ranks decide
+
+
 def test_a_trend_tests_the_end_points_on_the_seeds_matched_along_the_curve():
     # seed 3 did not learn at x = 0.5 (absent there): it leaves the whole curve, the end points included
     values = [{0: 0.30, 1: 0.32, 2: 0.31, 3: 0.90}, {0: 0.2, 1: 0.21, 2: 0.2}, {0: 0.10, 1: 0.13, 2: 0.11, 3: 0.95}]

@@ -26,6 +26,7 @@ The rule (:data:`RULES`, printed under every reproduction's verdicts):
   against the one at the smallest, per seed), Holm-corrected over the curves. A resolved curve agrees when its end
   points go the claimed way and the rank correlation of its means does too (Spearman's rho, ties averaged,
   |rho| >= 0.5 with the claimed sign), contradicts when both go the other way, and is mixed when only one does.
+  The evidence also counts the seeds on which a curve moves the claimed way at every step (descriptive only).
 * A run did not learn when its global model, or a client model that is attacked, is within 2 points of the majority
   class rate (its summary's ``learned`` is false, with the reason). It never enters a verdict on attacks: its seed
   leaves every comparison with its arm. A clean-accuracy verdict counts it (named), as not learning is the very cost
@@ -360,9 +361,10 @@ def trend(claim: str, curves: Mapping[str, Curve], *, expect: Literal["increasin
         pts.append((name, t))
         ns.append(t.n)
         rho_s = "n/a" if math.isnan(rho) else f"{rho:+.2f}"
+        steady = int(np.all(sign * np.diff(y, axis=0) > 0, axis=0).sum()) if len(xs) >= 2 else 0
         parts.append(f"{name}: {fmt(means[0], math.nan)} at {xname} {xs[0]:g} -> {fmt(means[-1], math.nan)} at "
-                     f"{xs[-1]:g}, Spearman rho {rho_s}, end points: "
-                     f"{_stats_text(t, adj, seeds, fmt, tested.level)}")
+                     f"{xs[-1]:g}, Spearman rho {rho_s}, {expect} at every step on {steady} of {t.n} seeds, "
+                     f"end points: {_stats_text(t, adj, seeds, fmt, tested.level)}")
     seeds_min = min(ns, default=0)
     agree = sum(o == "agrees" for o in outcomes)
     note = _seed_note(seeds_min, "curves")
