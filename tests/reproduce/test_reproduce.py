@@ -427,6 +427,23 @@ def test_the_smallest_resolvable_difference_is_the_t_half_width_at_the_strictest
     assert f"Smallest difference these seeds could resolve: ±{100 * expected:.1f}% (a;" in v.evidence
 
 
+def test_a_smallest_resolvable_share_over_100_points_says_it_is_out_of_reach():
+    v = compare("c", [_point(0.3, 0.6, "wide")], expect="lower", names=("x", "y"))  # t(0.975, 2) x 0.6 / sqrt 3 > 1
+    assert v.status == "inconclusive" and "(over 100 points: out of reach)" in v.evidence
+    near = compare("c", [_point(0.01, 0.1, "near")], expect="lower", names=("x", "y"))
+    assert "out of reach" not in near.evidence  # 43 points: within the scale
+
+
+def test_the_claims_smallest_resolvable_difference_skips_points_whose_differences_do_not_vary():
+    # point "same": three equal differences of 0 (sd 0, p undefined -> unresolved, resolvable 0): not informative
+    same = Comparison("same", [0.4, 0.5, 0.6], [0.4, 0.5, 0.6])
+    v = compare("c", [same, _point(0.01, 0.1, "b")], expect="higher", names=("x", "y"))
+    assert v.status == "inconclusive" and "Smallest difference these seeds could resolve" in v.evidence
+    assert "(b; t at the strictest Holm" in v.evidence and "(same; t at" not in v.evidence
+    alone = compare("c", [same], expect="higher", names=("x", "y"))  # nothing else: the 0 is all there is
+    assert "±0.0% (same; t at the strictest Holm" in alone.evidence
+
+
 def _curve(xs, ys, seeds=(0,), jitter=0.0) -> Curve:
     """A curve whose seed s reads ``y + jitter * (s - mean seed)`` at every x."""
     mid = sum(seeds) / len(seeds)

@@ -19,8 +19,8 @@ The rule (:data:`RULES`, printed under every reproduction's verdicts):
   difference alone, and the claim's status is prefixed **"indicative: "** (e.g. "indicative: holds").
 * **Smallest resolvable difference** (quoted for every unresolved point and claim): with the point's n matched seeds
   and the standard deviation sd of their paired differences, t_{1 - 0.05/(2m), n-1} x sd / sqrt(n), m = the number
-  of tested points of the claim: a mean difference beyond it would have resolved that point at the strictest Holm
-  level (0.05 / m) whatever the other points gave. The claim's figure is the smallest over its unresolved points.
+  of tested points of the claim (beyond it, that point resolves at the strictest Holm level 0.05 / m whatever the
+  others gave). The claim's figure: the smallest over its unresolved points whose differences vary, if any.
 * A *trend* claim ("ASR rises with eps") is checked per curve over the seeds matched across the whole curve (every
   run of every x learned): the end points are compared by the same paired t-test (the value at the largest x
   against the one at the smallest, per seed), Holm-corrected over the curves. A resolved curve agrees when its end
@@ -238,7 +238,7 @@ def _stats_text(t: PairedTest, adjusted: float, seeds: Sequence[int], fmt: Calla
     if t.n >= MIN_SEEDS:
         text += f", Holm p {_p(adjusted)}"
         if not adjusted < ALPHA:
-            text += f", smallest resolvable ±{fmt(resolvable(t.sd, t.n, level), math.nan)}"
+            text += f", smallest resolvable {_res(fmt, resolvable(t.sd, t.n, level))}"
     return text + f", n {t.n} (seed{'s' if t.n > 1 else ''} {seeds_text(seeds)})"
 
 
@@ -251,12 +251,16 @@ def _smallest(points: Sequence[tuple[str, PairedTest]], outcomes: Sequence[Outco
               fmt: Callable[[float, float], str]) -> str:
     cands = [(resolvable(t.sd, t.n, level), w) for (w, t), o in zip(points, outcomes, strict=True)
              if o == "unresolved"]
-    cands = [(r, w) for r, w in cands if not math.isnan(r)]
+    cands = [(r, w) for r, w in cands if r > 0] or [(r, w) for r, w in cands if r == 0]  # sd 0 says nothing
     if not cands:
         return ""
     r, w = min(cands)
-    return (f" Smallest difference these seeds could resolve: ±{fmt(r, math.nan)} ({w}; t at the strictest Holm "
+    return (f" Smallest difference these seeds could resolve: {_res(fmt, r)} ({w}; t at the strictest Holm "
             f"level {level:.3g} x sd / sqrt(n)).")
+
+
+def _res(fmt: Callable[[float, float], str], r: float) -> str:  # two shares differ by at most 100 points
+    return f"±{fmt(r, math.nan)}" + (" (over 100 points: out of reach)" if fmt is fmt_pct and r > 1 else "")
 
 
 def compare(claim: str, points: Sequence[Comparison], *, expect: Literal["lower", "higher"],
