@@ -56,3 +56,26 @@ def test_reproduce_names_a_missing_data_path(tmp_path):
 def test_report_of_a_directory_without_results_fails_cleanly(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "out")])
     assert res.exit_code == 1 and "neither a results directory" in " ".join(res.output.split())
+
+
+def test_reproduce_cached_only_refuses_what_is_not_cached_and_rewrites_what_is(tmp_path):
+    tiny = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10",
+            "train.rounds=2", "threads=1")
+    common = ["reproduce", "fedsafe-table1", "--task", "synthetic", "--quick", "--seeds", "1", "--no-report",
+              "-o", str(tmp_path), *(a for s in tiny for a in ("--set", s))]
+    res = runner.invoke(app, [*common, "--cached-only"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and f"--cached-only: {8 + 8 * 4} item(s) not cached" in text  # 8 runs x 4 attacks
+    assert "e.g. training " in text and "run without --cached-only to compute them" in text
+    assert not (tmp_path / "fedsafe-table1").exists() and not list(tmp_path.glob("runs/*/summary.json"))
+
+    assert runner.invoke(app, common).exit_code == 0  # computes and writes everything
+    folder = tmp_path / "fedsafe-table1" / "synthetic"
+    files = {f: (folder / f).read_bytes() for f in ("fedsafe-table1.md", "rows.csv", "summary.csv", "table.csv")}
+    cached = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/*") if p.is_file()}
+    (folder / "fedsafe-table1.md").write_text("stale")
+
+    res = runner.invoke(app, [*common, "--cached-only"])
+    assert res.exit_code == 0, res.output
+    assert {f: (folder / f).read_bytes() for f in files} == files  # rewritten from the cache, the same
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/**/*") if p.is_file()} == cached  # nothing recomputed

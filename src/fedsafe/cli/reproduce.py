@@ -109,6 +109,9 @@ def reproduce(
                                   help="Precision of the attack evaluation."),
     batch_size: int = typer.Option(ATTACK_BATCH_SIZE, "--batch-size", help="Images attacked at a time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would train and cost, then stop."),
+    cached_only: bool = typer.Option(False, "--cached-only",
+                                     help="Write the tables, figures and verdicts from cached runs and evaluations "
+                                          "alone (e.g. a newer fedsafe's texts); refuse if anything is missing."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUTPUT/report.html at the end."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for the trainings and attack "
@@ -138,6 +141,9 @@ def reproduce(
                 console.print(line, highlight=False)
             if dry_run:
                 return
+            if cached_only and (gaps := p.missing()):
+                raise ValueError(f"--cached-only: {len(gaps)} item(s) not cached in {results / 'runs'}, e.g. "
+                                 + "; ".join(gaps[:3]) + "; run without --cached-only to compute them")
             with sigterm_interrupts():  # a kill stops the workers too (execute terminates them on an interrupt)
                 written = execute(p, progress=prog, jobs=jobs, threads=worker_threads, worker_setup=tune_glibc_malloc)
     except (ConfigError, ValueError, FileNotFoundError, JobFailed) as e:

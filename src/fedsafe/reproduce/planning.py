@@ -94,6 +94,13 @@ class Plan:
                 "train_seconds": sum(r.estimate_seconds for r in todo), "evaluations": len(evals),
                 "evaluations_to_run": len(etodo), "attack_seconds": sum(self.eval_estimates[e] for e in etodo)}
 
+    def missing(self) -> list[str]:
+        """What the cache lacks, one phrase each: the runs still to train, then the attack evaluations to run."""
+        runs = [f"training {r.run_dir.name} ({', '.join(r.names)}, seed {r.seed})" for r in self.runs.values()
+                if not r.trained]
+        return runs + [f"evaluation {spec.label} on {d.name}" for d, spec in self.evaluations()
+                       if (d, spec) not in self.cached_evals]
+
     def seed_lines(self) -> list[str]:
         """The seed list, fixed before running, and each reproduction that asks for more seeds than it gets."""
         seeds = self.options.seeds
