@@ -83,12 +83,16 @@ class Plan:
         return list(dict.fromkeys((j.run_dir, j.measurement.spec) for j in self.jobs
                                   if seed is None or j.seed == seed))
 
+    def pending(self, seed: int | None = None) -> tuple[list[PlannedRun], list[tuple[Path, AttackSpec]]]:
+        """The runs (of ``seed``, or all with None) not trained yet, and the attack evaluations not cached yet."""
+        runs = [r for r in self.runs.values() if (seed is None or r.seed == seed) and not r.trained]
+        return runs, [e for e in self.evaluations(seed) if e not in self.cached_evals]
+
     def cost(self, seed: int | None = 0) -> dict[str, Any]:
         """Runs and evaluations (of ``seed``, or all with None) still to do, and their estimated seconds."""
         runs = [r for r in self.runs.values() if seed is None or r.seed == seed]
-        todo = [r for r in runs if not r.trained]
         evals = self.evaluations(seed)
-        etodo = [e for e in evals if e not in self.cached_evals]
+        todo, etodo = self.pending(seed)
         per_run = statistics.mean(r.estimate_seconds for r in todo) if todo else 0.0
         return {"runs": len(runs), "runs_to_train": len(todo), "seconds_per_run": per_run,
                 "train_seconds": sum(r.estimate_seconds for r in todo), "evaluations": len(evals),
@@ -96,10 +100,9 @@ class Plan:
 
     def missing(self) -> list[str]:
         """What the cache lacks, one phrase each: the runs still to train, then the attack evaluations to run."""
-        runs = [f"training {r.run_dir.name} ({', '.join(r.names)}, seed {r.seed})" for r in self.runs.values()
-                if not r.trained]
-        return runs + [f"evaluation {spec.label} on {d.name}" for d, spec in self.evaluations()
-                       if (d, spec) not in self.cached_evals]
+        runs, evals = self.pending()
+        return ([f"training {r.run_dir.name} ({', '.join(r.names)}, seed {r.seed})" for r in runs]
+                + [f"evaluation {spec.label} on {d.name}" for d, spec in evals])
 
     def seed_lines(self) -> list[str]:
         """The seed list, fixed before running, and each reproduction that asks for more seeds than it gets."""
