@@ -39,8 +39,9 @@ __all__ = ["Written", "built_markdown", "command_line", "markdown_table", "patho
            "summary_row", "write_outputs"]
 
 FILES_NOTE = ("Files: `rows.csv` (every measured row: attacker x target x attack x seed), `summary.csv` (one row per "
-              "attack configuration and seed), `table.csv` (mean and std over seeds), `verdicts.json`, "
-              "`manifest.json`. Papers' numbers: `fedsafe.reproduce.paper_numbers` (with their sources).")
+              "attack configuration and seed), `table.csv` (mean and std over seeds), `verdicts.json` (each claim, "
+              "and per point its n, matched seeds, means, difference, 95% CI, p and Holm p), `manifest.json`. "
+              "Papers' numbers: `fedsafe.reproduce.paper_numbers` (with their sources).")
 
 
 @dataclass(frozen=True)

@@ -47,19 +47,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .paired_tests import ALPHA, PairedTest, holm, paired_test, resolvable
+from .evidence import MIN_SEEDS, Point, fmt_pct, left_out_text, seed_note, seeds_text, smallest_text, stats_text
+from .paired_tests import ALPHA, PairedTest, holm, paired_test
 
 __all__ = ["Comparison", "Curve", "MIN_SEEDS", "RULES", "STATUSES", "Verdict", "accuracy_verdict", "compare",
            "decide", "fmt_pct", "seeds_text", "spearman", "trend"]
 
-MIN_SEEDS = 3
-"""The fewest matched seeds behind a point for a verdict to be more than indicative (design §11)."""
 _DECIDED = ("holds", "does not hold", "partly holds", "partly does not hold", "mixed")
 STATUSES: tuple[str, ...] = (*_DECIDED, "inconclusive", "undetermined", *(f"indicative: {s}" for s in _DECIDED))
 RULES = (
@@ -82,30 +81,25 @@ Outcome = Literal["agrees", "contradicts", "unresolved", "mixed", "undefined"]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One claim, its status (one of :data:`STATUSES`), the numbers (``evidence``) and what the paper reports."""
+    """One claim, its status (one of :data:`STATUSES`), the numbers in words (``evidence``), what the paper
+    reports, and the same numbers per point (``points``: :class:`~.evidence.Point`; ``n``: the fewest matched seeds
+    behind a defined point, 0 when none is defined)."""
 
     claim: str
     status: str
     evidence: str
     paper: str = ""
+    n: int = 0
+    points: tuple[Point, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict:
+        """What ``verdicts.json`` holds: the fields, each point a dict (NaN as null)."""
+        return {"claim": self.claim, "status": self.status, "evidence": self.evidence, "paper": self.paper,
+                "n": self.n, "points": [p.to_dict() for p in self.points]}
 
     def markdown(self) -> str:
         paper = f" Paper: {self.paper}" if self.paper else ""
         return f"- {self.claim}: **{self.status}**. {self.evidence}{paper}"
-
-
-def seeds_text(seeds: Sequence[int]) -> str:
-    """[0, 1, 2, 4] -> "0-2, 4" (runs of three or more consecutive seeds as a range)."""
-    runs: list[list[int]] = []
-    for s in sorted(seeds):
-        if runs and s == runs[-1][-1] + 1:
-            runs[-1].append(s)
-        else:
-            runs.append([s])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) >= 3 else ", ".join(map(str, r)) for r in runs)
 
 
 @dataclass(frozen=True)
@@ -183,26 +177,6 @@ def decide(outcomes: Sequence[Outcome], seeds: int) -> str:
     return f"indicative: {status}" if seeds < MIN_SEEDS else status
 
 
-def fmt_pct(x: float, std: float = math.nan) -> str:
-    """0.1234 -> "12.3%"; with a positive std: "12.3% ± 1.2"."""
-    if x is None or math.isnan(x):
-        return "n/a"
-    return f"{100 * x:.1f}%" + (f" ± {100 * std:.1f}" if std is not None and not math.isnan(std) and std > 0 else "")
-
-
-def _signed(fmt: Callable[[float, float], str], x: float) -> str:
-    return ("+" if x > 0 else "") + fmt(x, math.nan)
-
-
-def _p(p: float) -> str:
-    return "n/a" if math.isnan(p) else f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _left_out(lines: Sequence[str]) -> str:
-    lines = list(dict.fromkeys(lines))
-    return (" Seeds left out (design §11): " + "; ".join(lines) + ".") if lines else ""
-
-
 @dataclass(frozen=True)
 class _Tested:
     """The points of a claim, tested together: Holm-adjusted p-values and the strictest Holm level."""
@@ -229,40 +203,6 @@ def _outcome(t: PairedTest, adjusted: float, ok: bool, *, tie_agrees: bool = Fal
     return "agrees" if ok or (tie_agrees and t.mean == 0) else "contradicts"
 
 
-def _stats_text(t: PairedTest, adjusted: float, seeds: Sequence[int], fmt: Callable[[float, float], str],
-                level: float) -> str:
-    """"difference -2.1% (95% CI -5.0% to +0.8%), p 0.12, Holm p 0.24, n 3 (seeds 0-2)"."""
-    text = f"difference {_signed(fmt, t.mean)}"
-    if t.n >= 2:
-        text += f" (95% CI {_signed(fmt, t.low)} to {_signed(fmt, t.high)}), p {_p(t.p)}"
-    if t.n >= MIN_SEEDS:
-        text += f", Holm p {_p(adjusted)}"
-        if not adjusted < ALPHA:
-            text += f", smallest resolvable {_res(fmt, resolvable(t.sd, t.n, level))}"
-    return text + f", n {t.n} (seed{'s' if t.n > 1 else ''} {seeds_text(seeds)})"
-
-
-def _seed_note(seeds: int, over: str = "points") -> str:
-    return (f"fewer than {MIN_SEEDS} matched seeds at some point: indicative, on the mean differences" if
-            seeds < MIN_SEEDS else f"at least {seeds} matched seeds a point, paired t-test, Holm over the {over}")
-
-
-def _smallest(points: Sequence[tuple[str, PairedTest]], outcomes: Sequence[Outcome], level: float,
-              fmt: Callable[[float, float], str]) -> str:
-    cands = [(resolvable(t.sd, t.n, level), w) for (w, t), o in zip(points, outcomes, strict=True)
-             if o == "unresolved"]
-    cands = [(r, w) for r, w in cands if r > 0] or [(r, w) for r, w in cands if r == 0]  # sd 0 says nothing
-    if not cands:
-        return ""
-    r, w = min(cands)
-    return (f" Smallest difference these seeds could resolve: {_res(fmt, r)} ({w}; t at the strictest Holm "
-            f"level {level:.3g} x sd / sqrt(n)).")
-
-
-def _res(fmt: Callable[[float, float], str], r: float) -> str:  # two shares differ by at most 100 points
-    return f"±{fmt(r, math.nan)}" + (" (over 100 points: out of reach)" if fmt is fmt_pct and r > 1 else "")
-
-
 def compare(claim: str, points: Sequence[Comparison], *, expect: Literal["lower", "higher"],
             names: tuple[str, str], paper: str = "", fmt: Callable[[float, float], str] = fmt_pct) -> Verdict:
     """Is ``ours`` ``expect`` than ``other`` at every point, on matched seeds? (module docstring)."""
@@ -279,18 +219,20 @@ def compare(claim: str, points: Sequence[Comparison], *, expect: Literal["lower"
             parts.append(f"{p.where}: no matched seed")
             continue
         parts.append(f"{p.where}: {names[0]} {fmt(p.mean_ours, math.nan)} vs {names[1]} "
-                     f"{fmt(p.mean_other, math.nan)}, {_stats_text(p.test, adj, p.seeds, fmt, tested.level)}")
+                     f"{fmt(p.mean_other, math.nan)}, {stats_text(p.test, adj, p.seeds, fmt, tested.level)}")
     ok = sum(o == "agrees" for o in outcomes)
     head = f"{expect} at {ok} of {len(defined)} points" + (
         f" ({len(points) - len(defined)} undefined)" if len(defined) < len(points) else "")
     unresolved = sum(o == "unresolved" for o in outcomes)
     if unresolved:
         head += f", {unresolved} unresolved"
-    head += f" ({_seed_note(seeds)})" if defined else " (no point has a matched seed)"
+    head += f" ({seed_note(seeds)})" if defined else " (no point has a matched seed)"
     evidence = (f"{head}: " + "; ".join(parts) + "."
-                + _smallest([(p.where, p.test) for p in points], outcomes, tested.level, fmt)
-                + _left_out([line for p in points for line in p.left_out]))
-    return Verdict(claim=claim, status=decide(outcomes, seeds), evidence=evidence, paper=paper)
+                + smallest_text([(p.where, p.test) for p in points], outcomes, tested.level, fmt)
+                + left_out_text([line for p in points for line in p.left_out]))
+    nums = tuple(Point.of(p.where, p.test, adj, p.seeds, o, tested.level, ours=p.mean_ours, other=p.mean_other)
+                 for p, adj, o in zip(points, tested.adjusted, outcomes, strict=True))
+    return Verdict(claim=claim, status=decide(outcomes, seeds), evidence=evidence, paper=paper, n=seeds, points=nums)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -344,13 +286,14 @@ def trend(claim: str, curves: Mapping[str, Curve], *, expect: Literal["increasin
              for name, (_, xs, y, _) in data.items()}
     tested = _holm(list(tests.values()))
     outcomes: list[Outcome] = []
-    parts, lefts, ns, pts = [], [], [], []
+    parts, lefts, ns, pts, nums = [], [], [], [], []
     for (name, (seeds, xs, y, gone)), adj in zip(data.items(), tested.adjusted, strict=True):
         t = tests[name]
         lefts += gone
         if t.n == 0:
             outcomes.append("undefined")
             pts.append((name, t))
+            nums.append(Point.of(name, t, adj, seeds, "undefined", tested.level, ours=math.nan, other=math.nan))
             parts.append(f"{name}: no matched seed")
             continue
         means = y.mean(axis=1)
@@ -364,17 +307,19 @@ def trend(claim: str, curves: Mapping[str, Curve], *, expect: Literal["increasin
         outcomes.append(outcome)
         pts.append((name, t))
         ns.append(t.n)
+        nums.append(Point.of(name, t, adj, seeds, outcome, tested.level, ours=means[-1], other=means[0], rho=rho))
         rho_s = "n/a" if math.isnan(rho) else f"{rho:+.2f}"
         steady = int(np.all(sign * np.diff(y, axis=0) > 0, axis=0).sum()) if len(xs) >= 2 else 0
         parts.append(f"{name}: {fmt(means[0], math.nan)} at {xname} {xs[0]:g} -> {fmt(means[-1], math.nan)} at "
                      f"{xs[-1]:g}, Spearman rho {rho_s}, {expect} at every step on {steady} of {t.n} seeds, "
-                     f"end points: {_stats_text(t, adj, seeds, fmt, tested.level)}")
+                     f"end points: {stats_text(t, adj, seeds, fmt, tested.level)}")
     seeds_min = min(ns, default=0)
     agree = sum(o == "agrees" for o in outcomes)
-    note = _seed_note(seeds_min, "curves")
+    note = seed_note(seeds_min, "curves")
     evidence = (f"{expect} in {agree} of {len(ns)} curves ({note}): " + "; ".join(parts) + "."
-                + _smallest(pts, outcomes, tested.level, fmt) + _left_out(lefts))
-    return Verdict(claim=claim, status=decide(outcomes, seeds_min), evidence=evidence, paper=paper)
+                + smallest_text(pts, outcomes, tested.level, fmt) + left_out_text(lefts))
+    return Verdict(claim=claim, status=decide(outcomes, seeds_min), evidence=evidence, paper=paper, n=seeds_min,
+                   points=tuple(nums))
 
 
 def accuracy_verdict(claim: str, point: Comparison, names: tuple[str, str], *, counted: Sequence[str] = (),
@@ -386,15 +331,17 @@ def accuracy_verdict(claim: str, point: Comparison, names: tuple[str, str], *, c
     the one point (a tie on the means counts as agreeing)."""
     if not point.defined:
         return Verdict(claim, "undetermined", f"no seed with runs of both {names[0]} and {names[1]}."
-                       + _left_out(point.left_out))
+                       + left_out_text(point.left_out))
     t = point.test
     tested = _holm([t])
     outcome = _outcome(t, tested.adjusted[0], t.mean > 0, tie_agrees=True)
     counted_txt = (" Counted although they did not learn (a clean-accuracy claim measures that cost): "
                    + "; ".join(dict.fromkeys(counted)) + ".") if counted else ""
-    stats = _stats_text(t, tested.adjusted[0], point.seeds, fmt_pct, tested.level)
+    stats = stats_text(t, tested.adjusted[0], point.seeds, fmt_pct, tested.level)
+    num = Point.of("clean accuracy", t, tested.adjusted[0], point.seeds, outcome, tested.level,
+                   ours=point.mean_ours, other=point.mean_other)
     return Verdict(claim, decide([outcome], t.n),
                    f"clean accuracy {names[0]} {fmt_pct(point.mean_ours)} vs {names[1]} {fmt_pct(point.mean_other)}, "
-                   f"{stats} ({_seed_note(t.n, 'one point')}){ref}."
-                   + _smallest([("clean accuracy", t)], [outcome], tested.level, fmt_pct)
-                   + counted_txt + _left_out(point.left_out))
+                   f"{stats} ({seed_note(t.n, 'one point')}){ref}."
+                   + smallest_text([("clean accuracy", t)], [outcome], tested.level, fmt_pct)
+                   + counted_txt + left_out_text(point.left_out), n=t.n, points=(num,))
