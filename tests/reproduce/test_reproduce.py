@@ -19,10 +19,10 @@ from fedsafe.cli import app
 from fedsafe.progress import duration
 from fedsafe.report.html import build_report
 from fedsafe.reproduce.execution import execute
-from fedsafe.reproduce.outputs import command_line, markdown_table
+from fedsafe.reproduce.outputs import built_markdown, command_line, markdown_table
 from fedsafe.reproduce.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
-from fedsafe.reproduce.reproductions.base import DEFAULT_SEEDS, BuildInput, Options, parse_seeds
+from fedsafe.reproduce.reproductions.base import DEFAULT_SEEDS, BuildInput, Built, Options, parse_seeds
 from fedsafe.reproduce.reproductions.format import METRICS, aggregate
 from fedsafe.verdicts.claims import RULES, STATUSES, Comparison, Curve, compare, spearman, trend
 
@@ -109,11 +109,21 @@ def test_outputs_of_a_reproduction(tmp_path):
     assert "Command: `fedsafe reproduce fedsafe-table1 --task synthetic --profile cpu --seeds 1 --quick" in md
     assert "Verdict rules (design §11)" in md and "LEAKY" in md and "SENSITIVITY, not the papers' split" in md
     assert manifest["rules"] == RULES and html.escape(RULES) in build_report(w.folder)  # the report prints it too
+    verdicts = json.loads((w.folder / "verdicts.json").read_text())  # each point in numbers beside the text
+    assert verdicts and all(v["points"] and v["n"] == min((p["n"] for p in v["points"] if p["n"]), default=0)
+                            for v in verdicts)
     summary = pd.read_csv(w.folder / "summary.csv")
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
         summary.columns)
     assert len(summary) == 8 * 4  # every run's numbers, learned or not
     assert (summary.learned_reason.fillna("") == "").eq(summary.learned).all()  # a reason exactly where it did not
+
+
+def test_each_closing_note_is_a_paragraph_of_its_own():
+    v = compare("c", [Comparison("x", [0.1], [0.2])], expect="lower", names=("a", "b"))
+    lines = built_markdown(Built((), (), (v,), notes=("Sanity-check warnings: w.", "Pathology: p.", "Files: f.")))
+    after = lines[lines.index(RULES) + 1:]
+    assert after == ["", "Sanity-check warnings: w.", "", "Pathology: p.", "", "Files: f.", ""]
 
 
 def test_reproductions_share_their_trainings():

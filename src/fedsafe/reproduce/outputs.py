@@ -215,8 +215,8 @@ def built_markdown(built: Built, fig_entries: Sequence[Mapping[str, str]] = ()) 
     if fig_entries:
         lines += ["## Figures", "", *(f"![{f['caption']}]({f['png']}) ({f['svg']})" for f in fig_entries), ""]
     lines += ["## Do the claims hold here?", "", *(v.markdown() for v in built.verdicts), "", RULES, ""]
-    if built.notes:
-        lines += [*built.notes, ""]
+    for note in built.notes:  # a paragraph each: consecutive lines would run together in Markdown
+        lines += [note, ""]
     return lines
 
 
