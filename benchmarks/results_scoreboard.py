@@ -7,14 +7,13 @@ page cannot drift from them.
 Prints the Markdown that docs/results/README.md holds between its scoreboard markers (a test checks that it does);
 ``--write`` puts it there (run it after publishing a table).
 A table's folders are ``ROOT/<reproduction>/<task>/``; a claim a task has not been republished for reads "not yet".
-"n" is the smallest and largest number of matched seeds over the claim's points, as its evidence states them.
+"n" is the smallest and largest number of matched seeds over the claim's points (``points[].n`` in verdicts.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -25,9 +24,13 @@ BEGIN = "<!-- scoreboard: python benchmarks/results_scoreboard.py -->"
 END = "<!-- end of scoreboard -->"
 
 
-def seeds_n(evidence: str) -> str:
-    """"n 3" or "n 1-5" from the evidence's per-point "n K" figures; "" when it states none."""
-    ns = [int(k) for k in re.findall(r"(?<![\w-])n (\d+)\b", evidence)]
+def seeds_n(verdict: dict, where: str) -> str:
+    """"n 3" or "n 1-5": the fewest and most matched seeds over the verdict's defined points (its ``points``); ""
+    when none is defined."""
+    if "points" not in verdict:
+        raise SystemExit(f"{where}: a verdict without per-point numbers ({verdict.get('claim', '?')!r}), written "
+                         "before verdicts.json held them: rebuild it with `fedsafe reproduce ... --cached-only`")
+    ns = [p["n"] for p in verdict["points"] if p["n"] > 0]
     if not ns:
         return ""
     return f"n {min(ns)}" if min(ns) == max(ns) else f"n {min(ns)}-{max(ns)}"
@@ -51,7 +54,7 @@ def claim_key(claim: str) -> str:
 def cell(table: str, task: str, verdict: dict | None) -> str:
     if verdict is None:
         return "not yet"
-    n = seeds_n(verdict["evidence"])
+    n = seeds_n(verdict, f"{table}/{task}/verdicts.json")
     return f"[{verdict['status']}]({table}/{task}/{table}.md)" + (f" ({n})" if n else "")
 
 

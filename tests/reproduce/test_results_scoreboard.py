@@ -15,21 +15,23 @@ sb = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sb)
 
 
-def _write(root: Path, table: str, task: str, verdicts: list[tuple[str, str, str]]) -> None:
+def _write(root: Path, table: str, task: str, verdicts: list[tuple[str, str, list[int]]]) -> None:
+    """Each verdict: claim, status and its points' numbers of matched seeds (0: an undefined point)."""
     folder = root / table / task
     folder.mkdir(parents=True)
-    (folder / "verdicts.json").write_text(json.dumps([{"claim": c, "status": s, "evidence": e, "paper": ""}
-                                                      for c, s, e in verdicts]))
+    (folder / "verdicts.json").write_text(json.dumps([
+        {"claim": c, "status": s, "evidence": "...", "paper": "", "n": min(ns, default=0),
+         "points": [{"where": f"point {k}", "n": n} for k, n in enumerate(ns)]} for c, s, ns in verdicts]))
 
 
 def test_one_row_a_claim_with_each_tasks_status_seeds_and_link(tmp_path):
     _write(tmp_path, "fedsafe-table2", "meningioma", [
         ("Noise (DP (epsilon 9.3 (NbAFL sensitivity 2C/m))) lowers the ASR", "indicative: does not hold",
-         "a: difference -1.0%, n 1 (seed 1); b: difference -2.0%, n 2 (seeds 0-1)"),
-        ("Noise costs no clean accuracy", "inconclusive", "difference -3.0% (95% CI ...), p 0.4, n 5 (seeds 0-4)")])
+         [1, 2, 0]),
+        ("Noise costs no clean accuracy", "inconclusive", [5])])
     _write(tmp_path, "fedsafe-table2", "glioma", [
-        ("Noise (DP (epsilon 8.1 (NbAFL sensitivity 2C/m))) lowers the ASR", "holds", "x: n 5 (seeds 0-4)")])
-    _write(tmp_path, "crn-table1", "glioma", [("CRN | beats PGD", "undetermined", "no seed with runs of both")])
+        ("Noise (DP (epsilon 8.1 (NbAFL sensitivity 2C/m))) lowers the ASR", "holds", [5, 5])])
+    _write(tmp_path, "crn-table1", "glioma", [("CRN | beats PGD", "undetermined", [0])])
     text = sb.scoreboard(tmp_path)
     lines = text.splitlines()
     assert lines[0] == ("4 verdicts (a claim on a task) in 2 republished reproductions: holds 1, inconclusive 1, "
@@ -52,7 +54,7 @@ def test_the_results_page_holds_the_scoreboard_of_the_published_files():
 
 
 def test_write_replaces_only_the_block_and_refuses_a_page_without_markers(tmp_path, monkeypatch):
-    _write(tmp_path, "crn-fig3", "meningioma", [("ASR rises with eps", "inconclusive", "n 3 (seeds 0-2)")])
+    _write(tmp_path, "crn-fig3", "meningioma", [("ASR rises with eps", "inconclusive", [3])])
     page = tmp_path / "README.md"
     page.write_text(f"# Results\n\nbefore\n\n{sb.BEGIN}\nstale\n{sb.END}\n\nafter\n")
     monkeypatch.setattr("sys.argv", ["results_scoreboard.py", str(tmp_path), "--write"])
@@ -63,3 +65,11 @@ def test_write_replaces_only_the_block_and_refuses_a_page_without_markers(tmp_pa
     with pytest.raises(SystemExit, match="no scoreboard markers"):
         sb.main()
     assert page.read_text() == "no markers"
+
+
+def test_a_verdict_without_per_point_numbers_is_refused_by_name(tmp_path):
+    folder = tmp_path / "crn-fig2" / "glioma"
+    folder.mkdir(parents=True)
+    (folder / "verdicts.json").write_text(json.dumps([{"claim": "c", "status": "holds", "evidence": "n 5"}]))
+    with pytest.raises(SystemExit, match=r"crn-fig2/glioma/verdicts.json: a verdict without per-point numbers"):
+        sb.scoreboard(tmp_path)
