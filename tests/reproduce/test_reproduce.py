@@ -93,7 +93,7 @@ def test_outputs_of_a_reproduction(tmp_path):
     _, (w,) = _fs_table1(tmp_path)
     manifest = json.loads(w.manifest.read_text())
     assert manifest["quick"] and manifest["synthetic"] and manifest["task"] == "synthetic"
-    for f in ("rows.csv", "summary.csv", "table.csv", "verdicts.json", "table1.png", "table1.svg"):
+    for f in ("rows.csv", "summary.csv", "table.csv", "verdicts.json", "points.csv", "table1.png", "table1.svg"):
         assert (w.folder / f).is_file(), f
     rows = pd.read_csv(w.folder / "rows.csv")
     assert len(rows) == 8 * 4 * 3 * 3  # trainings (3 clean, 2 leaky, 3 sensitivity) x steps x attackers x targets
@@ -112,6 +112,12 @@ def test_outputs_of_a_reproduction(tmp_path):
     verdicts = json.loads((w.folder / "verdicts.json").read_text())  # each point in numbers beside the text
     assert verdicts and all(v["points"] and v["n"] == min((p["n"] for p in v["points"] if p["n"]), default=0)
                             for v in verdicts)
+    points = pd.read_csv(w.folder / "points.csv", keep_default_na=False)  # the same points, one row each
+    assert len(points) == sum(len(v["points"]) for v in verdicts)
+    first = verdicts[0]["points"][0]
+    row = points.iloc[0]
+    assert (row["claim"], row["where"], row["n"]) == (verdicts[0]["claim"], first["where"], first["n"])
+    assert str(row["seeds"]) == " ".join(map(str, first["seeds"]))
     summary = pd.read_csv(w.folder / "summary.csv")
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
         summary.columns)

@@ -14,7 +14,7 @@ import math
 import shlex
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,20 @@ from ..runs.atomic import write_json, write_text
 from ..runs.run import Run, open_run
 from ..training.delta import ConfigDelta
 from ..training.trainer import summary_learned
-from ..verdicts.claims import RULES, seeds_text
+from ..verdicts.claims import RULES, Verdict, seeds_text
+from ..verdicts.evidence import Point
 from .planning import QUICK_OVERRIDES, Job
 from .reproductions.base import BuildInput, Built, Measurement, Options, Reproduction, seeds_arg
 from .reproductions.format import run_label
 from .run_cache import Evaluation
 
-__all__ = ["Written", "built_markdown", "command_line", "markdown_table", "pathology_note", "run_facts", "setting_text",
-           "summary_row", "write_outputs"]
+__all__ = ["Written", "built_markdown", "command_line", "markdown_table", "pathology_note", "points_frame",
+           "run_facts", "setting_text", "summary_row", "write_outputs"]
 
 FILES_NOTE = ("Files: `rows.csv` (every measured row: attacker x target x attack x seed), `summary.csv` (one row per "
               "attack configuration and seed), `table.csv` (mean and std over seeds), `verdicts.json` (each claim, "
-              "and per point its n, matched seeds, means, difference, 95% CI, p and Holm p), `manifest.json`. "
+              "and per point its n, matched seeds, means, difference, 95% CI, p and Holm p), `points.csv` (those "
+              "points, one row each), `manifest.json`. "
               "Papers' numbers: `fedsafe.reproduce.paper_numbers` (with their sources).")
 
 
@@ -206,6 +208,15 @@ def _heatmaps(jobs: Sequence[Job], evaluations: Mapping[tuple[Path, Any], Evalua
     return out
 
 
+def points_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """One row per point of every verdict (``points.csv``): the claim, its status, then the point's numbers
+    (:class:`~..verdicts.evidence.Point`; seeds space-separated, NaN left empty)."""
+    cols = ["claim", "status", *(f.name for f in fields(Point))]
+    rows = [{"claim": v.claim, "status": v.status, **asdict(p), "seeds": " ".join(map(str, p.seeds))}
+            for v in verdicts for p in v.points]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def built_markdown(built: Built, fig_entries: Sequence[Mapping[str, str]] = ()) -> list[str]:
     """The Markdown lines of a built reproduction: its tables with their notes, figures, verdicts, notes."""
     lines: list[str] = []
@@ -272,6 +283,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
         fig_entries.append({"name": stem, "png": png.name, "svg": svg.name, "caption": caption})
     verdicts = [v.to_dict() for v in built.verdicts]
     write_json(folder / "verdicts.json", verdicts)
+    write_text(folder / "points.csv", points_frame(built.verdicts).to_csv(index=False))
     setting = setting_text(inp, rep.setting(trainings))
     facts = run_facts(jobs, evaluations, infos, options)
     command = command_line(rep.name, task, options, results)
@@ -295,7 +307,7 @@ def write_outputs(results: Path, rep: Reproduction, task: str, options: Options,
         "runs": {name: _relative(info.root, root) for name, info in runs.items()},
         "all_runs": sorted({_relative(j.run_dir, root) for j in jobs}),
         "files": {"rows": "rows.csv", "summary": "summary.csv", "table": "table.csv", "markdown": md_path.name,
-                  "verdicts": "verdicts.json"},
+                  "verdicts": "verdicts.json", "points": "points.csv"},
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_json(folder / "manifest.json", manifest)
