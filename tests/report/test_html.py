@@ -36,6 +36,22 @@ def test_results_report_is_self_contained(results):
     assert "Do the claims hold here?" in text and 'class="heatmap"' in text
     assert "synthetic" in text and "epsilon" in text  # the setup names the data and the privacy it gives
     assert "Demo: an insider attacks a federation" in text
+    assert "point(s) in numbers</summary>" in text  # each verdict's points, folded under it
+
+
+def test_a_verdicts_points_are_a_folded_table_in_its_own_numbers():
+    from fedsafe.report.elements import verdicts
+    from fedsafe.verdicts.claims import Comparison, compare
+
+    v = compare("DN lowers ASR", [Comparison("step 0.005", [0.1, 0.2, 0.15], [0.3, 0.35, 0.4], seeds=[0, 2, 3])],
+                expect="lower", names=("DN", "AT"))
+    text = verdicts([v.to_dict()])
+    (pt,) = v.points
+    row = re.search(r"<details><summary>1 point\(s\) in numbers</summary><table>.*?<tbody><tr>(.*?)</tr>", text)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:4] == ["step 0.005", pt.outcome, "3", "0 2 3"]
+    assert cells[6] == f"{pt.difference:.3g}" and cells[8] == f"{pt.p:.2g}"
+    assert verdicts([{"claim": "c", "status": "holds", "evidence": "e"}]).count("<details>") == 0  # older files
 
 
 def test_run_report_shows_its_attack_evaluations(results):

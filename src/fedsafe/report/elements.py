@@ -110,8 +110,21 @@ def verdicts(items: Sequence[dict[str, str]]) -> str:
         paper = f"<br><span class=\"note\">Paper: {esc(v['paper'])}</span>" if v.get("paper") else ""
         css = slug(status.removeprefix("indicative: "))
         out.append(f'<div class="verdict {css}">{esc(v.get("claim", ""))}: <span class="status">'
-                   f"{esc(status)}</span>. {esc(v.get('evidence', ''))}{paper}</div>")
+                   f"{esc(status)}</span>. {esc(v.get('evidence', ''))}{paper}{_points(v.get('points') or [])}</div>")
     return "".join(out)
+
+
+def _points(points: Sequence[dict[str, Any]]) -> str:
+    """A verdict's points in numbers (``Verdict.to_dict()["points"]``), folded: one row a point, in the claim's
+    units (a share as a fraction, seconds, passes)."""
+    if not points:
+        return ""
+    rows = [[p.get("where", ""), p.get("outcome", ""), p.get("n", 0), " ".join(map(str, p.get("seeds") or [])),
+             num(p.get("ours"), 3), num(p.get("other"), 3), num(p.get("difference"), 3),
+             f"{num(p.get('ci_low'), 3)} to {num(p.get('ci_high'), 3)}", num(p.get("p"), 2), num(p.get("p_holm"), 2)]
+            for p in points]
+    cols = ["point", "outcome", "n", "matched seeds", "ours", "other", "difference", "95% CI", "p", "Holm p"]
+    return f"<details><summary>{len(points)} point(s) in numbers</summary>{table(cols, rows)}</details>"
 
 
 def num(v: Any, digits: int = 4) -> str:
