@@ -4,17 +4,25 @@ EOT-PGD at K = 1, 8, 32 with K x the cost, and its builder answers the question 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
+from fedsafe.audit import mia
+from fedsafe.audit.mia import MiaSettings, run_membership
 from fedsafe.cli import app
+from fedsafe.reproduce.costs import audit_passes, split_sizes
+from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.planning import plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
+from fedsafe.reproduce.reproductions import fedsafe_adaptive as adaptive
 from fedsafe.reproduce.reproductions.base import BuildInput, Options
-from fedsafe.reproduce.reproductions.fedsafe_adaptive import ADVERSARIES, EOT_SAMPLES, MIA_METRICS, PGD
+from fedsafe.reproduce.reproductions.fedsafe_adaptive import ADVERSARIES, EOT_SAMPLES, MIA, MIA_METRICS, MIA_QUICK, PGD
 from fedsafe.reproduce.reproductions.format import METRICS
 from fedsafe.reproduce.reproductions.setups import AT, DN, NONE
+from fedsafe.runs.layout import RunLayout
 
 TINY = ("task.synthetic_size=150", "task.image_size=16", "model.width=0.05", "splits.client_test_size=10")
 REP = REPRODUCTIONS["fedsafe-adaptive"]
@@ -118,3 +126,57 @@ def test_membership_numbers_of_a_run_that_did_not_learn_enter_neither_the_table_
     assert "FedAvg 0.70" in server.evidence and "0.47" not in server.evidence  # 0.47: the mean with seed 2 in it
     csv = built.data[built.data.method == NONE]  # table.csv says what the tables say
     assert csv.mia_server_lira_auc_mean.sub(0.7025).abs().max() < 1e-9  # seeds 0, 1 (with seed 2: 0.47)
+
+
+def test_the_plan_schedules_and_costs_the_membership_inference_of_each_arm():
+    p = plan(["fedsafe-adaptive"], tasks=["synthetic"], results="unused-results",
+             options=Options(quick=True, overrides=TINY, seeds=(0, 1)))
+    arms = {rd for rd, r in p.runs.items() if any(n.startswith("fedsafe-adaptive/") for n in r.names)}
+    assert {rd for rd, _ in p.audits} == arms and len(p.audits) == 6  # three arms x two seeds, one inference each
+    assert all(s == MIA_QUICK for s in p.audits.values())  # --quick: the quick settings the build reads
+    one = p.cost(0)
+    assert (one["audits"], one["audits_to_run"]) == (3, 3) and one["audit_seconds"] > 0
+    assert sum(line.startswith("membership inference on ") for line in p.missing()) == 6  # --cached-only names them
+    assert "3 membership inference(s), 3 not yet cached" in " ".join(p.describe())
+    full = plan(["fedsafe-adaptive"], tasks=["synthetic"], results="unused-results", options=Options(overrides=TINY))
+    assert set(full.audits.values()) == {MIA}
+    table1 = plan(["fedsafe-table1"], tasks=["synthetic"], results="unused-results",
+                  options=Options(quick=True, overrides=TINY))
+    assert not table1.audits and "membership" not in " ".join(table1.describe())
+
+
+def test_the_cost_of_a_membership_inference_counts_its_shadow_models():
+    p = plan(["fedsafe-adaptive"], tasks=["synthetic"], results="unused-results", options=Options(overrides=TINY))
+    (rd, key), settings = next(iter(p.audits.items()))
+    cfg = p.runs[rd].cfg
+    n = p.cache.task_size(cfg)
+    n_train, n_server, n_glob = split_sizes(cfg, n)
+    epochs = min(cfg.train.rounds * cfg.train.local_epochs, settings.max_shadow_epochs)
+    shadows = settings.shadows * epochs * (n_server + n_train)  # the server's view, then each insider's own data
+    scoring = 4 * (settings.shadows + 1) * (n_train + n_glob) / 3  # 4 views: the server's and 3 insiders'
+    assert audit_passes(cfg, n, settings) == pytest.approx(shadows + scoring)
+    assert audit_passes(cfg, n, MiaSettings(shadows=8)) > 1.9 * audit_passes(cfg, n, MiaSettings(shadows=4))
+
+
+def test_executing_the_plan_runs_each_membership_inference_once_and_the_build_reads_it(tmp_path, monkeypatch):
+    options = Options(quick=True, overrides=(*TINY, "threads=1"), sanity=False)
+    p = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=options)
+    read = []
+
+    def build_reads(run_dir, settings, **kwargs):  # the build finds each inference already in its run's cache
+        files = [RunLayout(rd).mia(key) for rd, key in p.audits if rd == Path(run_dir)]
+        assert files and all(f.is_file() for f in files), f"{run_dir}: not computed before the build"
+        read.append(Path(run_dir))
+        return run_membership(run_dir, settings, **kwargs)
+
+    monkeypatch.setattr(adaptive, "run_membership", build_reads)
+    execute(p)
+    assert len(p.audits) == 3 and sorted(read) == sorted(rd for rd, _ in p.audits)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a cached membership inference was recomputed")
+
+    monkeypatch.setattr(mia, "membership_audit", never)
+    again = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=options)
+    assert again.cost(None)["audits_to_run"] == 0 and again.missing() == []
+    execute(again)  # reads everything back

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fedsafe.attacks.spec import AttackSpec, Start
+from fedsafe.audit import mia
 from fedsafe.cli import app
 from fedsafe.cli.reproduce import worker_thread_count
 from fedsafe.reproduce.execution import JobFailed, chunks, execute
@@ -131,3 +132,23 @@ def test_the_command_takes_jobs_and_refuses_zero(tmp_path):
     assert "training run(s)" in ok.output and not (tmp_path / "runs").exists()  # planned, nothing trained
     bad = CliRunner().invoke(app, [*args, "--jobs", "0"])
     assert bad.exit_code == 2 and "--jobs" in bad.output
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: the adaptive reproduction runs twice, once with worker processes
+def test_workers_run_the_membership_inferences_as_one_process_does(tmp_path, monkeypatch):
+    found = {}
+    for jobs in (1, 2):
+        (tmp_path / str(jobs)).mkdir()
+        monkeypatch.chdir(tmp_path / str(jobs))
+        p = plan(["fedsafe-adaptive"], tasks=["synthetic"], results="results",
+                 options=Options(quick=True, overrides=TINY, sanity=False))
+        if jobs == 2:  # the main process only reads: the workers computed every inference before the build
+            monkeypatch.setattr(mia, "membership_audit", _never)
+        execute(p, jobs=jobs, threads=1)
+        found[jobs] = {(rd.name, key): {k: v for k, v in json.loads(RunLayout(rd).mia(key).read_text()).items()
+                                        if k != "seconds"} for rd, key in p.audits}
+    assert len(found[1]) == 3 and found[1] == found[2]
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the main process computed a membership inference the workers should have")

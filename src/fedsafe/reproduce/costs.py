@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from ..attacks.spec import AttackSpec, Start
 from ..build import model_factory
@@ -17,8 +18,8 @@ from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
 from ..runs.layout import SUMMARY
 from ..runs.run import open_run
 
-__all__ = ["DEFAULT_MACS_PER_SECOND", "eval_passes", "gradient_passes", "macs_per_image", "measured_speeds",
-           "split_sizes", "train_passes"]
+__all__ = ["DEFAULT_MACS_PER_SECOND", "audit_passes", "eval_passes", "gradient_passes", "macs_per_image",
+           "measured_speeds", "split_sizes", "train_passes"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
@@ -87,6 +88,19 @@ def train_passes(cfg: ExperimentConfig, n: int) -> float:
         passes += s.num_clients * sum(cfg.crn.windows) * crn_steps(cfg) * s.client_test_size
     passes += tr.rounds * (n_glob + 2 * s.num_clients * s.client_test_size) / 3
     return passes
+
+
+def audit_passes(cfg: ExperimentConfig, n: int, settings: Any) -> float:
+    """Image passes of the membership inference on one run (:mod:`fedsafe.audit.mia`, ``settings`` its
+    ``MiaSettings``): S shadow models a view, each trained E_s = min(T x E, cap) epochs on the attacker's own data
+    (the server set; with several clients, each insider's training set), then every model of a view scoring the
+    member candidates and the global test set (forward passes, / 3)."""
+    s, tr = cfg.splits, cfg.train
+    n_train, n_server, n_glob = split_sizes(cfg, n)
+    epochs = min(tr.rounds * tr.local_epochs, settings.max_shadow_epochs)
+    insiders = s.num_clients if s.num_clients > 1 else 0
+    shadows = settings.shadows * epochs * (n_server + (n_train if insiders else 0))
+    return shadows + (1 + insiders) * (settings.shadows + 1) * (n_train + n_glob) / 3
 
 
 def eval_passes(cfg: ExperimentConfig, spec: AttackSpec) -> float:

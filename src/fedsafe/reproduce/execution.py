@@ -1,12 +1,14 @@
 """Executing a plan: train what is not cached (each run resumes from its checkpoint), evaluate its attacks (cached
-evaluations are read back), then build and write every reproduction's outputs (:mod:`fedsafe.reproduce.outputs`).
+evaluations are read back), run the membership inferences a reproduction asks for (cached in the run), then build
+and write every reproduction's outputs (:mod:`fedsafe.reproduce.outputs`).
 
-``jobs`` > 1 runs the trainings and attack evaluations in that many worker processes
+``jobs`` > 1 runs the trainings, attack evaluations and membership inferences in that many worker processes
 (:class:`concurrent.futures.ProcessPoolExecutor`, ``forkserver`` context where the platform has it, else
 ``spawn``: never a fork of a process that has run torch). Every run directory is trained by one task (and a
-run another process holds is waited for, :meth:`~fedsafe.reproduce.run_cache.RunCache.train`); its evaluations start
-once it is trained, split into at most ``jobs`` chunks by the starts they share (a replayed CRN start is computed
-once a chunk); every worker writes its results to the run's cache, and the main process then reads them all back
+run another process holds is waited for, :meth:`~fedsafe.reproduce.run_cache.RunCache.train`); its evaluations
+and membership inferences start once it is trained, the evaluations split into at most ``jobs`` chunks by the
+starts they share (a replayed CRN start is computed once a chunk); every worker writes its results to the run's
+cache, and the main process then reads them all back
 in the plan's order, as ``jobs`` = 1 does, so the outputs do not depend on which worker finished first. Each worker
 runs torch with ``threads`` intra-op threads (the CLI: ``max(1, cores // jobs)`` unless the user set threads);
 on one GPU the workers share it. A worker's error stops the pool and reaches the caller as one :class:`JobFailed`
@@ -24,10 +26,12 @@ import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..attacks.spec import AttackSpec
+from ..audit.mia import run_membership
 from ..build import prepare_data
 from ..evaluation.run_context import load_context
 from ..evaluation.sanity_cache import sanity_warnings
@@ -35,12 +39,12 @@ from ..precision import resolve_precision
 from ..progress import Progress, report
 from ..runs.run import open_run
 from .outputs import Written, write_outputs
-from .planning import Plan, PlannedRun
+from .planning import Audit, Plan, PlannedRun
 from .run_cache import Evaluation, RunCache
 
 __all__ = ["JobFailed", "chunks", "execute"]
 
-JOBS_STEP = "trainings and attack evaluations"
+JOBS_STEP = "trainings, attack evaluations and membership inferences"
 """The progress step of a run with several workers (one tick a task)."""
 
 
@@ -50,6 +54,10 @@ class JobFailed(RuntimeError):
 
 def _specs_of(p: Plan, rd: Path) -> list[AttackSpec]:
     return list(dict.fromkeys(j.measurement.spec for j in p.jobs if j.run_dir == rd))
+
+
+def _audits_of(p: Plan, rd: Path) -> list[Audit]:
+    return [a for a in p.audits if a[0] == rd]
 
 
 def execute(p: Plan, *, progress: Progress | None = None,
@@ -76,6 +84,9 @@ def execute(p: Plan, *, progress: Progress | None = None,
             for ev in p.cache.evaluate(run.cfg, specs, precision=o.precision, batch_size=o.batch_size,
                                        sanity=o.sanity, progress=progress):
                 evaluations[(rd, ev.spec)] = ev
+        if jobs == 1:
+            for audit in _audits_of(p, rd):
+                run_membership(rd, p.audits[audit], progress=progress)  # computed once, then read from the run
     written = []
     for rep in p.reproductions:
         for task in p.tasks:
@@ -151,6 +162,14 @@ def _evaluate_task(cache: RunCache, run: PlannedRun, specs: list[AttackSpec], pr
         raise JobFailed(f"attacking {run.run_dir.name} ({labels}): {_one_line(e)}") from None
 
 
+def _audit_task(run: PlannedRun, settings: Any) -> None:
+    """The membership inference ``settings`` (``MiaSettings``) on the trained run, into its cache."""
+    try:
+        run_membership(run.run_dir, settings)
+    except Exception as e:
+        raise JobFailed(f"membership inference on {run.run_dir.name}: {_one_line(e)}") from None
+
+
 def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
@@ -178,7 +197,8 @@ def _execute_parallel(p: Plan, *, jobs: int, threads: int | None, worker_setup: 
     per_run = max(1, math.ceil(jobs / max(busy, 1)))
     split = {rd: chunks(specs, per_run, lambda s, rd=rd: p.eval_estimates.get((rd, s), 1.0)) if specs else []
              for rd, specs in todo.items()}
-    total, done = len(p.runs) + sum(len(c) for c in split.values()), 0
+    audits = {rd: [a for a in _audits_of(p, rd) if a not in p.cached_audits] for rd in p.runs}
+    total, done = len(p.runs) + sum(len(c) for c in split.values()) + sum(len(a) for a in audits.values()), 0
     report(progress, JOBS_STEP, done, total)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_init_worker,
                                initargs=(threads, worker_setup))
@@ -203,6 +223,8 @@ def _execute_parallel(p: Plan, *, jobs: int, threads: int | None, worker_setup: 
                     for chunk in split[rd]:
                         pending[pool.submit(_evaluate_task, p.cache, p.runs[rd], chunk, o.precision,
                                             o.batch_size, o.sanity)] = ("evaluate", rd)
+                    for audit in audits[rd]:
+                        pending[pool.submit(_audit_task, p.runs[rd], p.audits[audit])] = ("audit", rd)
     except BaseException:
         _stop(pool)
         raise

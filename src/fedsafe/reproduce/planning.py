@@ -1,5 +1,6 @@
 """Planning the reproductions: which federations to train (unique by run directory, so tables that share a
-training train it once), which attack evaluations to run on them, what is already cached, and what the rest costs
+training train it once), which attack evaluations and membership inferences to run on them, what is already
+cached, and what the rest costs
 (:mod:`fedsafe.reproduce.costs`). Nothing is trained here.
 
 Each training's config is the profile, then the task and ``--quick`` (``QUICK``), then the user's overrides, then
@@ -25,12 +26,12 @@ from ..progress import Progress, duration
 from ..runs.layout import RunLayout
 from ..training.delta import ConfigDelta
 from ..verdicts.claims import seeds_text
-from .costs import DEFAULT_MACS_PER_SECOND, eval_passes, macs_per_image, measured_speeds, train_passes
+from .costs import DEFAULT_MACS_PER_SECOND, audit_passes, eval_passes, macs_per_image, measured_speeds, train_passes
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
 from .run_cache import RunCache, task_data_root
 
-__all__ = ["PAPER_TASKS", "QUICK", "QUICK_OVERRIDES", "TASK_NAMES", "Job", "Plan", "PlannedRun", "base_config",
+__all__ = ["PAPER_TASKS", "QUICK", "QUICK_OVERRIDES", "TASK_NAMES", "Audit", "Job", "Plan", "PlannedRun", "base_config",
            "expand_tasks", "plan"]
 
 TASK_NAMES = ("meningioma", "glioma", "brain-tumor-4class", "breastmnist", "pcam", "synthetic")
@@ -38,6 +39,8 @@ PAPER_TASKS = ("meningioma", "glioma", "brain-tumor-4class", "breastmnist", "pca
 QUICK = ConfigDelta.of(train={"rounds": 10, "local_epochs": 1})
 """--quick: 10 rounds (CRN10 needs 10) of one local epoch."""
 QUICK_OVERRIDES = QUICK.overrides()
+Audit = tuple[Path, str]
+"""A planned membership inference: (run directory, its settings' key)."""
 
 
 @dataclass(frozen=True)
@@ -77,32 +80,44 @@ class Plan:
     eval_estimates: dict[tuple[Path, AttackSpec], float]
     speed_source: str
     trainings: dict[tuple[str, str, int], dict[str, ConfigDelta]] = field(default_factory=dict)
+    audits: dict[Audit, Any] = field(default_factory=dict)
+    """(run directory, settings key) -> the ``MiaSettings`` of a membership inference a reproduction asks for."""
+    cached_audits: frozenset[Audit] = frozenset()
+    audit_estimates: dict[Audit, float] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
 
     def evaluations(self, seed: int | None = None) -> list[tuple[Path, AttackSpec]]:
         return list(dict.fromkeys((j.run_dir, j.measurement.spec) for j in self.jobs
                                   if seed is None or j.seed == seed))
 
-    def pending(self, seed: int | None = None) -> tuple[list[PlannedRun], list[tuple[Path, AttackSpec]]]:
-        """The runs (of ``seed``, or all with None) not trained yet, and the attack evaluations not cached yet."""
+    def audits_of(self, seed: int | None = None) -> list[Audit]:
+        return [a for a in self.audits if seed is None or self.runs[a[0]].seed == seed]
+
+    def pending(self, seed: int | None = None) -> tuple[list[PlannedRun], list[tuple[Path, AttackSpec]], list[Audit]]:
+        """The runs (of ``seed``, or all with None) not trained yet, the attack evaluations and the membership
+        inferences not cached yet."""
         runs = [r for r in self.runs.values() if (seed is None or r.seed == seed) and not r.trained]
-        return runs, [e for e in self.evaluations(seed) if e not in self.cached_evals]
+        return (runs, [e for e in self.evaluations(seed) if e not in self.cached_evals],
+                [a for a in self.audits_of(seed) if a not in self.cached_audits])
 
     def cost(self, seed: int | None = 0) -> dict[str, Any]:
         """Runs and evaluations (of ``seed``, or all with None) still to do, and their estimated seconds."""
         runs = [r for r in self.runs.values() if seed is None or r.seed == seed]
         evals = self.evaluations(seed)
-        todo, etodo = self.pending(seed)
+        todo, etodo, atodo = self.pending(seed)
         per_run = statistics.mean(r.estimate_seconds for r in todo) if todo else 0.0
         return {"runs": len(runs), "runs_to_train": len(todo), "seconds_per_run": per_run,
                 "train_seconds": sum(r.estimate_seconds for r in todo), "evaluations": len(evals),
-                "evaluations_to_run": len(etodo), "attack_seconds": sum(self.eval_estimates[e] for e in etodo)}
+                "evaluations_to_run": len(etodo), "attack_seconds": sum(self.eval_estimates[e] for e in etodo),
+                "audits": len(self.audits_of(seed)), "audits_to_run": len(atodo),
+                "audit_seconds": sum(self.audit_estimates[a] for a in atodo)}
 
     def missing(self) -> list[str]:
         """What the cache lacks, one phrase each: the runs still to train, then the attack evaluations to run."""
-        runs, evals = self.pending()
+        runs, evals, audits = self.pending()
         return ([f"training {r.run_dir.name} ({', '.join(r.names)}, seed {r.seed})" for r in runs]
-                + [f"evaluation {spec.label} on {d.name}" for d, spec in evals])
+                + [f"evaluation {spec.label} on {d.name}" for d, spec in evals]
+                + [f"membership inference on {d.name}" for d, _ in audits])
 
     def seed_lines(self) -> list[str]:
         """The seed list, fixed before running, and each reproduction that asks for more seeds than it gets."""
@@ -133,7 +148,9 @@ class Plan:
             f"One seed: {one['runs']} training run(s), {one['runs_to_train']} not yet cached x ~"
             f"{duration(one['seconds_per_run'])} each = ~{duration(one['train_seconds'])}; "
             f"{one['evaluations']} attack evaluation(s), {one['evaluations_to_run']} not yet cached "
-            f"(~{duration(one['attack_seconds'])}).",
+            f"(~{duration(one['attack_seconds'])})" + (
+                f"; {one['audits']} membership inference(s), {one['audits_to_run']} not yet cached "
+                f"(~{duration(one['audit_seconds'])})." if one["audits"] else "."),
         ]
         per_rep = [f"{r.name} {len(self.trainings.get((r.name, self.tasks[0], first), {}))}"
                    for r in self.reproductions]
@@ -142,7 +159,9 @@ class Plan:
         if len(self.options.seeds) > 1:
             lines.append(f"All {len(self.options.seeds)} seeds: {every['runs_to_train']} run(s) to train "
                          f"({wall(every['train_seconds'])}), {every['evaluations_to_run']} evaluation(s) "
-                         f"({wall(every['attack_seconds'])}).")
+                         f"({wall(every['attack_seconds'])})" + (
+                             f", {every['audits_to_run']} membership inference(s) ({wall(every['audit_seconds'])})."
+                             if every["audits"] else "."))
         lines.append(f"Estimates: {self.speed_source}.")
         return lines
 
@@ -193,6 +212,7 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     cache = RunCache(results)
     runs: dict[Path, PlannedRun] = {}
     jobs: list[Job] = []
+    audits: dict[Audit, Any] = {}
     trainings: dict[tuple[str, str, int], dict[str, ConfigDelta]] = {}
     for task in tasks:
         _check_task(task, base_config(task, 0, options))
@@ -213,6 +233,11 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
                     if m.training not in rdirs:
                         raise ValueError(f"{rep.name}: measurement on unknown training {m.training!r}")
                     jobs.append(Job(rep.name, task, seed, m, rdirs[m.training]))
+                for name, settings in (rep.audits(options.quick) if rep.audits else {}).items():
+                    if name not in rdirs:
+                        raise ValueError(f"{rep.name}: membership inference on unknown training {name!r}")
+                    rd = rdirs[name]
+                    audits[(rd, settings.key(runs[rd].cfg.train.rounds))] = settings
     # estimates: MACs of every run at a speed measured on the finished runs (or a rough default)
     macs: dict = {}
     work = {rd: 3 * train_passes(r.cfg, cache.task_size(r.cfg)) * macs_per_image(r.cfg, macs)
@@ -227,5 +252,9 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
         e[0], e[1], precision=options.precision, batch_size=options.batch_size) is not None)
     est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / speed
            for rd, spec in evals}
+    audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
+    audit_est = {(rd, key): 3 * audit_passes(runs[rd].cfg, cache.task_size(runs[rd].cfg), settings)
+                 * macs_per_image(runs[rd].cfg, macs) / speed for (rd, key), settings in audits.items()}
     return Plan(reproductions=reps, tasks=tasks, options=options, cache=cache, runs=runs, jobs=tuple(jobs),
-                cached_evals=cached, eval_estimates=est, speed_source=source, trainings=trainings)
+                cached_evals=cached, eval_estimates=est, speed_source=source, trainings=trainings, audits=audits,
+                cached_audits=audited, audit_estimates=audit_est)

@@ -156,6 +156,10 @@ class Reproduction:
     build: Callable[[BuildInput], Built]
     note: str = ""
     min_seeds: int = 3  # the fewest seeds it asks for (CRN Table I and Fed-Safe Table 1: 5); fewer is said aloud
+    audits: Callable[[bool], Mapping[str, Any]] | None = None
+    """Training name -> the :class:`fedsafe.audit.mia.MiaSettings` of the membership inference its runs get
+    (argument: ``--quick``): planned, costed, run and cached with the trainings and attacks, so that the build
+    only reads it."""
 
     def setting(self, trainings: Mapping[str, ConfigDelta]) -> str:
         """The trainings in words (what they share, then what each changes), then ``note``."""

@@ -11,8 +11,10 @@ it received), and EOT-PGD with K = 1, 8, 32 noisy copies of its own model a step
 the copies are one model: EOT equals PGD there, at the cost of one gradient a step).
 
 Beside each arm, membership inference on its run (:func:`fedsafe.audit.mia.run_membership`: server's
-and insider's view, loss threshold and offline LiRA; cached in ``RUN/audit/``, computed when the outputs are built
-if absent: S shadow models a view, not in the plan's cost estimate) and the accounted epsilon.
+and insider's view, loss threshold and offline LiRA, S shadow models a view; cached in ``RUN/audit/``) and the
+accounted epsilon. The plan schedules the membership inference with the trainings and attacks
+(``Reproduction.audits``): its cost is in the estimate, ``--jobs`` runs it in the workers, ``--cached-only`` knows
+whether it is there, and the build only reads it.
 """
 
 from __future__ import annotations
@@ -210,4 +212,5 @@ FEDSAFE_ADAPTIVE = Reproduction(
     "fedsafe-adaptive", "Fed-Safe against an adaptive insider (EOT over the noise) and membership inference",
     "fed-safe", _trainings, _measurements, _build,
     note="the three arms are Fed-Safe Table 1's trainings at f = 0.2 (shared runs); EOT-PGD at K = 1, 8, 32 with the "
-         "run's own downlink noise; membership inference beside each arm (not from the papers: design §13)")
+         "run's own downlink noise; membership inference beside each arm (not from the papers: design §13)",
+    audits=lambda quick: dict.fromkeys(METHODS, MIA_QUICK if quick else MIA))
