@@ -91,6 +91,7 @@ class Plan:
                                   if seed is None or j.seed == seed))
 
     def audits_of(self, seed: int | None = None) -> list[Audit]:
+        """The membership inferences planned on the runs of ``seed`` (all with None)."""
         return [a for a in self.audits if seed is None or self.runs[a[0]].seed == seed]
 
     def pending(self, seed: int | None = None) -> tuple[list[PlannedRun], list[tuple[Path, AttackSpec]], list[Audit]]:
@@ -101,7 +102,8 @@ class Plan:
                 [a for a in self.audits_of(seed) if a not in self.cached_audits])
 
     def cost(self, seed: int | None = 0) -> dict[str, Any]:
-        """Runs and evaluations (of ``seed``, or all with None) still to do, and their estimated seconds."""
+        """Runs, evaluations and membership inferences (of ``seed``, or all with None) still to do, and their
+        estimated seconds."""
         runs = [r for r in self.runs.values() if seed is None or r.seed == seed]
         evals = self.evaluations(seed)
         todo, etodo, atodo = self.pending(seed)
@@ -113,7 +115,8 @@ class Plan:
                 "audit_seconds": sum(self.audit_estimates[a] for a in atodo)}
 
     def missing(self) -> list[str]:
-        """What the cache lacks, one phrase each: the runs still to train, then the attack evaluations to run."""
+        """What the cache lacks, one phrase each: the runs still to train, then the attack evaluations and the
+        membership inferences to run."""
         runs, evals, audits = self.pending()
         return ([f"training {r.run_dir.name} ({', '.join(r.names)}, seed {r.seed})" for r in runs]
                 + [f"evaluation {spec.label} on {d.name}" for d, spec in evals]
