@@ -3,6 +3,7 @@ verdicts.json files, and the page holds exactly what the script prints."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -73,3 +74,16 @@ def test_a_verdict_without_per_point_numbers_is_refused_by_name(tmp_path):
     (folder / "verdicts.json").write_text(json.dumps([{"claim": "c", "status": "holds", "evidence": "n 5"}]))
     with pytest.raises(SystemExit, match=r"crn-fig2/glioma/verdicts.json: a verdict without per-point numbers"):
         sb.scoreboard(tmp_path)
+
+
+def test_every_published_points_csv_holds_the_points_of_its_verdicts():
+    files = sorted((ROOT / "docs" / "results").glob("*/*/verdicts.json"))
+    for f in files:
+        verdicts = json.loads(f.read_text())
+        with (f.parent / "points.csv").open(newline="") as fh:
+            rows = [(r["claim"], r["where"], int(r["n"]), r["seeds"], r["p"]) for r in csv.DictReader(fh)]
+        flat = [(v["claim"], p["where"], p["n"], " ".join(map(str, p["seeds"])),
+                 "" if p["p"] is None else repr(float(p["p"]))) for v in verdicts for p in v["points"]]
+        assert rows == flat, f
+        assert all(v["n"] == min((p["n"] for p in v["points"] if p["n"]), default=0) for v in verdicts), f
+    assert len(files) >= 10  # the republished folders are read
