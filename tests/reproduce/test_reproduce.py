@@ -7,6 +7,7 @@ import html
 import json
 import math
 import re
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from fedsafe.cli import app
 from fedsafe.progress import duration
 from fedsafe.report.html import build_report
+from fedsafe.reproduce.costs import eval_passes, macs_per_image, measured_attack_speeds
 from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.outputs import built_markdown, command_line, markdown_table
 from fedsafe.reproduce.planning import PAPER_TASKS, expand_tasks, plan
@@ -122,6 +124,20 @@ def test_outputs_of_a_reproduction(tmp_path):
     assert {"learned", "learned_reason", "majority_class_rate", "epsilon_unconditional", "device"} <= set(
         summary.columns)
     assert len(summary) == 8 * 4  # every run's numbers, learned or not
+    # the next plan estimates attacks at the speed its cached evaluations were timed at, not the trainings'
+    again = plan(["fedsafe-table1"], tasks=["synthetic"], results=tmp_path,
+                 options=Options(quick=True, overrides=FS_TINY, sanity=False))
+    record = json.loads(next((tmp_path / "runs").glob("*/attacks/*.json")).read_text())
+    cfg = next(iter(again.runs.values())).cfg
+    one = (3 * record["fb_passes_per_image"] * macs_per_image(cfg, {}) * min(record["batch_size"], max(record["n"]))
+           / record["attack_seconds_per_batch"])
+    speeds = measured_attack_speeds(tmp_path / "runs", {})
+    assert len(speeds) == len(again.evaluations()) and any(one == pytest.approx(x) for x in speeds)
+    assert f"attacks {statistics.median(speeds) / 1e9:.1f} GMAC/s measured on {len(speeds)} cached" in \
+        again.speed_source
+    rd, spec = again.evaluations()[0]
+    assert again.eval_estimates[(rd, spec)] == pytest.approx(
+        3 * eval_passes(again.runs[rd].cfg, spec) * macs_per_image(again.runs[rd].cfg, {}) / statistics.median(speeds))
     assert (summary.learned_reason.fillna("") == "").eq(summary.learned).all()  # a reason exactly where it did not
 
 

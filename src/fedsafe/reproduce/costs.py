@@ -1,5 +1,6 @@
-"""The cost model of a plan: how long a training run and an attack evaluation take, in image passes x the model's
-multiply-accumulates, at a speed measured on the finished runs under ``RESULTS/runs`` (or a rough default).
+"""The cost model of a plan: how long a training run, an attack evaluation and a membership inference take, in
+image passes x the model's multiply-accumulates, at a speed measured on the finished runs under ``RESULTS/runs``
+(or a rough default); attack evaluations at the speed their cached records were timed at, when there are any.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..runs.layout import SUMMARY
 from ..runs.run import open_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "audit_passes", "eval_passes", "gradient_passes", "macs_per_image",
-           "measured_speeds", "split_sizes", "train_passes"]
+           "measured_attack_speeds", "measured_speeds", "split_sizes", "train_passes"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
@@ -130,6 +131,29 @@ def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple
     if attack < 0 or crn < 0:
         raise ValueError(f"gradient passes cannot be negative, got attack {attack}, CRN {crn}")
     return (attack + crn if crn_at_attack_time else attack), attack + crn
+
+
+def measured_attack_speeds(runs: Path, memo: dict) -> list[float]:
+    """MAC/s of every cached attack evaluation under ``runs``: its gradient passes an image x 3 forward MACs x the
+    images of a batch, over the seconds a batch took (as its record timed it). Attacks run in the attack precision
+    (fp32 by default) while trainings may run in bf16, so the two speeds differ (on the 2-core AVX512-BF16 CPU:
+    52 GMAC/s attacking, 70 training)."""
+    speeds = []
+    configs: dict[Path, Any] = {}
+    for path in sorted(runs.glob("*/attacks/*.json")) if runs.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            seconds, passes = float(record["attack_seconds_per_batch"]), float(record["fb_passes_per_image"])
+            images = min(int(record["batch_size"]), max(int(n) for n in record["n"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an evaluation record, or one without timing
+        run_dir = path.parent.parent
+        if run_dir not in configs:
+            configs[run_dir] = open_run(run_dir, missing_ok=True).read_records().config
+        cfg = configs[run_dir]
+        if cfg is not None and cfg.task.name in TASKS and seconds > 0 and passes > 0 and images > 0:
+            speeds.append(3 * passes * macs_per_image(cfg, memo) * images / seconds)
+    return speeds
 
 
 def measured_speeds(runs: Path, memo: dict) -> list[float]:

@@ -26,7 +26,15 @@ from ..progress import Progress, duration
 from ..runs.layout import RunLayout
 from ..training.delta import ConfigDelta
 from ..verdicts.claims import seeds_text
-from .costs import DEFAULT_MACS_PER_SECOND, audit_passes, eval_passes, macs_per_image, measured_speeds, train_passes
+from .costs import (
+    DEFAULT_MACS_PER_SECOND,
+    audit_passes,
+    eval_passes,
+    macs_per_image,
+    measured_attack_speeds,
+    measured_speeds,
+    train_passes,
+)
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
 from .run_cache import RunCache, task_data_root
@@ -135,9 +143,10 @@ class Plan:
 
     def describe(self, jobs: int = 1) -> list[str]:
         """What one seed (and all seeds) costs, in sentences for the console, after the seed list. The estimates
-        are the work, run after run, at the speed the finished runs were measured at; with ``jobs`` > 1 workers
-        the wall time is also given, the work shared out (on a CPU, each worker then has fewer threads: the
-        measured runs' speed is the better guide when they ran with the same ``--jobs``)."""
+        are the work, run after run, at the speed the finished runs were measured at (attacks: the cached
+        evaluations'); with ``jobs`` > 1 workers the wall time is also given, the work shared out (on a CPU, each
+        worker then has fewer threads: the measured speed is the better guide when it was measured with the same
+        ``--jobs``)."""
 
         def wall(seconds: float) -> str:
             return f"~{duration(seconds)}" + (f", ~{duration(seconds / jobs)} with --jobs {jobs}" if jobs > 1 else "")
@@ -249,11 +258,15 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     speed = statistics.median(measured) if measured else DEFAULT_MACS_PER_SECOND
     source = (f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} finished run(s)" if measured else
               f"a rough {speed / 1e9:.0f} GMAC/s (no finished run to measure yet)")
+    attacked = measured_attack_speeds(cache.runs, macs)  # attacks run in their own precision: their own speed
+    attack_speed = statistics.median(attacked) if attacked else speed
+    source += (f"; attacks {attack_speed / 1e9:.1f} GMAC/s measured on {len(attacked)} cached evaluation(s)"
+               if attacked else "; attacks at the same speed (no cached evaluation to measure yet)")
     runs = {rd: replace(r, estimate_seconds=work[rd] / speed) for rd, r in runs.items()}
     evals = list(dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs))
     cached = frozenset(e for e in evals if cache.cached_evaluation(
         e[0], e[1], precision=options.precision, batch_size=options.batch_size) is not None)
-    est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / speed
+    est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / attack_speed
            for rd, spec in evals}
     audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
     audit_est = {(rd, key): 3 * audit_passes(runs[rd].cfg, cache.task_size(runs[rd].cfg), settings)
