@@ -16,7 +16,7 @@ from ..config import ExperimentConfig
 from ..data.tasks import TASKS, task_class_names
 from ..defaults import crn_steps, global_test_count, server_set_request
 from ..names import CLIENT_DEFENSES, PER_CLIENT_DEFENSES, SERVER_DEFENSES
-from ..runs.layout import SUMMARY
+from ..runs.layout import ATTACKS, SUMMARY
 from ..runs.run import open_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "audit_passes", "eval_passes", "gradient_passes", "macs_per_image",
@@ -140,7 +140,7 @@ def measured_attack_speeds(runs: Path, memo: dict) -> list[float]:
     52 GMAC/s attacking, 70 training)."""
     speeds = []
     configs: dict[Path, Any] = {}
-    for path in sorted(runs.glob("*/attacks/*.json")) if runs.is_dir() else []:
+    for path in sorted(runs.glob(f"*/{ATTACKS}/*.json")) if runs.is_dir() else []:
         try:
             record = json.loads(path.read_text())
             seconds, passes = float(record["attack_seconds_per_batch"]), float(record["fb_passes_per_image"])
