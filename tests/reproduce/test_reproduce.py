@@ -91,6 +91,11 @@ def test_an_interrupted_reproduction_resumes_and_equals_an_uninterrupted_one(tmp
     assert again.cost(None)["runs_to_train"] == 0 and again.cost(None)["evaluations_to_run"] == 0
 
 
+def again_all_cached(results: Path):
+    return plan(["fedsafe-table1"], tasks=["synthetic"], results=results,
+                options=Options(quick=True, overrides=FS_TINY, sanity=False))
+
+
 def test_outputs_of_a_reproduction(tmp_path):
     _, (w,) = _fs_table1(tmp_path)
     manifest = json.loads(w.manifest.read_text())
@@ -125,14 +130,15 @@ def test_outputs_of_a_reproduction(tmp_path):
         summary.columns)
     assert len(summary) == 8 * 4  # every run's numbers, learned or not
     # the next plan estimates attacks at the speed its cached evaluations were timed at, not the trainings'
-    again = plan(["fedsafe-table1"], tasks=["synthetic"], results=tmp_path,
-                 options=Options(quick=True, overrides=FS_TINY, sanity=False))
+    assert "attacks" not in again_all_cached(tmp_path).speed_source  # nothing left to estimate: no records read
+    again = plan(["fedsafe-table1"], tasks=["synthetic"], results=tmp_path,  # seed 1: evaluations left to estimate
+                 options=Options(quick=True, overrides=FS_TINY, sanity=False, seeds=(0, 1)))
     record = json.loads(next((tmp_path / "runs").glob("*/attacks/*.json")).read_text())
     cfg = next(iter(again.runs.values())).cfg
     one = (3 * record["fb_passes_per_image"] * macs_per_image(cfg, {}) * min(record["batch_size"], max(record["n"]))
            / record["attack_seconds_per_batch"])
     speeds = measured_attack_speeds(tmp_path / "runs", {})
-    assert len(speeds) == len(again.evaluations()) and any(one == pytest.approx(x) for x in speeds)
+    assert len(speeds) == len(again.evaluations(0)) and any(one == pytest.approx(x) for x in speeds)
     assert f"attacks {statistics.median(speeds) / 1e9:.1f} GMAC/s measured on {len(speeds)} cached" in \
         again.speed_source
     rd, spec = again.evaluations()[0]

@@ -258,14 +258,17 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     speed = statistics.median(measured) if measured else DEFAULT_MACS_PER_SECOND
     source = (f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} finished run(s)" if measured else
               f"a rough {speed / 1e9:.0f} GMAC/s (no finished run to measure yet)")
-    attacked = measured_attack_speeds(cache.runs, macs)  # attacks run in their own precision: their own speed
-    attack_speed = statistics.median(attacked) if attacked else speed
-    source += (f"; attacks {attack_speed / 1e9:.1f} GMAC/s measured on {len(attacked)} cached evaluation(s)"
-               if attacked else "; attacks at the same speed (no cached evaluation to measure yet)")
     runs = {rd: replace(r, estimate_seconds=work[rd] / speed) for rd, r in runs.items()}
     evals = list(dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs))
     cached = frozenset(e for e in evals if cache.cached_evaluation(
         e[0], e[1], precision=options.precision, batch_size=options.batch_size) is not None)
+    # attacks run in their own precision: their own speed, read from every cached record (about 1 ms a record),
+    # so only when an evaluation is left to estimate
+    attacked = measured_attack_speeds(cache.runs, macs) if len(cached) < len(evals) else []
+    attack_speed = statistics.median(attacked) if attacked else speed
+    if len(cached) < len(evals):
+        source += (f"; attacks {attack_speed / 1e9:.1f} GMAC/s measured on {len(attacked)} cached evaluation(s)"
+                   if attacked else "; attacks at the same speed (no cached evaluation to measure yet)")
     est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / attack_speed
            for rd, spec in evals}
     audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
