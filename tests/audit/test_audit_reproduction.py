@@ -4,7 +4,9 @@ EOT-PGD at K = 1, 8, 32 with K x the cost, and its builder answers the question 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+from statistics import median
 
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 from fedsafe.audit import mia
 from fedsafe.audit.mia import MiaSettings, run_membership
 from fedsafe.cli import app
-from fedsafe.reproduce.costs import audit_passes, split_sizes
+from fedsafe.reproduce.costs import audit_passes, macs_per_image, measured_speeds, split_sizes
 from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.planning import plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
@@ -159,7 +161,7 @@ def test_the_cost_of_a_membership_inference_counts_its_shadow_models():
 
 
 def test_executing_the_plan_runs_each_membership_inference_once_and_the_build_reads_it(tmp_path, monkeypatch):
-    options = Options(quick=True, overrides=(*TINY, "threads=1"), sanity=False)
+    options = Options(quick=True, overrides=(*TINY, "threads=1", "train.precision=fp32"), sanity=False)
     p = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=options)
     read = []
 
@@ -179,4 +181,16 @@ def test_executing_the_plan_runs_each_membership_inference_once_and_the_build_re
     monkeypatch.setattr(mia, "membership_audit", never)
     again = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=options)
     assert again.cost(None)["audits_to_run"] == 0 and again.missing() == []
+    assert "membership inference" not in again.speed_source  # nothing left to estimate
     execute(again)  # reads everything back
+    # seed 1's inferences are left: their shadow models are costed at the speed of trainings in their own precision
+    more = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=replace(options, seeds=(0, 1)))
+    fp32 = measured_speeds(tmp_path / "runs", {}, "fp32")
+    assert len(fp32) == len(list((tmp_path / "runs").glob("*/summary.json"))) and fp32
+    assert measured_speeds(tmp_path / "runs", {}, "bf16") == []  # none trained in bf16: none measured in it
+    assert f"membership inference (fp32) {median(fp32) / 1e9:.1f} GMAC/s measured on {len(fp32)} finished run(s) " \
+        "in fp32" in more.speed_source
+    (rd, key), settings = next(a for a in more.audits.items() if a[0] not in more.cached_audits)
+    cfg = more.runs[rd].cfg
+    assert more.audit_estimates[(rd, key)] == pytest.approx(
+        3 * audit_passes(cfg, more.cache.task_size(cfg), settings) * macs_per_image(cfg, {}) / median(fp32))

@@ -133,11 +133,11 @@ def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple
     return (attack + crn if crn_at_attack_time else attack), attack + crn
 
 
-def measured_attack_speeds(runs: Path, memo: dict) -> list[float]:
-    """MAC/s of every cached attack evaluation under ``runs``: its gradient passes an image x 3 forward MACs x the
-    images of a batch, over the seconds a batch took (as its record timed it). Attacks run in the attack precision
-    (fp32 by default) while trainings may run in bf16, so the two speeds differ (on the 2-core AVX512-BF16 CPU:
-    52 GMAC/s attacking, 70 training)."""
+def measured_attack_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
+    """MAC/s of every cached attack evaluation under ``runs`` (only those that ran in ``precision`` when given): its
+    gradient passes an image x 3 forward MACs x the images of a batch, over the seconds a batch took (as its record
+    timed it). Attacks run in the attack precision (fp32 by default) while trainings may run in bf16, so the two
+    speeds differ (on the 2-core AVX512-BF16 CPU: 52 GMAC/s attacking in fp32, 70 training in bf16)."""
     speeds = []
     configs: dict[Path, Any] = {}
     for path in sorted(runs.glob(f"*/{ATTACKS}/*.json")) if runs.is_dir() else []:
@@ -147,6 +147,8 @@ def measured_attack_speeds(runs: Path, memo: dict) -> list[float]:
             images = min(int(record["batch_size"]), max(int(n) for n in record["n"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not an evaluation record, or one without timing
+        if precision is not None and record.get("precision") != precision:
+            continue
         run_dir = path.parent.parent
         if run_dir not in configs:
             configs[run_dir] = open_run(run_dir, missing_ok=True).read_records().config
@@ -156,9 +158,9 @@ def measured_attack_speeds(runs: Path, memo: dict) -> list[float]:
     return speeds
 
 
-def measured_speeds(runs: Path, memo: dict) -> list[float]:
-    """MAC/s of every finished run under ``runs``: the work :func:`train_passes` counts for it over the seconds it
-    took (its task's size from its data report)."""
+def measured_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
+    """MAC/s of every finished run under ``runs`` (only those trained in ``precision`` when given): the work
+    :func:`train_passes` counts for it over the seconds it took (its task's size from its data report)."""
     speeds = []
     for path in sorted(runs.glob(f"*/{SUMMARY}")) if runs.is_dir() else []:
         info = open_run(path.parent, missing_ok=True).read_records()
@@ -167,6 +169,8 @@ def measured_speeds(runs: Path, memo: dict) -> list[float]:
             seconds = float(info.summary["seconds"])
             n = sum(info.data_report["kept"].values())
         except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if precision is not None and info.summary.get("precision") != precision:
             continue
         if cfg is not None and seconds > 0 and n > 0 and cfg.task.name in TASKS:
             speeds.append(3 * train_passes(cfg, n) * macs_per_image(cfg, memo) / seconds)

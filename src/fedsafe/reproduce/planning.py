@@ -272,8 +272,26 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / attack_speed
            for rd, spec in evals}
     audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
+    audit_speeds = {p: _audit_speed(cache.runs, macs, p, speed)
+                    for p in {audits[a].precision for a in audits if a not in audited}}
+    for p, (_, how) in sorted(audit_speeds.items()):
+        source += f"; membership inference ({p}) {how}"
     audit_est = {(rd, key): 3 * audit_passes(runs[rd].cfg, cache.task_size(runs[rd].cfg), settings)
-                 * macs_per_image(runs[rd].cfg, macs) / speed for (rd, key), settings in audits.items()}
+                 * macs_per_image(runs[rd].cfg, macs) / audit_speeds.get(settings.precision, (speed,))[0]
+                 for (rd, key), settings in audits.items()}
     return Plan(reproductions=reps, tasks=tasks, options=options, cache=cache, runs=runs, jobs=tuple(jobs),
                 cached_evals=cached, eval_estimates=est, speed_source=source, trainings=trainings, audits=audits,
                 cached_audits=audited, audit_estimates=audit_est)
+
+
+def _audit_speed(runs: Path, macs: dict, precision: str, training: float) -> tuple[float, str]:
+    """The speed a membership inference's shadow models train at (in their own precision, fp32 by default, while
+    the federations may train in bf16): trainings measured in that precision; else cached attack evaluations in it
+    (gradient passes through the same model); else the trainings' speed, as named."""
+    for kind, speeds in (("finished run", lambda: measured_speeds(runs, macs, precision)),
+                         ("cached evaluation", lambda: measured_attack_speeds(runs, macs, precision))):
+        measured = speeds()
+        if measured:
+            speed = statistics.median(measured)
+            return speed, f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} {kind}(s) in {precision}"
+    return training, f"at the trainings' speed (nothing measured in {precision} yet)"
