@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import shutil
+import stat
 import threading
 import zipfile
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_mri_download_extracts_and_checks(served, mri_root, tmp_path):
     assert any("decode" in c for c in result.checks)
     record = json.loads((result.path / "download.json").read_text())
     assert record["sha256"] == hashlib.sha256((folder / "refs/heads/master.zip").read_bytes()).hexdigest()
+    plain = to / "plain"
+    plain.mkdir()  # the reference: a folder made in place, not mkdtemp's 0o700 staging folder renamed
+    assert stat.S_IMODE(result.path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 @pytest.mark.realdata
@@ -163,6 +167,8 @@ def test_npz_download_with_a_mirror(served, breastmnist_npz, tmp_path):
     result = download("breastmnist", to=tmp_path, base_url=base, expected_sha256=BREAST_SHA256)
 
     assert result.path == tmp_path / "breastmnist.npz" and result.sha256 == BREAST_SHA256
+    (tmp_path / "plain").write_text("x")  # the reference: a file opened in place, not mkstemp's 0o600
+    assert stat.S_IMODE(result.path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     assert result.path.read_bytes() == breastmnist_npz.read_bytes()
     assert "sha256 matches" in result.checks
     assert json.loads((tmp_path / "breastmnist.npz.download.json").read_text())["sha256"] == BREAST_SHA256

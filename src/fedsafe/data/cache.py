@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import Progress
+from ..runs.atomic import temp_file
 from . import decode
 
 __all__ = [
@@ -111,7 +111,7 @@ def save_entry(path: Path, arrays: Mapping[str, np.ndarray], *, compress: bool =
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        fd, tmp = temp_file(path.parent, f".{path.stem}.", ".tmp")
         with os.fdopen(fd, "wb") as fh:
             (np.savez_compressed if compress else np.savez)(fh, **arrays)
         os.replace(tmp, path)

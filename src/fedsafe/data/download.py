@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from ..progress import Progress, report
+from ..runs.atomic import new_file_mode, temp_file
 from .decode import DECODE_ERRORS
 from .medmnist import not_npz_reason, npz_load_error
 from .mri import IMAGE_SUFFIXES
@@ -129,7 +130,7 @@ def fetch(url: str, folder: Path, *, progress: Progress | None = None, timeout: 
     partial file) on any network or HTTP error.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".part")
+    fd, tmp_name = temp_file(folder, ".download-", ".part")
     tmp = Path(tmp_name)
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     try:
@@ -296,6 +297,7 @@ def _download_mri(url: str, to: Path, expected_counts: Mapping[str, Mapping[str,
     archive, sha, md5 = fetch(url, to, progress=progress, timeout=timeout, step="downloading brain-tumor-mri")
     staging = Path(tempfile.mkdtemp(dir=to, prefix=".brain-tumor-mri-"))
     try:
+        staging.chmod(new_file_mode(directory=True))  # renamed into place: a plain folder's mode, not mkdtemp's 0o700
         checks = _check_sha(sha, expected_sha256, url)
         n = extract_mri_zip(archive, staging)
         log.info("extracted %d files to %s", n, staging)
