@@ -4,10 +4,10 @@ docs/results/did-not-learn.md.
 For every training of a finished reproduction (its ``manifest.json``'s ``all_runs``), it prints one JSON line with
 the seed, the partition, the uplink clip C and noise std s_U, the number d of floating-point entries the noise is
 added to, the L2 norm the noise has after FedAvg's weighted average (s_U sqrt(d) sqrt(sum_i p_i^2), p_i the clients'
-weights by training size, from the privacy report), the measured L2 norm of the final global model
-(:func:`fedsafe.federation.state.global_norm`), the final global accuracy, the majority-class rate and whether
-the run learned (``summary.json``). Where the averaged noise is much larger than a learned model's norm, the global
-model a client starts its round from is mostly noise.
+weights by training size, from the privacy report; :mod:`fedsafe.privacy.noise_scale`), the measured L2 norm of the
+final global model (:func:`fedsafe.federation.state.global_norm`), the final global accuracy, the majority-class
+rate and whether the run learned (``summary.json``). Where the averaged noise is much larger than a learned model's
+norm, the global model a client starts its round from is mostly noise.
 
     python benchmarks/diag_noise.py RESULTS/TABLE/TASK > noise.jsonl
 
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from fedsafe.federation.state import global_norm
+from fedsafe.privacy.noise_scale import noise_scale
 from fedsafe.runs.run import open_run
 
 
@@ -36,13 +36,12 @@ def noise_census(folder: Path) -> list[dict]:
         cfg, summary = run.config, run.summary
         state = run.store.load_global(cfg.train.rounds)
         d = sum(v.numel() for v in state.values() if v.is_floating_point())
-        sizes = run.privacy["client_sizes"]  # FedAvg weighs the clients by their training sizes
-        weights = [s / sum(sizes) for s in sizes]
-        s_u = cfg.federation.uplink_noise
+        scale = noise_scale(std_uplink=cfg.federation.uplink_noise, std_downlink=0.0, entries=d,
+                            weights=run.privacy["client_sizes"], clip=cfg.federation.uplink_clip)  # FedAvg's weights
         out.append({
             "run": run.root.name, "seed": cfg.seed, "partition": cfg.splits.partition,
-            "uplink_clip": cfg.federation.uplink_clip, "uplink_noise": s_u, "entries": d,
-            "averaged_noise_norm": s_u * math.sqrt(d) * math.sqrt(sum(p * p for p in weights)),
+            "uplink_clip": scale.clip, "uplink_noise": scale.std_uplink, "entries": d,
+            "averaged_noise_norm": scale.averaged_uplink_norm,
             "global_norm": global_norm(state), "global_acc": summary["global_acc"],
             "majority_class_rate": summary["majority_class_rate"], "learned": summary["learned"]})
     return out

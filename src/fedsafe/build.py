@@ -42,6 +42,7 @@ from .models import build_model, check_model
 from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label
 from .privacy.nbafl import calibrate_nbafl
+from .privacy.noise_scale import noise_scale
 from .progress import Progress
 from .runs.datacheck import check_data
 from .runs.fingerprint import fingerprint
@@ -306,6 +307,10 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
         "dp": {sens: dp_label(float(both[sens]["pld"]["epsilon"]), cfg.privacy.delta, sensitivity=sens)
                for sens in SENSITIVITIES},
         "defense": {"name": cfg.defense.name},
+        # the utility side: the noise's norms beside the clip (privacy/noise_scale.py), every model entry noised
+        "noise_scale": noise_scale(std_uplink=spec.uplink_noise, std_downlink=spec.downlink_noise,
+                                   entries=_noised_entries(cfg, data), weights=weights,
+                                   clip=spec.uplink_clip).to_dict(),
     }
     if calibrated:
         cal = cfg.privacy.calibrate
@@ -314,6 +319,12 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
                                        min_local_size=m, exposures=cal.exposures or spec.rounds, rounds=spec.rounds,
                                        num_clients=data.num_clients).to_dict()
     return out
+
+
+def _noised_entries(cfg: ExperimentConfig, data: FederatedData) -> int:
+    """The model's floating-point state entries, each of which the uplink and downlink noise perturbs."""
+    model = model_factory(cfg, data, layout=False, device="cpu")()
+    return sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
 
 
 def data_fingerprint(data: FederatedData) -> dict[str, Any]:
@@ -346,5 +357,8 @@ def write_header(store: RunStore, cfg: ExperimentConfig, data: FederatedData, sp
     """The files a run writes before round 1 (both engines); on a resume, the data is checked against the run's
     first (RunDataChanged) and only a missing or damaged header file is written again."""
     fp = check_run_data(store, data, doing="resume")
+    privacy = privacy_report(cfg, data, spec)
     store.write_header(config_text=to_yaml(cfg), data_report=data.report.to_dict(), splits=data.split_ids(),
-                       privacy_report=privacy_report(cfg, data, spec), fingerprint=fp)
+                       privacy_report=privacy, fingerprint=fp)
+    if (warning := privacy["noise_scale"]["warning"]) is not None:
+        log.warning("%s: %s", store.root, warning)

@@ -133,7 +133,17 @@ def _privacy(s: dict[str, Any]) -> list[str]:
     return ["<h2>What privacy the noise buys, accounted</h2>", table(["sensitivity", "epsilon (PLD)", "label"], rows),
             f'<p class="note">s_U {_f(p.get("sigma_uplink"))}, s_D {_f(p.get("sigma_downlink"))}, clip C '
             f'{_f(p.get("clip"))}, delta {_f(p.get("delta"))} ({esc(p.get("noise") or "hand-set")}). "DP" only at '
-            "epsilon <= 10 (design §4).</p>"]
+            f"epsilon <= 10 (design §4).{_noise_beside_model(p.get('noise_scale'))}</p>"]
+
+
+def _noise_beside_model(scale: dict[str, Any] | None) -> str:
+    """The noise a client receives each round beside the clip (privacy/noise_scale.py), when the run recorded it."""
+    if not scale:
+        return ""
+    ratio = scale.get("received_to_clip")
+    beside = "" if ratio is None else f", {_f(ratio)} x the clip C"
+    return (f" The noise a client receives each round: L2 norm {_f(scale.get('received_norm'))}{beside} (model of "
+            f"{scale.get('entries')} entries).")
 
 
 def audit_page(s: dict[str, Any]) -> str:

@@ -117,7 +117,9 @@ def privacy_facts(privacy: dict[str, Any]) -> dict[str, Any]:
             "delta": privacy.get("delta"),
             "epsilon": {"nbafl": eps("nbafl", (privacy.get("pld") or {}).get("epsilon")),
                         "unconditional": eps("unconditional")},
-            "dp": dict(privacy.get("dp") or {})}
+            "dp": dict(privacy.get("dp") or {}),
+            # the utility side (privacy/noise_scale.py); None for a run recorded before it was kept
+            "noise_scale": privacy.get("noise_scale")}
 
 
 def strongest(attacks: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -182,10 +184,12 @@ def _privacy_sentence(s: dict[str, Any]) -> str:
                 "credit, so it gives no differential privacy.")
     delta = as_float(p.get("delta"))
     dp = [label for label in (p.get("dp") or {}).values() if label]
+    warning = (p.get("noise_scale") or {}).get("warning")
     return (f"The noise spent epsilon {fmt_eps(e['nbafl'])} (NbAFL sensitivity 2C/m) / {fmt_eps(e['unconditional'])} "
             f"(unconditional sensitivity 2C) at delta {delta:g} (PLD accountant, s_U = "
             f"{as_float(p.get('sigma_uplink')):g}, s_D = {as_float(p.get('sigma_downlink')):g}): "
-            + ("; ".join(dp) if dp else "not DP under either (design §4: DP means epsilon <= 10)") + ".")
+            + ("; ".join(dp) if dp else "not DP under either (design §4: DP means epsilon <= 10)") + "."
+            + (f" At that price {warning}." if warning else ""))
 
 
 def _accuracy_sentence(s: dict[str, Any]) -> str:

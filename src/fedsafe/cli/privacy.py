@@ -25,6 +25,8 @@ from ..privacy import (
     calibrate_nbafl,
     noise_for_target,
 )
+from ..privacy.noise_scale import NoiseScale, noise_scale
+from ..runs.layout import PRIVACY_REPORT
 from .choices import choice
 from .console import fail, out, usage_error
 
@@ -110,6 +112,29 @@ def _print_inverse(needs: dict[str, list[TargetNoise]]) -> None:
     out.print(tab)
 
 
+_ENTRIES_HELP = (f"D, the model's floating-point entries (every one is noised; a run's {PRIVACY_REPORT} has it as "
+                 "noise_scale.entries): also print the noise's norm beside the clip.")
+
+
+def _scale(entries: int | None, *, sigma_up: float, sigma_down: float, clients: int, weights: list[float] | None,
+           clip: float | None) -> NoiseScale | None:
+    if entries is None:
+        return None
+    return noise_scale(std_uplink=sigma_up, std_downlink=sigma_down, entries=entries,
+                       weights=weights or [1.0] * clients, clip=clip)
+
+
+def _print_scale(scale: NoiseScale | None) -> None:
+    if scale is None:
+        return
+    beside = "" if scale.received_to_clip is None else f", {_num(scale.received_to_clip)} x the clip C"
+    out.print(f"The noise beside a model of D = {scale.entries} entries (L2 norms): averaged uplink noise "
+              f"{_num(scale.averaged_uplink_norm)}, downlink {_num(scale.downlink_norm)}; a client receives "
+              f"{_num(scale.received_norm)}{beside}.", highlight=False)
+    if (warning := scale.warning()) is not None:
+        out.print(f"Warning: {warning}.", highlight=False)
+
+
 def _needs_json(needs: dict[str, list[TargetNoise]]) -> dict[str, list[dict[str, object]]]:
     return {sensitivity: [need.to_dict() for need in rows] for sensitivity, rows in needs.items()}
 
@@ -125,6 +150,7 @@ def calibrate(
     clients: int = typer.Option(..., "--N", help="N, the number of clients."),
     accountant: str = typer.Option("rdp", "--accountant", click_type=choice(ACCOUNTANTS),
                                    help="Headline accountant."),
+    entries: int = typer.Option(None, "--entries", min=1, help=_ENTRIES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """NbAFL noise for a target (epsilon, delta), and what the accountant says that noise really gives."""
@@ -137,11 +163,13 @@ def calibrate(
                                    calibrated=True, accountant=accountant)
         needs = _inverse(target_epsilon=epsilon, delta=delta, clip=clip, m=m, rounds=rounds, clients=clients,
                          weights=None)
+        scale = _scale(entries, sigma_up=cal.sigma_uplink, sigma_down=cal.sigma_downlink, clients=clients,
+                       weights=None, clip=clip)
         if as_json:
             out.print_json(json.dumps({
                 "nbafl": cal.to_dict(),
                 "accountant": {name: report.to_dict() for name, report in reports.items()},
-                "needed": _needs_json(needs)}))
+                "needed": _needs_json(needs), **({"noise_scale": scale.to_dict()} if scale else {})}))
             return
         tab = Table(title="NbAFL calibration (Wei et al. 2020)")
         tab.add_column("quantity")
@@ -156,6 +184,7 @@ def calibrate(
             out.print(f"The accountant assumes every client in every round: it composes over T = {rounds}, "
                       f"not L = {cal.exposures} (conservative).", highlight=False)
         _print_inverse(needs)
+        _print_scale(scale)
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -174,6 +203,7 @@ def account(
                                          help="Also print the noise needed for this epsilon."),
     accountant: str = typer.Option("rdp", "--accountant", click_type=choice(ACCOUNTANTS),
                                    help="Headline accountant."),
+    entries: int = typer.Option(None, "--entries", min=1, help=_ENTRIES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """The (epsilon, delta) per channel that a run with these noises gives, under both sensitivities."""
@@ -188,14 +218,18 @@ def account(
                 raise ValueError("--target-epsilon needs --clip: without clipping no noise is enough.")
             needs = _inverse(target_epsilon=target_epsilon, delta=delta, clip=clip, m=m, rounds=rounds,
                              clients=clients, weights=p)
+        scale = _scale(entries, sigma_up=sigma_up, sigma_down=sigma_down, clients=clients, weights=p, clip=clip)
         if as_json:
             data: dict[str, object] = {"accountant": {name: report.to_dict() for name, report in reports.items()}}
             if needs:
                 data["needed"] = _needs_json(needs)
+            if scale:
+                data["noise_scale"] = scale.to_dict()
             out.print_json(json.dumps(data))
             return
         _print_reports(reports, "Privacy of the run")
         if needs:
             _print_inverse(needs)
+        _print_scale(scale)
     except ValueError as e:
         raise fail(str(e)) from None
