@@ -85,6 +85,8 @@ def test_fedsafe_privacy_prints_the_noise_beside_the_model():
     calibrated = CliRunner().invoke(app, ["privacy", "calibrate", "--epsilon", "10", "--clip", "59", "--m", "191",
                                           "--T", "20", "--N", "3", "--entries", "367936"], terminal_width=200)
     assert calibrated.exit_code == 0 and "The noise beside a model of D = 367936 entries" in calibrated.output
+    # the accountants' own noise for epsilon 10 (NbAFL sensitivity, RDP: s_U 1.4633) leaves 8.69 x C of noise
+    assert "noise / C" in calibrated.output and "│ 1.4633 │   0 │    8.6858 │" in calibrated.output
     assert "Warning" not in CliRunner().invoke(app, args[:-2]).output  # no --entries: no model to compare with
 
 

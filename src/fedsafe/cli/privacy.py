@@ -98,18 +98,28 @@ def _inverse(*, target_epsilon: float, delta: float, clip: float, m: int, rounds
                           for accountant in ACCOUNTANTS] for sensitivity in SENSITIVITIES}
 
 
-def _print_inverse(needs: dict[str, list[TargetNoise]]) -> None:
+def _print_inverse(needs: dict[str, list[TargetNoise]], *, entries: int | None = None, clients: int = 1,
+                   weights: list[float] | None = None, clip: float | None = None) -> None:
+    """The noise each accountant needs; with ``entries``, also what it leaves of the model (received noise / C)."""
     first = next(iter(needs.values()))[0]
     out.print(f"Noise the accountants need for epsilon = {first.target_epsilon:g} at delta = {first.delta:g} "
               f"over T = {first.rounds} rounds:", highlight=False)
     tab = Table()
-    for name in ("sensitivity", "accountant", "z", "s_U", "s_D"):
+    names = ("sensitivity", "accountant", "z", "s_U", "s_D", *(("noise / C",) if entries is not None else ()))
+    for name in names:
         tab.add_column(name, justify="left" if name in ("sensitivity", "accountant") else "right")
     for sensitivity, rows in needs.items():
         for need in rows:
+            scale = _scale(entries, sigma_up=need.sigma_uplink, sigma_down=need.sigma_downlink, clients=clients,
+                           weights=weights, clip=clip)
             tab.add_row(SENSITIVITIES[sensitivity][0], need.accountant.upper(), _num(need.noise_multiplier),
-                        _num(need.sigma_uplink), _num(need.sigma_downlink))
+                        _num(need.sigma_uplink), _num(need.sigma_downlink),
+                        *(() if scale is None else (_num(scale.received_to_clip or math.nan),)))
     out.print(tab)
+    if entries is not None:
+        out.print(f"noise / C: the L2 norm of the noise a client receives each round, over the clip C (a model of "
+                  f"D = {entries} entries; at 1 or more every client starts from more noise than model).",
+                  highlight=False)
 
 
 _ENTRIES_HELP = (f"D, the model's floating-point entries (every one is noised; a run's {PRIVACY_REPORT} has it as "
@@ -179,12 +189,12 @@ def calibrate(
             tab.add_row(label, _num(value))
         out.print(tab)
         out.print(cal.note, highlight=False)
+        _print_scale(scale)  # NbAFL's noise beside the model; the accountants' needs get a column below
         _print_reports(reports, "What this noise really gives")
         if cal.exposures != cal.rounds:
             out.print(f"The accountant assumes every client in every round: it composes over T = {rounds}, "
                       f"not L = {cal.exposures} (conservative).", highlight=False)
-        _print_inverse(needs)
-        _print_scale(scale)
+        _print_inverse(needs, entries=entries, clients=clients, clip=clip)
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -229,7 +239,7 @@ def account(
             return
         _print_reports(reports, "Privacy of the run")
         if needs:
-            _print_inverse(needs)
+            _print_inverse(needs, entries=entries, clients=clients, weights=p, clip=clip)
         _print_scale(scale)
     except ValueError as e:
         raise fail(str(e)) from None
