@@ -52,7 +52,7 @@ from .seeding import numpy_rng, seed_for
 __all__ = [
     "AugmentFn", "augment_fn", "build_hooks", "check_configured_model", "check_run_data", "crn_hook",
     "data_fingerprint", "default_data_root", "federation_spec", "model_factory", "model_kwargs",
-    "noise_levels", "prepare_data", "privacy_report", "run_device", "write_header",
+    "noise_levels", "noised_entries", "prepare_data", "privacy_report", "run_device", "write_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
         "defense": {"name": cfg.defense.name},
         # the utility side: the noise's norms beside the clip (privacy/noise_scale.py), every model entry noised
         "noise_scale": noise_scale(std_uplink=spec.uplink_noise, std_downlink=spec.downlink_noise,
-                                   entries=_noised_entries(cfg, data), weights=weights,
+                                   entries=noised_entries(cfg, data), weights=weights,
                                    clip=spec.uplink_clip).to_dict(),
     }
     if calibrated:
@@ -321,9 +321,11 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
     return out
 
 
-def _noised_entries(cfg: ExperimentConfig, data: FederatedData) -> int:
-    """The model's floating-point state entries, each of which the uplink and downlink noise perturbs."""
-    model = model_factory(cfg, data, layout=False, device="cpu")()
+def noised_entries(cfg: ExperimentConfig, data: FederatedData | None = None, *, num_classes: int | None = None,
+                   in_channels: int | None = None) -> int:
+    """The model's floating-point state entries, each of which the uplink and downlink noise perturbs (the model
+    built on the CPU from ``data``, or from ``num_classes`` and ``in_channels``)."""
+    model = model_factory(cfg, data, num_classes=num_classes, in_channels=in_channels, layout=False, device="cpu")()
     return sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
 
 

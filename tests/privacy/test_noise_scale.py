@@ -103,3 +103,24 @@ def test_the_audit_says_when_the_noise_swamps_the_model_and_older_runs_still_ren
     assert "L2 norm 515, 8.73 x the clip C (model of 367936 entries)" in "".join(_privacy(facts))
     older = {"privacy": privacy_facts({k: v for k, v in report.items() if k != "noise_scale"})}
     assert "At that price" not in _privacy_sentence(older) and "clip C (model" not in "".join(_privacy(older))
+
+
+def test_table2_shows_the_noise_over_the_clip_recorded_or_recomputed_for_older_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from fedsafe.reproduce.reproductions.fedsafe_table2 import _noise_over_clip
+    from fedsafe.runs.run import open_run
+
+    train(load_config(overrides=[*SYN, "federation.uplink_clip=5", "federation.uplink_noise=1.0"]), tmp_path / "n")
+    train(load_config(overrides=SYN), tmp_path / "clean")
+    report = tmp_path / "n" / "privacy_report.json"
+    recorded = json.loads(report.read_text())
+
+    def shown(run_dir):
+        return _noise_over_clip(SimpleNamespace(runs={"arm": open_run(run_dir)}), "arm")
+
+    now = shown(tmp_path / "n")
+    assert float(now) == pytest.approx(recorded["noise_scale"]["received_to_clip"], rel=1e-2) and float(now) > 1
+    report.write_text(json.dumps({k: v for k, v in recorded.items() if k != "noise_scale"}))  # an older run's report
+    assert shown(tmp_path / "n") == now  # recomputed from its config's model and its report's noise
+    assert shown(tmp_path / "clean") == "no clip" and _noise_over_clip(SimpleNamespace(runs={}), "arm") == "n/a"

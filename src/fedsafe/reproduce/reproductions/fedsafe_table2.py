@@ -24,10 +24,11 @@ from typing import Any
 import pandas as pd
 
 from ...attacks.spec import AttackSpec
-from ...build import model_factory, prepare_data
+from ...build import model_factory, noised_entries, prepare_data
 from ...config import ExperimentConfig
 from ...data.tasks import TASKS
 from ...privacy import DP_MAX_EPSILON, SENSITIVITIES, dp_label, noise_for_target
+from ...privacy.noise_scale import noise_scale
 from ...report import figures as figs
 from ...runs.run import Run
 from ...training.delta import ConfigDelta
@@ -164,6 +165,28 @@ def _noise(inp: BuildInput, arm: str) -> tuple[str, str, str]:
             fmt_num(d.get("federation.downlink_noise", 0.0)))
 
 
+def _noise_over_clip(inp: BuildInput, arm: str) -> str:
+    """The seed-0 run's received noise over its clip C (privacy/noise_scale.py): from its privacy report, or, for
+    a run recorded before the report kept it, from its config's model and the report's noise and client sizes."""
+    info: Run | None = inp.runs.get(arm)
+    if info is None or not info.exists or info.config is None:
+        return "n/a"
+    recorded = info.privacy.get("noise_scale") or {}
+    if "received_to_clip" in recorded:
+        ratio = recorded["received_to_clip"]
+    else:
+        cfg, n, sizes = info.config, info.noise(), info.privacy.get("client_sizes")
+        if n.clip is None or not sizes:
+            ratio = None
+        else:
+            entries = noised_entries(cfg, num_classes=len(TASKS[cfg.task.name].class_names),
+                                     in_channels=cfg.task.channels)
+            ratio = noise_scale(std_uplink=n.uplink, std_downlink=n.downlink, entries=entries,
+                                weights=sizes if cfg.federation.weighted else [1] * len(sizes),
+                                clip=n.clip).received_to_clip
+    return "no clip" if ratio is None else fmt_num(ratio, 3)
+
+
 def _delta(inp: BuildInput) -> float:
     info = next((i for i in inp.runs.values() if i.config is not None), None)
     return info.config.privacy.delta if info is not None else 1e-5  # type: ignore[union-attr]
@@ -184,6 +207,7 @@ def _privacy_table(inp: BuildInput, labels: dict[str, str]) -> Table:
         rows.append({"arm": arm, "C": c, "s_U": s_u, "s_D": s_d,
                      "epsilon, NbAFL sensitivity 2C/m (PLD)": fmt_num(eps["nbafl"], 3),
                      "epsilon, unconditional 2C (PLD)": fmt_num(eps["unconditional"], 3),
+                     "received noise / C": _noise_over_clip(inp, arm),
                      "label": labels[arm], "clean acc": fmt_pct(acc.mean()),
                      "clean acc cost vs no noise": f"{100 * (acc.mean() - base.mean()):+.1f} points",
                      "global acc (majority class)": f"{fmt_pct(glob.mean())} ({fmt_pct(maj)})"})
@@ -195,7 +219,10 @@ def _privacy_table(inp: BuildInput, labels: dict[str, str]) -> Table:
                   f"setting is labelled DP only when its accounted epsilon is at most {DP_MAX_EPSILON:g} under the "
                   "sensitivity named beside it. The papers' setting (s_U = 0.001) is theirs by hand, not DP. The "
                   "epsilon <= 10 arm's s_U is calibrated per seed (its split's smallest client) by the RDP "
-                  "accountant under the NbAFL sensitivity.", *not_learned_note(_main(inp.summary), "arm")))
+                  "accountant under the NbAFL sensitivity. Received noise / C: the L2 norm of the noise a client "
+                  "receives each round (the averaged uplink noise and its own downlink noise) over the clip C, which "
+                  "bounds every averaged model's norm (design §4; the seed-0 run): at 1 or more every client starts "
+                  "its round from more noise than model.", *not_learned_note(_main(inp.summary), "arm")))
 
 
 def _paper(ds: str | None) -> dict[tuple[str, str], Any]:
