@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .data.augment import augment_batch
 from .data.sites import site_splits
 from .data.snapshot import load_snapshot, snapshot_settings
 from .data.splits import Splits, make_splits
-from .data.tasks import load_task, load_task_kwargs, task_class_names
+from .data.tasks import TASKS, load_task, load_task_kwargs, task_class_names
 from .data.types import DataReport, ImageTable
 from .defaults import crn_steps, server_set_request
 from .defenses.adaptation import adaptation_counts
@@ -42,7 +42,7 @@ from .models import build_model, check_model
 from .precision import resolve_precision, to_channels_last
 from .privacy.accountant import SENSITIVITIES, account_run, dp_label
 from .privacy.nbafl import calibrate_nbafl
-from .privacy.noise_scale import noise_scale
+from .privacy.noise_scale import NoiseScale, noise_scale
 from .progress import Progress
 from .runs.datacheck import check_data
 from .runs.fingerprint import fingerprint
@@ -52,7 +52,7 @@ from .seeding import numpy_rng, seed_for
 __all__ = [
     "AugmentFn", "augment_fn", "build_hooks", "check_configured_model", "check_run_data", "crn_hook",
     "data_fingerprint", "default_data_root", "federation_spec", "model_factory", "model_kwargs",
-    "noise_levels", "noised_entries", "prepare_data", "privacy_report", "run_device", "write_header",
+    "noise_levels", "prepare_data", "privacy_report", "run_device", "run_noise_scale", "write_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,9 +308,8 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
                for sens in SENSITIVITIES},
         "defense": {"name": cfg.defense.name},
         # the utility side: the noise's norms beside the clip (privacy/noise_scale.py), every model entry noised
-        "noise_scale": noise_scale(std_uplink=spec.uplink_noise, std_downlink=spec.downlink_noise,
-                                   entries=noised_entries(cfg, data), weights=weights,
-                                   clip=spec.uplink_clip).to_dict(),
+        "noise_scale": run_noise_scale(cfg, uplink=spec.uplink_noise, downlink=spec.downlink_noise,
+                                       clip=spec.uplink_clip, client_sizes=sizes, data=data).to_dict(),
     }
     if calibrated:
         cal = cfg.privacy.calibrate
@@ -321,12 +320,17 @@ def privacy_report(cfg: ExperimentConfig, data: FederatedData, spec: FederationS
     return out
 
 
-def noised_entries(cfg: ExperimentConfig, data: FederatedData | None = None, *, num_classes: int | None = None,
-                   in_channels: int | None = None) -> int:
-    """The model's floating-point state entries, each of which the uplink and downlink noise perturbs (the model
-    built on the CPU from ``data``, or from ``num_classes`` and ``in_channels``)."""
-    model = model_factory(cfg, data, num_classes=num_classes, in_channels=in_channels, layout=False, device="cpu")()
-    return sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+def run_noise_scale(cfg: ExperimentConfig, *, uplink: float, downlink: float, clip: float | None,
+                    client_sizes: Sequence[int], data: FederatedData | None = None) -> NoiseScale:
+    """The noise scale (privacy/noise_scale.py) of a run of ``cfg`` with these noises and client sizes: FedAvg's
+    weights (the sizes, or equal when ``federation.weighted`` is off) and every floating-point entry of the
+    configured model, built on the CPU (its classes and channels from ``data``, else from the task)."""
+    classes = None if data is not None else len(TASKS[cfg.task.name].class_names)
+    model = model_factory(cfg, data, num_classes=classes, in_channels=None if data is not None else cfg.task.channels,
+                          layout=False, device="cpu")()
+    entries = sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+    weights = list(client_sizes) if cfg.federation.weighted else [1] * len(client_sizes)
+    return noise_scale(std_uplink=uplink, std_downlink=downlink, entries=entries, weights=weights, clip=clip)
 
 
 def data_fingerprint(data: FederatedData) -> dict[str, Any]:

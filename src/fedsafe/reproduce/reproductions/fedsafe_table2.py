@@ -24,11 +24,10 @@ from typing import Any
 import pandas as pd
 
 from ...attacks.spec import AttackSpec
-from ...build import model_factory, noised_entries, prepare_data
+from ...build import model_factory, prepare_data, run_noise_scale
 from ...config import ExperimentConfig
 from ...data.tasks import TASKS
 from ...privacy import DP_MAX_EPSILON, SENSITIVITIES, dp_label, noise_for_target
-from ...privacy.noise_scale import noise_scale
 from ...report import figures as figs
 from ...runs.run import Run
 from ...training.delta import ConfigDelta
@@ -175,15 +174,9 @@ def _noise_over_clip(inp: BuildInput, arm: str) -> str:
     if "received_to_clip" in recorded:
         ratio = recorded["received_to_clip"]
     else:
-        cfg, n, sizes = info.config, info.noise(), info.privacy.get("client_sizes")
-        if n.clip is None or not sizes:
-            ratio = None
-        else:
-            entries = noised_entries(cfg, num_classes=len(TASKS[cfg.task.name].class_names),
-                                     in_channels=cfg.task.channels)
-            ratio = noise_scale(std_uplink=n.uplink, std_downlink=n.downlink, entries=entries,
-                                weights=sizes if cfg.federation.weighted else [1] * len(sizes),
-                                clip=n.clip).received_to_clip
+        n, sizes = info.noise(), info.privacy.get("client_sizes")
+        ratio = None if n.clip is None or not sizes else run_noise_scale(
+            info.config, uplink=n.uplink, downlink=n.downlink, clip=n.clip, client_sizes=sizes).received_to_clip
     return "no clip" if ratio is None else fmt_num(ratio, 3)
 
 
