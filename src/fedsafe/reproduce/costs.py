@@ -20,7 +20,8 @@ from ..runs.layout import ATTACKS, SUMMARY
 from ..runs.run import open_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "audit_passes", "eval_passes", "gradient_passes", "macs_per_image",
-           "measured_attack_speeds", "measured_speeds", "split_sizes", "train_passes"]
+           "attack_speeds_by_precision", "measured_attack_speeds", "measured_speeds", "speeds_in", "split_sizes",
+           "train_passes", "training_speeds_by_precision"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
 """A rough CPU figure for the first estimate, replaced by one measured on the plan's finished runs when there are
@@ -133,12 +134,12 @@ def gradient_passes(attack: int, crn: int, *, crn_at_attack_time: bool) -> tuple
     return (attack + crn if crn_at_attack_time else attack), attack + crn
 
 
-def measured_attack_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
-    """MAC/s of every cached attack evaluation under ``runs`` (only those that ran in ``precision`` when given): its
-    gradient passes an image x 3 forward MACs x the images of a batch, over the seconds a batch took (as its record
-    timed it). Attacks run in the attack precision (fp32 by default) while trainings may run in bf16, so the two
-    speeds differ (on the 2-core AVX512-BF16 CPU: 52 GMAC/s attacking in fp32, 70 training in bf16)."""
-    speeds = []
+def attack_speeds_by_precision(runs: Path, memo: dict) -> dict[str | None, list[float]]:
+    """MAC/s of every cached attack evaluation under ``runs``, by the precision it ran in: its gradient passes an
+    image x 3 forward MACs x the images of a batch, over the seconds a batch took (as its record timed it). Attacks
+    run in the attack precision (fp32 by default) while trainings may run in bf16, so the two speeds differ (on the
+    2-core AVX512-BF16 CPU: 52 GMAC/s attacking in fp32, 70 training in bf16)."""
+    speeds: dict[str | None, list[float]] = {}
     configs: dict[Path, Any] = {}
     for path in sorted(runs.glob(f"*/{ATTACKS}/*.json")) if runs.is_dir() else []:
         try:
@@ -147,21 +148,20 @@ def measured_attack_speeds(runs: Path, memo: dict, precision: str | None = None)
             images = min(int(record["batch_size"]), max(int(n) for n in record["n"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not an evaluation record, or one without timing
-        if precision is not None and record.get("precision") != precision:
-            continue
         run_dir = path.parent.parent
         if run_dir not in configs:
             configs[run_dir] = open_run(run_dir, missing_ok=True).read_records().config
         cfg = configs[run_dir]
         if cfg is not None and cfg.task.name in TASKS and seconds > 0 and passes > 0 and images > 0:
-            speeds.append(3 * passes * macs_per_image(cfg, memo) * images / seconds)
+            speeds.setdefault(record.get("precision"), []).append(
+                3 * passes * macs_per_image(cfg, memo) * images / seconds)
     return speeds
 
 
-def measured_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
-    """MAC/s of every finished run under ``runs`` (only those trained in ``precision`` when given): the work
-    :func:`train_passes` counts for it over the seconds it took (its task's size from its data report)."""
-    speeds = []
+def training_speeds_by_precision(runs: Path, memo: dict) -> dict[str | None, list[float]]:
+    """MAC/s of every finished run under ``runs``, by the precision it trained in: the work :func:`train_passes`
+    counts for it over the seconds it took (its task's size from its data report)."""
+    speeds: dict[str | None, list[float]] = {}
     for path in sorted(runs.glob(f"*/{SUMMARY}")) if runs.is_dir() else []:
         info = open_run(path.parent, missing_ok=True).read_records()
         cfg = info.config
@@ -170,8 +170,24 @@ def measured_speeds(runs: Path, memo: dict, precision: str | None = None) -> lis
             n = sum(info.data_report["kept"].values())
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
-        if precision is not None and info.summary.get("precision") != precision:
-            continue
         if cfg is not None and seconds > 0 and n > 0 and cfg.task.name in TASKS:
-            speeds.append(3 * train_passes(cfg, n) * macs_per_image(cfg, memo) / seconds)
+            speeds.setdefault(info.summary.get("precision"), []).append(
+                3 * train_passes(cfg, n) * macs_per_image(cfg, memo) / seconds)
     return speeds
+
+
+def speeds_in(by_precision: dict[str | None, list[float]], precision: str | None = None) -> list[float]:
+    """The speeds measured in ``precision`` (all of them when None)."""
+    if precision is not None:
+        return list(by_precision.get(precision, []))
+    return [s for speeds in by_precision.values() for s in speeds]
+
+
+def measured_attack_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
+    """:func:`attack_speeds_by_precision`, those in ``precision`` (all when None)."""
+    return speeds_in(attack_speeds_by_precision(runs, memo), precision)
+
+
+def measured_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
+    """:func:`training_speeds_by_precision`, those in ``precision`` (all when None)."""
+    return speeds_in(training_speeds_by_precision(runs, memo), precision)

@@ -28,12 +28,13 @@ from ..training.delta import ConfigDelta
 from ..verdicts.claims import seeds_text
 from .costs import (
     DEFAULT_MACS_PER_SECOND,
+    attack_speeds_by_precision,
     audit_passes,
     eval_passes,
     macs_per_image,
-    measured_attack_speeds,
-    measured_speeds,
+    speeds_in,
     train_passes,
+    training_speeds_by_precision,
 )
 from .reproductions import resolve
 from .reproductions.base import Measurement, Options, Reproduction
@@ -254,7 +255,8 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     macs: dict = {}
     work = {rd: 3 * train_passes(r.cfg, cache.task_size(r.cfg)) * macs_per_image(r.cfg, macs)
             for rd, r in runs.items()}
-    measured = measured_speeds(cache.runs, macs)
+    trained = training_speeds_by_precision(cache.runs, macs)  # every summary read once, for the audits' speed too
+    measured = speeds_in(trained)
     speed = statistics.median(measured) if measured else DEFAULT_MACS_PER_SECOND
     source = (f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} finished run(s)" if measured else
               f"a rough {speed / 1e9:.0f} GMAC/s (no finished run to measure yet)")
@@ -262,18 +264,20 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
     evals = list(dict.fromkeys((j.run_dir, j.measurement.spec) for j in jobs))
     cached = frozenset(e for e in evals if cache.cached_evaluation(
         e[0], e[1], precision=options.precision, batch_size=options.batch_size) is not None)
+    audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
+    audit_precisions = {audits[a].precision for a in audits if a not in audited}
     # attacks run in their own precision: their own speed, read from every cached record (about 1 ms a record),
-    # so only when an evaluation is left to estimate
-    attacked = measured_attack_speeds(cache.runs, macs) if len(cached) < len(evals) else []
+    # so only when an evaluation is left to estimate, or a membership inference with no training in its precision
+    by_attack = (attack_speeds_by_precision(cache.runs, macs) if len(cached) < len(evals)
+                 or any(not trained.get(p) for p in audit_precisions) else {})
+    attacked = speeds_in(by_attack) if len(cached) < len(evals) else []
     attack_speed = statistics.median(attacked) if attacked else speed
     if len(cached) < len(evals):
         source += (f"; attacks {attack_speed / 1e9:.1f} GMAC/s measured on {len(attacked)} cached evaluation(s)"
                    if attacked else "; attacks at the same speed (no cached evaluation to measure yet)")
     est = {(rd, spec): 3 * eval_passes(runs[rd].cfg, spec) * macs_per_image(runs[rd].cfg, macs) / attack_speed
            for rd, spec in evals}
-    audited = frozenset(a for a in audits if RunLayout(a[0]).mia(a[1]).is_file())
-    audit_speeds = {p: _audit_speed(cache.runs, macs, p, speed)
-                    for p in {audits[a].precision for a in audits if a not in audited}}
+    audit_speeds = {p: _audit_speed(p, trained, by_attack, speed) for p in audit_precisions}
     for p, (_, how) in sorted(audit_speeds.items()):
         source += f"; membership inference ({p}) {how}"
     audit_est = {(rd, key): 3 * audit_passes(runs[rd].cfg, cache.task_size(runs[rd].cfg), settings)
@@ -284,13 +288,13 @@ def plan(reproductions: Iterable[str | Reproduction], *, tasks: Sequence[str], r
                 cached_audits=audited, audit_estimates=audit_est)
 
 
-def _audit_speed(runs: Path, macs: dict, precision: str, training: float) -> tuple[float, str]:
+def _audit_speed(precision: str, trained: dict, attacked: dict, training: float) -> tuple[float, str]:
     """The speed a membership inference's shadow models train at (in their own precision, fp32 by default, while
     the federations may train in bf16): trainings measured in that precision; else cached attack evaluations in it
-    (gradient passes through the same model); else the trainings' speed, as named."""
-    for kind, speeds in (("finished run", lambda: measured_speeds(runs, macs, precision)),
-                         ("cached evaluation", lambda: measured_attack_speeds(runs, macs, precision))):
-        measured = speeds()
+    (gradient passes through the same model); else the trainings' speed, as named. ``trained``, ``attacked``: the
+    measured speeds by precision (:func:`~.costs.training_speeds_by_precision`, ``attack_speeds_by_precision``)."""
+    for kind, by_precision in (("finished run", trained), ("cached evaluation", attacked)):
+        measured = speeds_in(by_precision, precision)
         if measured:
             speed = statistics.median(measured)
             return speed, f"{speed / 1e9:.1f} GMAC/s measured on {len(measured)} {kind}(s) in {precision}"
