@@ -112,6 +112,12 @@ def reproduce(
     cached_only: bool = typer.Option(False, "--cached-only",
                                      help="Write the tables, figures and verdicts from cached runs and evaluations "
                                           "alone (e.g. a newer fedsafe's texts); refuse if anything is missing."),
+    unpack: list[Path] = typer.Option([], "--unpack", help="A records archive (from --pack) to merge into "
+                                                           "OUTPUT/runs first: its runs and evaluations count as "
+                                                           "cached; repeatable."),
+    pack: Path = typer.Option(None, "--pack", help="At the end, write the records of every run used (all but "
+                                                   "the model weights: configs, summaries, attack and audit "
+                                                   "records) to this .tar.gz, to merge elsewhere with --unpack."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUTPUT/report.html at the end."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (shortcut for train.device)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for the trainings and attack "
@@ -123,10 +129,16 @@ def reproduce(
     from ..reproduce.execution import JobFailed, execute
     from ..reproduce.planning import expand_tasks, plan
     from ..reproduce.reproductions.base import Options, parse_seeds
+    from ..runs.records import pack_records, unpack_records
     from ..training.trainer import torch_threads
 
     set_ = [*set_, *([f"train.device={device}"] if device else [])]
     try:
+        if pack is not None and dry_run:
+            raise ValueError(f"--pack {pack}: --dry-run runs nothing, so there is nothing to pack")
+        for archive in unpack:
+            done = unpack_records(archive, results / "runs")
+            console.print(f"unpacked {archive}: {done.describe()}", highlight=False)
         options = Options(profile=profile, seeds=parse_seeds(seeds), quick=quick, overrides=tuple(set_),
                           precision=precision, batch_size=batch_size)
         tasks, skipped = expand_tasks(task or ["meningioma"], options)
@@ -146,6 +158,10 @@ def reproduce(
                                  + "; ".join(gaps[:3]) + "; run without --cached-only to compute them")
             with sigterm_interrupts():  # a kill stops the workers too (execute terminates them on an interrupt)
                 written = execute(p, progress=prog, jobs=jobs, threads=worker_threads, worker_setup=tune_glibc_malloc)
+            if pack is not None:
+                files = pack_records(p.runs, pack)
+                console.print(f"packed the records of {len(p.runs)} run(s) ({files} files) into {pack}",
+                              highlight=False)
     except (ConfigError, ValueError, FileNotFoundError, JobFailed) as e:
         raise fail(" ".join(str(e).split())) from None
     for w in written:

@@ -21,6 +21,7 @@ from ..device import resolve_device
 from ..federation.federated_data import FederatedData
 from ..federation.state import non_finite
 from ..progress import Progress
+from ..runs.errors import RunFileMissing
 from ..runs.layout import CONFIG
 from ..runs.run import Run
 from ..runs.store import RunFileError, RunStore
@@ -75,8 +76,13 @@ def load_context(run: Run, *, data: FederatedData | None = None,
         raise RunFileError(f"{damaged[0]}: not valid JSON: the file is damaged; training the run again with its own "
                            f"config (fedsafe train --config {store.layout.config} -o {store.root}) recomputes "
                            "it")
-    if not store.is_complete() and not store.layout.final_model(0).is_file():
-        raise store.incomplete(cfg.train.rounds)
+    if not store.layout.final_model(0).is_file():
+        if not store.is_complete():
+            raise store.incomplete(cfg.train.rounds)
+        raise RunFileMissing(f"{store.layout.final_model(0)}: missing: the run holds its records only (unpacked "
+                             "from a records archive, without model weights); a new attack or audit needs the "
+                             f"weights: use the results folder that has them, or delete {store.root} and the "
+                             "reproduction trains the run again")
     dev = resolve_device(device or cfg.train.device)
     data = data.to(dev) if data is not None else prepare_data(cfg, progress=progress, device=dev)
     if store.json_state(store.layout.data_fingerprint) == "ok":  # runs written before fingerprints: splits.json only
