@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..jsonsafe import dumps_json
-from .atomic import new_file_mode, write_bytes
+from .atomic import write_bytes
 from .errors import RunFileError
 from .layout import ATTACKS, CHECKPOINT, CHECKPOINT_PREV, DATA_FINGERPRINT, LOCK, MODELS, RunLayout
 
@@ -185,11 +185,8 @@ def unpack_records(archive: Path, runs_dir: Path) -> Unpacked:
     try:
         for name in added:
             for rel, data in incoming[name].items():
-                path = stage / name / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+                write_bytes(stage / name / rel, data)
         for name in added:
-            _modes(stage / name)
             (stage / name).rename(runs_dir / name)
         for name, missing in to_add.items():
             for rel, data in sorted(missing.items()):
@@ -199,8 +196,3 @@ def unpack_records(archive: Path, runs_dir: Path) -> Unpacked:
             shutil.rmtree(stage)
     return Unpacked(added=tuple(added), completed=tuple(completed), unchanged=tuple(unchanged))
 
-
-def _modes(root: Path) -> None:
-    """Folders and files as ``mkdir`` and ``open`` would make them here (mkdtemp's stage is 0o700)."""
-    for p in [root, *root.rglob("*")]:
-        p.chmod(new_file_mode(directory=p.is_dir()))
