@@ -24,7 +24,7 @@ from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.outputs import built_markdown, command_line, markdown_table
 from fedsafe.reproduce.planning import PAPER_TASKS, expand_tasks, plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
-from fedsafe.reproduce.reproductions.base import DEFAULT_SEEDS, BuildInput, Built, Options, parse_seeds
+from fedsafe.reproduce.reproductions.base import DEFAULT_SEEDS, BuildInput, Built, Options, parse_seeds, seeds_arg
 from fedsafe.reproduce.reproductions.format import METRICS, aggregate
 from fedsafe.verdicts.claims import RULES, STATUSES, Comparison, Curve, compare, spearman, trend
 
@@ -204,6 +204,9 @@ def test_the_seed_list_is_fixed_before_running_and_stated_first():
     assert f"~{duration(train)}, ~{duration(train / 2)} with --jobs 2)" in shared
     assert command_line("crn-table1", "synthetic", Options(seeds=(1, 3)), Path("r")).count("--seeds 1,3 ") == 1
     assert "--seeds 5 " in command_line("crn-table1", "synthetic", Options(seeds=5), Path("r"))
+    for seeds in ((3,), (0,), (1, 3), (0, 1, 2), (2, 3, 4)):  # the printed value gives the same seeds back
+        assert parse_seeds(seeds_arg(seeds)) == seeds
+    assert seeds_arg((3,)) == "3," and parse_seeds("3") == (0, 1, 2)  # a bare 3 is a count
 
 
 def test_seeds_are_a_count_or_a_list_and_bad_values_are_named():

@@ -99,7 +99,7 @@ def reproduce(
                                         "present); repeatable."),
     profile: str = typer.Option("cpu", "--profile", "-p", click_type=profile_choice(), help="The shipped profile."),
     seeds: str = typer.Option("5", "--seeds", help="The seeds, fixed before running: N for seeds 0..N-1 (default "
-                                                   "0..4), or a list such as 0,1,2."),
+                                                   "0..4), or a list such as 0,1,2 (one seed k alone: k,)."),
     results: Path = typer.Option(Path("results"), *OUTPUT, "--results", click_type=output_dir(),
                                  help="The results folder to write into (runs are cached in OUTPUT/runs)."),
     quick: bool = typer.Option(False, "--quick", help="10 rounds of 1 local epoch, for smoke tests (labelled QUICK)."),

@@ -37,8 +37,8 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def parse_seeds(text: str | int) -> tuple[int, ...]:
-    """``--seeds``: "5" (or 5) -> seeds 0..4; "0,1,2" -> those seeds, in increasing order. ValueError names the
-    value when it is neither."""
+    """``--seeds``: "5" (or 5) -> seeds 0..4; "0,1,2" -> those seeds, in increasing order; "3," -> seed 3 alone.
+    ValueError names the value when it is neither."""
     value = str(text).strip()
     try:
         if "," not in value:
@@ -61,8 +61,11 @@ def _checked(seeds: list[int], what: str) -> tuple[int, ...]:
 
 
 def seeds_arg(seeds: tuple[int, ...]) -> str:
-    """The ``--seeds`` value that gives ``seeds`` again: "5" for 0..4, else "0,2,5"."""
-    return str(len(seeds)) if seeds == tuple(range(len(seeds))) else ",".join(map(str, seeds))
+    """The ``--seeds`` value that gives ``seeds`` again: "5" for 0..4, "3," for seed 3 alone (a bare "3" is a count),
+    else "0,2,5"."""
+    if seeds == tuple(range(len(seeds))):
+        return str(len(seeds))
+    return f"{seeds[0]}," if len(seeds) == 1 else ",".join(map(str, seeds))
 
 
 def tags(**kw: Any) -> tuple[tuple[str, Any], ...]:
