@@ -46,3 +46,6 @@ def test_pack_and_unpack_name_what_is_wrong_in_one_line(tmp_path):
     res = runner.invoke(app, _args(tmp_path, "--unpack", str(tmp_path / "junk.tar.gz")))
     assert res.exit_code == 1 and "junk.tar.gz: not a records archive" in " ".join(res.output.split())
     assert not (tmp_path / "runs").exists()
+    bad_seeds = [a if a != "1" else "0,x" for a in _args(tmp_path, "--unpack", str(tmp_path / "junk.tar.gz"))]
+    res = runner.invoke(app, bad_seeds)  # the options are checked before any archive is merged
+    assert res.exit_code == 1 and "--seeds '0,x'" in res.output and "junk" not in res.output

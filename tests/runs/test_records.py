@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fedsafe.runs import records
 from fedsafe.runs.records import RecordsError, pack_records, read_archive, record_files, unpack_records
 
 NAME = "glioma-0123456789ab"
@@ -173,3 +174,11 @@ def test_a_missing_or_foreign_archive_is_named(tmp_path):
     with pytest.raises(RecordsError, match="text.tar.gz: not a records archive"):
         read_archive(tmp_path / "text.tar.gz")
 
+
+
+def test_an_archive_that_unpacks_to_more_than_records_ever_weigh_is_refused_unread(tmp_path, monkeypatch):
+    pack_records([_run(tmp_path / "runs")], tmp_path / "r.tar.gz")
+    assert read_archive(tmp_path / "r.tar.gz")
+    monkeypatch.setattr(records, "MAX_BYTES", 100)
+    with pytest.raises(RecordsError, match=r"r.tar.gz: unpacks to more than 0 MiB: not a records archive"):
+        read_archive(tmp_path / "r.tar.gz")

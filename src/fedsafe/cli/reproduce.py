@@ -114,7 +114,8 @@ def reproduce(
                                           "alone (e.g. a newer fedsafe's texts); refuse if anything is missing."),
     unpack: list[Path] = typer.Option([], "--unpack", help="A records archive (from --pack) to merge into "
                                                            "OUTPUT/runs first: its runs and evaluations count as "
-                                                           "cached; repeatable."),
+                                                           "cached (with --dry-run too: the plan then shows what "
+                                                           "remains); repeatable."),
     pack: Path = typer.Option(None, "--pack", help="At the end, write the records of every run used (all but "
                                                    "the model weights: configs, summaries, attack and audit "
                                                    "records) to this .tar.gz, to merge elsewhere with --unpack."),
@@ -136,12 +137,12 @@ def reproduce(
     try:
         if pack is not None and dry_run:
             raise ValueError(f"--pack {pack}: --dry-run runs nothing, so there is nothing to pack")
-        for archive in unpack:
-            done = unpack_records(archive, results / "runs")
-            console.print(f"unpacked {archive}: {done.describe()}", highlight=False)
         options = Options(profile=profile, seeds=parse_seeds(seeds), quick=quick, overrides=tuple(set_),
                           precision=precision, batch_size=batch_size)
         tasks, skipped = expand_tasks(task or ["meningioma"], options)
+        for archive in unpack:  # after the options are checked: a typo merges nothing
+            done = unpack_records(archive, results / "runs")
+            console.print(f"unpacked {archive}: {done.describe()}", highlight=False)
         for t, why in skipped.items():
             console.print(f"[yellow]skipping {t}:[/] {escape(why)}", highlight=False)
         threads = load_config(profile=profile, overrides=list(set_)).threads

@@ -51,6 +51,8 @@ RUNS = "runs"
 """The archive's top folder, as in a results folder (``RESULTS/runs/<run>``)."""
 WEIGHTS = (MODELS, CHECKPOINT, CHECKPOINT_PREV)
 """What a run's records leave out: its model weights and checkpoints (the bulk of it)."""
+MAX_BYTES = 1 << 30
+"""The most an archive may unpack to (a table's records on five seeds weigh about a megabyte)."""
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}")
 """A cached run's folder name: ``<task>-<first 12 hex digits of its key>``."""
 
@@ -138,9 +140,14 @@ def read_archive(archive: Path) -> dict[str, dict[PurePosixPath, bytes]]:
     member that records never hold."""
     archive = Path(archive)
     runs: dict[str, dict[PurePosixPath, bytes]] = {}
+    total = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             for m in tar:
+                total += m.size
+                if total > MAX_BYTES:
+                    raise RecordsError(f"{archive}: unpacks to more than {MAX_BYTES >> 20} MiB: not a records "
+                                       "archive (records hold no weights)")
                 parts = PurePosixPath(m.name).parts
                 rel = PurePosixPath(*parts[2:]) if len(parts) > 2 else None
                 if not m.isfile() or m.name.startswith("/") or len(parts) < 3 or parts[0] != RUNS \
