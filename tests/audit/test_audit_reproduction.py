@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from fedsafe.audit import mia
 from fedsafe.audit.mia import MiaSettings, run_membership
 from fedsafe.cli import app
-from fedsafe.reproduce.costs import audit_passes, macs_per_image, measured_speeds, split_sizes
+from fedsafe.reproduce.costs import audit_passes, macs_per_image, speeds_in, split_sizes, training_speeds_by_precision
 from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.planning import plan
 from fedsafe.reproduce.reproductions import REPRODUCTIONS
@@ -185,9 +185,10 @@ def test_executing_the_plan_runs_each_membership_inference_once_and_the_build_re
     execute(again)  # reads everything back
     # seed 1's inferences are left: their shadow models are costed at the speed of trainings in their own precision
     more = plan(["fedsafe-adaptive"], tasks=["synthetic"], results=tmp_path, options=replace(options, seeds=(0, 1)))
-    fp32 = measured_speeds(tmp_path / "runs", {}, "fp32")
+    trained = training_speeds_by_precision(tmp_path / "runs", {})
+    fp32 = speeds_in(trained, "fp32")
     assert len(fp32) == len(list((tmp_path / "runs").glob("*/summary.json"))) and fp32
-    assert measured_speeds(tmp_path / "runs", {}, "bf16") == []  # none trained in bf16: none measured in it
+    assert speeds_in(trained, "bf16") == []  # none trained in bf16: none measured in it
     assert f"membership inference (fp32) {median(fp32) / 1e9:.1f} GMAC/s measured on {len(fp32)} finished run(s) " \
         "in fp32" in more.speed_source
     (rd, key), settings = next(a for a in more.audits.items() if a[0] not in more.cached_audits)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from fedsafe.cli import app
 from fedsafe.progress import duration
 from fedsafe.report.html import build_report
-from fedsafe.reproduce.costs import eval_passes, macs_per_image, measured_attack_speeds
+from fedsafe.reproduce.costs import attack_speeds_by_precision, eval_passes, macs_per_image, speeds_in
 from fedsafe.reproduce.execution import execute
 from fedsafe.reproduce.outputs import built_markdown, command_line, markdown_table
 from fedsafe.reproduce.planning import PAPER_TASKS, expand_tasks, plan
@@ -137,7 +137,7 @@ def test_outputs_of_a_reproduction(tmp_path):
     cfg = next(iter(again.runs.values())).cfg
     one = (3 * record["fb_passes_per_image"] * macs_per_image(cfg, {}) * min(record["batch_size"], max(record["n"]))
            / record["attack_seconds_per_batch"])
-    speeds = measured_attack_speeds(tmp_path / "runs", {})
+    speeds = speeds_in(attack_speeds_by_precision(tmp_path / "runs", {}))
     assert len(speeds) == len(again.evaluations(0)) and any(one == pytest.approx(x) for x in speeds)
     assert f"attacks {statistics.median(speeds) / 1e9:.1f} GMAC/s measured on {len(speeds)} cached" in \
         again.speed_source

@@ -20,7 +20,7 @@ from ..runs.layout import ATTACKS, SUMMARY
 from ..runs.run import open_run
 
 __all__ = ["DEFAULT_MACS_PER_SECOND", "audit_passes", "eval_passes", "gradient_passes", "macs_per_image",
-           "attack_speeds_by_precision", "measured_attack_speeds", "measured_speeds", "speeds_in", "split_sizes",
+           "attack_speeds_by_precision", "speeds_in", "split_sizes",
            "train_passes", "training_speeds_by_precision"]
 
 DEFAULT_MACS_PER_SECOND = 60e9
@@ -181,13 +181,3 @@ def speeds_in(by_precision: dict[str | None, list[float]], precision: str | None
     if precision is not None:
         return list(by_precision.get(precision, []))
     return [s for speeds in by_precision.values() for s in speeds]
-
-
-def measured_attack_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
-    """:func:`attack_speeds_by_precision`, those in ``precision`` (all when None)."""
-    return speeds_in(attack_speeds_by_precision(runs, memo), precision)
-
-
-def measured_speeds(runs: Path, memo: dict, precision: str | None = None) -> list[float]:
-    """:func:`training_speeds_by_precision`, those in ``precision`` (all when None)."""
-    return speeds_in(training_speeds_by_precision(runs, memo), precision)

@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 
 from ..jsonsafe import dumps_json
 from .atomic import write_bytes
+from .claim import own_tmp_files
 from .errors import RunFileError
 from .layout import ATTACKS, CHECKPOINT, CHECKPOINT_PREV, DATA_FINGERPRINT, LOCK, MODELS, RunLayout
 
@@ -74,19 +75,17 @@ class Unpacked:
                 f"{len(self.unchanged)} already here")
 
 
-def _is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")  # an atomic write's temporary file (fedsafe.runs.atomic)
-
-
 def _is_record(rel: PurePosixPath) -> bool:
-    return rel.parts[0] not in WEIGHTS and rel.name != LOCK and not _is_temp(rel.name)
+    return rel.parts[0] not in WEIGHTS and rel.name != LOCK
 
 
 def record_files(run_dir: Path) -> list[PurePosixPath]:
-    """The records of the run at ``run_dir`` (paths inside it, sorted): every regular file but the weights."""
+    """The records of the run at ``run_dir`` (paths inside it, sorted): every regular file but the weights, the lock
+    and the temporary files of killed writes (:func:`fedsafe.runs.claim.own_tmp_files`)."""
     run_dir = Path(run_dir)
+    stale = set(own_tmp_files(run_dir))
     out = [PurePosixPath(p.relative_to(run_dir).as_posix()) for p in run_dir.rglob("*")
-           if p.is_file() and not p.is_symlink()]
+           if p.is_file() and not p.is_symlink() and p not in stale]
     return sorted(r for r in out if _is_record(r))
 
 
