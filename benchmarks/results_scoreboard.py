@@ -74,7 +74,9 @@ def scoreboard(root: Path) -> str:
             counts.update(by_task[task][claim]["status"] for task in TASKS if claim in by_task[task])
             out.append(f"| {claim.replace('|', '/')} | {' | '.join(cells)} |")
     total = sum(counts.values())
-    head = (f"{total} verdicts (a claim on a task) in {len(tables)} republished reproductions: "
+    pairs = sum(len(set(found[table]) & set(TASKS)) for table in tables)
+    head = (f"{total} verdicts (a claim on a task) in {len(tables)} republished reproductions ({pairs} of their "
+            f"{len(tables) * len(TASKS)} reproduction-task pairs): "
             + ", ".join(f"{k} {counts[k]}" for k in sorted(counts, key=lambda s: (-counts[s], s))) + ".")
     return "\n".join([head, *out])
 

@@ -35,8 +35,8 @@ def test_one_row_a_claim_with_each_tasks_status_seeds_and_link(tmp_path):
     _write(tmp_path, "crn-table1", "glioma", [("CRN | beats PGD", "undetermined", [0])])
     text = sb.scoreboard(tmp_path)
     lines = text.splitlines()
-    assert lines[0] == ("4 verdicts (a claim on a task) in 2 republished reproductions: holds 1, inconclusive 1, "
-                        "indicative: does not hold 1, undetermined 1.")
+    assert lines[0] == ("4 verdicts (a claim on a task) in 2 republished reproductions (3 of their 4 reproduction-task "
+                        "pairs): holds 1, inconclusive 1, indicative: does not hold 1, undetermined 1.")
     assert lines.index("| crn-table1: claim | meningioma | glioma |") < lines.index(
         "| fedsafe-table2: claim | meningioma | glioma |")  # the papers' order, not the alphabet's
     # the epsilon differs by task: still one claim, its figures left to the files
