@@ -67,7 +67,8 @@ def test_audit_writes_the_page_and_the_summary_whose_sentences_carry_its_numbers
     info = open_run(run_dir)
     assert s["global_acc"] == info.summary["global_acc"] and s["learned"] == info.summary["learned"]
     if not s["learned"]:  # the tiny run is too small to learn: said first and loudly
-        assert s["sentences"][0].startswith("WARNING: the global model did not learn") and "WARNING" in text
+        assert s["sentences"][0].startswith("WARNING: the run did not learn") and "WARNING" in text
+        assert (info.summary.get("learned_reason") or "global model") in s["sentences"][0]  # the recorded reason
     html = (run_dir / "audit" / "audit.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("</style>")[1]
     assert all(x.replace("'", "&#x27;") in html for x in s["sentences"])

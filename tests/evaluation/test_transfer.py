@@ -357,3 +357,19 @@ def test_square_refuses_the_settings_it_would_ignore():
             AttackSpec(attack="square", **kwargs)
     with pytest.raises(ValueError, match="square"):  # the known attacks are listed, Square among them
         AttackSpec(attack="cw")
+
+
+def test_a_run_that_did_not_learn_is_announced_with_the_reason_training_recorded(run_dir, caplog):
+    """The warning names what failed (a client model, say), not the global model when that one learned."""
+    import logging
+    import shutil
+
+    copy = run_dir.parent / "did-not-learn-copy"
+    shutil.copytree(run_dir, copy)
+    reason = "client 2's model 71.0% vs majority 70.0%"
+    write_json(copy / "summary.json", {"global_acc": 0.95, "learned": False, "learned_reason": reason})
+    with caplog.at_level(logging.WARNING, logger="fedsafe"):
+        ctx = context(copy)
+    assert not ctx.learned
+    assert f"the run did not learn ({reason})" in caplog.text and "global model" not in caplog.text
+    shutil.rmtree(copy)

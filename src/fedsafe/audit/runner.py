@@ -325,7 +325,7 @@ def run_audit(ctx: RunContext, settings: AuditSettings = AuditSettings(), *, pro
                   **{k: v for k, v in (summ.get("model") or {}).items() if k in ("class", "parameters")}},
         "quick": settings.quick, "level": settings.level, "settings": settings.to_dict(),
         "budget": budget(ctx, settings),
-        "learned": ctx.learned, "global_acc": summ.get("global_acc"),
+        "learned": ctx.learned, "learned_reason": summ.get("learned_reason"), "global_acc": summ.get("global_acc"),
         "majority_class_rate": summ.get("majority_class_rate"), "client_final_acc": summ.get("client_final_acc"),
         "downlink_noise": run_downlink_noise(ctx), "privacy": privacy_facts(info.privacy),
         "attacks": attacks, "attack_notes": notes, "masking": masking,

@@ -268,8 +268,9 @@ def sentences(s: dict[str, Any]) -> list[str]:
     """The audit summary in plain sentences (a warning first when the run did not learn)."""
     out = []
     if not s.get("learned", True):
-        out.append(f"WARNING: the global model did not learn (accuracy {fmt_pct(s.get('global_acc'))} vs majority "
-                   f"class {fmt_pct(s.get('majority_class_rate'))}, design §11.3): the attack and membership numbers "
+        reason = s.get("learned_reason") or (f"global model {fmt_pct(s.get('global_acc'))} vs majority class "
+                                             f"{fmt_pct(s.get('majority_class_rate'))}")
+        out.append(f"WARNING: the run did not learn ({reason}, design §11.3): the attack and membership numbers "
                    "below say nothing about robustness or privacy.")
     if s.get("budget"):
         out.append(s["budget"]["text"])

@@ -111,10 +111,11 @@ def load_context(run: Run, *, data: FederatedData | None = None,
         summary = store.read_json(store.layout.summary)
         acc = summary.get("global_acc")
         learned = bool(summary.get("learned", not did_not_learn(acc, majority_rate(data.global_test.y))))
-        if not learned:
-            log.warning("%s: the global model did not learn (accuracy %s vs majority-class rate %.1f%%): attack "
-                        "results on it say nothing about robustness", store.root, acc,
-                        100 * majority_rate(data.global_test.y))
+        if not learned:  # the reason training recorded (a client model, say), else the global model's numbers
+            reason = summary.get("learned_reason") or (f"global model accuracy {acc} vs majority-class rate "
+                                                       f"{100 * majority_rate(data.global_test.y):.1f}%")
+            log.warning("%s: the run did not learn (%s): attack results on it say nothing about robustness",
+                        store.root, reason)
     return RunContext(store=store, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=total,
                       client_states=states, learned=learned)
 
