@@ -372,4 +372,9 @@ def test_a_run_that_did_not_learn_is_announced_with_the_reason_training_recorded
         ctx = context(copy)
     assert not ctx.learned
     assert f"the run did not learn ({reason})" in caplog.text and "global model" not in caplog.text
+    caplog.clear()
+    write_json(copy / "summary.json", {"global_acc": 0.71, "learned": False})  # an older summary: no reason
+    with caplog.at_level(logging.WARNING, logger="fedsafe"):
+        context(copy)
+    assert "the run did not learn (global model 71.0% vs majority class" in caplog.text
     shutil.rmtree(copy)

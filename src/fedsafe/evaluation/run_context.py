@@ -112,7 +112,8 @@ def load_context(run: Run, *, data: FederatedData | None = None,
         acc = summary.get("global_acc")
         learned = bool(summary.get("learned", not did_not_learn(acc, majority_rate(data.global_test.y))))
         if not learned:  # the reason training recorded (a client model, say), else the global model's numbers
-            reason = summary.get("learned_reason") or (f"global model accuracy {acc} vs majority-class rate "
+            pct = f"{100 * acc:.1f}%" if isinstance(acc, int | float) else "n/a"
+            reason = summary.get("learned_reason") or (f"global model {pct} vs majority class "
                                                        f"{100 * majority_rate(data.global_test.y):.1f}%")
             log.warning("%s: the run did not learn (%s): attack results on it say nothing about robustness",
                         store.root, reason)
