@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -359,12 +361,9 @@ def test_square_refuses_the_settings_it_would_ignore():
         AttackSpec(attack="cw")
 
 
-def test_a_run_that_did_not_learn_is_announced_with_the_reason_training_recorded(run_dir, caplog):
+def test_a_run_that_did_not_learn_is_announced_with_the_reason_training_recorded(run_dir, tmp_path, caplog):
     """The warning names what failed (a client model, say), not the global model when that one learned."""
-    import logging
-    import shutil
-
-    copy = run_dir.parent / "did-not-learn-copy"
+    copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     reason = "client 2's model 71.0% vs majority 70.0%"
     write_json(copy / "summary.json", {"global_acc": 0.95, "learned": False, "learned_reason": reason})
@@ -377,4 +376,3 @@ def test_a_run_that_did_not_learn_is_announced_with_the_reason_training_recorded
     with caplog.at_level(logging.WARNING, logger="fedsafe"):
         context(copy)
     assert "the run did not learn (global model 71.0% vs majority class" in caplog.text
-    shutil.rmtree(copy)

@@ -175,7 +175,6 @@ def test_a_missing_or_foreign_archive_is_named(tmp_path):
         read_archive(tmp_path / "text.tar.gz")
 
 
-
 def test_an_archive_that_unpacks_to_more_than_records_ever_weigh_is_refused_unread(tmp_path, monkeypatch):
     pack_records([_run(tmp_path / "runs")], tmp_path / "r.tar.gz")
     assert read_archive(tmp_path / "r.tar.gz")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..attacks.spec import AttackSpec
+from ..training.trainer import why_not_learned
 from ..verdicts.intervals import wilson_interval
 
 __all__ = ["as_float", "asr_intervals", "attack_row", "fmt_auc", "fmt_ci", "fmt_eps", "fmt_pct", "privacy_facts",
@@ -268,10 +269,8 @@ def sentences(s: dict[str, Any]) -> list[str]:
     """The audit summary in plain sentences (a warning first when the run did not learn)."""
     out = []
     if not s.get("learned", True):
-        reason = s.get("learned_reason") or (f"global model {fmt_pct(s.get('global_acc'))} vs majority class "
-                                             f"{fmt_pct(s.get('majority_class_rate'))}")
-        out.append(f"WARNING: the run did not learn ({reason}, design §11.3): the attack and membership numbers "
-                   "below say nothing about robustness or privacy.")
+        out.append(f"WARNING: the run did not learn ({why_not_learned(s)}, design §11.3): the attack and membership "
+                   "numbers below say nothing about robustness or privacy.")
     if s.get("budget"):
         out.append(s["budget"]["text"])
     out += _attack_sentences(s)

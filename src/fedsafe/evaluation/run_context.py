@@ -25,7 +25,7 @@ from ..runs.errors import RunFileMissing
 from ..runs.layout import CONFIG
 from ..runs.run import Run
 from ..runs.store import RunFileError, RunStore
-from ..training.trainer import did_not_learn, majority_rate
+from ..training.trainer import did_not_learn, majority_rate, why_not_learned
 
 __all__ = ["RunContext", "load_context"]
 
@@ -111,12 +111,9 @@ def load_context(run: Run, *, data: FederatedData | None = None,
         summary = store.read_json(store.layout.summary)
         acc = summary.get("global_acc")
         learned = bool(summary.get("learned", not did_not_learn(acc, majority_rate(data.global_test.y))))
-        if not learned:  # the reason training recorded (a client model, say), else the global model's numbers
-            pct = f"{100 * acc:.1f}%" if isinstance(acc, int | float) else "n/a"
-            reason = summary.get("learned_reason") or (f"global model {pct} vs majority class "
-                                                       f"{100 * majority_rate(data.global_test.y):.1f}%")
+        if not learned:
             log.warning("%s: the run did not learn (%s): attack results on it say nothing about robustness",
-                        store.root, reason)
+                        store.root, why_not_learned(summary, majority_rate(data.global_test.y)))
     return RunContext(store=store, cfg=cfg, data=data, models=models, model_factory=factory, total_rounds=total,
                       client_states=states, learned=learned)
 

@@ -42,7 +42,7 @@ from ..runs.run import open_run
 from ..runs.store import RunStore
 
 __all__ = ["LearnCheck", "TrainOutcome", "did_not_learn", "learn_check", "majority_rate", "run_summary",
-           "summary_learned", "torch_threads", "train", "write_run_summary"]
+           "summary_learned", "torch_threads", "train", "why_not_learned", "write_run_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,12 @@ class LearnCheck:
     client_learned: tuple[bool, ...]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+def _pct(x: Any) -> str:
+    try:
+        f = math.nan if x is None else float(x)
+    except (TypeError, ValueError):
+        f = math.nan
+    return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 
 def learn_check(global_acc: float | None, global_majority: float, client_accs: Sequence[float | None] | None,
@@ -119,6 +123,17 @@ def summary_learned(summary: Mapping[str, Any], data_report: Mapping[str, Any] |
     else:
         majorities = [max(c.values()) / sum(c.values()) for c in counts]  # type: ignore[union-attr]
     return learn_check(float(acc), float(maj), accs, majorities)
+
+
+def why_not_learned(summary: Mapping[str, Any], majority: float | None = None) -> str:
+    """Why the run of ``summary`` (a ``summary.json``, a reproduction's summary row, an audit summary) did not learn:
+    the reason training recorded (``learned_reason``, newer runs), else, for an older summary, its global model's
+    accuracy beside the majority-class rate (``majority``, else the summary's ``majority_class_rate``)."""
+    reason = summary.get("learned_reason")
+    if isinstance(reason, str) and reason.strip():
+        return reason
+    maj = majority if majority is not None else summary.get("majority_class_rate")
+    return f"global model {_pct(summary.get('global_acc'))} vs majority class {_pct(maj)}"
 
 
 def _rejections(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

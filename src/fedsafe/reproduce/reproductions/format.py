@@ -22,6 +22,7 @@ import pandas as pd
 
 from ...defenses.adaptation import adaptation_counts, fraction_label
 from ...runs.run import Run
+from ...training.trainer import why_not_learned
 from ...verdicts.claims import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
 from .base import BuildInput
 
@@ -74,16 +75,6 @@ class Arm:
         """seed -> ``metric``, without the seeds whose run did not learn (unless ``learned_only`` is false)."""
         return {s: v for s, v in self.values.get(metric, {}).items()
                 if not (learned_only and s in self.not_learned)}
-
-
-def why_not_learned(row: Mapping[str, Any]) -> str:
-    """The reason a summary row's run did not learn: its ``learned_reason`` (written by training in newer runs),
-    else, for an older summary, its global accuracy beside the majority-class rate."""
-    reason = row.get("learned_reason")
-    if isinstance(reason, str) and reason.strip():
-        return reason
-    acc, maj = _number(row.get("global_acc")), _number(row.get("majority_class_rate"))
-    return f"global model {fmt_pct(acc)} vs majority class {fmt_pct(maj)}"
 
 
 def arms(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METRICS) -> dict[Any, Arm]:
