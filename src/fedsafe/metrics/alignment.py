@@ -8,8 +8,10 @@ A sample where either gradient is exactly zero has no direction: its cosine is N
 average (nanmean).
 
 >>> from fedsafe.models.cnn import PaperCNN
->>> a = PaperCNN(num_classes=2, image_size=16, width=0.05)
->>> x = torch.rand(4, 1, 16, 16)
+>>> with torch.random.fork_rng(devices=[]):  # a fixed model: about 1 random tiny model in 200 has all-zero gradients
+...     _ = torch.manual_seed(0)
+...     a = PaperCNN(num_classes=2, image_size=16, width=0.05)
+>>> x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
 >>> round(gradient_alignment(a, a, x), 6)
 1.0
 """
