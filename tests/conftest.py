@@ -118,3 +118,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_generator_seeded():
+    """torch seeds its global generator at random in every process, so a test that draws from it (a model's
+    initial weights, ``torch.rand`` without a generator) could pass or fail by chance from run to run. Every test
+    starts from seed 0 instead, forked so that nothing leaks into the next test."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
