@@ -11,7 +11,6 @@ import pkgutil
 from types import ModuleType
 
 import pytest
-import torch
 
 import fedsafe
 
@@ -71,9 +70,7 @@ def test_a_missing_extra_is_told_apart_from_a_broken_import():
 
 @pytest.mark.parametrize("name", PARAMS)
 def test_docstring_examples(name):
-    # torch seeds its global generator at random in every process: examples that draw from it (a model's init)
-    # would pass or fail by chance from one run to the next, so each module's examples start from seed 0.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
+    # torch's global generator starts at seed 0 here (tests/conftest.py), so examples that draw from it do not pass
+    # or fail by the process's random seed.
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 0 and result.failed == 0, f"{name}: {result.failed} of {result.attempted} failed"

@@ -6,6 +6,11 @@ Every JSON file a run writes and every JSON-safe dict (the privacy reports) goes
 {'eps': 'inf', 'acc': None, '1': [0.5, '-inf']}
 >>> dumps_json({"a": float("nan")})
 '{"a": null}'
+
+Read back, :func:`json_float` undoes it for a number: null -> NaN, "inf" -> inf (anything else not a number: NaN).
+
+>>> json_float(None), json_float("-inf"), json_float(0.5), json_float("n/a")
+(nan, -inf, 0.5, nan)
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps_json", "json_safe"]
+__all__ = ["dumps_json", "json_float", "json_safe"]
 
 
 def json_safe(o: Any) -> Any:
@@ -35,6 +40,14 @@ def json_safe(o: Any) -> Any:
     if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
         return json_safe(o.tolist())
     return o
+
+
+def json_float(v: Any) -> float:
+    """A number of a JSON record as a float: None (JSON's null) and anything not a number -> NaN, "inf" -> inf."""
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def dumps_json(obj: Any, **kwargs: Any) -> str:

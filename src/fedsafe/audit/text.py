@@ -15,19 +15,12 @@ import numpy as np
 import pandas as pd
 
 from ..attacks.spec import AttackSpec
+from ..jsonsafe import json_float as as_float
 from ..training.trainer import why_not_learned
 from ..verdicts.intervals import wilson_interval
 
 __all__ = ["as_float", "asr_intervals", "attack_row", "fmt_auc", "fmt_ci", "fmt_eps", "fmt_pct", "privacy_facts",
            "sentences", "strongest", "verdicts"]
-
-
-def as_float(v: Any) -> float:
-    """A number of a JSON record (None -> NaN, "inf" -> inf)."""
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def fmt_pct(v: Any) -> str:

@@ -35,6 +35,7 @@ from ..federation.federated_data import FederatedData
 from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
 from ..federation.simulator import SimulationResult, Simulator
+from ..jsonsafe import json_float
 from ..models import describe_model
 from ..precision import resolve_precision
 from ..progress import Progress
@@ -81,10 +82,7 @@ class LearnCheck:
 
 
 def _pct(x: Any) -> str:
-    try:
-        f = math.nan if x is None else float(x)
-    except (TypeError, ValueError):
-        f = math.nan
+    f = json_float(x)
     return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 

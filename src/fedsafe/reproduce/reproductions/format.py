@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ...defenses.adaptation import adaptation_counts, fraction_label
+from ...jsonsafe import json_float
 from ...runs.run import Run
 from ...training.trainer import why_not_learned
 from ...verdicts.claims import Comparison, Curve, Verdict, accuracy_verdict, fmt_pct
@@ -45,14 +46,6 @@ def aggregate(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] =
     out = out.join(g[metrics].std(ddof=1).add_suffix("_std"))
     out["seeds"] = g.size()
     return out.reset_index()
-
-
-def _number(v: Any) -> float:
-    """A metric value as a float; NaN for a missing one (None: JSON's null)."""
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # -- the per-seed numbers of each arm, and the comparisons paired on matched seeds (design §11) -----------------------
@@ -88,7 +81,7 @@ def arms(summary: pd.DataFrame, by: Sequence[str], metrics: Iterable[str] = METR
         first = g.drop_duplicates("seed")
         name = str(first["training"].iloc[0]) if "training" in first else str(k)
         bad = {int(r["seed"]): _did_not_learn(name, r) for _, r in first[~learned.loc[first.index]].iterrows()}
-        out[k] = Arm(name, {m: {int(sd): _number(v) for sd, v in zip(first["seed"], first[m], strict=True)}
+        out[k] = Arm(name, {m: {int(sd): json_float(v) for sd, v in zip(first["seed"], first[m], strict=True)}
                             for m in metrics}, bad)
     return out
 
