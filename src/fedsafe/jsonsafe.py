@@ -11,6 +11,11 @@ Read back, :func:`json_float` undoes it for a number: null -> NaN, "inf" -> inf 
 
 >>> json_float(None), json_float("-inf"), json_float(0.5), json_float("n/a")
 (nan, -inf, 0.5, nan)
+
+and :func:`json_pct` writes such a number as a percent for the pages and texts.
+
+>>> json_pct(0.1234), json_pct(None), json_pct("n/a")
+('12.3%', 'n/a', 'n/a')
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps_json", "json_float", "json_safe"]
+__all__ = ["dumps_json", "json_float", "json_pct", "json_safe"]
 
 
 def json_safe(o: Any) -> Any:
@@ -48,6 +53,13 @@ def json_float(v: Any) -> float:
         return math.nan if v is None else float(v)
     except (TypeError, ValueError):
         return math.nan
+
+
+def json_pct(v: Any) -> str:
+    """A number of a JSON record as a percent with one decimal (0.1234 -> "12.3%"); "n/a" where
+    :func:`json_float` gives NaN."""
+    f = json_float(v)
+    return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 
 def dumps_json(obj: Any, **kwargs: Any) -> str:

@@ -16,16 +16,12 @@ import pandas as pd
 
 from ..attacks.spec import AttackSpec
 from ..jsonsafe import json_float as as_float
+from ..jsonsafe import json_pct as fmt_pct
 from ..training.trainer import why_not_learned
 from ..verdicts.intervals import wilson_interval
 
 __all__ = ["as_float", "asr_intervals", "attack_row", "fmt_auc", "fmt_ci", "fmt_eps", "fmt_pct", "privacy_facts",
            "sentences", "strongest", "verdicts"]
-
-
-def fmt_pct(v: Any) -> str:
-    f = as_float(v)
-    return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 
 def fmt_auc(v: Any) -> str:

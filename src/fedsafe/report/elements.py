@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..jsonsafe import json_pct as pct
+
 __all__ = ["STYLE", "badges", "colour", "esc", "heatmap", "num", "page", "pct", "png_file", "png_html", "rich", "slug",
            "table", "verdicts"]
 
@@ -135,14 +137,6 @@ def num(v: Any, digits: int = 4) -> str:
     if math.isinf(f):
         return "inf"
     return f"{f:.{digits}g}"
-
-
-def pct(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 
 def page(title: str, body: Sequence[str]) -> str:

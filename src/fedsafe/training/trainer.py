@@ -35,7 +35,7 @@ from ..federation.federated_data import FederatedData
 from ..federation.federation_spec import FederationSpec
 from ..federation.hooks import Hooks
 from ..federation.simulator import SimulationResult, Simulator
-from ..jsonsafe import json_float
+from ..jsonsafe import json_pct as _pct
 from ..models import describe_model
 from ..precision import resolve_precision
 from ..progress import Progress
@@ -79,11 +79,6 @@ class LearnCheck:
     learned: bool
     reason: str
     client_learned: tuple[bool, ...]
-
-
-def _pct(x: Any) -> str:
-    f = json_float(x)
-    return "n/a" if math.isnan(f) else f"{100 * f:.1f}%"
 
 
 def learn_check(global_acc: float | None, global_majority: float, client_accs: Sequence[float | None] | None,
